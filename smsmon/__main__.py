@@ -1,0 +1,3 @@
+from smsmon.cli import main
+
+main()

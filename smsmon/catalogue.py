@@ -1,0 +1,389 @@
+"""Explanations of every status, error code, API code, flag and ingest failure (SPEC §4).
+
+Pure data and lookup. Written in smsmon's own words from the facts in the provider documents
+and PROVIDER-NOTES.md. `sureness` says whether a provider documents the meaning or we infer it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from smsmon.lifecycle import MAPPING, Status, normalize, outcome_of, raw_key
+
+
+class Retryable(enum.StrEnum):
+    NO = "no"
+    AFTER_FIX = "after fix"
+    LATER = "later"
+    NA = "n/a"
+
+
+class Permanent(enum.StrEnum):
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+class Group(enum.StrEnum):
+    RECIPIENT = "recipient"
+    CARRIER = "carrier"
+    PROVIDER = "provider"
+    ACCOUNT = "account"
+    CONTENT = "content"
+    UNKNOWN = "unknown"
+
+
+class Kind(enum.StrEnum):
+    STATUS = "status"  # a provider's raw status
+    NORMALIZED = "normalized"  # smsmon's normalized status
+    ERROR_CODE = "error_code"  # a per-message error code (Eazita error_code)
+    API_CODE = "api_code"  # an API envelope code (Eazita code)
+    FLAG = "flag"  # an anomaly smsmon records on an event or message
+    FAILURE = "failure"  # a listener or poller failure
+
+
+@dataclass(frozen=True)
+class Entry:
+    code: str
+    provider: str  # zeckta, eazita, or smsmon for our own
+    kind: Kind
+    title: str
+    meaning: str
+    causes: tuple[str, ...]
+    action: str
+    retryable: Retryable
+    permanent: Permanent
+    group: Group
+    sureness: str = "documented"  # or "inferred"
+    normalized: str | None = None  # for provider statuses: the normalized status
+    recognized: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["causes"] = list(self.causes)
+        return {k: (str(v) if isinstance(v, enum.Enum) else v) for k, v in d.items()}
+
+
+R, P, G = Retryable, Permanent, Group
+_E: list[Entry] = []
+
+
+def _add(code: str, provider: str, kind: Kind, title: str, meaning: str, causes: tuple[str, ...] | list[str], action: str,
+         retryable: Retryable, permanent: Permanent, group: Group, sureness: str = "documented") -> None:
+    normalized = normalize(provider, code).value if kind is Kind.STATUS else None
+    _E.append(Entry(code, provider, kind, title, meaning, tuple(causes), action, retryable, permanent, group, sureness, normalized))
+
+
+# ── Zeckta statuses ────────────────────────────────────────────────────────────────
+S = Kind.STATUS
+_add("SCHEDULED", "zeckta", S, "Scheduled for later",
+     "Zeckta holds the message until its scheduled send time. Seen only through the Status API; no callback is sent for it.",
+     ["The message was sent with a future send time."], "Nothing to do; it moves to processing at the scheduled time.",
+     R.NA, P.NO, G.PROVIDER)
+_add("QUEUED", "zeckta", S, "Queued at Zeckta",
+     "Zeckta accepted the request and queued the message. Internal state: seen through the Status API, never in a callback.",
+     ["Normal first step after sending."], "Nothing to do. If it stays queued for long, ask Zeckta about their queue.",
+     R.NA, P.NO, G.PROVIDER)
+_add("PROCESSING", "zeckta", S, "Being processed by Zeckta",
+     "Zeckta is preparing the message for the carrier. Internal state: seen through the Status API only.",
+     ["Normal step between queued and submitted."], "Nothing to do.", R.NA, P.NO, G.PROVIDER)
+_add("SUBMITTED", "zeckta", S, "Accepted by Zeckta",
+     "Zeckta accepted the message and queued it for delivery. The first state that arrives as a callback.",
+     ["Normal step."], "Nothing to do; SENT should follow within seconds.", R.NA, P.NO, G.PROVIDER)
+_add("BUFFERED", "zeckta", S, "Buffered on the way",
+     "The message is held on the way to the handset, typically because the phone is off or out of coverage, and delivery will be retried. Internal state: Status API only.",
+     ["Handset switched off or out of coverage.", "Carrier congestion."],
+     "Wait: it usually resolves to delivered or expired. Ask the recipient whether the phone is on.",
+     R.NA, P.NO, G.RECIPIENT, "inferred")
+_add("SENT", "zeckta", S, "Handed to the carrier",
+     "Zeckta submitted the message to the upstream carrier. A delivery report from the handset is still to come.",
+     ["Normal step."], "Nothing to do; DELIVERED or a failure should follow. If nothing comes within the watch window, ask the Status API.",
+     R.NA, P.NO, G.CARRIER)
+_add("DELIVERED", "zeckta", S, "Delivered to the handset",
+     "The carrier confirmed the message reached the recipient's handset. Terminal: no further updates come.",
+     ["Success."], "Nothing to do. If the recipient says it never arrived, it was received by the handset but may have been filtered or deleted there.",
+     R.NA, P.YES, G.RECIPIENT)
+_add("FAILED", "zeckta", S, "Delivery attempt failed",
+     "A delivery attempt failed and Zeckta will not retry it automatically. Terminal. Zeckta gives no reason code.",
+     ["Carrier or network error.", "Invalid or unreachable number.", "Content or sender blocked by the carrier."],
+     "Check the number and sender ID, then send again. If many messages to one network fail together, it is likely a carrier problem: tell Zeckta.",
+     R.AFTER_FIX, P.UNKNOWN, G.CARRIER)
+_add("UNDELIVERABLE", "zeckta", S, "Number could not be reached",
+     "The network or handset could not accept the message. Terminal.",
+     ["Number not in service or not a mobile number.", "Handset cannot receive SMS.", "Number ported and not routable."],
+     "Verify the number with the recipient; do not resend to the same number unchanged.",
+     R.AFTER_FIX, P.YES, G.RECIPIENT)
+_add("EXPIRED", "zeckta", S, "Validity period ran out",
+     "The carrier could not deliver within the message's validity period and gave up. Terminal for Zeckta.",
+     ["Handset off or out of coverage for the whole validity period.", "Roaming restrictions."],
+     "Resend if the content is still useful (an OTP usually is not: send a new one). Ask the recipient to check the phone is on and has coverage.",
+     R.LATER, P.NO, G.RECIPIENT)
+_add("REJECTED", "zeckta", S, "Rejected before delivery",
+     "The message was rejected before delivery processing completed. Terminal.",
+     ["Sender ID not allowed for the destination.", "Content blocked by a filter.", "Account restriction or insufficient balance."],
+     "Check the sender ID registration, the content and the account status with Zeckta before resending.",
+     R.AFTER_FIX, P.YES, G.ACCOUNT)
+
+# ── Eazita statuses ────────────────────────────────────────────────────────────────
+_add("SUBMIT", "eazita", S, "Queued at Eazita",
+     "Eazita queued the message; no error so far.", ["Normal first step."],
+     "Nothing to do; the next poll should show PENDING or a result.", R.NA, P.NO, G.PROVIDER)
+_add("PENDING", "eazita", S, "Sent, waiting for delivery",
+     "The message was sent and Eazita is waiting for the carrier's delivery report.", ["Normal step."],
+     "Nothing to do yet. Reports may take minutes, sometimes hours.", R.NA, P.NO, G.CARRIER)
+_add("DELIVERED", "eazita", S, "Delivered", "The message was delivered to the handset.", ["Success."],
+     "Nothing to do.", R.NA, P.YES, G.RECIPIENT)
+_add("SENT", "eazita", S, "Sent, no delivery report",
+     "The message was sent but no delivery report exists for it, so delivery cannot be confirmed. This does not mean it failed, and a later report may still arrive (smsmon calls this UNCONFIRMED).",
+     ["The destination network does not return delivery reports.", "The report was lost on the way back."],
+     "Treat as probably delivered. If delivery matters (OTP), ask the recipient, or use a route with delivery reports.",
+     R.NA, P.UNKNOWN, G.CARRIER)
+_add("REJECTED", "eazita", S, "Rejected", "The message was rejected and will not be delivered.",
+     ["Sender ID or content not accepted.", "Invalid destination.", "Account restriction."],
+     "Look at the error code for the reason; fix the sender, content or number before resending.",
+     R.AFTER_FIX, P.YES, G.ACCOUNT)
+_add("EXPIRED", "eazita", S, "No status in time",
+     "Eazita did not receive a status for the message in time. Unlike Zeckta's EXPIRED this does not prove non-delivery: a late report may still arrive (soft-final; smsmon's outcome is UNKNOWN).",
+     ["Carrier slow to report or not reporting.", "Handset off for a long time."],
+     "Wait for a late report; if delivery matters, ask the recipient or send again.",
+     R.LATER, P.UNKNOWN, G.CARRIER)
+_add("NOT_DELIVERED", "eazita", S, "Not delivered", "The carrier reported that the message was not delivered.",
+     ["Number unreachable or not in service.", "Handset cannot receive SMS."],
+     "Check the error code and the number; resend only after fixing the cause.",
+     R.AFTER_FIX, P.YES, G.RECIPIENT)
+_add("FAILED", "eazita", S, "Network failure while sending",
+     "A network failure happened while sending the message. The error code may carry the network's reason.",
+     ["Carrier network error.", "Routing problem at Eazita or upstream."],
+     "Resend later; if failures cluster on one network, report it to Eazita with the error codes.",
+     R.LATER, P.NO, G.CARRIER)
+_add("NOT_ALLOWED", "eazita", S, "Blocked by the carrier",
+     "A carrier restriction blocked the message, for example on its sender ID or content.",
+     ["Sender ID not registered or not allowed on the network.", "Content matched a carrier filter."],
+     "Register the sender ID for the destination network or change the content; resending unchanged will fail again.",
+     R.AFTER_FIX, P.YES, G.CONTENT)
+
+# ── Eazita error codes ─────────────────────────────────────────────────────────────
+EC = Kind.ERROR_CODE
+_add("0", "eazita", EC, "No error", "No error; mostly seen while the message is queued, and on successful reports.",
+     ["Normal."], "Nothing to do.", R.NA, P.NO, G.UNKNOWN)
+_add("101", "eazita", EC, "Invalid phone number", "The phone number supplied is not valid.",
+     ["Typo or missing digits.", "Missing country code, or a local format where an international one is needed."],
+     "Correct the number (international format, e.g. 92300…) and send again.", R.AFTER_FIX, P.YES, G.RECIPIENT)
+_add("102", "eazita", EC, "Number cannot receive SMS", "The phone number does not support messages.",
+     ["A landline or data-only SIM.", "A number type the route does not serve."],
+     "Ask the recipient for a mobile number; resending to this number will fail.", R.NO, P.YES, G.RECIPIENT)
+_add("103", "eazita", EC, "Network failure", "A network failure happened while sending the request.",
+     ["Temporary carrier or interconnect failure."], "Send again later.", R.LATER, P.NO, G.CARRIER)
+_add("104", "eazita", EC, "Insufficient credit", "The account did not have enough credit for this message.",
+     ["Balance ran out."], "Top up the Eazita account, then resend what failed.", R.AFTER_FIX, P.NO, G.ACCOUNT)
+_add("105", "eazita", EC, "Processing error", "Eazita hit an error while processing the message.",
+     ["An error inside Eazita."], "Resend later; if it repeats, report it to Eazita with the message id.",
+     R.LATER, P.NO, G.PROVIDER)
+_add("500", "eazita", EC, "Failed, no reason given", "The message failed and Eazita gave no reason.",
+     ["Unknown."], "Resend later; if it repeats for one network, report it to Eazita.", R.LATER, P.UNKNOWN, G.UNKNOWN)
+
+# ── Eazita API envelope codes ──────────────────────────────────────────────────────
+AC = Kind.API_CODE
+_add("1", "eazita", AC, "Success", "The API call succeeded.", ["Normal."], "Nothing to do.", R.NA, P.NO, G.UNKNOWN)
+_add("-1", "eazita", AC, "Missing parameters", "The call lacked a mandatory parameter (for example `api` or `pass`).",
+     ["The API key or password is not configured."],
+     "Set SMSMON_EAZITA_API_KEY and SMSMON_EAZITA_PASSWORD (or the config file), then poll again.", R.AFTER_FIX, P.YES, G.ACCOUNT)
+_add("-2", "eazita", AC, "Invalid or disabled credentials", "The API key or password is wrong, or the key is disabled.",
+     ["Typo in the key or password.", "Password changed.", "Key disabled in the Eazita dashboard."],
+     "Check the key and password in the Eazita dashboard and update smsmon's settings.", R.AFTER_FIX, P.YES, G.ACCOUNT)
+_add("-3", "eazita", AC, "Insufficient credit", "The account does not have enough credit.", ["Balance ran out."],
+     "Top up the account.", R.AFTER_FIX, P.NO, G.ACCOUNT)
+_add("-4", "eazita", AC, "Sender name not allowed", "The sender name is not allowed for this account or destination.",
+     ["Sender ID not registered."], "Register the sender ID with Eazita or use an approved one.", R.AFTER_FIX, P.YES, G.ACCOUNT)
+_add("-5", "eazita", AC, "Number not recognized", "The destination number was not recognized.", ["Malformed number."],
+     "Fix the number.", R.AFTER_FIX, P.YES, G.RECIPIENT)
+_add("-6", "eazita", AC, "General error", "Eazita reported a general error.", ["Unspecified problem at Eazita."],
+     "Try again later; smsmon's poller backs off by itself.", R.LATER, P.NO, G.PROVIDER)
+_add("-7", "eazita", AC, "Platform error", "Eazita's platform failed while processing the request.", ["Outage at Eazita."],
+     "Nothing to fix on your side: the poller retries with backoff. Tell Eazita if it lasts.", R.LATER, P.NO, G.PROVIDER)
+
+# ── smsmon's normalized statuses ───────────────────────────────────────────────────
+N = Kind.NORMALIZED
+for _st, _t, _m in [
+    ("SCHEDULED", "Scheduled", "Waiting for its scheduled send time."),
+    ("QUEUED", "Queued", "Accepted and queued by the provider."),
+    ("PROCESSING", "Processing", "Being prepared by the provider."),
+    ("SUBMITTED", "Submitted", "Accepted by the provider for delivery."),
+    ("BUFFERED", "Buffered", "Held on the way; delivery will be retried."),
+    ("SENT", "Sent", "Handed to the carrier; waiting for a delivery report."),
+]:
+    _add(_st, "smsmon", N, _t, _m + " Still in flight.", ["Normal lifecycle step."], "Nothing to do yet.", R.NA, P.NO, G.PROVIDER)
+_add("UNCONFIRMED", "smsmon", N, "Sent, unconfirmed",
+     "Sent, but no delivery report will come (Eazita SENT). Soft-final: a later report may still replace it.",
+     ["Route without delivery reports."], "Treat as probably delivered; confirm with the recipient if it matters.",
+     R.NA, P.UNKNOWN, G.CARRIER)
+_add("EXPIRED", "smsmon", N, "Expired",
+     "The message expired. From Zeckta it is final (validity period over); from Eazita it only means no status came in time, and a late report may still arrive.",
+     ["Handset unreachable for long.", "Carrier not reporting."], "See the provider's entry for this status.",
+     R.LATER, P.UNKNOWN, G.RECIPIENT)
+for _st, _t in [("REJECTED", "Rejected"), ("UNDELIVERABLE", "Undeliverable"), ("FAILED", "Failed")]:
+    _add(_st, "smsmon", N, _t, f"{_t} by the provider or carrier. Final: the message will not be delivered.",
+         ["See the provider's status and the error code."], "Read the provider's entry and error code, fix the cause, resend.",
+         R.AFTER_FIX, P.UNKNOWN, G.UNKNOWN)
+_add("DELIVERED", "smsmon", N, "Delivered", "Delivered to the handset. Final.", ["Success."], "Nothing to do.", R.NA, P.YES, G.RECIPIENT)
+_add("UNKNOWN", "smsmon", N, "Unrecognized status",
+     "A status smsmon does not know. It is stored with its raw value and never changes the message's current status.",
+     ["The provider added a new status.", "A malformed or test event."],
+     "Look at the raw payload; if the provider added a status, smsmon's mapping needs it.", R.NA, P.UNKNOWN, G.UNKNOWN)
+
+# ── Flags ──────────────────────────────────────────────────────────────────────────
+F = Kind.FLAG
+_add("unmapped", "smsmon", F, "Unrecognized status",
+     "The event's raw status is not in smsmon's mapping. The event is kept, and the message's status is not changed by it.",
+     ["New or undocumented provider status."], "Read the raw payload.", R.NA, P.NO, G.UNKNOWN)
+_add("regression_ignored", "smsmon", F, "Arrived out of order",
+     "An earlier lifecycle step arrived after a later one (say SENT after SUBMITTED's successor). It is in the timeline but did not move the status back.",
+     ["Callbacks are not delivered in order.", "A poll returned an older state."], "Nothing to do: this is normal.",
+     R.NA, P.NO, G.PROVIDER)
+_add("late_dlr", "smsmon", F, "Late delivery report",
+     "A definitive result arrived after a provisional one (for example DELIVERED after Eazita's EXPIRED or SENT) and replaced it.",
+     ["The carrier reported late."], "Nothing to do: the message now shows the definitive result.", R.NA, P.NO, G.CARRIER)
+_add("late_event", "smsmon", F, "Event after the final status",
+     "An event arrived after the message was already final and did not change it.",
+     ["Out-of-order callbacks.", "A poll or the Status API returning an older state."], "Nothing to do.",
+     R.NA, P.NO, G.PROVIDER)
+_add("terminal_conflict", "smsmon", F, "Conflicting final statuses",
+     "Two different definitive results were reported for the same message (say FAILED and DELIVERED). smsmon shows the latest by event time.",
+     ["Multipart message with segments reported separately.", "Provider or carrier inconsistency."],
+     "Check the timeline; ask the provider which result is right. For multipart messages a segment may have failed.",
+     R.NA, P.UNKNOWN, G.PROVIDER)
+_add("clock_skew", "smsmon", F, "Suspicious time",
+     "The event's time is more than 10 minutes in the future, or its done time is before its sent time.",
+     ["The provider's clock is off.", "Wrong time zone setting for Eazita (eazita.timezone)."],
+     "Check the eazita.timezone setting and this machine's clock.", R.NA, P.NO, G.PROVIDER)
+_add("stale", "smsmon", F, "No news for too long",
+     "The message is not final and nothing has been heard about it for longer than the watch window (72 h by default).",
+     ["Delivery report lost.", "Handset off for days."], "Ask the provider's status API, or treat as not delivered.",
+     R.NA, P.UNKNOWN, G.UNKNOWN)
+
+# ── Listener and poller failures ───────────────────────────────────────────────────
+X = Kind.FAILURE
+for _c, _t, _m, _causes, _a, _r, _g in [
+    ("invalid_json", "Callback body is not JSON", "A callback's body could not be parsed as JSON; it was answered 400 and kept in dead letters.",
+     ["Something other than Zeckta posted to the callback URL.", "Body truncated on the way."], "Look at the dead letter's body excerpt.", R.AFTER_FIX, G.PROVIDER),
+    ("invalid_payload", "Callback has the wrong shape", "The callback lacked a required field (eventId, eventType, timestamp, message.uuid) or had a wrong type; answered 400 and kept in dead letters.",
+     ["Payload format changed.", "A test request."], "Compare the dead letter's body with the documented payload.", R.AFTER_FIX, G.PROVIDER),
+    ("body_too_large", "Callback body too large", "A body over 64 KiB was refused with 413 without being read.",
+     ["Not a Zeckta callback.", "Abuse of a public endpoint."], "Nothing to do unless real callbacks are affected.", R.NO, G.UNKNOWN),
+    ("bad_token", "Wrong or missing callback token", "A request came to a callback path without the configured token; answered 404 and not stored.",
+     ["The callback URL given to Zeckta lacks the token.", "Someone probing the endpoint."], "Give Zeckta the URL `smsmon serve` prints at start.", R.AFTER_FIX, G.ACCOUNT),
+    ("method_not_allowed", "Wrong HTTP method", "Only POST is accepted on callback paths; answered 405.", ["A browser or a probe."], "Nothing to do.", R.NO, G.UNKNOWN),
+    ("forbidden_address", "Address not allowed", "The request came from an address outside --allow-from; answered 403.", ["Provider IPs changed.", "A probe."], "Widen --allow-from if the provider's addresses changed.", R.AFTER_FIX, G.ACCOUNT),
+    ("store_unavailable", "Database unavailable", "The event could not be committed (database locked past its timeout, disk full or I/O error); answered 503 so the provider retries. Nothing was acknowledged.",
+     ["Another process holds a long write lock.", "Disk full."], "Free disk space or stop the other writer; callbacks retried by the provider will then succeed.", R.LATER, G.UNKNOWN),
+    ("poll_timeout", "Provider API timed out", "The provider did not answer in time. The poller backs off and retries.", ["Provider slow or down.", "Large report without a messageid filter."], "Nothing to do if it recovers; check the provider's status page if it lasts.", R.LATER, G.PROVIDER),
+    ("poll_connect_error", "Cannot reach provider API", "The connection to the provider failed (DNS, refused, TLS).", ["No network.", "Wrong base URL setting."], "Check the network and the base URL setting.", R.LATER, G.PROVIDER),
+    ("poll_auth", "Provider refused credentials", "The provider answered 401 or 403.", ["Wrong or revoked API key."], "Fix the API key in the settings.", R.AFTER_FIX, G.ACCOUNT),
+    ("poll_not_found", "Provider answered 404", "The provider does not know the URL or the message.", ["Wrong base URL.", "Message id from another account."], "Check the base URL and the message id.", R.AFTER_FIX, G.ACCOUNT),
+    ("poll_rate_limited", "Rate limited", "The provider answered 429; the poller waits for Retry-After before asking again.", ["Too many requests for the API key."], "Lengthen the poll interval if it happens often.", R.LATER, G.ACCOUNT),
+    ("poll_server_error", "Provider server error", "The provider answered 5xx. The poller backs off and retries.", ["Outage at the provider."], "Wait; report it if it lasts.", R.LATER, G.PROVIDER),
+    ("poll_html_body", "Provider answered HTML", "The provider answered an HTML page instead of JSON (an error page, a captive portal, a maintenance page).", ["Outage or maintenance.", "Wrong base URL."], "Check the base URL; wait if the provider is down.", R.LATER, G.PROVIDER),
+    ("poll_invalid_json", "Provider answered invalid JSON", "The provider's answer could not be parsed as JSON.", ["Truncated answer.", "Provider bug."], "Wait for the next poll; report it if it repeats.", R.LATER, G.PROVIDER),
+    ("poll_bad_shape", "Provider answer has the wrong shape", "The answer was JSON but not in the documented shape.", ["API changed."], "Report it; smsmon may need an update.", R.LATER, G.PROVIDER),
+    ("poll_api_error", "Provider API returned an error", "The API answered with an error envelope (Eazita `code` other than 1). Its code has its own entry.", ["See the API code."], "Run `smsmon explain <code> --provider eazita`.", R.AFTER_FIX, G.ACCOUNT),
+]:
+    _add(_c, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
+
+ENTRIES: tuple[Entry, ...] = tuple(_E)
+_INDEX: dict[tuple[str, str], list[Entry]] = {}
+for _entry in ENTRIES:
+    _INDEX.setdefault((_entry.provider, _entry.code.upper()), []).append(_entry)
+
+# GSM MAP error numbers (3GPP TS 29.002) that Eazita may pass through in error_code, as the
+# field's older name `gsmerror` suggests. Used only to hint at the meaning of unrecognized codes.
+GSM_MAP_HINTS: dict[str, str] = {
+    "1": "unknown subscriber (the number does not exist)",
+    "5": "unidentified subscriber",
+    "6": "absent subscriber for SMS (phone off or out of coverage)",
+    "8": "roaming not allowed",
+    "9": "illegal subscriber",
+    "11": "teleservice not provisioned (the line cannot receive SMS)",
+    "12": "illegal equipment",
+    "13": "call barred",
+    "21": "facility not supported",
+    "27": "absent subscriber (phone off or out of coverage)",
+    "31": "subscriber busy for MT SMS",
+    "32": "SMS delivery failure (memory full or handset error)",
+    "34": "system failure in the network",
+    "36": "unexpected data value",
+}
+
+_NUMERIC = re.compile(r"^[+-]?\d+$")
+
+
+def _canonical(code: str) -> str:
+    code = code.strip()
+    if _NUMERIC.match(code):
+        return str(int(code))
+    return code
+
+
+def lookup(code: str, provider: str | None = None) -> list[Entry]:
+    """Every entry for `code`: a raw status (any case, Zeckta `MESSAGE_X` too), an error or API
+    code, a normalized status, a flag or a failure. Provider entries come first; smsmon's own
+    normalized entry is given only when no provider entry matched (or provider="smsmon")."""
+    code = _canonical(code)
+    providers = [provider] if provider else ["zeckta", "eazita", "smsmon"]
+    found: list[Entry] = []
+    for p in providers:
+        key = raw_key(p, code) if p != "smsmon" else code.upper()
+        for cand in {key, code.upper()}:
+            for entry in _INDEX.get((p, cand), []):
+                if entry not in found:
+                    found.append(entry)
+    if provider is None and any(e.provider != "smsmon" for e in found):
+        found = [e for e in found if not (e.provider == "smsmon" and e.kind is Kind.NORMALIZED)]
+    return found
+
+
+def unrecognized(code: str, provider: str | None = None) -> Entry:
+    """The entry shown for a code no provider documents (for example Eazita error_code "8")."""
+    code = _canonical(code)
+    hint = GSM_MAP_HINTS.get(code) if (provider in (None, "eazita") and _NUMERIC.match(code)) else None
+    meaning = f"{code!r} is not a code {provider or 'either provider'} documents."
+    causes = ["The provider passed through a code from the network, or added a new code."]
+    sureness = "documented"
+    if hint:
+        meaning += (f" Eazita's error_code was once named `gsmerror`, so it may be a GSM MAP error passed through from the "
+                    f"network; in GSM MAP numbering {code} means {hint}.")
+        causes = [f"Possibly: {hint} (GSM MAP, inferred)."] + causes
+        sureness = "inferred"
+    return Entry(code, provider or "unknown", Kind.ERROR_CODE, f"Unrecognized code {code}", meaning, tuple(causes),
+                 "Look at the message's status and network; if the code repeats, ask the provider what it means.",
+                 R.NA, P.UNKNOWN, G.UNKNOWN, sureness, None, recognized=False)
+
+
+def explain(code: str, provider: str | None = None) -> list[Entry]:
+    """`lookup()`, falling back to one unrecognized entry: never empty."""
+    return lookup(code, provider) or [unrecognized(code, provider)]
+
+
+def explain_error(provider: str, error_code: str | None) -> Entry | None:
+    """The entry for a message's error code, or None when there is no code."""
+    if error_code is None:
+        return None
+    found = [e for e in lookup(error_code, provider) if e.kind is Kind.ERROR_CODE]
+    return found[0] if found else unrecognized(error_code, provider)
+
+
+def explain_status(provider: str, raw_status: str | None) -> Entry:
+    found = [e for e in lookup(raw_status or "", provider) if e.kind is Kind.STATUS]
+    if found:
+        return found[0]
+    return lookup("UNKNOWN", "smsmon")[0]
+
+
+def provider_statuses(provider: str) -> list[str]:
+    return sorted(MAPPING[provider])
+
+
+def outcome_for(entry: Entry) -> str | None:
+    return outcome_of(entry.provider, Status(entry.normalized)).value if entry.normalized else None

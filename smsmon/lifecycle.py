@@ -1,0 +1,346 @@
+"""Normalized statuses, outcomes, ranks, the per-provider mapping and the merge rule (SPEC §3).
+
+Pure: no I/O. The store's writer calls `apply()` for every new event of a message; the
+result is the same for any arrival order of the same events, because the current status
+is the greatest event under one total order (`order_key`):
+
+- class first: hard-final > soft-final > pending (UNKNOWN never competes);
+- among finals of one class: later event time, then higher rank, then greater event key;
+- among pending: higher rank, then later event time, then greater event key.
+
+Attributes (src, dest, segments, ...) take the latest non-null value by (event time, event key).
+What arrival order *did* produce is recorded as flags on the event and the message.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+from smsmon.timeutil import fmt
+
+PROVIDERS = ("zeckta", "eazita")
+SOURCES = ("callback", "poll", "status_api", "import")
+
+
+class Status(enum.StrEnum):
+    SCHEDULED = "SCHEDULED"
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    SUBMITTED = "SUBMITTED"
+    BUFFERED = "BUFFERED"
+    SENT = "SENT"
+    UNCONFIRMED = "UNCONFIRMED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    FAILED = "FAILED"
+    DELIVERED = "DELIVERED"
+    UNKNOWN = "UNKNOWN"
+
+
+class StatusClass(enum.IntEnum):
+    NONE = 0  # UNKNOWN: never competes
+    PENDING = 1
+    SOFT_FINAL = 2
+    HARD_FINAL = 3
+
+
+class Outcome(enum.StrEnum):
+    IN_FLIGHT = "IN_FLIGHT"
+    UNKNOWN = "UNKNOWN"
+    NOT_DELIVERED = "NOT_DELIVERED"
+    DELIVERED = "DELIVERED"
+
+
+class Flag(enum.StrEnum):
+    UNMAPPED = "unmapped"  # raw status not in the mapping: stored, never moves the status
+    REGRESSION_IGNORED = "regression_ignored"  # an earlier pending step arrived after a later one
+    LATE_DLR = "late_dlr"  # a hard-final arrived after a soft-final (e.g. DELIVERED after Eazita EXPIRED)
+    LATE_EVENT = "late_event"  # an event arrived after the message was final and did not change it
+    TERMINAL_CONFLICT = "terminal_conflict"  # two different hard-final statuses for one message
+    CLOCK_SKEW = "clock_skew"  # event time far in the future, or done before sent
+    STALE = "stale"  # derived at read time: not final, no event within the watch window
+
+
+RANK: dict[Status, int] = {
+    Status.SCHEDULED: 10,
+    Status.QUEUED: 20,
+    Status.PROCESSING: 30,
+    Status.SUBMITTED: 40,
+    Status.BUFFERED: 50,
+    Status.SENT: 60,
+    Status.UNCONFIRMED: 70,
+    Status.EXPIRED: 80,
+    Status.REJECTED: 90,
+    Status.UNDELIVERABLE: 90,
+    Status.FAILED: 90,
+    Status.DELIVERED: 100,
+    Status.UNKNOWN: 0,
+}
+
+_PENDING = {Status.SCHEDULED, Status.QUEUED, Status.PROCESSING, Status.SUBMITTED, Status.BUFFERED, Status.SENT}
+_HARD = {Status.REJECTED, Status.UNDELIVERABLE, Status.FAILED, Status.DELIVERED, Status.EXPIRED}
+
+MAPPING: dict[str, dict[str, Status]] = {
+    "zeckta": {s.value: s for s in _PENDING | _HARD},
+    "eazita": {
+        "SUBMIT": Status.QUEUED,
+        "PENDING": Status.SENT,
+        "SENT": Status.UNCONFIRMED,
+        "EXPIRED": Status.EXPIRED,
+        "DELIVERED": Status.DELIVERED,
+        "REJECTED": Status.REJECTED,
+        "NOT_ALLOWED": Status.REJECTED,
+        "NOT_DELIVERED": Status.UNDELIVERABLE,
+        "FAILED": Status.FAILED,
+    },
+}
+
+ATTRIBUTES = ("src", "dest", "segments", "units", "attempts", "cost", "network", "country_code", "reference")
+
+
+def raw_key(provider: str, raw: str | None) -> str:
+    """The lookup form of a raw status: trimmed, upper case, Zeckta's `MESSAGE_` prefix removed."""
+    key = (raw or "").strip().upper()
+    if provider == "zeckta" and key.startswith("MESSAGE_"):
+        key = key[len("MESSAGE_") :]
+    return key
+
+
+def normalize(provider: str, raw: str | None) -> Status:
+    """Map a provider's raw status (or Zeckta event type) to a normalized status."""
+    return MAPPING.get(provider, {}).get(raw_key(provider, raw), Status.UNKNOWN)
+
+
+def status_class(provider: str, status: Status) -> StatusClass:
+    if status is Status.UNKNOWN:
+        return StatusClass.NONE
+    if status in _PENDING:
+        return StatusClass.PENDING
+    if status is Status.UNCONFIRMED or (status is Status.EXPIRED and provider == "eazita"):
+        return StatusClass.SOFT_FINAL
+    return StatusClass.HARD_FINAL
+
+
+def is_final(provider: str, status: Status) -> bool:
+    return status_class(provider, status) >= StatusClass.SOFT_FINAL
+
+
+def outcome_of(provider: str, status: Status) -> Outcome:
+    if status is Status.DELIVERED:
+        return Outcome.DELIVERED
+    if status in _PENDING:
+        return Outcome.IN_FLIGHT
+    if status is Status.UNKNOWN or status is Status.UNCONFIRMED:
+        return Outcome.UNKNOWN
+    if status is Status.EXPIRED and provider == "eazita":
+        return Outcome.UNKNOWN
+    return Outcome.NOT_DELIVERED
+
+
+def order_key(provider: str, status: Status, event_time: str, event_key: str) -> tuple[Any, ...]:
+    """The total order of SPEC §3. Position 1 and 2 differ in type between classes, but are
+    only compared when the classes (position 0) are equal."""
+    cls = status_class(provider, status)
+    if cls >= StatusClass.SOFT_FINAL:
+        return (int(cls), event_time, RANK[status], event_key)
+    return (int(cls), RANK[status], event_time, event_key)
+
+
+def fingerprint(provider: str, message_id: str, raw_status: str | None, error_code: str | None, event_time: str) -> int:
+    """A signed 64-bit fingerprint of what makes two events the same event (SPEC §3 rule 1)."""
+    text = "\x1f".join((provider, message_id, raw_key(provider, raw_status), error_code or "", event_time))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One normalized event, as the providers' parsers produce it and the writer stores it."""
+
+    provider: str
+    provider_message_id: str
+    event_key: str
+    source: str
+    event_type: str | None
+    raw_status: str
+    status: Status
+    error_code: str | None
+    event_time: str
+    received_at: str
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    flags: frozenset[str] = frozenset()
+    raw: str = "{}"
+    fingerprint: int = 0
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.provider}:{self.provider_message_id}"
+
+    @property
+    def order(self) -> tuple[Any, ...]:
+        return order_key(self.provider, self.status, self.event_time, self.event_key)
+
+
+def make_event(
+    *,
+    provider: str,
+    provider_message_id: str,
+    source: str,
+    raw_status: str,
+    event_time: str,
+    received_at: str,
+    event_key: str | None = None,
+    event_type: str | None = None,
+    error_code: str | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    flags: Iterable[str] = (),
+    raw: str = "{}",
+) -> Event:
+    """Build an Event, normalizing the status and computing the fingerprint. When no event
+    key is given (pulled data has none), the fingerprint is the key, so a repeated poll is a duplicate."""
+    status = normalize(provider, raw_status)
+    fp = fingerprint(provider, provider_message_id, raw_status, error_code, event_time)
+    flags = set(flags)
+    if status is Status.UNKNOWN:
+        flags.add(Flag.UNMAPPED)
+    return Event(
+        provider=provider,
+        provider_message_id=provider_message_id,
+        event_key=event_key if event_key is not None else f"{provider[:2]}:{fp & 0xFFFFFFFFFFFFFFFF:016x}",
+        source=source,
+        event_type=event_type,
+        raw_status=raw_status,
+        status=status,
+        error_code=error_code,
+        event_time=event_time,
+        received_at=received_at,
+        attrs={k: v for k, v in (attrs or {}).items() if v is not None and k in ATTRIBUTES},
+        flags=frozenset(str(f) for f in flags),
+        raw=raw,
+        fingerprint=fp,
+    )
+
+
+@dataclass(slots=True)
+class MessageState:
+    """The merged state of one message: what the `messages` row holds."""
+
+    provider: str
+    provider_message_id: str
+    status: Status = Status.UNKNOWN
+    raw_status: str | None = None
+    error_code: str | None = None
+    status_at: str | None = None  # event time of the winning event
+    status_key: str | None = None  # event key of the winning event
+    attrs: dict[str, Any] = field(default_factory=dict)
+    attr_at: dict[str, list[str]] = field(default_factory=dict)  # attr -> [event_time, event_key]
+    first_event_at: str | None = None
+    last_event_at: str | None = None
+    events_count: int = 0
+    duplicates_count: int = 0
+    flags: set[str] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}:{self.provider_message_id}"
+
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.provider, self.status)
+
+    @property
+    def is_final(self) -> bool:
+        return is_final(self.provider, self.status)
+
+    @property
+    def final_at(self) -> str | None:
+        return self.status_at if self.is_final else None
+
+    @property
+    def order(self) -> tuple[Any, ...] | None:
+        if self.status is Status.UNKNOWN or self.status_at is None or self.status_key is None:
+            return None
+        return order_key(self.provider, self.status, self.status_at, self.status_key)
+
+
+def apply(state: MessageState, event: Event) -> frozenset[str]:
+    """Merge one new (non-duplicate) event into `state` in place; return the event's flags.
+
+    Rules 2-7 of SPEC §3. Duplicates (rule 1) are the caller's to detect, since the
+    caller knows which event keys and fingerprints are stored."""
+    flags = set(event.flags)
+    state.events_count += 1
+    if state.first_event_at is None or event.event_time < state.first_event_at:
+        state.first_event_at = event.event_time
+    if state.last_event_at is None or event.event_time > state.last_event_at:
+        state.last_event_at = event.event_time
+
+    if event.status is Status.UNKNOWN:
+        flags.add(Flag.UNMAPPED)
+    else:
+        current = state.order
+        new = event.order
+        new_cls = new[0]
+        if current is None or new > current:
+            if current is not None:
+                cur_cls = current[0]
+                if cur_cls == StatusClass.SOFT_FINAL and new_cls == StatusClass.HARD_FINAL:
+                    flags.add(Flag.LATE_DLR)
+                if cur_cls == StatusClass.HARD_FINAL and event.status is not state.status:
+                    flags.add(Flag.TERMINAL_CONFLICT)
+            state.status = event.status
+            state.raw_status = event.raw_status
+            state.error_code = event.error_code
+            state.status_at = event.event_time
+            state.status_key = event.event_key
+        elif new < current:
+            cur_cls = current[0]
+            if cur_cls == StatusClass.PENDING:
+                if event.status is not state.status:
+                    flags.add(Flag.REGRESSION_IGNORED)
+            else:
+                flags.add(Flag.LATE_EVENT)
+                if cur_cls == StatusClass.HARD_FINAL and new_cls == StatusClass.HARD_FINAL and event.status is not state.status:
+                    # The disagreement is the same whichever final came first.
+                    flags.add(Flag.TERMINAL_CONFLICT)
+
+    stamp = [event.event_time, event.event_key]
+    for name, value in event.attrs.items():
+        if value is None:
+            continue
+        seen = state.attr_at.get(name)
+        if seen is None or stamp > seen:
+            state.attrs[name] = value
+            state.attr_at[name] = stamp
+
+    state.flags |= flags
+    return frozenset(flags)
+
+
+def fold(events: Iterable[Event]) -> MessageState:
+    """Merge events of one message in the given order, skipping duplicates (rule 1): the
+    reference the writer is tested against."""
+    state: MessageState | None = None
+    keys: set[str] = set()
+    fps: set[int] = set()
+    for ev in events:
+        if state is None:
+            state = MessageState(ev.provider, ev.provider_message_id)
+        if ev.event_key in keys or ev.fingerprint in fps:
+            state.duplicates_count += 1
+            continue
+        keys.add(ev.event_key)
+        fps.add(ev.fingerprint)
+        apply(state, ev)
+    if state is None:
+        raise ValueError("fold() needs at least one event")
+    return state
+
+
+def is_stale(final: bool, last_event_at: str | None, now: datetime, window: timedelta) -> bool:
+    """SPEC §3 rule 8: a non-final message with no event for longer than the watch window."""
+    return (not final) and last_event_at is not None and last_event_at < fmt(now - window)

@@ -1,0 +1,159 @@
+"""Eazita: delivery reports (pull). Parse + normalize, no I/O.
+
+`GET /sms/delivery?api=KEY&pass=PASSWORD[&messageid=...][&contents=...]` answers HTTP 200 with
+    {"code": 1, "data": [{"message_id": 569399, "status": "SENT", "price": "0.003", "network": "Zong",
+      "country_code": "92", "done_date": "2018/03/25 19:10:27", "sent_date": "2018/03/25 19:10:24",
+      "error_code": "0", "reference": "my-msg-reference"}, ...]}
+or, on error, still HTTP 200, with {"code": -2, "error": "..."}.
+
+Quirks survived here (PROVIDER-NOTES.md): numbers as strings, `reference: null`, `country_code`
+"9292" (prefix doubled), unknown `error_code` values, naive dates in the provider's zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from smsmon.errors import ParseError, ProviderAPIError
+from smsmon.lifecycle import Event, Flag, fingerprint, is_final, make_event, normalize
+from smsmon.providers import _coerce as c
+from smsmon.timeutil import fmt, parse_local
+
+PROVIDER = "eazita"
+SKEW = timedelta(minutes=10)
+DEFAULT_TIMEZONE = "Asia/Karachi"
+
+
+class _Row(msgspec.Struct):
+    message_id: int | str
+    status: str
+    price: Any = None
+    network: Any = None
+    country_code: Any = None
+    done_date: Any = None
+    sent_date: Any = None
+    error_code: Any = None
+    reference: Any = None
+    gsm: Any = None  # with contents=gsm: the recipient's number (inferred from the parameter name)
+    source: Any = None  # with contents=source: the sender
+
+
+class _Envelope(msgspec.Struct):
+    code: int | str
+    data: Any = None
+    error: Any = None
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+
+@dataclass
+class Report:
+    """A parsed delivery-report response: the events, and the rows that could not be read."""
+
+    events: list[Event] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (row index, reason)
+    rows: int = 0
+
+
+def rows_from_envelope(env: Any) -> list[Any]:
+    """The `data` rows of an envelope (decoded dict or Struct). ProviderAPIError for code != 1."""
+    code_value = env.code if isinstance(env, _Envelope) else env.get("code")
+    error = env.error if isinstance(env, _Envelope) else env.get("error")
+    data = env.data if isinstance(env, _Envelope) else env.get("data")
+    code = c.code(code_value)
+    if code != "1":
+        raise ProviderAPIError(PROVIDER, code or "missing", c.text(error) or "no error text given")
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ParseError("`data` is not a list")
+    return data
+
+
+def parse_response(body: bytes, *, tz: ZoneInfo, received_at: datetime, source: str = "poll") -> Report:
+    """A whole response body -> Report. The envelope being wrong raises (ParseError, or
+    ProviderAPIError for `code != 1`); a bad row is reported in `errors` and the rest kept."""
+    try:
+        env = _envelope_decoder.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise ParseError(c.validation_reason(exc)) from None
+    return report_from_rows(rows_from_envelope(env), tz=tz, received_at=received_at, source=source)
+
+
+def report_from_rows(rows: list[Any], *, tz: ZoneInfo, received_at: datetime, source: str) -> Report:
+    report = Report(rows=len(rows))
+    for i, row in enumerate(rows):
+        try:
+            report.events.append(row_event(row, tz=tz, received_at=received_at, source=source))
+        except ParseError as exc:
+            report.errors.append((i, exc.reason))
+    return report
+
+
+def _date(value: Any, name: str, tz: ZoneInfo) -> tuple[datetime | None, str]:
+    raw = c.text(value)
+    if raw is None or raw.startswith("0000"):
+        return None, ""
+    try:
+        return parse_local(raw, tz), raw
+    except ValueError as exc:
+        raise ParseError(f"`{name}`: {exc}") from None
+
+
+def _country(value: Any) -> str | None:
+    t = c.text(value)
+    if t and t.isdigit() and len(t) % 2 == 0 and len(t) <= 6 and t[: len(t) // 2] == t[len(t) // 2 :]:
+        return t[: len(t) // 2]  # "9292" -> "92": the prefix doubled, as in Eazita's own sample
+    return t
+
+
+def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "poll") -> Event:
+    """One report row (decoded JSON) -> Event. Raises ParseError."""
+    try:
+        r = msgspec.convert(row, _Row)
+    except msgspec.MsgspecError as exc:
+        raise ParseError(c.validation_reason(exc)) from None
+    message_id = c.required_id(r.message_id, "message_id")
+    raw_status = r.status.strip()
+    if not raw_status:
+        raise ParseError("`status` is empty")
+    done, done_raw = _date(r.done_date, "done_date", tz)
+    sent, sent_raw = _date(r.sent_date, "sent_date", tz)
+    final = is_final(PROVIDER, normalize(PROVIDER, raw_status))
+    when, when_raw = (done, done_raw) if final and done else (sent, sent_raw) if sent else (done, done_raw)
+    flags = set()
+    if when is not None and when > received_at + SKEW:
+        flags.add(Flag.CLOCK_SKEW)
+    if done is not None and sent is not None and done < sent:
+        flags.add(Flag.CLOCK_SKEW)
+    error_code = c.code(r.error_code)
+    # The key comes from the provider's own date text, so a row without dates polled again
+    # is still the same event.
+    key = fingerprint(PROVIDER, message_id, raw_status, error_code, when_raw) & 0xFFFFFFFFFFFFFFFF
+    return make_event(
+        provider=PROVIDER,
+        provider_message_id=message_id,
+        event_key=f"ez:{key:016x}",
+        source=source,
+        event_type=None,
+        raw_status=raw_status[:64],
+        error_code=error_code,
+        event_time=fmt(when if when is not None else received_at),
+        received_at=fmt(received_at),
+        attrs={
+            "src": c.text(r.source),
+            "dest": c.phone(r.gsm),
+            "cost": c.number(r.price),
+            "network": c.text(r.network),
+            "country_code": _country(r.country_code),
+            "reference": c.text(r.reference),
+        },
+        flags=flags,
+        raw=msgspec.json.encode(row).decode(),
+    )

@@ -1,0 +1,144 @@
+"""Zeckta: delivery callbacks (push) and the Message Status API (pull). Parse + normalize, no I/O.
+
+Callback (providers/zeckta-delivery-callbacks.txt):
+    {"eventId": "...", "eventType": "MESSAGE_DELIVERED", "timestamp": "2026-06-09T13:04:57.487133482Z",
+     "message": {"uuid": "...", "src": ..., "dest": ..., "status": ..., "segments": ..., "units": ...,
+                 "attempts": ..., "cost": ...}}
+Status API: {"success": true, "data": {"messageId": "...", "status": "delivered"}}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from smsmon.errors import ParseError, ProviderAPIError
+from smsmon.lifecycle import Event, Flag, fingerprint, make_event
+from smsmon.providers import _coerce as c
+from smsmon.timeutil import fmt, parse_iso
+
+PROVIDER = "zeckta"
+SKEW = timedelta(minutes=10)
+
+
+class _Message(msgspec.Struct):
+    uuid: str | int
+    src: Any = None
+    dest: Any = None
+    status: Any = None
+    segments: Any = None
+    units: Any = None
+    attempts: Any = None
+    cost: Any = None
+
+
+class _Callback(msgspec.Struct):
+    eventId: str | int
+    eventType: str
+    timestamp: str
+    message: _Message
+
+
+class _StatusData(msgspec.Struct):
+    messageId: str | int
+    status: str
+
+
+class _StatusAnswer(msgspec.Struct):
+    success: bool
+    data: _StatusData | None = None
+    message: Any = None
+
+
+_callback_decoder = msgspec.json.Decoder(_Callback)
+_status_decoder = msgspec.json.Decoder(_StatusAnswer)
+
+
+def parse_callback(body: bytes, *, received_at: datetime, source: str = "callback") -> Event:
+    """A callback body as received -> one Event. Raises ParseError naming the problem."""
+    try:
+        cb = _callback_decoder.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise ParseError(c.validation_reason(exc)) from None
+    return _callback_event(cb, raw=body.decode("utf-8", "replace"), received_at=received_at, source=source)
+
+
+def callback_from_object(obj: Any, *, received_at: datetime, source: str = "import") -> Event:
+    """An already-decoded callback (an import line) -> one Event."""
+    try:
+        cb = msgspec.convert(obj, _Callback)
+    except msgspec.MsgspecError as exc:
+        raise ParseError(c.validation_reason(exc)) from None
+    return _callback_event(cb, raw=msgspec.json.encode(obj).decode(), received_at=received_at, source=source)
+
+
+def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: str) -> Event:
+    event_id = c.required_id(cb.eventId, "eventId")
+    uuid = c.required_id(cb.message.uuid, "message.uuid")
+    event_type = cb.eventType.strip()
+    if not event_type:
+        raise ParseError("`eventType` is empty")
+    try:
+        when = parse_iso(cb.timestamp)
+    except ValueError as exc:
+        raise ParseError(f"`timestamp`: {exc}") from None
+    flags = set()
+    if when > received_at + SKEW:
+        flags.add(Flag.CLOCK_SKEW)
+    if event_type.upper().startswith("MESSAGE_"):
+        raw_status = event_type[len("MESSAGE_") :]
+    else:
+        raw_status = c.text(cb.message.status) or event_type
+    m = cb.message
+    return make_event(
+        provider=PROVIDER,
+        provider_message_id=uuid,
+        event_key=event_id,
+        source=source,
+        event_type=event_type[:64],
+        raw_status=raw_status[:64],
+        event_time=fmt(when),
+        received_at=fmt(received_at),
+        attrs={
+            "src": c.text(m.src),
+            "dest": c.phone(m.dest),
+            "segments": c.integer(m.segments),
+            "units": c.number(m.units),
+            "attempts": c.integer(m.attempts),
+            "cost": c.number(m.cost),
+        },
+        flags=flags,
+        raw=raw,
+    )
+
+
+def parse_status_answer(body: bytes) -> tuple[str, str]:
+    """A Message Status API answer -> (message id, raw status). ProviderAPIError when
+    `success` is false, ParseError when the body is not the documented shape."""
+    try:
+        answer = _status_decoder.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise ParseError(c.validation_reason(exc)) from None
+    if not answer.success:
+        raise ProviderAPIError(PROVIDER, "success=false", c.text(answer.message) or "no message given")
+    if answer.data is None:
+        raise ParseError("missing required field `data`")
+    return c.required_id(answer.data.messageId, "data.messageId"), answer.data.status.strip()
+
+
+def status_event(message_id: str, raw_status: str, *, received_at: datetime, raw: str) -> Event:
+    """A Status API answer as an event. The API gives no event time, so the time is when we
+    asked; the key depends only on message and status, so asking again is idempotent."""
+    key = fingerprint(PROVIDER, message_id, raw_status, None, "") & 0xFFFFFFFFFFFFFFFF
+    return make_event(
+        provider=PROVIDER,
+        provider_message_id=message_id,
+        event_key=f"zs:{key:016x}",
+        source="status_api",
+        raw_status=raw_status,
+        event_time=fmt(received_at),
+        received_at=fmt(received_at),
+        raw=raw,
+    )

@@ -1,0 +1,1 @@
+"""Simulated providers and traffic: realistic data for the demo, tests and benchmarks (SPEC §7)."""

@@ -1,0 +1,181 @@
+"""Tables, indexes and migrations (SPEC §6), with sqlite-utils.
+
+The schema version is SQLite's `user_version`; `MIGRATIONS[i]` takes a database from version i
+to i + 1. A database written by a newer smsmon is refused rather than damaged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+import sqlite_utils
+
+from smsmon.errors import SchemaTooNew, StoreError, StoreUnavailable
+
+BUSY_TIMEOUT_S = 5.0
+CACHE_KIB = 128 * 1024  # page cache per connection: keeps the hot indexes of a 1M-event database in memory
+
+MESSAGE_COLUMNS = {
+    "id": str,  # provider:provider_message_id
+    "provider": str,
+    "provider_message_id": str,
+    "src": str,
+    "dest": str,
+    "status": str,  # normalized
+    "raw_status": str,
+    "outcome": str,
+    "is_final": int,
+    "error_code": str,
+    "network": str,
+    "country_code": str,
+    "segments": int,
+    "units": float,
+    "attempts": int,
+    "cost": float,
+    "reference": str,
+    "first_event_at": str,
+    "last_event_at": str,
+    "final_at": str,
+    "events_count": int,
+    "duplicates_count": int,
+    "flags": str,  # comma-separated, sorted
+    "status_at": str,  # event time of the event that set the status
+    "status_key": str,  # its event key (the merge rule's tie-break)
+    "attr_at": str,  # JSON: attribute -> [event_time, event_key] of the value's source
+    "last_event_id": int,  # events.id of the newest stored event: "last activity" order
+    "updated_at": str,  # when that event was received
+    "deliver_seconds": float,  # first event to DELIVERED, for latency percentiles
+}
+
+EVENT_COLUMNS = {
+    "id": int,
+    "event_key": str,
+    "message_id": str,
+    "provider": str,
+    "source": str,  # callback | poll | status_api | import
+    "event_type": str,
+    "raw_status": str,
+    "status": str,
+    "error_code": str,
+    "event_time": str,
+    "received_at": str,
+    "flags": str,
+    "raw": str,
+    "fingerprint": int,
+}
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["messages"].create(MESSAGE_COLUMNS, pk="id", not_null={"provider", "provider_message_id", "status"})
+    db["events"].create(
+        EVENT_COLUMNS,
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+        not_null={"event_key", "message_id", "provider", "source", "status", "event_time", "received_at"},
+    )
+    db["events"].create_index(["event_key"], index_name="ux_events_key", unique=True)
+    # A message's timeline, and the covering lookup of its fingerprints for de-duplication.
+    db["events"].create_index(["message_id", "fingerprint"], index_name="ix_events_message")
+    ix = db["messages"].create_index
+    ix(["last_event_id"], index_name="ix_messages_activity")
+    ix(["status", "last_event_id"], index_name="ix_messages_status")
+    ix(["outcome", "last_event_id"], index_name="ix_messages_outcome")
+    ix(["dest", "last_event_id"], index_name="ix_messages_dest")
+    ix(["error_code", "last_event_id"], index_name="ix_messages_error")
+    ix(["network", "last_event_id"], index_name="ix_messages_network")
+    ix(["reference"], index_name="ix_messages_reference")
+    ix(["last_event_at"], index_name="ix_messages_time")
+    db.execute("CREATE INDEX ix_messages_open ON messages(last_event_at) WHERE is_final = 0")
+    db.execute("CREATE INDEX ix_messages_latency ON messages(deliver_seconds) WHERE deliver_seconds IS NOT NULL")
+    db["facet_counts"].create({"dim": str, "value": str, "n": int}, pk=("dim", "value"), not_null={"n"})
+    db["dead_letters"].create(
+        {"id": int, "received_at": str, "remote": str, "path": str, "reason": str, "body": str}, pk="id"
+    )
+    db["poll_runs"].create(
+        {
+            "id": int, "provider": str, "started_at": str, "finished_at": str, "ok": int, "http_status": int,
+            "api_code": str, "rows_seen": int, "new_events": int, "error_code": str, "error": str,
+        },
+        pk="id",
+    )
+    db["poll_runs"].create_index(["provider", "id"], index_name="ix_poll_runs_provider")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """Open a connection with smsmon's pragmas. Read-only connections never create the file.
+    Raises StoreError with a one-line reason."""
+    path = Path(path)
+    try:
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"no database at {path} (run `smsmon demo`, `smsmon serve` or `smsmon import` to make one)")
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout, check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA mmap_size=268435456")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise _store_error(exc, path) from None
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from None
+    return conn
+
+
+def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreUnavailable(f"database {path} is locked by another process")
+    if "not a database" in text or "malformed" in text:
+        return StoreError(f"{path} is not an smsmon database (SQLite says: {text})")
+    return StoreError(f"cannot open {path}: {text}")
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; return the version. Each step is one transaction."""
+    current = version(conn)
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNew(f"this database has schema version {current}; this smsmon knows up to {SCHEMA_VERSION}: upgrade smsmon")
+    if current == 0 and conn.execute("SELECT count(*) FROM sqlite_master WHERE name='messages'").fetchone()[0]:
+        raise StoreError("this SQLite file has a `messages` table but is not an smsmon database")
+    db = sqlite_utils.Database(conn)
+    for step in range(current, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[step](db)
+            conn.execute(f"PRAGMA user_version={step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read connection to an existing smsmon database (for read-side commands and the UI)."""
+    conn = connect(path, readonly=True)
+    try:
+        v = version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise _store_error(exc, Path(path)) from None
+    if v == 0:
+        raise StoreError(f"{path} is not an smsmon database (no smsmon schema in it)")
+    if v > SCHEMA_VERSION:
+        raise SchemaTooNew(f"{path} has schema version {v}; this smsmon knows up to {SCHEMA_VERSION}: upgrade smsmon")
+    conn.row_factory = sqlite3.Row
+    return conn

@@ -1,0 +1,277 @@
+"""The one writer (SPEC §2): applies batches of events in single transactions with the merge rule.
+
+Per batch: one query finds which event keys are stored, one loads the touched messages, a
+point query per event of an existing message checks its fingerprint; then the merge runs in
+Python (smsmon.lifecycle.apply), and events, messages and the maintained facet counts are
+written with executemany. Each message is written once per batch, however many of its
+events the batch holds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import msgspec
+
+from smsmon.errors import StoreError, StoreUnavailable
+from smsmon.lifecycle import Event, MessageState, Status, apply
+from smsmon.store.schema import MESSAGE_COLUMNS, connect, migrate
+from smsmon.timeutil import seconds_between
+
+DEAD_LETTER_LIMIT = 10_000
+POLL_RUN_LIMIT = 100_000
+DEAD_LETTER_BODY = 64 * 1024
+CHUNK = 500
+FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code")
+
+_MSG_COLS = tuple(MESSAGE_COLUMNS)
+_INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
+_UPDATE_MESSAGE = f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _MSG_COLS[1:])} WHERE id = ?"
+_INSERT_EVENT = (
+    "INSERT INTO events (id, event_key, message_id, provider, source, event_type, raw_status, status, error_code,"
+    " event_time, received_at, flags, raw, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_BUMP_FACET = (
+    "INSERT INTO facet_counts (dim, value, n) VALUES (?, ?, ?)"
+    " ON CONFLICT (dim, value) DO UPDATE SET n = n + excluded.n"
+)
+_attr_encoder = msgspec.json.Encoder()
+_attr_decoder = msgspec.json.Decoder(dict[str, list[str]])
+
+
+class Applied(NamedTuple):
+    """What happened to one event of a batch."""
+
+    event_key: str
+    message_id: str
+    duplicate: bool
+    event_id: int | None  # events.id, None for a duplicate
+    flags: frozenset[str]
+
+
+@dataclass
+class _Slot:
+    state: MessageState
+    is_new: bool
+    last_event_id: int | None
+    updated_at: str | None
+    before: tuple[str | None, ...]  # facet values before this batch
+
+
+def _flags_text(flags: Iterable[str]) -> str | None:
+    return ",".join(sorted(flags)) or None
+
+
+def _facet_values(state: MessageState) -> tuple[str | None, ...]:
+    a = state.attrs
+    return (state.status.value, state.outcome.value, state.provider, state.error_code, a.get("network"), a.get("country_code"))
+
+
+def _state_from_row(row: sqlite3.Row | tuple) -> MessageState:
+    r = dict(zip(_MSG_COLS, row))
+    attrs = {k: r[k] for k in ("src", "dest", "segments", "units", "attempts", "cost", "network", "country_code", "reference") if r[k] is not None}
+    return MessageState(
+        provider=r["provider"],
+        provider_message_id=r["provider_message_id"],
+        status=Status(r["status"]),
+        raw_status=r["raw_status"],
+        error_code=r["error_code"],
+        status_at=r["status_at"],
+        status_key=r["status_key"],
+        attrs=attrs,
+        attr_at=_attr_decoder.decode(r["attr_at"]) if r["attr_at"] else {},
+        first_event_at=r["first_event_at"],
+        last_event_at=r["last_event_at"],
+        events_count=r["events_count"],
+        duplicates_count=r["duplicates_count"],
+        flags=set(r["flags"].split(",")) if r["flags"] else set(),
+    )
+
+
+def _message_row(slot: _Slot) -> tuple:
+    s = slot.state
+    a = s.attrs
+    deliver = None
+    if s.status is Status.DELIVERED and s.first_event_at and s.status_at:
+        deliver = max(0.0, seconds_between(s.first_event_at, s.status_at))
+    return (
+        s.id, s.provider, s.provider_message_id, a.get("src"), a.get("dest"), s.status.value, s.raw_status,
+        s.outcome.value, int(s.is_final), s.error_code, a.get("network"), a.get("country_code"), a.get("segments"),
+        a.get("units"), a.get("attempts"), a.get("cost"), a.get("reference"), s.first_event_at, s.last_event_at,
+        s.final_at, s.events_count, s.duplicates_count, _flags_text(s.flags), s.status_at, s.status_key,
+        _attr_encoder.encode(s.attr_at).decode() if s.attr_at else None, slot.last_event_id, slot.updated_at, deliver,
+    )
+
+
+def _chunks(items: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Writer:
+    """The single writer of one database. Not thread-safe: give it to one thread or task."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.conn = connect(self.path, busy_timeout=busy_timeout)
+        try:
+            migrate(self.conn)
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise _as_store_error(exc) from None
+
+    def close(self) -> None:
+        try:
+            self.conn.execute("PRAGMA optimize")
+        except sqlite3.Error:
+            pass
+        self.conn.close()
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ── events ────────────────────────────────────────────────────────────────
+    def apply(self, events: Sequence[Event]) -> list[Applied]:
+        """Apply a batch in one transaction; when this returns, the batch is durable.
+        Raises StoreUnavailable (locked, disk) with nothing committed."""
+        if not events:
+            return []
+        return self._transaction(lambda: self._apply(events))
+
+    def _transaction(self, work):  # type: ignore[no-untyped-def]
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _as_store_error(exc) from None
+        try:
+            result = work()
+            conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise _as_store_error(exc) from None
+            raise
+
+    def _apply(self, events: Sequence[Event]) -> list[Applied]:
+        conn = self.conn
+        stored_keys: set[str] = set()
+        keys = list({e.event_key for e in events})
+        for chunk in _chunks(keys):
+            q = f"SELECT event_key FROM events WHERE event_key IN ({','.join('?' * len(chunk))})"
+            stored_keys.update(k for (k,) in conn.execute(q, chunk))
+
+        slots: dict[str, _Slot] = {}
+        mids = list({e.message_id for e in events})
+        for chunk in _chunks(mids):
+            q = f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
+            for row in conn.execute(q, chunk):
+                state = _state_from_row(row)
+                r = dict(zip(_MSG_COLS, row))
+                slots[state.id] = _Slot(state, False, r["last_event_id"], r["updated_at"], _facet_values(state))
+
+        next_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        batch_fps: set[tuple[str, int]] = set()
+        event_rows: list[tuple] = []
+        results: list[Applied] = []
+        fp_query = "SELECT 1 FROM events WHERE message_id = ? AND fingerprint = ? LIMIT 1"
+        for ev in events:
+            mid = ev.message_id
+            slot = slots.get(mid)
+            if slot is None:
+                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), True, None, None, (None,) * len(FACETS))
+            fp = (mid, ev.fingerprint)
+            duplicate = ev.event_key in stored_keys or fp in batch_fps
+            if not duplicate and not slot.is_new:
+                duplicate = conn.execute(fp_query, fp).fetchone() is not None
+            if duplicate:
+                slot.state.duplicates_count += 1
+                results.append(Applied(ev.event_key, mid, True, None, frozenset()))
+                continue
+            stored_keys.add(ev.event_key)
+            batch_fps.add(fp)
+            flags = apply(slot.state, ev)
+            event_rows.append((
+                next_id, ev.event_key, mid, ev.provider, ev.source, ev.event_type, ev.raw_status, ev.status.value,
+                ev.error_code, ev.event_time, ev.received_at, _flags_text(flags), ev.raw, ev.fingerprint,
+            ))
+            slot.last_event_id = next_id
+            slot.updated_at = ev.received_at
+            results.append(Applied(ev.event_key, mid, False, next_id, flags))
+            next_id += 1
+
+        new_rows = [_message_row(s) for s in slots.values() if s.is_new and s.last_event_id is not None]
+        old_rows = [_message_row(s) for s in slots.values() if not s.is_new]
+        conn.executemany(_INSERT_MESSAGE, new_rows)
+        conn.executemany(_UPDATE_MESSAGE, [row[1:] + row[:1] for row in old_rows])
+        conn.executemany(_INSERT_EVENT, event_rows)
+        self._bump_facets(slots.values())
+        return results
+
+    def _bump_facets(self, slots: Iterable[_Slot]) -> None:
+        delta: Counter[tuple[str, str]] = Counter()
+        for slot in slots:
+            if slot.last_event_id is None:
+                continue
+            after = _facet_values(slot.state)
+            if after == slot.before:
+                continue
+            if slot.is_new:
+                delta[("total", "")] += 1
+            for dim, old, new in zip(FACETS, slot.before, after):
+                if old != new:
+                    if not slot.is_new:
+                        delta[(dim, old or "")] -= 1
+                    delta[(dim, new or "")] += 1
+        self.conn.executemany(_BUMP_FACET, [(d, v, n) for (d, v), n in delta.items() if n])
+
+    # ── dead letters and poll runs ───────────────────────────────────────────
+    def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes) -> int:
+        """Keep a rejected callback (body cut to 64 KiB), dropping the oldest beyond the bound."""
+        excerpt = body[:DEAD_LETTER_BODY].decode("utf-8", "replace")
+
+        def work() -> int:
+            cur = self.conn.execute(
+                "INSERT INTO dead_letters (received_at, remote, path, reason, body) VALUES (?,?,?,?,?)",
+                (received_at, remote, path, reason[:500], excerpt),
+            )
+            new_id = cur.lastrowid or 0
+            self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (new_id - DEAD_LETTER_LIMIT,))
+            return new_id
+
+        return self._transaction(work)
+
+    def record_poll_run(self, **run: object) -> int:
+        """Record one poll (columns of `poll_runs`), keeping the newest POLL_RUN_LIMIT rows."""
+        cols = [c for c in ("provider", "started_at", "finished_at", "ok", "http_status", "api_code", "rows_seen",
+                            "new_events", "error_code", "error") if c in run]
+
+        def work() -> int:
+            cur = self.conn.execute(
+                f"INSERT INTO poll_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [run[c] for c in cols]
+            )
+            new_id = cur.lastrowid or 0
+            self.conn.execute("DELETE FROM poll_runs WHERE id <= ?", (new_id - POLL_RUN_LIMIT,))
+            return new_id
+
+        return self._transaction(work)
+
+
+def _as_store_error(exc: sqlite3.Error) -> StoreError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and any(
+        s in text for s in ("locked", "busy", "disk I/O", "full", "unable to open", "readonly")
+    ):
+        return StoreUnavailable(f"database unavailable: {text}")
+    return StoreError(f"database error: {text}")

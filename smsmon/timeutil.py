@@ -1,0 +1,100 @@
+"""Time parsing and formatting. Pure.
+
+All stored times are UTC ISO-8601 strings of one fixed shape, `2026-06-09T13:04:57.487133Z`,
+so they sort as text in time order.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+UTC = timezone.utc
+
+_ISO = re.compile(
+    r"""^\s*(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,12}))?)?
+        \s*(Z|z|[+-]\d{2}(?::?\d{2})?)?\s*$""",
+    re.X,
+)
+_EAZITA = re.compile(r"^\s*(\d{4})[/-](\d{1,2})[/-](\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|w)\s*$", re.I)
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "w": 604800}
+
+
+def fmt(dt: datetime) -> str:
+    """Format an aware datetime as the canonical UTC string."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse ISO-8601 tolerantly: any number of fractional digits (kept to microseconds),
+    `Z` or an offset; a time without a zone is taken as UTC. Raises ValueError."""
+    m = _ISO.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"not an ISO-8601 time: {str(text)[:60]!r}")
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    if tz is None or tz in "Zz":
+        tzinfo = UTC
+    else:
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"bad UTC offset in {text[:60]!r}")
+        tzinfo = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), micro, tzinfo).astimezone(UTC)
+
+
+def parse_local(text: str, zone: ZoneInfo) -> datetime:
+    """Parse Eazita's naive `YYYY/MM/DD HH:MM:SS` in the provider's zone. Raises ValueError."""
+    m = _EAZITA.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"not a YYYY/MM/DD HH:MM:SS time: {str(text)[:60]!r}")
+    y, mo, d, h, mi, s = (int(x or 0) for x in m.groups())
+    return datetime(y, mo, d, h, mi, s, tzinfo=zone).astimezone(UTC)
+
+
+def zone(name: str) -> ZoneInfo:
+    """A time zone by IANA name; ValueError with a clear message when unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Asia/Karachi)") from exc
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `2h`, `3d`, `1w` -> timedelta. Raises ValueError."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 2h, 3d)")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """A point in time for filters: a duration ago (`2h`), an ISO date or time, `today` or `yesterday`."""
+    t = text.strip().lower()
+    if t == "today":
+        return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if t == "yesterday":
+        return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    try:
+        return now - parse_duration(t)
+    except ValueError:
+        pass
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
+        t += "T00:00:00"
+    try:
+        return parse_iso(t)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use a duration like 2h, a date like 2026-06-09, or an ISO time)") from None
+
+
+def seconds_between(a: str, b: str) -> float:
+    """Seconds from canonical time a to canonical time b."""
+    return (parse_iso(b) - parse_iso(a)).total_seconds()
