@@ -15,7 +15,19 @@ import sqlite_utils
 from smsmon.errors import SchemaTooNew, StoreError, StoreUnavailable
 
 BUSY_TIMEOUT_S = 5.0
-CACHE_KIB = 128 * 1024  # page cache per connection: keeps the hot indexes of a 1M-event database in memory
+CACHE_KIB = 128 * 1024
+WAL_AUTOCHECKPOINT_PAGES = 10_000  # checkpoint per ~40 MB of WAL: pages rewritten often are copied once  # page cache per connection: keeps the hot indexes of a 1M-event database in memory
+
+STORED_FLAGS = ("unmapped", "regression_ignored", "late_dlr", "late_event", "terminal_conflict", "clock_skew")
+
+
+def flag_condition(flag: str, t: str = "") -> str:
+    """The SQL term that selects messages with a flag; the partial flag indexes use it verbatim,
+    so queries must too (SQLite matches partial-index terms literally)."""
+    if flag not in STORED_FLAGS:
+        raise ValueError(flag)
+    return f"{t}flags LIKE '%{flag}%'"
+
 
 MESSAGE_COLUMNS = {
     "id": str,  # provider:provider_message_id
@@ -44,7 +56,7 @@ MESSAGE_COLUMNS = {
     "status_at": str,  # event time of the event that set the status
     "status_key": str,  # its event key (the merge rule's tie-break)
     "attr_at": str,  # JSON: attribute -> [event_time, event_key] of the value's source
-    "last_event_id": int,  # events.id of the newest stored event: "last activity" order
+    "last_event_id": int,  # events.id of the message's most recently stored event
     "updated_at": str,  # when that event was received
     "deliver_seconds": float,  # first event to DELIVERED, for latency percentiles
 }
@@ -78,17 +90,21 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["event_key"], index_name="ux_events_key", unique=True)
     # A message's timeline, and the covering lookup of its fingerprints for de-duplication.
     db["events"].create_index(["message_id", "fingerprint"], index_name="ix_events_message")
+    # Pages are ordered by (last_event_at, rowid): `ix_messages_time` serves that order and
+    # since/until ranges; the partial indexes (open, flags) keep the same order for their subsets.
+    # Only those change when a message gets an event; the others change only when their own
+    # value does, so writes stay cheap.
     ix = db["messages"].create_index
-    ix(["last_event_id"], index_name="ix_messages_activity")
-    ix(["status", "last_event_id"], index_name="ix_messages_status")
-    ix(["outcome", "last_event_id"], index_name="ix_messages_outcome")
-    ix(["dest", "last_event_id"], index_name="ix_messages_dest")
-    ix(["error_code", "last_event_id"], index_name="ix_messages_error")
-    ix(["network", "last_event_id"], index_name="ix_messages_network")
+    ix(["status"], index_name="ix_messages_status")
+    ix(["dest"], index_name="ix_messages_dest")
+    ix(["error_code"], index_name="ix_messages_error")
+    ix(["network"], index_name="ix_messages_network")
     ix(["reference"], index_name="ix_messages_reference")
     ix(["last_event_at"], index_name="ix_messages_time")
     db.execute("CREATE INDEX ix_messages_open ON messages(last_event_at) WHERE is_final = 0")
     db.execute("CREATE INDEX ix_messages_latency ON messages(deliver_seconds) WHERE deliver_seconds IS NOT NULL")
+    for flag in STORED_FLAGS:
+        db.execute(f"CREATE INDEX ix_messages_flag_{flag} ON messages(last_event_at) WHERE {flag_condition(flag)}")
     db["facet_counts"].create({"dim": str, "value": str, "n": int}, pk=("dim", "value"), not_null={"n"})
     db["dead_letters"].create(
         {"id": int, "received_at": str, "remote": str, "path": str, "reason": str, "body": str}, pk="id"
@@ -121,6 +137,7 @@ def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = B
             conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         conn.execute("PRAGMA temp_store=MEMORY")

@@ -18,7 +18,7 @@ from typing import Iterable, NamedTuple, Sequence
 import msgspec
 
 from smsmon.errors import StoreError, StoreUnavailable
-from smsmon.lifecycle import Event, MessageState, Status, apply
+from smsmon.lifecycle import Event, MessageState, Outcome, Status, apply
 from smsmon.store.schema import MESSAGE_COLUMNS, connect, migrate
 from smsmon.timeutil import seconds_between
 
@@ -26,7 +26,9 @@ DEAD_LETTER_LIMIT = 10_000
 POLL_RUN_LIMIT = 100_000
 DEAD_LETTER_BODY = 64 * 1024
 CHUNK = 500
-FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code")
+# Maintained message counts per value. A value of None is not counted: the fail_* dimensions
+# count only messages not delivered.
+FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network")
 
 _MSG_COLS = tuple(MESSAGE_COLUMNS)
 _INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
@@ -68,7 +70,13 @@ def _flags_text(flags: Iterable[str]) -> str | None:
 
 def _facet_values(state: MessageState) -> tuple[str | None, ...]:
     a = state.attrs
-    return (state.status.value, state.outcome.value, state.provider, state.error_code, a.get("network"), a.get("country_code"))
+    failed = state.outcome is Outcome.NOT_DELIVERED
+    return (
+        state.status.value, state.outcome.value, state.provider, state.error_code or "", a.get("network") or "",
+        a.get("country_code") or "",
+        f"{state.provider}:{state.error_code or ''}" if failed else None,
+        (a.get("network") or "") if failed else None,
+    )
 
 
 def _state_from_row(row: sqlite3.Row | tuple) -> MessageState:
@@ -227,13 +235,12 @@ class Writer:
             after = _facet_values(slot.state)
             if after == slot.before:
                 continue
-            if slot.is_new:
-                delta[("total", "")] += 1
             for dim, old, new in zip(FACETS, slot.before, after):
                 if old != new:
-                    if not slot.is_new:
-                        delta[(dim, old or "")] -= 1
-                    delta[(dim, new or "")] += 1
+                    if old is not None:
+                        delta[(dim, old)] -= 1
+                    if new is not None:
+                        delta[(dim, new)] += 1
         self.conn.executemany(_BUMP_FACET, [(d, v, n) for (d, v), n in delta.items() if n])
 
     # ── dead letters and poll runs ───────────────────────────────────────────

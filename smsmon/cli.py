@@ -1,0 +1,320 @@
+"""The `smsmon` command line (SPEC §8).
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage error. Errors are one line on stderr, never a
+traceback (set SMSMON_DEBUG=1 to see one). Machine output (--json, exports) goes to stdout.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from smsmon import __version__
+from smsmon.errors import SmsmonError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def fail(message: str, code: int = 1) -> None:
+    raise click.exceptions.Exit(_say_error(message, code))
+
+
+def _say_error(message: str, code: int) -> int:
+    click.secho(f"error: {message}", fg="red", err=True)
+    return code
+
+
+def common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--db and --config, on every command that touches a database."""
+
+    @click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="SQLite database [env SMSMON_DB; default: the user data dir].")
+    @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="TOML config file [env SMSMON_CONFIG; default: the user config dir].")
+    @functools.wraps(f)
+    def wrapper(*args: Any, db: Path | None, config_file: Path | None, **kwargs: Any) -> Any:
+        from smsmon import config
+
+        settings = config.load(config_file, flags={"db": str(db) if db else None})
+        return f(*args, settings=settings, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="smsmon")
+def cli() -> None:
+    """Watch SMS deliveries: Zeckta callbacks and Eazita delivery reports into SQLite,
+    every status and error code explained, any message drilled into.
+
+    \b
+    Investigate:  smsmon show +233241234567      smsmon explain 101
+    Report:       smsmon stats --filter since:24h
+    Move data:    smsmon import callbacks.ndjson smsmon export --format csv
+    """
+
+
+# ── explain ─────────────────────────────────────────────────────────────────────
+@cli.command(context_settings=CONTEXT)
+@click.argument("code")
+@click.option("--provider", type=click.Choice(["zeckta", "eazita", "smsmon"]), help="Only this provider's meaning.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@common
+def explain(code: str, provider: str | None, as_json: bool, settings: Any) -> None:
+    """Explain a status, error code, API code, flag or failure.
+
+    \b
+    smsmon explain DELIVERED        both providers' meaning
+    smsmon explain 101              an Eazita error code
+    smsmon explain -2 --provider eazita
+    smsmon explain late_dlr         a flag smsmon sets
+    An unrecognized code is explained as such, with how often it was seen in the database.
+    """
+    from smsmon import catalogue
+    from smsmon.cli_output import render_entry, sightings
+
+    entries = catalogue.explain(code, provider)
+    seen = sightings(settings.db_path, code, provider) if not entries[0].recognized else None
+    if as_json:
+        out = [e.to_dict() for e in entries]
+        if seen is not None:
+            out[0]["seen"] = seen
+        _json_out(out)
+        return
+    for i, entry in enumerate(entries):
+        if i:
+            click.echo()
+        click.echo(render_entry(entry, seen if i == 0 else None))
+
+
+# ── show ────────────────────────────────────────────────────────────────────────
+@cli.command(context_settings=CONTEXT)
+@click.argument("message")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@common
+def show(message: str, as_json: bool, settings: Any) -> None:
+    """One message's drill-down: facts, timeline, explanations, raw payloads.
+
+    MESSAGE is `provider:id`, or a bare id, uuid, reference or phone number when only one
+    message matches (otherwise the candidates are listed).
+    """
+    from smsmon.cli_output import message_detail, render_detail
+    from smsmon.errors import Ambiguous
+    from smsmon.store import queries
+    from smsmon.store.schema import open_readonly
+
+    conn = open_readonly(settings.db_path)
+    try:
+        mid = queries.resolve(conn, message)
+    except Ambiguous as exc:
+        if as_json:
+            _json_out({"error": str(exc), "candidates": exc.candidates})
+        else:
+            click.echo(f"error: {exc}", err=True)
+            for c in exc.candidates:
+                click.echo(f"  {c['id']:<50} {c['status']:<14} {c['dest'] or '':<16} {c['last_event_at'] or ''}", err=True)
+        raise click.exceptions.Exit(1)
+    detail = message_detail(conn, mid, settings.window)
+    if as_json:
+        _json_out(detail)
+    else:
+        click.echo(render_detail(detail))
+
+
+# ── stats ───────────────────────────────────────────────────────────────────────
+@cli.command(context_settings=CONTEXT)
+@click.option("--filter", "-f", "expr", default="", help="A filter, as in the app: status:, provider:, since:2h, ...")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@common
+def stats(expr: str, as_json: bool, settings: Any) -> None:
+    """Delivery rate, time to deliver, outcomes, stale messages, failures by code and network."""
+    from smsmon import filters
+    from smsmon.cli_output import render_stats
+    from smsmon.store import queries
+    from smsmon.store.schema import open_readonly
+    from smsmon.timeutil import now_utc
+
+    now = now_utc()
+    flt = filters.parse(expr, now)
+    conn = open_readonly(settings.db_path)
+    result = queries.stats(conn, flt, now=now, window=settings.window)
+    if as_json:
+        _json_out(dict(result.to_dict(), filter=flt.source or None, database=str(settings.db_path)))
+    else:
+        click.echo(render_stats(result, flt.source, settings.window))
+
+
+# ── export ──────────────────────────────────────────────────────────────────────
+@cli.command(context_settings=CONTEXT)
+@click.option("--table", type=click.Choice(["messages", "events"]), default="messages", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "ndjson"]), default="csv", show_default=True)
+@click.option("--filter", "-f", "expr", default="", help="Only messages matching this filter (for events: their events).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@common
+def export(table: str, fmt: str, expr: str, output: Path | None, settings: Any) -> None:
+    """Export messages or events as CSV, JSON or NDJSON.
+
+    \b
+    smsmon export --format csv -o messages.csv
+    smsmon export --table events --format ndjson --filter "status:failed since:24h" | jq .
+    """
+    from smsmon import filters
+    from smsmon.cli_output import EVENT_EXPORT_COLUMNS, MESSAGE_EXPORT_COLUMNS, write_export
+    from smsmon.store import queries
+    from smsmon.store.schema import open_readonly
+    from smsmon.timeutil import now_utc
+
+    now = now_utc()
+    flt = filters.parse(expr, now)
+    conn = open_readonly(settings.db_path)
+    rows = (queries.iter_messages(conn, flt, now=now, window=settings.window) if table == "messages"
+            else queries.iter_events(conn, flt, now=now, window=settings.window))
+    try:
+        stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
+    try:
+        columns = MESSAGE_EXPORT_COLUMNS if table == "messages" else EVENT_EXPORT_COLUMNS
+        n = write_export(rows, fmt, stream, columns)
+    finally:
+        if output:
+            stream.close()
+    click.echo(f"exported {n} {table}" + (f" to {output}" if output else ""), err=True)
+
+
+# ── import ──────────────────────────────────────────────────────────────────────
+@cli.command("import", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=str))
+@click.option("--timezone", "tz", default=None, help="Zone of Eazita dates [setting eazita.timezone].")
+@click.option("--max-errors", default=20, show_default=True, help="How many bad lines to list.")
+@common
+def import_(file: str, tz: str | None, max_errors: int, settings: Any) -> None:
+    """Load stored callbacks and delivery reports (NDJSON) through the writer.
+
+    Each line is a Zeckta callback (has eventId), an Eazita report row (has message_id) or a
+    whole Eazita response ({"code": 1, "data": [...]}). A bad line is reported with its line
+    number and skipped; the rest is imported. Use - to read standard input.
+    """
+    from smsmon.importer import import_lines
+    from smsmon.timeutil import zone
+
+    zone_info = zone(tz) if tz else settings.tz
+    try:
+        stream = sys.stdin.buffer if file == "-" else open(file, "rb")
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    with stream:
+        result = import_lines(stream, settings.db_path, tz=zone_info, progress=_progress("importing", "lines"))
+    for line_no, reason in result.bad[:max_errors]:
+        click.echo(f"line {line_no}: {reason}", err=True)
+    if len(result.bad) > max_errors:
+        click.echo(f"... and {len(result.bad) - max_errors} more bad lines", err=True)
+    click.echo(
+        f"imported {result.new} new events ({result.duplicates} duplicates) from {result.lines} lines"
+        f" into {settings.db_path}; {len(result.bad)} bad lines skipped", err=True,
+    )
+    if result.bad and not result.new and not result.duplicates:
+        raise click.exceptions.Exit(1)
+
+
+# ── sim ─────────────────────────────────────────────────────────────────────────
+@cli.group(context_settings=CONTEXT)
+def sim() -> None:
+    """Simulated provider traffic."""
+
+
+@sim.command(context_settings=CONTEXT)
+@click.option("--messages", type=click.IntRange(1), default=None, help="How many messages (default 1000).")
+@click.option("--events", type=click.IntRange(1), default=None, help="Instead of --messages: about this many stored events.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same traffic.")
+@click.option("--days", type=click.FloatRange(0.01), default=7.0, show_default=True, help="Spread over this many days up to now.")
+@common
+def generate(messages: int | None, events: int | None, seed: int, days: float, settings: Any) -> None:
+    """Fill a database with realistic traffic through the real parsers and writer.
+
+    Both providers, every status, known and unknown error codes, several networks,
+    out-of-order and duplicate events.
+    """
+    from smsmon.sim.generate import fill
+
+    result = fill(settings.db_path, messages=messages, events=events, seed=seed, days=days,
+                  progress=_progress("generating", "events"))
+    click.echo(f"stored {result.new} events ({result.duplicates} duplicates) for {result.messages} messages"
+               f" in {settings.db_path} at {result.rate:,.0f} events/s", err=True)
+
+
+# ── bench ───────────────────────────────────────────────────────────────────────
+@cli.group(context_settings=CONTEXT)
+def bench() -> None:
+    """Benchmarks that print figures."""
+
+
+@bench.command("store", context_settings=CONTEXT)
+@click.option("--events", "size", type=click.IntRange(1000), default=1_000_000, show_default=True,
+              help="Size of the large database.")
+@click.option("--fresh-events", type=click.IntRange(1000), default=100_000, show_default=True,
+              help="Events written to a fresh database.")
+@click.option("--db", "large_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the large database here and reuse it next time (default: a temporary file).")
+@click.option("--repeat", type=click.IntRange(3), default=21, show_default=True, help="Runs of each read query.")
+@click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
+def bench_store(size: int, fresh_events: int, large_db: Path | None, repeat: int, as_json: bool) -> None:
+    """Writer throughput (batches of 500, synchronous=FULL) on a fresh and on a large database,
+    and the time of each read query on the large one."""
+    from smsmon.bench import store_bench
+
+    figures = store_bench(size=size, fresh_events=fresh_events, large_db=large_db, repeat=repeat,
+                          say=lambda s: click.echo(s, err=True))
+    if as_json:
+        _json_out(figures)
+
+
+# ── helpers ─────────────────────────────────────────────────────────────────────
+def _json_out(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _progress(verb: str, unit: str) -> Callable[[int], None] | None:
+    """A progress line on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(n: int) -> None:
+        click.echo(f"\r{verb}: {n:,} {unit}", err=True, nl=False)
+
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every failure into one line and an exit code."""
+    try:
+        rv = cli.main(args=argv, prog_name="smsmon", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away (`smsmon export | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except SmsmonError as exc:
+        sys.exit(_say_error(str(exc), 1))
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if os.environ.get("SMSMON_DEBUG"):
+            raise
+        sys.exit(_say_error(f"internal error: {type(exc).__name__}: {exc} (set SMSMON_DEBUG=1 for a traceback)", 1))
