@@ -88,11 +88,16 @@ def _events_in(db: Path) -> int:
 def _read_bench(db: Path, repeat: int, say: Callable[[str], None]) -> dict[str, dict[str, float]]:
     conn = open_readonly(db)
     now = now_utc()
-    sample = conn.execute("SELECT * FROM messages WHERE reference IS NOT NULL AND dest IS NOT NULL LIMIT 1 OFFSET 5000").fetchone()
-    zeckta = conn.execute("SELECT * FROM messages WHERE provider = 'zeckta' LIMIT 1 OFFSET 7000").fetchone()
+    half = queries.stats(conn, now=now).messages // 2
+    # Sample rows from the middle of the table, so lookups are not of its first pages.
+    sample = conn.execute("SELECT * FROM messages WHERE reference IS NOT NULL AND dest IS NOT NULL AND rowid > ? LIMIT 1",
+                          (half // 2,)).fetchone()
+    zeckta = conn.execute("SELECT * FROM messages WHERE provider = 'zeckta' AND rowid > ? LIMIT 1", (half,)).fetchone()
+    if sample is None or zeckta is None:
+        raise SmsmonError(f"{db} is too small or too one-sided to benchmark reads on")
     middle = queries.cursor(dict(conn.execute(
         "SELECT rowid AS seq, last_event_at FROM messages INDEXED BY ix_messages_time ORDER BY last_event_at LIMIT 1 OFFSET ?",
-        (queries.stats(conn, now=now).messages // 2,)).fetchone()))
+        (half,)).fetchone()))
     first = queries.page(conn, now=now)
     uuid_part = zeckta["provider_message_id"][9:18]
 

@@ -46,7 +46,28 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings=CONTEXT)
+class UserFacingError(click.ClickException):
+    """An smsmon error shown as one line, exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        _say_error(self.format_message(), self.exit_code)
+
+
+class SmsmonGroup(click.Group):
+    """Turns smsmon's own errors into one line and exit code 1, for every subcommand."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SmsmonError as exc:
+            raise UserFacingError(str(exc)) from None
+        except ValueError as exc:  # a bad value that got past click (a time zone, a duration)
+            raise UserFacingError(str(exc)) from None
+
+
+@click.group(cls=SmsmonGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="smsmon")
 def cli() -> None:
     """Watch SMS deliveries: Zeckta callbacks and Eazita delivery reports into SQLite,
@@ -223,7 +244,7 @@ def import_(file: str, tz: str | None, max_errors: int, settings: Any) -> None:
 
 
 # ── sim ─────────────────────────────────────────────────────────────────────────
-@cli.group(context_settings=CONTEXT)
+@cli.group(cls=SmsmonGroup, context_settings=CONTEXT)
 def sim() -> None:
     """Simulated provider traffic."""
 
@@ -249,7 +270,7 @@ def generate(messages: int | None, events: int | None, seed: int, days: float, s
 
 
 # ── bench ───────────────────────────────────────────────────────────────────────
-@cli.group(context_settings=CONTEXT)
+@cli.group(cls=SmsmonGroup, context_settings=CONTEXT)
 def bench() -> None:
     """Benchmarks that print figures."""
 

@@ -28,7 +28,7 @@ def _wrap(text: str, indent: str = "  ") -> str:
 
 def render_entry(e: Entry, seen: dict[str, Any] | None = None) -> str:
     head = f"{e.code}  {e.title}"
-    where = {"smsmon": "smsmon", "unknown": "no provider"}.get(e.provider, e.provider.capitalize())
+    where = "unrecognized" if not e.recognized else {"smsmon": "smsmon"}.get(e.provider, e.provider.capitalize())
     kind = e.kind.value.replace("_", " ")
     lines = [head, f"  {where} {kind}" + (f" → smsmon {e.normalized}" if e.normalized else ""), "", _wrap(e.meaning)]
     if e.causes:

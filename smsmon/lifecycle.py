@@ -10,6 +10,11 @@ is the greatest event under one total order (`order_key`):
 
 Attributes (src, dest, segments, ...) take the latest non-null value by (event time, event key).
 What arrival order *did* produce is recorded as flags on the event and the message.
+
+Duplicates (same event key, or same fingerprint of provider, message, raw status, error code
+and event time) change nothing (rule 1). So a fingerprint twin that carries other attributes
+than the first copy is ignored with them, and the first copy's event key is the one that
+breaks ties: the one case where arrival order shows.
 """
 
 from __future__ import annotations

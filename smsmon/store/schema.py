@@ -130,7 +130,7 @@ def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = B
     try:
         if readonly:
             if not path.exists():
-                raise StoreError(f"no database at {path} (run `smsmon demo`, `smsmon serve` or `smsmon import` to make one)")
+                raise StoreError(f"no database at {path} (make one with `smsmon import FILE` or `smsmon sim generate`, or pass --db)")
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout, check_same_thread=False)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -123,8 +123,11 @@ def _chunks(items: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
 class Writer:
     """The single writer of one database. Not thread-safe: give it to one thread or task."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, dead_letter_limit: int = DEAD_LETTER_LIMIT,
+                 poll_run_limit: int = POLL_RUN_LIMIT) -> None:
         self.path = Path(path)
+        self.dead_letter_limit = dead_letter_limit
+        self.poll_run_limit = poll_run_limit
         self.conn = connect(self.path, busy_timeout=busy_timeout)
         try:
             migrate(self.conn)
@@ -245,7 +248,8 @@ class Writer:
 
     # ── dead letters and poll runs ───────────────────────────────────────────
     def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes) -> int:
-        """Keep a rejected callback (body cut to 64 KiB), dropping the oldest beyond the bound."""
+        """Keep a rejected callback (body cut to 64 KiB), dropping the oldest beyond the bound.
+        The caller passes a path with any secret already removed."""
         excerpt = body[:DEAD_LETTER_BODY].decode("utf-8", "replace")
 
         def work() -> int:
@@ -254,7 +258,7 @@ class Writer:
                 (received_at, remote, path, reason[:500], excerpt),
             )
             new_id = cur.lastrowid or 0
-            self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (new_id - DEAD_LETTER_LIMIT,))
+            self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (new_id - self.dead_letter_limit,))
             return new_id
 
         return self._transaction(work)
@@ -269,7 +273,7 @@ class Writer:
                 f"INSERT INTO poll_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [run[c] for c in cols]
             )
             new_id = cur.lastrowid or 0
-            self.conn.execute("DELETE FROM poll_runs WHERE id <= ?", (new_id - POLL_RUN_LIMIT,))
+            self.conn.execute("DELETE FROM poll_runs WHERE id <= ?", (new_id - self.poll_run_limit,))
             return new_id
 
         return self._transaction(work)

@@ -1,0 +1,268 @@
+"""The read-side commands as a user runs them: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from smsmon.cli import cli
+from smsmon.sim.generate import fill
+from smsmon.store.writer import Writer
+from tests.conftest import DATA, callback, report_row, zevent
+
+
+def run(*args: str, input: str | bytes | None = None):
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "s.db"
+    fill(path, messages=300, seed=4, days=2)
+    with Writer(path) as w:
+        w.apply([zevent("MESSAGE_SENT", uuid="otp-1", dest="+233209999999", event_id="e-sent"),
+                 zevent("MESSAGE_FAILED", uuid="otp-1", dest="+233209999999", event_id="e-fail")])
+    return path
+
+
+# ── explain ──────────────────────────────────────────────────────────────────────
+def test_explain_a_status_of_both_providers() -> None:
+    r = run("explain", "sent")
+    assert r.exit_code == 0
+    assert "Handed to the carrier" in r.stdout and "Sent, no delivery report" in r.stdout and "What to do" in r.stdout
+
+
+def test_explain_json_for_machines() -> None:
+    r = run("explain", "101", "--json")
+    (entry,) = json.loads(r.stdout)
+    assert entry["provider"] == "eazita" and entry["kind"] == "error_code" and entry["retryable"] == "after fix"
+
+
+def test_explain_an_unknown_code_says_so_and_counts_sightings(tmp_path) -> None:
+    db = tmp_path / "e.db"
+    with Writer(db) as w:
+        w.apply([__import__("tests.conftest", fromlist=["eevent"]).eevent("FAILED", error_code="8")])
+    r = run("explain", "8", "--provider", "eazita", "--db", str(db))
+    assert r.exit_code == 0
+    assert "Unrecognized code 8" in r.stdout and "roaming not allowed" in r.stdout
+    assert "seen on 1 messages" in r.stdout and "Zong (1)" in r.stdout
+    data = json.loads(run("explain", "8", "--json", "--db", str(db)).stdout)
+    assert data[0]["recognized"] is False and data[0]["seen"]["messages"] == 1
+
+
+def test_explain_needs_no_database(tmp_path) -> None:
+    r = run("explain", "zz", "--db", str(tmp_path / "none.db"))
+    assert r.exit_code == 0 and "Unrecognized code zz" in r.stdout
+    assert not (tmp_path / "none.db").exists()
+
+
+# ── show ─────────────────────────────────────────────────────────────────────────
+def test_show_a_message_by_uuid(sample_db) -> None:
+    r = run("show", "otp-1", "--db", str(sample_db))
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout
+    assert "zeckta:otp-1" in out and "FAILED" in out and "Timeline" in out and "Delivery attempt failed" in out
+    assert out.index("SENT") < out.index("Raw payloads") and '"eventType": "MESSAGE_FAILED"' in out
+
+
+def test_show_json(sample_db) -> None:
+    data = json.loads(run("show", "zeckta:otp-1", "--json", "--db", str(sample_db)).stdout)
+    assert data["message"]["status"] == "FAILED"
+    assert [e["status"] for e in data["events"]] == ["SENT", "FAILED"]
+    assert data["events"][1]["since_previous_seconds"] == 0.0
+    assert data["events"][0]["raw"]["eventId"] == "e-sent"  # raw payloads as objects
+    assert data["explanation"]["status"]["title"] == "Delivery attempt failed"
+
+
+def test_show_by_phone_number_in_any_format(sample_db) -> None:
+    for q in ("+233209999999", "233209999999", "+233 20 999 9999"):
+        assert "zeckta:otp-1" in run("show", q, "--db", str(sample_db)).stdout
+
+
+def test_show_ambiguous_lists_candidates_and_fails(tmp_path) -> None:
+    db = tmp_path / "a.db"
+    with Writer(db) as w:
+        w.apply([zevent(uuid="a", dest="+233200000001"), zevent(uuid="b", dest="+233200000001")])
+    r = run("show", "+233200000001", "--db", str(db))
+    assert r.exit_code == 1 and "matches 2 messages" in r.stderr and "zeckta:a" in r.stderr and "zeckta:b" in r.stderr
+    data = json.loads(run("show", "+233200000001", "--json", "--db", str(db)).stdout)
+    assert len(data["candidates"]) == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["show", "nope"], "no message matches 'nope'"),
+    (["stats", "--filter", "status:sleeping"], "status: unknown value"),
+])
+def test_errors_are_one_line_with_exit_1(sample_db, args, message) -> None:
+    r = run(*args, "--db", str(sample_db))
+    assert r.exit_code == 1
+    assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_missing_database_is_a_clear_error_and_is_not_created(tmp_path) -> None:
+    for cmd in (["show", "x"], ["stats"], ["export"]):
+        r = run(*cmd, "--db", str(tmp_path / "missing.db"))
+        assert r.exit_code == 1 and "no database at" in r.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("export", "--format", "xml").exit_code == 2
+    assert run("show").exit_code == 2
+    assert run("frobnicate").exit_code == 2
+
+
+# ── stats ────────────────────────────────────────────────────────────────────────
+def test_stats_text_and_json(sample_db) -> None:
+    text = run("stats", "--db", str(sample_db)).stdout
+    assert "delivery rate" in text and "time to deliver: median" in text and "Failures by error code" in text
+    data = json.loads(run("stats", "--json", "--db", str(sample_db)).stdout)
+    assert data["messages"] == sum(data["outcomes"].values()) > 300
+    assert 0 < data["delivery_rate"] < 1 and data["median_seconds_to_deliver"] > 0
+    only = json.loads(run("stats", "--json", "--filter", "provider:zeckta status:failed", "--db", str(sample_db)).stdout)
+    assert only["outcomes"]["NOT_DELIVERED"] == only["messages"] and only["delivery_rate"] == 0
+
+
+# ── export ───────────────────────────────────────────────────────────────────────
+def test_export_csv_json_ndjson_agree(sample_db) -> None:
+    as_csv = list(csv.DictReader(io.StringIO(run("export", "--db", str(sample_db)).stdout)))
+    as_json = json.loads(run("export", "--format", "json", "--db", str(sample_db)).stdout)
+    as_nd = [json.loads(line) for line in run("export", "--format", "ndjson", "--db", str(sample_db)).stdout.splitlines()]
+    assert [r["id"] for r in as_csv] == [r["id"] for r in as_json] == [r["id"] for r in as_nd]
+    assert len(as_json) > 300 and "attr_at" not in as_json[0] and "stale" in as_json[0]
+
+
+def test_export_events_with_a_filter_to_a_file(sample_db, tmp_path) -> None:
+    out = tmp_path / "ev.ndjson"
+    r = run("export", "--table", "events", "--format", "ndjson", "--filter", "otp-1", "-o", str(out), "--db", str(sample_db))
+    assert r.exit_code == 0 and "exported 2 events" in r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["event_key"] for e in rows] == ["e-sent", "e-fail"]
+
+
+def test_export_empty_result_is_still_valid(sample_db) -> None:
+    assert json.loads(run("export", "--format", "json", "--filter", "no-such", "--db", str(sample_db)).stdout) == []
+    header = run("export", "--filter", "no-such", "--db", str(sample_db)).stdout
+    assert header.startswith("id,provider,provider_message_id")
+
+
+def test_export_to_an_unwritable_place(sample_db, tmp_path) -> None:
+    r = run("export", "-o", str(tmp_path / "no" / "such" / "dir.csv"), "--db", str(sample_db))
+    assert r.exit_code == 1 and "cannot write" in r.stderr
+
+
+# ── import ───────────────────────────────────────────────────────────────────────
+def test_import_mixed_lines_reports_bad_ones_and_keeps_the_rest(tmp_path) -> None:
+    db = tmp_path / "i.db"
+    lines = [
+        json.dumps(callback("MESSAGE_SENT", uuid="u1", event_id="a")),
+        "{not json",
+        json.dumps(report_row("DELIVERED", message_id=77)),
+        "",
+        json.dumps({"code": -2, "error": "Authentication Error"}),
+        json.dumps({"eventId": "x", "eventType": "MESSAGE_SENT"}),
+        (DATA / "eazita_sample_response.json").read_text().replace("\n", " "),
+        json.dumps(callback("MESSAGE_SENT", uuid="u1", event_id="a")),  # a duplicate
+        "[1, 2, 3]",
+    ]
+    r = run("import", "-", "--db", str(db), input="\n".join(lines) + "\n")
+    assert r.exit_code == 0, r.stderr
+    assert "line 2: invalid JSON" in r.stderr
+    assert "line 5: eazita API error -2: Authentication Error" in r.stderr
+    assert "line 6: missing required field `timestamp`" in r.stderr
+    assert "line 9: expected a JSON object" in r.stderr
+    assert "imported 6 new events (1 duplicates) from 9 lines" in r.stderr and "4 bad lines skipped" in r.stderr
+    stats = json.loads(run("stats", "--json", "--db", str(db)).stdout)
+    assert stats["messages"] == 6 and stats["events"] == 6
+    again = run("import", "-", "--db", str(db), input="\n".join(lines))
+    assert "imported 0 new events (7 duplicates)" in again.stderr  # importing again changes nothing
+
+
+def test_import_sources_are_marked(tmp_path) -> None:
+    db = tmp_path / "i.db"
+    f = tmp_path / "cb.ndjson"
+    f.write_text(json.dumps(callback(uuid="z")) + "\n")
+    assert run("import", str(f), "--db", str(db)).exit_code == 0
+    data = json.loads(run("show", "z", "--json", "--db", str(db)).stdout)
+    assert data["events"][0]["source"] == "import"
+
+
+def test_import_nothing_good_fails(tmp_path) -> None:
+    r = run("import", "-", "--db", str(tmp_path / "i.db"), input="junk\nmore junk\n")
+    assert r.exit_code == 1 and "2 bad lines" in r.stderr
+
+
+def test_import_an_unreadable_file(tmp_path) -> None:
+    r = run("import", str(tmp_path / "nope.ndjson"), "--db", str(tmp_path / "i.db"))
+    assert r.exit_code == 1 and "cannot read" in r.stderr
+
+
+def test_import_a_huge_line_is_skipped_not_loaded(tmp_path) -> None:
+    big = json.dumps(callback(uuid="big", src="x" * (2 << 20)))
+    ok = json.dumps(callback(uuid="ok"))
+    r = run("import", "-", "--db", str(tmp_path / "i.db"), input=f"{big}\n{ok}\n")
+    assert "line 1: line longer than 1024 KiB" in r.stderr and "imported 1 new events" in r.stderr
+
+
+def test_import_timezone_option(tmp_path) -> None:
+    db = tmp_path / "tz.db"
+    row = json.dumps(report_row("DELIVERED", message_id=5, done="2026/11/23 16:00:00"))
+    run("import", "-", "--timezone", "UTC", "--db", str(db), input=row)
+    assert json.loads(run("show", "eazita:5", "--json", "--db", str(db)).stdout)["message"]["final_at"].startswith("2026-11-23T16:00")
+    bad = run("import", "-", "--timezone", "Mars/Olympus", "--db", str(db), input=row)
+    assert bad.exit_code == 1 and "unknown time zone" in bad.stderr
+
+
+# ── sim generate, bench ──────────────────────────────────────────────────────────
+def test_sim_generate_fills_a_database(tmp_path) -> None:
+    db = tmp_path / "g.db"
+    r = run("sim", "generate", "--messages", "200", "--seed", "3", "--db", str(db))
+    assert r.exit_code == 0 and "for 200 messages" in r.stderr
+    assert json.loads(run("stats", "--json", "--db", str(db)).stdout)["messages"] == 200
+
+
+def test_bench_store_prints_figures(tmp_path) -> None:
+    r = run("bench", "store", "--events", "3000", "--fresh-events", "1000", "--repeat", "3", "--json")
+    assert r.exit_code == 0
+    figures = json.loads(r.stdout)
+    assert figures["write_fresh_events_per_s"] > 0 and "page: newest 50" in figures["reads_ms"]
+    assert "writer, fresh database" in r.stderr and "read queries" in r.stderr
+
+
+# ── the real entry point ─────────────────────────────────────────────────────────
+def _smsmon(*args: str, **kw):
+    return subprocess.run([sys.executable, "-m", "smsmon", *args], capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_python_m_smsmon_and_version() -> None:
+    r = _smsmon("--version")
+    assert r.returncode == 0 and "smsmon" in r.stdout
+
+
+def test_no_traceback_ever_reaches_the_user(tmp_path) -> None:
+    (tmp_path / "bad.toml").write_text("this is = = not toml")
+    r = _smsmon("stats", "--config", str(tmp_path / "bad.toml"))
+    assert r.returncode == 1 and "not valid TOML" in r.stderr and "Traceback" not in r.stderr
+    r = _smsmon("show", "x", "--db", str(DATA / "eazita_sample_response.json"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.startswith("error:")
+
+
+def test_export_into_a_closed_pipe_is_quiet(sample_db) -> None:
+    p = subprocess.run(f"{sys.executable} -m smsmon export --db {sample_db} | head -1", shell=True, capture_output=True, text=True,
+                       timeout=60)
+    assert p.stdout.startswith("id,provider") and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("command", ["explain", "show", "stats", "export", "import", "sim", "sim generate", "bench", "bench store"])
+def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
+    r = run(*command.split(), "--help")
+    assert r.exit_code == 0 and "Usage:" in r.stdout
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert f"smsmon {command}" in readme

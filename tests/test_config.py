@@ -1,0 +1,59 @@
+"""Settings: defaults < config file < environment < flags, with clear errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from smsmon import config
+from smsmon.config import ConfigError, load
+
+
+def test_precedence(tmp_path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('watch_window = "48h"\ndb = "/from/file.db"\n[eazita]\ntimezone = "UTC"\napi_key = "file-key"\n')
+    s = load(f, env={})
+    assert s.window == timedelta(hours=48) and str(s.db_path) == "/from/file.db" and s.eazita_api_key == "file-key"
+    assert s.sources["watch_window"].startswith("file ") and s.sources["listen"] == "default"
+    s = load(f, env={"SMSMON_DB": "/from/env.db", "SMSMON_EAZITA_TIMEZONE": "Asia/Karachi"})
+    assert str(s.db_path) == "/from/env.db" and s.eazita_timezone == "Asia/Karachi"
+    assert s.sources["db"] == "env SMSMON_DB"
+    s = load(f, env={"SMSMON_DB": "/from/env.db"}, flags={"db": "/from/flag.db"})
+    assert str(s.db_path) == "/from/flag.db" and s.sources["db"] == "flag"
+
+
+def test_the_default_config_file_is_optional_but_a_named_one_is_not(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(config, "default_config", lambda: tmp_path / "absent.toml")
+    assert load(env={}).listen == "127.0.0.1:8787"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "absent.toml", env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(env={"SMSMON_CONFIG": str(tmp_path / "absent.toml")})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("colour = 'red'", "unknown setting 'colour'"),
+    ("[eazita]\ntimezone = 'Mars/Base'", "eazita.timezone .*unknown time zone"),
+    ("watch_window = 'forever'", "watch_window .*not a duration"),
+    ("this is not toml", "not valid TOML"),
+])
+def test_bad_config_files_say_what_is_wrong(tmp_path, text, message) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load(f, env={})
+
+
+def test_bad_environment_values_name_their_source(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(config, "default_config", lambda: tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="env SMSMON_WATCH_WINDOW"):
+        load(env={"SMSMON_WATCH_WINDOW": "soon"})
+
+
+def test_secrets_are_masked_when_shown(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(config, "default_config", lambda: tmp_path / "absent.toml")
+    s = load(env={"SMSMON_EAZITA_PASSWORD": "hunter2-very-secret", "SMSMON_CALLBACK_TOKEN": "tok"})
+    shown = {name: value for name, value, _ in s.shown()}
+    assert "hunter2-very-secret" not in str(s.shown()) and "tok" not in shown["listener.token"]
+    assert shown["eazita.password"] == "hu****et" and shown["zeckta.api_key"] == "(not set)"

@@ -1,0 +1,224 @@
+"""SPEC §6 and the one writer: schema, migrations, merge in SQL, duplicates, bounds, failures."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from smsmon.errors import SchemaTooNew, StoreError, StoreUnavailable
+from smsmon.lifecycle import Flag, Status, fold
+from smsmon.sim.generate import generate_events
+from smsmon.store import schema
+from smsmon.store.schema import STORED_FLAGS, connect, migrate, open_readonly
+from smsmon.store.writer import FACETS, Writer
+from tests.conftest import NOW, eevent, zevent
+from tests.test_lifecycle import message_events
+
+
+def rows(conn: sqlite3.Connection, sql: str, *params) -> list[tuple]:
+    return [tuple(r) for r in conn.execute(sql, params)]
+
+
+def test_schema_tables_indexes_and_pragmas(writer: Writer) -> None:
+    conn = writer.conn
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"messages", "events", "dead_letters", "poll_runs", "facet_counts"} <= tables
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"ux_events_key", "ix_events_message", "ix_messages_time", "ix_messages_status", "ix_messages_dest",
+            "ix_messages_error", "ix_messages_open"} <= indexes
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert schema.version(conn) == schema.SCHEMA_VERSION
+
+
+def test_stored_flags_are_the_lifecycle_flags_that_are_stored() -> None:
+    assert set(STORED_FLAGS) == {f.value for f in Flag} - {"stale"}
+
+
+def test_migrating_twice_is_harmless_and_newer_schemas_are_refused(db_path) -> None:
+    Writer(db_path).close()
+    conn = connect(db_path)
+    assert migrate(conn) == schema.SCHEMA_VERSION
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="upgrade smsmon"):
+        Writer(db_path)
+    with pytest.raises(SchemaTooNew):
+        open_readonly(db_path)
+
+
+def test_foreign_files_are_refused_not_damaged(tmp_path) -> None:
+    text = tmp_path / "notes.db"
+    text.write_text("hello, not a database at all" * 100)
+    with pytest.raises(StoreError, match="not an smsmon database"):
+        Writer(text)
+    assert text.read_text().startswith("hello")
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE messages (x)").connection.commit()
+    with pytest.raises(StoreError, match="not an smsmon database"):
+        Writer(other)
+    with pytest.raises(StoreError, match="no database at"):
+        open_readonly(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_batch_is_merged_and_stored(writer: Writer) -> None:
+    t0 = NOW - timedelta(minutes=10)
+    applied = writer.apply([zevent("MESSAGE_DELIVERED", event_id="d", at=t0 + timedelta(seconds=9), cost=0.02),
+                            zevent("MESSAGE_SUBMITTED", event_id="s", at=t0),
+                            zevent("MESSAGE_SENT", event_id="x", at=t0 + timedelta(seconds=2))])
+    assert [a.duplicate for a in applied] == [False, False, False]
+    assert [a.event_id for a in applied] == [1, 2, 3]
+    m = writer.conn.execute("SELECT * FROM messages").fetchone()
+    cols = [d[0] for d in writer.conn.execute("SELECT * FROM messages").description]
+    m = dict(zip(cols, m))
+    assert (m["status"], m["outcome"], m["is_final"], m["cost"], m["dest"]) == ("DELIVERED", "DELIVERED", 1, 0.02, "+233241234567")
+    assert m["events_count"] == 3 and m["duplicates_count"] == 0
+    assert m["flags"] == "late_event"  # SUBMITTED and SENT arrived after the final
+    assert m["deliver_seconds"] == pytest.approx(9.0)
+    assert m["first_event_at"] < m["final_at"] == m["last_event_at"]
+    events = rows(writer.conn, "SELECT event_key, status, flags FROM events ORDER BY event_time")
+    assert events == [("s", "SUBMITTED", "late_event"), ("x", "SENT", "late_event"), ("d", "DELIVERED", None)]
+
+
+def test_duplicates_are_acknowledged_counted_and_change_nothing(writer: Writer) -> None:
+    ev = zevent("MESSAGE_SENT", event_id="e1")
+    twin = zevent("MESSAGE_SENT", event_id="e2", at=ev.event_time)  # same fingerprint, another id
+    first = writer.apply([ev, ev])
+    later = writer.apply([ev, twin])
+    assert [a.duplicate for a in first + later] == [False, True, True, True]
+    assert writer.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    assert rows(writer.conn, "SELECT events_count, duplicates_count, status FROM messages") == [(1, 3, "SENT")]
+
+
+def test_regressions_unknowns_and_conflicts_are_flagged_in_the_database(writer: Writer) -> None:
+    t0 = NOW - timedelta(minutes=10)
+    writer.apply([zevent("MESSAGE_SENT", uuid="a", at=t0 + timedelta(seconds=5))])
+    writer.apply([zevent("MESSAGE_SUBMITTED", uuid="a", at=t0)])
+    writer.apply([zevent("MESSAGE_READ", uuid="b", at=t0), zevent("MESSAGE_DELIVERED", uuid="c", at=t0)])
+    writer.apply([zevent("MESSAGE_FAILED", uuid="c", at=t0 + timedelta(seconds=1))])
+    got = dict(rows(writer.conn, "SELECT id, status || ' ' || coalesce(flags, '') FROM messages"))
+    assert got == {"zeckta:a": "SENT regression_ignored", "zeckta:b": "UNKNOWN unmapped", "zeckta:c": "FAILED terminal_conflict"}
+
+
+def test_eazita_late_dlr_in_the_database(writer: Writer) -> None:
+    writer.apply([eevent("EXPIRED", sent="2026/11/23 10:00:00", done="2026/11/23 14:00:00")])
+    writer.apply([eevent("DELIVERED", sent="2026/11/23 10:00:00", done="2026/11/23 16:00:00")])
+    assert rows(writer.conn, "SELECT status, outcome, flags FROM messages") == [("DELIVERED", "DELIVERED", "late_dlr")]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(message_events())
+def test_the_writer_agrees_with_the_pure_merge_in_any_order_and_batching(tmp_path_factory, events) -> None:
+    """Real SQLite: events applied in shuffled order and random batches end in the same row as fold()."""
+    expected = fold(events)
+    rnd = random.Random(len(events))
+    shuffled = events[:]
+    rnd.shuffle(shuffled)
+    with Writer(tmp_path_factory.mktemp("w") / "t.db") as w:
+        i = 0
+        while i < len(shuffled):
+            n = rnd.randint(1, 3)
+            w.apply(shuffled[i : i + n])
+            i += n
+        w.apply(events[:1])  # a replay
+        m = w.conn.execute("SELECT status, error_code, first_event_at, last_event_at, events_count, duplicates_count,"
+                           " network, cost FROM messages").fetchone()
+    assert m == (expected.status.value, expected.error_code, expected.first_event_at, expected.last_event_at,
+                 expected.events_count, expected.duplicates_count + 1, expected.attrs.get("network"), expected.attrs.get("cost"))
+
+
+def test_maintained_counts_match_the_table(writer: Writer) -> None:
+    events = list(generate_events(400, seed=3, now=NOW, days=2))
+    for i in range(0, len(events), 97):
+        writer.apply(events[i : i + 97])
+    conn = writer.conn
+    columns = {"status": "status", "outcome": "outcome", "provider": "provider", "error_code": "coalesce(error_code, '')",
+               "network": "coalesce(network, '')", "country_code": "coalesce(country_code, '')"}
+    for dim, expr in columns.items():
+        maintained = dict(rows(conn, "SELECT value, n FROM facet_counts WHERE dim = ? AND n != 0", dim))
+        actual = dict(rows(conn, f"SELECT {expr}, count(*) FROM messages GROUP BY 1"))
+        assert maintained == actual, dim
+    failed = dict(rows(conn, "SELECT provider || ':' || coalesce(error_code, ''), count(*) FROM messages"
+                             " WHERE outcome = 'NOT_DELIVERED' GROUP BY 1"))
+    assert dict(rows(conn, "SELECT value, n FROM facet_counts WHERE dim = 'fail_code' AND n != 0")) == failed
+    assert set(FACETS) == {r[0] for r in conn.execute("SELECT DISTINCT dim FROM facet_counts")}
+
+
+def test_generated_traffic_has_everything_a_real_database_has(writer: Writer) -> None:
+    events = list(generate_events(2000, seed=11, now=NOW, days=3))
+    applied = []
+    for i in range(0, len(events), 500):
+        applied += writer.apply(events[i : i + 500])
+    conn = writer.conn
+    statuses = {r[0] for r in conn.execute("SELECT DISTINCT status FROM messages")}
+    assert {"DELIVERED", "FAILED", "UNDELIVERABLE", "REJECTED", "EXPIRED", "UNCONFIRMED", "SENT"} <= statuses
+    raw = {r[0] for r in conn.execute("SELECT DISTINCT raw_status FROM events WHERE provider = 'eazita'")}
+    assert raw == {"SUBMIT", "PENDING", "SENT", "EXPIRED", "DELIVERED", "REJECTED", "NOT_ALLOWED", "NOT_DELIVERED", "FAILED"}
+    flags = Counter(f for (fs,) in conn.execute("SELECT flags FROM messages WHERE flags IS NOT NULL") for f in fs.split(","))
+    assert {"late_event", "late_dlr", "unmapped", "terminal_conflict", "regression_ignored"} <= set(flags)
+    assert any(a.duplicate for a in applied)
+    assert {"8", "101", "102"} <= {r[0] for r in conn.execute("SELECT DISTINCT error_code FROM messages")}
+    assert len({r[0] for r in conn.execute("SELECT DISTINCT network FROM messages WHERE network IS NOT NULL")}) >= 4
+    assert conn.execute("SELECT count(*) FROM messages WHERE is_final = 0").fetchone()[0] > 0
+
+
+def test_generation_is_deterministic_with_a_seed() -> None:
+    a = [(e.event_key, e.raw_status) for e in generate_events(200, seed=5, now=NOW)]
+    b = [(e.event_key, e.raw_status) for e in generate_events(200, seed=5, now=NOW)]
+    c = [(e.event_key, e.raw_status) for e in generate_events(200, seed=6, now=NOW)]
+    assert a == b != c
+
+
+def test_dead_letters_are_kept_bounded(db_path) -> None:
+    with Writer(db_path, dead_letter_limit=5) as w:
+        for i in range(12):
+            w.dead_letter(received_at="2026-11-23T10:00:00.000000Z", remote="127.0.0.1", path="/callbacks/zeckta",
+                          reason=f"invalid JSON {i}", body=b"x" * (70 * 1024))
+        kept = rows(w.conn, "SELECT reason, length(body) FROM dead_letters ORDER BY id")
+    assert [r[0] for r in kept] == [f"invalid JSON {i}" for i in range(7, 12)]
+    assert {r[1] for r in kept} == {64 * 1024}
+
+
+def test_poll_runs_are_recorded_and_bounded(db_path) -> None:
+    with Writer(db_path, poll_run_limit=3) as w:
+        for i in range(5):
+            w.record_poll_run(provider="eazita", started_at="s", finished_at="f", ok=0, http_status=200, api_code="-2",
+                              rows_seen=0, new_events=i, error_code="poll_api_error", error="eazita API error -2")
+        assert [r[0] for r in w.conn.execute("SELECT new_events FROM poll_runs ORDER BY id")] == [2, 3, 4]
+
+
+def test_a_locked_database_is_unavailable_commits_nothing_and_recovers(db_path) -> None:
+    w = Writer(db_path, busy_timeout=0.2)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            w.apply([zevent()])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert w.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert not w.apply([zevent()])[0].duplicate
+    assert w.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    w.close()
+
+
+def test_a_failure_mid_batch_rolls_the_whole_batch_back(writer: Writer, monkeypatch) -> None:
+    writer.apply([zevent(uuid="kept")])
+    writer.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.event_key = 'bad' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    with pytest.raises(StoreError, match="disk I/O error"):
+        writer.apply([zevent(uuid="new"), zevent(uuid="new2", event_id="bad")])
+    assert rows(writer.conn, "SELECT id FROM messages") == [("zeckta:kept",)]
+    assert writer.conn.execute("SELECT sum(n) FROM facet_counts WHERE dim = 'provider'").fetchone()[0] == 1
+
+
+def test_status_values_in_the_database_are_normalized_names(writer: Writer) -> None:
+    writer.apply(list(generate_events(100, seed=2, now=NOW)))
+    assert {r[0] for r in writer.conn.execute("SELECT DISTINCT status FROM events")} <= {s.value for s in Status}
