@@ -139,7 +139,7 @@ def show(message: str, as_json: bool, settings: Any) -> None:
             click.echo(f"error: {exc}", err=True)
             for c in exc.candidates:
                 click.echo(f"  {c['id']:<50} {c['status']:<14} {c['dest'] or '':<16} {c['last_event_at'] or ''}", err=True)
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(1) from None
     detail = message_detail(conn, mid, settings.window)
     if as_json:
         _json_out(detail)

@@ -153,15 +153,23 @@ def render_stats(s: queries.Stats, source: str, window: timedelta) -> str:
              f"  time to deliver: median {_secs(s.median_seconds)}, p90 {_secs(s.p90_seconds)}",
              "  " + "   ".join(f"{k.lower().replace('_', ' ')} {v:,}" for k, v in s.outcomes.items()),
              f"  stale (no news for {_secs(window.total_seconds())}, not final): {s.stale:,}"]
-    if s.failures_by_code:
+    if s.failures_by_status:
+        lines += ["", "Failures by status"]
+        for provider, raw, n in s.failures_by_status:
+            lines.append(f"  {n:>8,}  {provider:<7} {raw:<14} {catalogue.explain_status(provider, raw).title}")
+    coded = [(p, c, n) for p, c, n in s.failures_by_code if c is not None]
+    if coded:
         lines += ["", "Failures by error code"]
-        for provider, code, n in s.failures_by_code:
+        for provider, code, n in coded:
             entry = catalogue.explain_error(provider, code)
-            lines.append(f"  {n:>8,}  {provider:<7} {code or '—':<6} {entry.title if entry else 'no error code given'}")
+            lines.append(f"  {n:>8,}  {provider:<7} {code:<6} {entry.title if entry else ''}")
+        uncoded = sum(n for _, c, n in s.failures_by_code if c is None)
+        if uncoded:
+            lines.append(f"  {uncoded:>8,}  carry no error code (Zeckta sends none)")
     if s.failures_by_network:
         lines += ["", "Failures by network"]
         for network, n in s.failures_by_network:
-            lines.append(f"  {n:>8,}  {network or 'unknown'}")
+            lines.append(f"  {n:>8,}  {network or 'not given by the provider'}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ import pytest
 from smsmon import catalogue
 from smsmon.catalogue import Kind
 from smsmon.lifecycle import Flag, Status
-from tests.conftest import DATA
+from tests.helpers import DATA
 
 
 def _doc_codes(name: str) -> set[str]:

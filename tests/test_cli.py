@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from smsmon.cli import cli
 from smsmon.sim.generate import fill
 from smsmon.store.writer import Writer
-from tests.conftest import DATA, callback, report_row, zevent
+from tests.helpers import DATA, callback, eevent, report_row, zevent
 
 
 def run(*args: str, input: str | bytes | None = None):
@@ -48,7 +48,7 @@ def test_explain_json_for_machines() -> None:
 def test_explain_an_unknown_code_says_so_and_counts_sightings(tmp_path) -> None:
     db = tmp_path / "e.db"
     with Writer(db) as w:
-        w.apply([__import__("tests.conftest", fromlist=["eevent"]).eevent("FAILED", error_code="8")])
+        w.apply([eevent("FAILED", error_code="8")])
     r = run("explain", "8", "--provider", "eazita", "--db", str(db))
     assert r.exit_code == 0
     assert "Unrecognized code 8" in r.stdout and "roaming not allowed" in r.stdout

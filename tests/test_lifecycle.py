@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsmon.lifecycle import (
-    ATTRIBUTES, RANK, Flag, Outcome, Status, StatusClass, fold, is_final, make_event, normalize, outcome_of, status_class,
+    ATTRIBUTES, RANK, Flag, Outcome, Status, StatusClass, fold, is_final, normalize, outcome_of, status_class,
 )
-from tests.conftest import NOW, eevent, zevent
+from tests.helpers import NOW, eevent, message_events, zevent
 
 # SPEC §3 mapping table, row by row.
 MAPPING = [
@@ -152,37 +152,6 @@ def test_stale_is_derived_from_the_window() -> None:
 
 
 # ── properties ───────────────────────────────────────────────────────────────────
-ZECKTA_TYPES = ["SUBMITTED", "SENT", "DELIVERED", "FAILED", "UNDELIVERABLE", "EXPIRED", "REJECTED", "QUEUED", "READ"]
-EAZITA_STATUSES = ["SUBMIT", "PENDING", "SENT", "EXPIRED", "DELIVERED", "REJECTED", "NOT_ALLOWED", "NOT_DELIVERED",
-                   "FAILED", "WHATEVER"]
-
-
-@st.composite
-def message_events(draw):
-    """Events of one message: any statuses, times that tie often, distinct fingerprints.
-    (Exact replays are the next property's business. A fingerprint twin under another event
-    id is a duplicate by rule 1, so the first copy's event key and attributes are the ones
-    kept: the one documented place where arrival order shows; see the test after these.)"""
-    provider = draw(st.sampled_from(["zeckta", "eazita"]))
-    statuses = ZECKTA_TYPES if provider == "zeckta" else EAZITA_STATUSES
-    n = draw(st.integers(1, 7))
-    events, seen = [], set()
-    for i in range(n):
-        ev = make_event(
-            provider=provider, provider_message_id="m", source="callback",
-            raw_status=draw(st.sampled_from(statuses)),
-            event_time=f"2026-11-23T10:0{draw(st.integers(0, 4))}:00.000000Z",  # few distinct times: many ties
-            received_at="2026-11-23T10:10:00.000000Z",
-            event_key=draw(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"])) + str(i),
-            error_code=draw(st.sampled_from([None, "0", "101", "8"])),
-            attrs={"cost": draw(st.sampled_from([None, 0.01, 0.02])), "network": draw(st.sampled_from([None, "Zong", "Jazz"]))},
-        )
-        if ev.fingerprint not in seen:
-            seen.add(ev.fingerprint)
-            events.append(ev)
-    return events
-
-
 def test_a_fingerprint_twin_changes_nothing_even_with_other_attributes() -> None:
     first = zevent("MESSAGE_SENT", event_id="one", segments=1, **t(1))
     twin = zevent("MESSAGE_SENT", event_id="two", segments=3, **t(1))

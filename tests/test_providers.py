@@ -13,7 +13,7 @@ from smsmon.errors import ParseError, ProviderAPIError
 from smsmon.lifecycle import Flag, Status
 from smsmon.providers import eazita, events_from_object, zeckta
 from smsmon.timeutil import zone
-from tests.conftest import DATA, KARACHI, NOW, callback, report_row
+from tests.helpers import DATA, KARACHI, NOW, callback, report_row
 
 DOC_CALLBACK = (b'{"eventId": "4075b658-81d8-4f66-8da4-eb88ac4592b6", "eventType": "MESSAGE_DELIVERED",'
                 b' "timestamp": "2026-06-09T13:04:57.487133482Z", "message": {"uuid": "016205e1-3c54-4b7a-9f4e-8a2d1c0b9e77"}}')

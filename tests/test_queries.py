@@ -16,7 +16,7 @@ from smsmon.sim.generate import fill
 from smsmon.store import queries
 from smsmon.store.schema import open_readonly
 from smsmon.timeutil import fmt
-from tests.conftest import NOW
+from tests.helpers import NOW
 
 WINDOW = timedelta(hours=72)
 
@@ -158,6 +158,7 @@ def test_stats_agree_with_a_recount(conn, everything, expr) -> None:
     failed = [m for m in ms if m["outcome"] == "NOT_DELIVERED"]
     assert Counter({(p, c): n for p, c, n in s.failures_by_code}) == Counter((m["provider"], m["error_code"]) for m in failed)
     assert Counter(dict(s.failures_by_network)) == Counter(m["network"] for m in failed)
+    assert Counter({(p, r): n for p, r, n in s.failures_by_status}) == Counter((m["provider"], m["raw_status"]) for m in failed)
 
 
 @pytest.mark.parametrize("dim", queries.FACET_DIMS)
@@ -186,7 +187,7 @@ def test_resolve_by_every_kind_of_id(conn, everything) -> None:
 
 def test_resolve_lists_candidates_when_ambiguous(tmp_path) -> None:
     from smsmon.store.writer import Writer
-    from tests.conftest import zevent
+    from tests.helpers import zevent
 
     with Writer(tmp_path / "a.db") as w:
         w.apply([zevent(uuid="a", dest="+233200000001"), zevent(uuid="b", dest="+233200000001")])

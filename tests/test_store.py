@@ -16,8 +16,7 @@ from smsmon.sim.generate import generate_events
 from smsmon.store import schema
 from smsmon.store.schema import STORED_FLAGS, connect, migrate, open_readonly
 from smsmon.store.writer import FACETS, Writer
-from tests.conftest import NOW, eevent, zevent
-from tests.test_lifecycle import message_events
+from tests.helpers import NOW, eevent, message_events, zevent
 
 
 def rows(conn: sqlite3.Connection, sql: str, *params) -> list[tuple]:
@@ -148,6 +147,9 @@ def test_maintained_counts_match_the_table(writer: Writer) -> None:
     failed = dict(rows(conn, "SELECT provider || ':' || coalesce(error_code, ''), count(*) FROM messages"
                              " WHERE outcome = 'NOT_DELIVERED' GROUP BY 1"))
     assert dict(rows(conn, "SELECT value, n FROM facet_counts WHERE dim = 'fail_code' AND n != 0")) == failed
+    failed_status = dict(rows(conn, "SELECT provider || ':' || raw_status, count(*) FROM messages"
+                                    " WHERE outcome = 'NOT_DELIVERED' GROUP BY 1"))
+    assert dict(rows(conn, "SELECT value, n FROM facet_counts WHERE dim = 'fail_status' AND n != 0")) == failed_status
     assert set(FACETS) == {r[0] for r in conn.execute("SELECT DISTINCT dim FROM facet_counts")}
 
 

@@ -123,7 +123,10 @@ def _eazita(rng: random.Random, t0: datetime, message_id: int) -> list[tuple[dat
         rows.append((late, dict(base, status="DELIVERED", sent_date=_eazita_date(sent), done_date=_eazita_date(late), error_code="0")))
     out = []
     for when, row in rows:
-        arrive = when + timedelta(seconds=rng.random() * 30)  # the next poll picks it up
+        if row["status"] == "SUBMIT":  # only a poll before the send can see it queued
+            arrive = when + (sent - when) * rng.random()
+        else:
+            arrive = when + timedelta(seconds=rng.random() * 30)  # the next poll picks it up
         out.append((arrive, row))
         if rng.random() < 0.10:  # the same row seen again by a later poll
             out.append((arrive + timedelta(seconds=30), row))

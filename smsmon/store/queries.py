@@ -332,6 +332,7 @@ class Stats:
     stale: int
     failures_by_code: list[tuple[str, str | None, int]]  # provider, error code, count
     failures_by_network: list[tuple[str | None, int]]
+    failures_by_status: list[tuple[str, str, int]]  # provider, raw status, count
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -340,6 +341,7 @@ class Stats:
             "p90_seconds_to_deliver": self.p90_seconds, "stale": self.stale,
             "failures_by_code": [{"provider": p, "error_code": c, "count": n} for p, c, n in self.failures_by_code],
             "failures_by_network": [{"network": net, "count": n} for net, n in self.failures_by_network],
+            "failures_by_status": [{"provider": p, "raw_status": r, "count": n} for p, r, n in self.failures_by_status],
         }
 
 
@@ -360,6 +362,7 @@ def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | 
         by_code = [(*v.split(":", 1), n) for v, n in conn.execute(top, ("fail_code",))]
         by_code = [(p, c or None, n) for p, c, n in by_code]
         by_network = [(v or None, n) for v, n in conn.execute(top, ("fail_network",))]
+        by_status = [(*v.split(":", 1), n) for v, n in conn.execute(top, ("fail_status",))]
     else:
         hint, conds, params = _plan(conn, f, now, window)
         where = " AND ".join(conds)
@@ -380,6 +383,8 @@ def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | 
                                " GROUP BY 1, 2 ORDER BY n DESC LIMIT 20", params).fetchall()
         by_network = conn.execute(f"SELECT network, count(*) AS n FROM messages{hint} WHERE {failed_where}"
                                   " GROUP BY 1 ORDER BY n DESC LIMIT 20", params).fetchall()
+        by_status = conn.execute(f"SELECT provider, raw_status, count(*) AS n FROM messages{hint} WHERE {failed_where}"
+                                 " GROUP BY 1, 2 ORDER BY n DESC LIMIT 20", params).fetchall()
     total = sum(outcomes.values())
     failed = outcomes.get(Outcome.NOT_DELIVERED, 0)
     return Stats(
@@ -392,6 +397,7 @@ def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | 
         stale=stale,
         failures_by_code=[(r[0], r[1], r[2]) for r in by_code],
         failures_by_network=[(r[0] or None, r[1]) for r in by_network],
+        failures_by_status=[(r[0], r[1], r[2]) for r in by_status],
     )
 
 

@@ -28,7 +28,8 @@ DEAD_LETTER_BODY = 64 * 1024
 CHUNK = 500
 # Maintained message counts per value. A value of None is not counted: the fail_* dimensions
 # count only messages not delivered.
-FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network")
+FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network",
+          "fail_status")
 
 _MSG_COLS = tuple(MESSAGE_COLUMNS)
 _INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
@@ -76,6 +77,7 @@ def _facet_values(state: MessageState) -> tuple[str | None, ...]:
         a.get("country_code") or "",
         f"{state.provider}:{state.error_code or ''}" if failed else None,
         (a.get("network") or "") if failed else None,
+        f"{state.provider}:{state.raw_status}" if failed else None,
     )
 
 
