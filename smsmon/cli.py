@@ -243,6 +243,39 @@ def import_(file: str, tz: str | None, max_errors: int, settings: Any) -> None:
         raise click.exceptions.Exit(1)
 
 
+# ── serve ───────────────────────────────────────────────────────────────────────
+@cli.command(context_settings=CONTEXT)
+@click.option("--listen", default=None, metavar="HOST:PORT", help="Where to listen [setting listen; default 127.0.0.1:8787].")
+@click.option("--token", default=None, help="Callback token [env SMSMON_CALLBACK_TOKEN, which keeps it out of `ps`].")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS private key (PEM).")
+@click.option("--allow-from", multiple=True, metavar="CIDR", help="Only these addresses may call (repeatable); others get 403.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback address without a token.")
+@click.option("--busy-timeout", type=click.FloatRange(0.01), default=5.0, show_default=True,
+              help="Seconds to wait for a database locked by another process before answering 503.")
+@common
+def serve(listen: str | None, token: str | None, tls_cert: Path | None, tls_key: Path | None, allow_from: tuple[str, ...],
+          insecure: bool, busy_timeout: float, settings: Any) -> None:
+    """Run the callback listener headless, logging to stderr.
+
+    Every accepted callback is committed to the database before it is answered 200.
+    Stops cleanly on Ctrl+C or SIGTERM: no new connections, every callback in flight committed.
+
+    \b
+    SMSMON_CALLBACK_TOKEN=$(openssl rand -hex 16) smsmon serve --listen 0.0.0.0:8787 \\
+        --tls-cert cert.pem --tls-key key.pem
+    """
+    from smsmon.ingest.listener import ListenerConfig, parse_listen, parse_networks
+    from smsmon.serve import run_serve
+
+    host, port = parse_listen(listen or settings.listen)
+    config = ListenerConfig(host=host, port=port, token=token or settings.callback_token,
+                            allow_from=parse_networks(list(allow_from)), tls_cert=tls_cert, tls_key=tls_key,
+                            insecure=insecure)
+    config.check()
+    run_serve(settings.db_path, config, busy_timeout=busy_timeout)
+
+
 # ── sim ─────────────────────────────────────────────────────────────────────────
 @cli.group(cls=SmsmonGroup, context_settings=CONTEXT)
 def sim() -> None:

@@ -105,7 +105,9 @@ def _without(path: str) -> bytes:
     (json.dumps(dict(callback(), timestamp="yesterday")).encode(), "`timestamp`: not an ISO-8601 time"),
     (json.dumps(dict(callback(), timestamp="2026-13-45T99:00:00Z")).encode(), "`timestamp`"),
     (json.dumps(dict(callback(), message="x")).encode(), "Expected `object`, got `str`"),
-    (b'{"eventId": ' + b"[" * 5000 + b"]" * 5000 + b"}", ""),
+    (b'{"eventId": ' + b"[" * 30000 + b"]" * 30000 + b"}", "Expected `int | str`, got `array`"),
+    (b'{"extra": ' + b"[" * 30000 + b"]" * 30000 + b', "eventId": "a"}', "JSON nested too deeply"),
+    (b'{"extra": ' + b'{"a":' * 10000 + b"1" + b"}" * 10000 + b', "eventId": "a"}', "JSON nested too deeply"),
     (b"\xff\xfe\x00garbage", "invalid JSON"),
 ])
 def test_bad_callbacks_raise_a_parse_error_naming_the_problem(body: bytes, reason: str) -> None:
@@ -217,7 +219,8 @@ def test_a_bad_row_is_reported_and_the_others_are_kept() -> None:
 
 
 @pytest.mark.parametrize("body", [b"<html><body>Service Unavailable</body></html>", b"{", b'{"data": []}',
-                                  b'{"code": 1, "data": {"a": 1}}', b"[]"])
+                                  b'{"code": 1, "data": {"a": 1}}', b"[]",
+                                  b'{"code": 1, "x": ' + b"[" * 30000 + b"]" * 30000 + b"}"])
 def test_bad_envelopes_raise_parse_errors(body: bytes) -> None:
     with pytest.raises((ParseError, ProviderAPIError)):
         eazita.parse_response(body, tz=KARACHI, received_at=NOW)
@@ -281,3 +284,12 @@ def test_no_object_makes_the_registry_raise_anything_else(obj) -> None:
         events_from_object(obj, tz=KARACHI, received_at=NOW)
     except (ParseError, ProviderAPIError):
         pass
+
+
+def test_deeply_nested_objects_from_python_are_parse_errors() -> None:
+    deep: object = 1
+    for _ in range(200_000):
+        deep = [deep]
+    for obj in (dict(callback(), extra=deep), dict(report_row(), extra=deep)):
+        with pytest.raises(ParseError, match="nested too deeply"):
+            events_from_object(obj, tz=KARACHI, received_at=NOW)

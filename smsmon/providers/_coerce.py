@@ -70,6 +70,36 @@ def required_id(value: Any, name: str) -> str:
     return t
 
 
+def decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-untyped-def]
+    """Decode JSON into a typed shape; every failure is a ParseError naming the problem."""
+    try:
+        return decoder.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise ParseError(validation_reason(exc)) from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply") from None
+
+
+def convert(obj: Any, shape: type):  # type: ignore[no-untyped-def]
+    """Validate an already-decoded object against a shape; failures are ParseErrors."""
+    try:
+        return msgspec.convert(obj, shape)
+    except msgspec.MsgspecError as exc:
+        raise ParseError(validation_reason(exc)) from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply") from None
+
+
+def encode(obj: Any) -> str:
+    """An object as JSON text (for the raw payload of a decoded object)."""
+    try:
+        return msgspec.json.encode(obj).decode()
+    except (msgspec.MsgspecError, TypeError) as exc:
+        raise ParseError(f"cannot keep the payload as JSON: {exc}") from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply") from None
+
+
 def validation_reason(exc: msgspec.MsgspecError) -> str:
     """msgspec's message in our words: `Object missing required field `eventId``, `Expected `str`, got `int` - at `$.timestamp``."""
     msg = str(exc)

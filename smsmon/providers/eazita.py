@@ -79,10 +79,7 @@ def rows_from_envelope(env: Any) -> list[Any]:
 def parse_response(body: bytes, *, tz: ZoneInfo, received_at: datetime, source: str = "poll") -> Report:
     """A whole response body -> Report. The envelope being wrong raises (ParseError, or
     ProviderAPIError for `code != 1`); a bad row is reported in `errors` and the rest kept."""
-    try:
-        env = _envelope_decoder.decode(body)
-    except msgspec.MsgspecError as exc:
-        raise ParseError(c.validation_reason(exc)) from None
+    env = c.decode(_envelope_decoder, body)
     return report_from_rows(rows_from_envelope(env), tz=tz, received_at=received_at, source=source)
 
 
@@ -115,10 +112,7 @@ def _country(value: Any) -> str | None:
 
 def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "poll") -> Event:
     """One report row (decoded JSON) -> Event. Raises ParseError."""
-    try:
-        r = msgspec.convert(row, _Row)
-    except msgspec.MsgspecError as exc:
-        raise ParseError(c.validation_reason(exc)) from None
+    r = c.convert(row, _Row)
     message_id = c.required_id(r.message_id, "message_id")
     raw_status = r.status.strip()
     if not raw_status:
@@ -155,5 +149,5 @@ def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "p
             "reference": c.text(r.reference),
         },
         flags=flags,
-        raw=msgspec.json.encode(row).decode(),
+        raw=c.encode(row),
     )

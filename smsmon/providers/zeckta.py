@@ -58,20 +58,14 @@ _status_decoder = msgspec.json.Decoder(_StatusAnswer)
 
 def parse_callback(body: bytes, *, received_at: datetime, source: str = "callback") -> Event:
     """A callback body as received -> one Event. Raises ParseError naming the problem."""
-    try:
-        cb = _callback_decoder.decode(body)
-    except msgspec.MsgspecError as exc:
-        raise ParseError(c.validation_reason(exc)) from None
+    cb = c.decode(_callback_decoder, body)
     return _callback_event(cb, raw=body.decode("utf-8", "replace"), received_at=received_at, source=source)
 
 
 def callback_from_object(obj: Any, *, received_at: datetime, source: str = "import") -> Event:
     """An already-decoded callback (an import line) -> one Event."""
-    try:
-        cb = msgspec.convert(obj, _Callback)
-    except msgspec.MsgspecError as exc:
-        raise ParseError(c.validation_reason(exc)) from None
-    return _callback_event(cb, raw=msgspec.json.encode(obj).decode(), received_at=received_at, source=source)
+    cb = c.convert(obj, _Callback)
+    return _callback_event(cb, raw=c.encode(obj), received_at=received_at, source=source)
 
 
 def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: str) -> Event:
@@ -117,10 +111,7 @@ def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: s
 def parse_status_answer(body: bytes) -> tuple[str, str]:
     """A Message Status API answer -> (message id, raw status). ProviderAPIError when
     `success` is false, ParseError when the body is not the documented shape."""
-    try:
-        answer = _status_decoder.decode(body)
-    except msgspec.MsgspecError as exc:
-        raise ParseError(c.validation_reason(exc)) from None
+    answer = c.decode(_status_decoder, body)
     if not answer.success:
         raise ProviderAPIError(PROVIDER, "success=false", c.text(answer.message) or "no message given")
     if answer.data is None:

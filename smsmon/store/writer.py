@@ -46,6 +46,16 @@ _attr_encoder = msgspec.json.Encoder()
 _attr_decoder = msgspec.json.Decoder(dict[str, list[str]])
 
 
+class DeadLetter(NamedTuple):
+    """A rejected callback, kept for troubleshooting. `path` must already be free of secrets."""
+
+    received_at: str
+    remote: str | None
+    path: str
+    reason: str
+    body: bytes
+
+
 class Applied(NamedTuple):
     """What happened to one event of a batch."""
 
@@ -126,11 +136,15 @@ class Writer:
     """The single writer of one database. Not thread-safe: give it to one thread or task."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, dead_letter_limit: int = DEAD_LETTER_LIMIT,
-                 poll_run_limit: int = POLL_RUN_LIMIT) -> None:
+                 poll_run_limit: int = POLL_RUN_LIMIT, autocheckpoint: bool = True) -> None:
+        """`autocheckpoint=False` leaves WAL checkpoints to someone else (the committer's
+        background thread), so that commits never wait for one."""
         self.path = Path(path)
         self.dead_letter_limit = dead_letter_limit
         self.poll_run_limit = poll_run_limit
         self.conn = connect(self.path, busy_timeout=busy_timeout)
+        if not autocheckpoint:
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
         try:
             migrate(self.conn)
         except sqlite3.Error as exc:
@@ -151,12 +165,19 @@ class Writer:
         self.close()
 
     # ── events ────────────────────────────────────────────────────────────────
-    def apply(self, events: Sequence[Event]) -> list[Applied]:
-        """Apply a batch in one transaction; when this returns, the batch is durable.
-        Raises StoreUnavailable (locked, disk) with nothing committed."""
-        if not events:
+    def apply(self, events: Sequence[Event], *, dead_letters: Sequence[DeadLetter] = ()) -> list[Applied]:
+        """Apply a batch of events (and keep dead letters) in one transaction; when this
+        returns, all of it is durable. Raises StoreUnavailable (locked, disk) with nothing committed."""
+        if not events and not dead_letters:
             return []
-        return self._transaction(lambda: self._apply(events))
+
+        def work() -> list[Applied]:
+            applied = self._apply(events) if events else []
+            if dead_letters:
+                self._dead_letters(dead_letters)
+            return applied
+
+        return self._transaction(work)
 
     def _transaction(self, work):  # type: ignore[no-untyped-def]
         conn = self.conn
@@ -249,21 +270,20 @@ class Writer:
         self.conn.executemany(_BUMP_FACET, [(d, v, n) for (d, v), n in delta.items() if n])
 
     # ── dead letters and poll runs ───────────────────────────────────────────
-    def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes) -> int:
-        """Keep a rejected callback (body cut to 64 KiB), dropping the oldest beyond the bound.
-        The caller passes a path with any secret already removed."""
-        excerpt = body[:DEAD_LETTER_BODY].decode("utf-8", "replace")
+    def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes) -> None:
+        """Keep one rejected callback in its own transaction."""
+        self._transaction(lambda: self._dead_letters([DeadLetter(received_at, remote, path, reason, body)]))
 
-        def work() -> int:
-            cur = self.conn.execute(
-                "INSERT INTO dead_letters (received_at, remote, path, reason, body) VALUES (?,?,?,?,?)",
-                (received_at, remote, path, reason[:500], excerpt),
-            )
-            new_id = cur.lastrowid or 0
-            self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (new_id - self.dead_letter_limit,))
-            return new_id
-
-        return self._transaction(work)
+    def _dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Bodies are cut to 64 KiB; the oldest rows beyond the bound are dropped."""
+        cur = self.conn.cursor()
+        cur.executemany(
+            "INSERT INTO dead_letters (received_at, remote, path, reason, body) VALUES (?,?,?,?,?)",
+            [(d.received_at, d.remote, d.path, d.reason[:500], d.body[:DEAD_LETTER_BODY].decode("utf-8", "replace"))
+             for d in letters],
+        )
+        newest = self.conn.execute("SELECT max(id) FROM dead_letters").fetchone()[0]
+        self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (newest - self.dead_letter_limit,))
 
     def record_poll_run(self, **run: object) -> int:
         """Record one poll (columns of `poll_runs`), keeping the newest POLL_RUN_LIMIT rows."""

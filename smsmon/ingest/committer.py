@@ -1,0 +1,202 @@
+"""The one writer of a process, on its own thread, with group commit (SPEC §2, §5).
+
+Handlers `await committer.submit(event)`; the writer thread takes everything queued (up to
+`max_batch`), applies it in one transaction (WAL, synchronous=FULL), and only then resolves
+each handler's future. So a handler answers 2xx only for a committed event, and one fsync
+serves every event that arrived while the previous commit was running.
+
+WAL checkpoints run on a second thread with its own connection, so a commit never waits for
+one; when the WAL grows past `WAL_LIMIT` despite that (a checkpoint cannot finish under
+continuous writes), the writer thread finishes one itself so the WAL can start over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smsmon.errors import StoreError, StoreUnavailable
+from smsmon.lifecycle import Event
+from smsmon.store.schema import connect
+from smsmon.store.writer import Applied, DeadLetter, Writer
+
+log = logging.getLogger("smsmon.committer")
+
+MAX_BATCH = 500
+CHECKPOINT_EVERY_S = 0.5
+WAL_LIMIT = 64 * 1024 * 1024
+_STOP = object()
+
+
+@dataclass
+class _Item:
+    kind: str  # "event" | "dead_letter"
+    payload: Any
+    future: asyncio.Future | None
+    loop: asyncio.AbstractEventLoop | None
+
+
+class Committer:
+    """Start it with `start()` (opens and migrates the database, raising StoreError if it
+    cannot), stop it with `stop()` (commits everything queued, then closes)."""
+
+    def __init__(self, db_path: str | Path, *, busy_timeout: float = 5.0, max_batch: int = MAX_BATCH) -> None:
+        self.db_path = Path(db_path)
+        self.busy_timeout = busy_timeout
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._writer: Writer | None = None
+        self._thread: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        # What the health endpoint and the UI read; written by the writer thread only.
+        self.last_event_id = 0
+        self.events_stored = 0  # this run
+        self.duplicates = 0  # this run
+        self.batches = 0
+        self.last_commit_at: float | None = None
+        self.last_error: str | None = None
+
+    # ── lifecycle ─────────────────────────────────────────────────────────────
+    def start(self) -> None:
+        self._writer = Writer(self.db_path, busy_timeout=self.busy_timeout, autocheckpoint=False)
+        self.last_event_id = self._writer.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        self._thread = threading.Thread(target=self._run, name="smsmon-writer", daemon=True)
+        self._thread.start()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="smsmon-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Commit what is queued, then close. Blocking: from async code use `await asyncio.to_thread(c.stop)`."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._stopping.set()
+        if self._checkpointer:
+            self._checkpointer.join(timeout)
+        self._thread = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_error is None
+
+    # ── submitting ────────────────────────────────────────────────────────────
+    async def submit(self, event: Event) -> Applied:
+        """Queue an event; return once its batch is committed. Raises StoreUnavailable."""
+        return await self._submit("event", event)
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        await self._submit("dead_letter", letter)
+
+    def _submit(self, kind: str, payload: Any) -> asyncio.Future:
+        if self._thread is None:
+            raise StoreUnavailable("the writer is not running")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put(_Item(kind, payload, future, loop))
+        return future
+
+    # ── the writer thread ─────────────────────────────────────────────────────
+    def _run(self) -> None:
+        assert self._writer is not None
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Item] = [first]  # type: ignore[list-item]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            self._commit(batch)
+        self._writer.close()
+
+    def _commit(self, batch: list[_Item]) -> None:
+        events = [i for i in batch if i.kind == "event"]
+        letters = [i for i in batch if i.kind == "dead_letter"]
+        try:
+            applied = self._writer.apply([i.payload for i in events], dead_letters=[i.payload for i in letters])  # type: ignore[union-attr]
+        except StoreError as exc:
+            self.last_error = str(exc)
+            log.warning("commit failed, %d callbacks answered 503: %s", len(batch), exc)
+            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+            self._resolve([(i, None, error) for i in batch])
+            return
+        except Exception as exc:  # a bug: never leave a handler waiting forever
+            log.exception("commit failed")
+            self.last_error = f"internal error: {exc}"
+            self._resolve([(i, None, StoreUnavailable(self.last_error)) for i in batch])
+            return
+        self.last_error = None
+        self.batches += 1
+        self.last_commit_at = time.time()
+        for a in applied:
+            if a.duplicate:
+                self.duplicates += 1
+            else:
+                self.events_stored += 1
+                self.last_event_id = max(self.last_event_id, a.event_id or 0)
+        self._resolve([(i, a, None) for i, a in zip(events, applied)] + [(i, None, None) for i in letters])
+        self._bound_wal()
+
+    @staticmethod
+    def _resolve(outcomes: list[tuple[_Item, Any, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for item, value, error in outcomes:
+            if item.loop is not None:
+                by_loop.setdefault(item.loop, []).append((item.future, value, error))
+        for loop, results in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_results, results)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+    def _bound_wal(self) -> None:
+        try:
+            if os.stat(f"{self.db_path}-wal").st_size > WAL_LIMIT:
+                self._writer.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+        except (OSError, sqlite3.Error):
+            pass
+
+    def _checkpoint_loop(self) -> None:
+        try:
+            conn = connect(self.db_path, busy_timeout=0.1)
+        except StoreError:
+            return
+        try:
+            while not self._stopping.wait(CHECKPOINT_EVERY_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass
+        finally:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass
+            conn.close()
+
+
+def _set_results(results: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for future, value, error in results:
+        if future.done():  # the handler went away (client disconnected)
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)

@@ -1,0 +1,302 @@
+"""The callback listener (SPEC §5): an aiohttp.web application, in the app's asyncio loop or
+headless under `smsmon serve`.
+
+    POST /callbacks/zeckta            a Zeckta delivery callback (no token configured)
+    POST /callbacks/zeckta/<token>    the same, when a token is configured (compared in constant time)
+    GET  /healthz                     status, database, events stored, last callback
+
+Answers: 200 {"ok": true, "eventId": ..., "duplicate": false|true} only once the event is
+committed; 400 with the reason (the body is kept as a dead letter); 403 outside --allow-from;
+404 for a missing or wrong token (nothing stored); 405; 413 over 64 KiB (not read); 503 when
+the store cannot commit, so the provider retries.
+
+aiohttp's access log is off: it would write the token. Our own log never shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from smsmon.errors import ParseError, SmsmonError, StoreError
+from smsmon.ingest.committer import Committer
+from smsmon.providers import zeckta
+from smsmon.store.writer import DeadLetter
+from smsmon.timeutil import fmt, now_utc
+
+log = logging.getLogger("smsmon.listener")
+
+MAX_BODY = 64 * 1024
+CALLBACK_PATH = "/callbacks/zeckta"
+LINES_PER_SECOND = 20  # beyond this, callbacks are summed up once a second
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ListenerError(SmsmonError):
+    """The listener cannot start as configured."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`127.0.0.1:8787`, `[::1]:8787`, `localhost:0` -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ListenerError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8787")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_networks(cidrs: list[str]) -> list[Network]:
+    nets = []
+    for c in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(c.strip(), strict=False))
+        except ValueError:
+            raise ListenerError(f"--allow-from {c!r} is not an address or CIDR range (e.g. 203.0.113.0/24)") from None
+    return nets
+
+
+@dataclass
+class ListenerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    token: str | None = None
+    allow_from: list[Network] = field(default_factory=list)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure: bool = False
+
+    def check(self) -> None:
+        """Refuse what is unsafe by default, with the way out in the message."""
+        if not is_loopback(self.host) and not self.token and not self.insecure:
+            raise ListenerError(
+                f"refusing to listen on {self.host} without a callback token: anyone who can reach it could write "
+                "to your database. Set SMSMON_CALLBACK_TOKEN (or --token), or pass --insecure if something else protects it")
+        if self.token is not None and (len(self.token) < 8 or "/" in self.token or not self.token.isprintable()):
+            raise ListenerError("the callback token must be at least 8 printable characters without '/'")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ListenerError("HTTPS needs both --tls-cert and --tls-key")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls_cert:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ListenerError(f"cannot load the TLS certificate or key: {exc}") from None
+        return ctx
+
+
+def masked(token: str) -> str:
+    return token[:2] + "****" + token[-2:] if len(token) >= 12 else "****"
+
+
+class CallbackLog:
+    """One line per callback, or, past LINES_PER_SECOND, a summary once a second."""
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self.logger = logger
+        self.window = int(time.monotonic())
+        self.lines = 0
+        self.held: dict[str, int] = {}
+
+    def record(self, status: int, what: str, kind: str) -> None:
+        self._roll()
+        self.lines += 1
+        if self.lines <= LINES_PER_SECOND:
+            self.logger.info("%d %s", status, what)
+        else:
+            self.held[kind] = self.held.get(kind, 0) + 1
+
+    def _roll(self) -> None:
+        now = int(time.monotonic())
+        if now != self.window:
+            self.flush()
+            self.window, self.lines = now, 0
+
+    def flush(self) -> None:
+        if self.held:
+            total = sum(self.held.values())
+            parts = ", ".join(f"{n:,} {k}" for k, n in sorted(self.held.items(), key=lambda kv: -kv[1]))
+            self.logger.info("... and %s more callbacks in that second: %s", f"{total:,}", parts)
+            self.held = {}
+
+
+def _json(status: int, body: dict[str, Any], **headers: str) -> web.Response:
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+class Listener:
+    def __init__(self, committer: Committer, config: ListenerConfig, *, on_event: Callable[[int], None] | None = None) -> None:
+        config.check()
+        self.committer = committer
+        self.config = config
+        self.on_event = on_event  # told the newest events.id after each stored callback (the UI's nudge)
+        self.callback_log = CallbackLog()
+        self.last_callback_at: str | None = None
+        self.counts = {"new": 0, "duplicate": 0, "rejected": 0, "unavailable": 0}
+        self._runner: web.AppRunner | None = None
+        self._flusher: asyncio.Task | None = None
+        self.url: str | None = None
+
+    # ── the application ───────────────────────────────────────────────────────
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors_as_json], client_max_size=MAX_BODY)
+        app.router.add_route("*", CALLBACK_PATH, self._callback)
+        app.router.add_route("*", CALLBACK_PATH + "/{token}", self._callback)
+        app.router.add_route("*", "/healthz", self._health)
+        return app
+
+    @web.middleware
+    async def _errors_as_json(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if self.config.allow_from and not self._allowed(request.remote):
+            self.callback_log.record(403, f"forbidden_address: {request.remote} is outside --allow-from", "forbidden")
+            return _json(403, {"ok": False, "error": "address not allowed"})
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return _json(exc.status, {"ok": False, "error": exc.reason.lower()}, **{
+                    k: v for k, v in exc.headers.items() if k in ("Allow",)})
+            raise
+
+    def _allowed(self, remote: str | None) -> bool:
+        try:
+            addr = ipaddress.ip_address(remote or "")
+        except ValueError:
+            return False
+        return any(addr in net for net in self.config.allow_from)
+
+    def _token_ok(self, given: str | None) -> bool:
+        expected = self.config.token
+        if expected is None:
+            return given is None
+        if given is None:
+            return False
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    async def _callback(self, request: web.Request) -> web.StreamResponse:
+        if not self._token_ok(request.match_info.get("token")):
+            self.callback_log.record(404, "bad_token: a request without the right token (nothing stored)", "bad token")
+            return _json(404, {"ok": False, "error": "not found"})
+        if request.method != "POST":
+            return _json(405, {"ok": False, "error": "use POST"}, Allow="POST")
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return self._too_large(request)
+        body = bytearray()
+        while chunk := await request.content.read(MAX_BODY + 1 - len(body)):
+            body += chunk
+            if len(body) > MAX_BODY:
+                return self._too_large(request)
+        received = now_utc()
+        try:
+            if not body.strip():
+                raise ParseError("empty body")
+            event = zeckta.parse_callback(bytes(body), received_at=received)
+        except ParseError as exc:
+            return await self._reject(request, bytes(body), exc.reason, received)
+        try:
+            applied = await self.committer.submit(event)
+        except StoreError as exc:
+            self.counts["unavailable"] += 1
+            self.callback_log.record(503, f"store_unavailable: {exc} ({event.message_id} not stored; Zeckta will retry)", "unavailable")
+            return _json(503, {"ok": False, "error": "store unavailable, retry later"}, **{"Retry-After": "5"})
+        kind = "duplicate" if applied.duplicate else "new"
+        self.counts[kind] += 1
+        self.last_callback_at = fmt(received)
+        self.callback_log.record(200, f"{kind:<9} {event.message_id} {event.raw_status} from {request.remote}", kind)
+        if not applied.duplicate and self.on_event:
+            self.on_event(applied.event_id or 0)
+        return _json(200, {"ok": True, "eventId": event.event_key, "duplicate": applied.duplicate})
+
+    def _too_large(self, request: web.Request) -> web.Response:
+        self.counts["rejected"] += 1
+        self.callback_log.record(413, f"body_too_large: over {MAX_BODY // 1024} KiB from {request.remote} (not read)", "too large")
+        response = _json(413, {"ok": False, "error": f"body over {MAX_BODY // 1024} KiB"})
+        response.force_close()
+        return response
+
+    async def _reject(self, request: web.Request, body: bytes, reason: str, received) -> web.Response:  # type: ignore[no-untyped-def]
+        self.counts["rejected"] += 1
+        code = "invalid_json" if reason.startswith("invalid JSON") or reason == "empty body" else "invalid_payload"
+        path = CALLBACK_PATH + ("/****" if self.config.token else "")  # never the token, never a query string
+        try:
+            await self.committer.dead_letter(DeadLetter(fmt(received), request.remote, path, f"{code}: {reason}", body))
+        except StoreError as exc:
+            log.warning("could not keep a dead letter: %s", exc)
+        self.callback_log.record(400, f"{code}: {reason} from {request.remote}", "rejected")
+        return _json(400, {"ok": False, "error": reason})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if request.method != "GET":
+            return _json(405, {"ok": False, "error": "use GET"}, Allow="GET")
+        c = self.committer
+        return _json(200, {
+            "status": "ok" if c.healthy else "degraded",
+            "database": str(c.db_path),
+            "events": c.last_event_id,
+            "last_callback": self.last_callback_at,
+            "store": "ok" if c.healthy else f"unavailable: {c.last_error}",
+            "this_run": dict(self.counts),
+        })
+
+    # ── running ───────────────────────────────────────────────────────────────
+    async def start(self) -> str:
+        """Bind and serve; return the base URL (with the real port when 0 was asked for)."""
+        ctx = self.config.ssl_context()
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=10.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ctx)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ListenerError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}"
+                                " (is another smsmon running? choose another with --listen)") from None
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        port = sockets[0].getsockname()[1] if sockets else self.config.port
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        self.url = f"{self.config.scheme}://{host}:{port}"
+        self._flusher = asyncio.create_task(self._flush_log())
+        return self.url
+
+    @property
+    def callback_url(self) -> str:
+        """The URL to give Zeckta, with the token masked (it is never printed whole)."""
+        return f"{self.url}{CALLBACK_PATH}" + (f"/{masked(self.config.token)}" if self.config.token else "")
+
+    async def _flush_log(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            self.callback_log._roll()
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (their commits complete), close."""
+        if self._flusher:
+            self._flusher.cancel()
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+        self.callback_log.flush()
