@@ -328,6 +328,28 @@ def bench_store(size: int, fresh_events: int, large_db: Path | None, repeat: int
         _json_out(figures)
 
 
+@bench.command("ingest", context_settings=CONTEXT)
+@click.option("--seconds", type=click.IntRange(1), default=10, show_default=True, help="Length of each run.")
+@click.option("--connections", type=click.IntRange(1), default=64, show_default=True, help="Concurrent connections.")
+@click.option("--rate", type=click.IntRange(1), default=1000, show_default=True, help="Callbacks/s of the steady-rate run.")
+@click.option("--large-db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A large database to run against (built when missing; default: a temporary one).")
+@click.option("--large-events", type=click.IntRange(1000), default=1_000_000, show_default=True,
+              help="Size of the large database when it is built.")
+@click.option("--skip-large", is_flag=True, help="Leave out the run against a large database.")
+@click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
+def bench_ingest(seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
+                 as_json: bool) -> None:
+    """Callbacks/s and latency of `smsmon serve` next to a bare aiohttp endpoint, under the same
+    load (wrk when installed), on a fresh and on a large database; and p99 at a steady rate."""
+    from smsmon.bench_ingest import ingest_bench
+
+    figures = ingest_bench(seconds=seconds, connections=connections, rate=rate, large_db=large_db,
+                           large_events=large_events, skip_large=skip_large, say=lambda s: click.echo(s, err=True))
+    if as_json:
+        _json_out(figures)
+
+
 # ── helpers ─────────────────────────────────────────────────────────────────────
 def _json_out(data: Any) -> None:
     import json

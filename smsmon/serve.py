@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -42,6 +43,7 @@ async def _serve(committer: Committer, config: ListenerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     url = await listener.start()
+    gc.freeze()  # what start-up made lives as long as the process: keep the collector off it
     log.info("smsmon serve: database %s (%s events)", committer.db_path, f"{committer.last_event_id:,}")
     log.info("listening on %s", url)
     log.info("give Zeckta this callback URL: %s%s", listener.callback_url,

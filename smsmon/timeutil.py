@@ -17,6 +17,7 @@ _ISO = re.compile(
         \s*(Z|z|[+-]\d{2}(?::?\d{2})?)?\s*$""",
     re.X,
 )
+_FAST = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
 _EAZITA = re.compile(r"^\s*(\d{4})[/-](\d{1,2})[/-](\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|w)\s*$", re.I)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "w": 604800}
@@ -24,7 +25,8 @@ _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 8640
 
 def fmt(dt: datetime) -> str:
     """Format an aware datetime as the canonical UTC string."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime, and this runs for every event.
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def now_utc() -> datetime:
@@ -34,6 +36,10 @@ def now_utc() -> datetime:
 def parse_iso(text: str) -> datetime:
     """Parse ISO-8601 tolerantly: any number of fractional digits (kept to microseconds),
     `Z` or an offset; a time without a zone is taken as UTC. Raises ValueError."""
+    if isinstance(text, str) and _FAST.match(text):
+        # The common shape (Zeckta's own) goes through the C parser; it keeps microseconds.
+        dt = datetime.fromisoformat(text)
+        return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
     m = _ISO.match(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(f"not an ISO-8601 time: {str(text)[:60]!r}")

@@ -312,11 +312,15 @@ def test_a_locked_database_answers_503_stores_nothing_and_recovers(db_path) -> N
 
 def test_a_busy_log_is_summed_up_once_a_second(caplog) -> None:
     caplog.set_level(logging.INFO, logger="smsmon.test")
-    log = CallbackLog(logging.getLogger("smsmon.test"))
+    now = [100.0]
+    log = CallbackLog(logging.getLogger("smsmon.test"), clock=lambda: now[0])
     for i in range(100):
-        log.record(200, f"new zeckta:m{i}", "new")
-    log.record(400, "invalid_json", "rejected")
-    log.flush()
+        log.record(200, "new", "new       zeckta:m%d SENT", i)
+    log.record(400, "rejected", "invalid_json: %s", "empty body")
+    now[0] = 101.2  # the next second: the held lines are summed up
+    log.record(200, "duplicate", "duplicate zeckta:m1 SENT")
     lines = caplog.text.strip().splitlines()
-    assert len(lines) == 21
-    assert "80 more callbacks in that second: 80 new, 1 rejected" in lines[-1] or "81 more callbacks" in lines[-1]
+    assert len(lines) == 22
+    assert "new       zeckta:m19 SENT" in lines[19]
+    assert lines[20].endswith("... and 81 more callbacks in that second: 80 new, 1 rejected")
+    assert "duplicate zeckta:m1 SENT" in lines[21]

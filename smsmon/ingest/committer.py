@@ -62,6 +62,8 @@ class Committer:
         self.events_stored = 0  # this run
         self.duplicates = 0  # this run
         self.batches = 0
+        self.batched_items = 0
+        self.commit_seconds = 0.0  # time spent applying and committing
         self.last_commit_at: float | None = None
         self.last_error: str | None = None
 
@@ -129,6 +131,7 @@ class Committer:
     def _commit(self, batch: list[_Item]) -> None:
         events = [i for i in batch if i.kind == "event"]
         letters = [i for i in batch if i.kind == "dead_letter"]
+        started = time.perf_counter()
         try:
             applied = self._writer.apply([i.payload for i in events], dead_letters=[i.payload for i in letters])  # type: ignore[union-attr]
         except StoreError as exc:
@@ -144,6 +147,8 @@ class Committer:
             return
         self.last_error = None
         self.batches += 1
+        self.batched_items += len(batch)
+        self.commit_seconds += time.perf_counter() - started
         self.last_commit_at = time.time()
         for a in applied:
             if a.duplicate:

@@ -27,7 +27,7 @@ from smsmon.timeutil import fmt, now_utc
 WATCH_WINDOW = timedelta(hours=72)
 PAGE = 50
 SMALL = 5000  # a driving index that selects fewer rows than this is read whole and sorted
-_PUBLIC_COLS = [c for c in MESSAGE_COLUMNS if c not in ("status_key", "attr_at")]
+_PUBLIC_COLS = [c for c in MESSAGE_COLUMNS if c not in ("status_key", "attr_at", "seq")]
 _COLS = "rowid AS seq, " + ", ".join(_PUBLIC_COLS)
 Cursor = tuple[str, int]  # (last_event_at, seq) of the last row of a page
 FACET_DIMS = ("status", "outcome", "provider", "error_code", "network", "country_code")
@@ -238,7 +238,8 @@ def timeline(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
     """A message's events by event time, then arrival."""
     rows = conn.execute(
         "SELECT id, event_key, message_id, provider, source, event_type, raw_status, status, error_code, event_time,"
-        " received_at, flags, raw FROM events WHERE message_id = ? ORDER BY event_time, id",
+        " received_at, flags, raw FROM events WHERE message_seq = (SELECT seq FROM messages WHERE id = ?)"
+        " ORDER BY event_time, id",
         (message_id,),
     ).fetchall()
     return [dict(r) for r in rows]
@@ -284,7 +285,7 @@ def iter_events(conn: sqlite3.Connection, f: Filter | None = None, *, batch: int
     """Every event (in arrival order) of the messages matching the filter."""
     f = f or Filter()
     conds, params = _conditions(f, now or now_utc(), window, t="m.")
-    join = "" if f.empty else " JOIN messages m ON m.id = e.message_id"
+    join = "" if f.empty else " JOIN messages m ON m.seq = e.message_seq"
     where = " AND ".join(["e.id > ?", *conds])
     sql = (f"SELECT e.id, e.event_key, e.message_id, e.provider, e.source, e.event_type, e.raw_status, e.status,"
            f" e.error_code, e.event_time, e.received_at, e.flags, e.raw FROM events e{join} WHERE {where} ORDER BY e.id LIMIT ?")

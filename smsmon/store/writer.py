@@ -35,8 +35,8 @@ _MSG_COLS = tuple(MESSAGE_COLUMNS)
 _INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
 _UPDATE_MESSAGE = f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _MSG_COLS[1:])} WHERE id = ?"
 _INSERT_EVENT = (
-    "INSERT INTO events (id, event_key, message_id, provider, source, event_type, raw_status, status, error_code,"
-    " event_time, received_at, flags, raw, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO events (id, event_key, message_id, message_seq, provider, source, event_type, raw_status, status,"
+    " error_code, event_time, received_at, flags, raw, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _BUMP_FACET = (
     "INSERT INTO facet_counts (dim, value, n) VALUES (?, ?, ?)"
@@ -69,6 +69,7 @@ class Applied(NamedTuple):
 @dataclass
 class _Slot:
     state: MessageState
+    seq: int
     is_new: bool
     last_event_id: int | None
     updated_at: str | None
@@ -119,7 +120,7 @@ def _message_row(slot: _Slot) -> tuple:
     if s.status is Status.DELIVERED and s.first_event_at and s.status_at:
         deliver = max(0.0, seconds_between(s.first_event_at, s.status_at))
     return (
-        s.id, s.provider, s.provider_message_id, a.get("src"), a.get("dest"), s.status.value, s.raw_status,
+        s.id, slot.seq, s.provider, s.provider_message_id, a.get("src"), a.get("dest"), s.status.value, s.raw_status,
         s.outcome.value, int(s.is_final), s.error_code, a.get("network"), a.get("country_code"), a.get("segments"),
         a.get("units"), a.get("attempts"), a.get("cost"), a.get("reference"), s.first_event_at, s.last_event_at,
         s.final_at, s.events_count, s.duplicates_count, _flags_text(s.flags), s.status_at, s.status_key,
@@ -213,22 +214,25 @@ class Writer:
             for row in conn.execute(q, chunk):
                 state = _state_from_row(row)
                 r = dict(zip(_MSG_COLS, row))
-                slots[state.id] = _Slot(state, False, r["last_event_id"], r["updated_at"], _facet_values(state))
+                slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], r["updated_at"], _facet_values(state))
 
         next_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        next_seq = (conn.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0) + 1
         batch_fps: set[tuple[str, int]] = set()
         event_rows: list[tuple] = []
         results: list[Applied] = []
-        fp_query = "SELECT 1 FROM events WHERE message_id = ? AND fingerprint = ? LIMIT 1"
+        fp_query = "SELECT 1 FROM events WHERE message_seq = ? AND fingerprint = ? LIMIT 1"
         for ev in events:
             mid = ev.message_id
             slot = slots.get(mid)
             if slot is None:
-                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), True, None, None, (None,) * len(FACETS))
+                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None, None,
+                                          (None,) * len(FACETS))
+                next_seq += 1
             fp = (mid, ev.fingerprint)
             duplicate = ev.event_key in stored_keys or fp in batch_fps
             if not duplicate and not slot.is_new:
-                duplicate = conn.execute(fp_query, fp).fetchone() is not None
+                duplicate = conn.execute(fp_query, (slot.seq, ev.fingerprint)).fetchone() is not None
             if duplicate:
                 slot.state.duplicates_count += 1
                 results.append(Applied(ev.event_key, mid, True, None, frozenset()))
@@ -237,7 +241,7 @@ class Writer:
             batch_fps.add(fp)
             flags = apply(slot.state, ev)
             event_rows.append((
-                next_id, ev.event_key, mid, ev.provider, ev.source, ev.event_type, ev.raw_status, ev.status.value,
+                next_id, ev.event_key, mid, slot.seq, ev.provider, ev.source, ev.event_type, ev.raw_status, ev.status.value,
                 ev.error_code, ev.event_time, ev.received_at, _flags_text(flags), ev.raw, ev.fingerprint,
             ))
             slot.last_event_id = next_id

@@ -1,0 +1,330 @@
+"""`smsmon bench ingest`: callbacks/s and latency of `smsmon serve` against a bare aiohttp
+endpoint, in one run, under the same load on loopback.
+
+The load generator is wrk (Debian package `wrk`) when installed: it is written in C and is not
+the bottleneck. Without it a Python generator runs instead, and the output says so, because
+it may be. Each request is a Zeckta callback with a random event id (as real uuids are), three
+events per message. The steady-rate test sends at a fixed rate whatever the answers' speed
+(open loop), so its latencies are not flattered by the client waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from smsmon.errors import SmsmonError
+
+WRK_SCRIPT = r"""
+local counter = 0
+local hex = "0123456789abcdef"
+local types = {"MESSAGE_SUBMITTED", "MESSAGE_SENT", "MESSAGE_DELIVERED"}
+local msg = ""
+local function rnd(n)
+  local t = {}
+  for i = 1, n do local r = math.random(1, 16); t[i] = hex:sub(r, r) end
+  return table.concat(t)
+end
+local function uuid() return rnd(8) .. "-" .. rnd(4) .. "-4" .. rnd(3) .. "-a" .. rnd(3) .. "-" .. rnd(12) end
+function init(args) math.randomseed(tonumber(args[1]) or os.time()) end
+function request()
+  counter = counter + 1
+  local step = (counter - 1) % 3 + 1
+  if step == 1 then msg = uuid() end
+  local body = string.format('{"eventId":"%s","eventType":"%s","timestamp":"2026-11-23T10:00:%02d.123456789Z",' ..
+    '"message":{"uuid":"%s","src":"ACME","dest":"+23324%07d","segments":1,"units":1,"attempts":1,"cost":null}}',
+    uuid(), types[step], step, msg, math.random(0, 9999999))
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"callbacks_per_s": round(self.rate), "p50_ms": round(self.p50_ms, 2), "p99_ms": round(self.p99_ms, 2),
+                "requests": self.requests, "non_2xx_or_errors": self.errors}
+
+
+# ── servers ─────────────────────────────────────────────────────────────────────
+class Server:
+    """A server subprocess; `url` is read from what it prints."""
+
+    def __init__(self, args: list[str], pattern: str) -> None:
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        found = threading.Event()
+        self.url = ""
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                if len(self.lines) < 200:
+                    self.lines.append(line)
+                if not found.is_set() and (m := re.search(pattern, line)):
+                    self.url = m.group(1)
+                    found.set()
+            found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(60) or not self.url:
+            self.proc.kill()
+            raise SmsmonError("benchmark server did not start:\n" + "".join(self.lines[-20:]))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+def bare_server() -> Server:
+    return Server([sys.executable, "-m", "smsmon.bench_ingest"], r"bare listening on (\S+)")
+
+
+def smsmon_server(db: Path) -> Server:
+    return Server([sys.executable, "-m", "smsmon", "serve", "--db", str(db), "--listen", "127.0.0.1:0"], r"listening on (\S+)")
+
+
+async def _bare_main() -> None:
+    from aiohttp import web
+
+    async def ok(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/callbacks/zeckta", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"bare listening on http://127.0.0.1:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+# ── load generators ─────────────────────────────────────────────────────────────
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, seconds: int, connections: int, script: Path, seed: int) -> Result:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url, "--", str(seed)],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s|m))$", out, re.M))
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if not (rate and total and "50" in lat and "99" in lat):
+        raise SmsmonError(f"could not read wrk's output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+
+    def parse(v: str) -> float:
+        m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+        assert m
+        return _ms(*m.groups())
+
+    return Result("", float(rate.group(1)), parse(lat["50"]), parse(lat["99"]), int(total.group(1)), errors)
+
+
+def _body(rng: random.Random, n: int, msg: list[str]) -> bytes:
+    step = n % 3
+    if step == 0:
+        msg[0] = f"{rng.getrandbits(128):032x}"
+    return json.dumps({"eventId": f"{rng.getrandbits(128):032x}",
+                       "eventType": ("MESSAGE_SUBMITTED", "MESSAGE_SENT", "MESSAGE_DELIVERED")[step],
+                       "timestamp": f"2026-11-23T10:00:{step:02d}.123456789Z",
+                       "message": {"uuid": msg[0], "src": "ACME", "dest": f"+23324{rng.randrange(10**7):07d}",
+                                   "segments": 1, "units": 1, "attempts": 1, "cost": None}}).encode()
+
+
+def run_python_closed(url: str, seconds: int, connections: int, seed: int) -> Result:
+    """As many requests as `connections` workers can send (the fallback without wrk)."""
+    import aiohttp
+
+    async def main() -> Result:
+        rng, msg, lat, errors, n = random.Random(seed), [""], [], 0, 0
+        end = time.perf_counter() + seconds
+
+        async def worker(session: aiohttp.ClientSession) -> None:
+            nonlocal errors, n
+            while time.perf_counter() < end:
+                body = _body(rng, n, msg)
+                n += 1
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, data=body) as r:
+                        await r.read()
+                        ok = r.status < 300
+                except aiohttp.ClientError:
+                    ok = False
+                lat.append((time.perf_counter() - t0) * 1000)
+                errors += not ok
+
+        start = time.perf_counter()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as s:
+            await asyncio.gather(*(worker(s) for _ in range(connections)))
+        elapsed = time.perf_counter() - start
+        lat.sort()
+        return Result("", len(lat) / elapsed, lat[len(lat) // 2], lat[int(len(lat) * 0.99)], len(lat), errors)
+
+    return asyncio.run(main())
+
+
+def run_steady(url: str, rate: int, seconds: int, seed: int) -> Result:
+    """Open loop: one request every 1/rate s, whatever the answers' speed."""
+    import aiohttp
+
+    async def main() -> Result:
+        rng, msg, lat, errors = random.Random(seed), [""], [], 0
+
+        async def one(session: aiohttp.ClientSession, body: bytes) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=body) as r:
+                    await r.read()
+                    errors += r.status >= 300
+            except aiohttp.ClientError:
+                errors += 1
+            lat.append((time.perf_counter() - t0) * 1000)
+
+        total = rate * seconds
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as s:
+            # Warm the connection pool so that connecting is not counted as latency.
+            await asyncio.gather(*(one(s, _body(rng, i, msg)) for i in range(64)))
+            lat.clear()
+            errors = 0
+            start = time.perf_counter()
+            tasks = []
+            for i in range(total):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(s, _body(rng, i + 64, msg))))
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - start
+        lat.sort()
+        return Result("", total / elapsed, lat[len(lat) // 2], lat[int(len(lat) * 0.99)], total, errors)
+
+    return asyncio.run(main())
+
+
+# ── the benchmark ───────────────────────────────────────────────────────────────
+def _events(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def ingest_bench(*, seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    figures: dict[str, Any] = {"seconds": seconds, "connections": connections}
+    with tempfile.TemporaryDirectory(prefix="smsmon-bench-ingest-") as tmp:
+        tmpdir = Path(tmp)
+        script = tmpdir / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        seed = [int(time.time())]
+
+        def load(url: str) -> Result:
+            seed[0] += 1
+            if wrk:
+                return run_wrk(url, seconds, connections, script, seed[0])
+            return run_python_closed(url, seconds, connections, seed[0])
+
+        if wrk:
+            version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0].split(" [")[0]
+            figures["load_generator"] = f"{version}, 1 thread"
+        else:
+            figures["load_generator"] = "Python aiohttp client (install wrk for a generator that is not the bottleneck)"
+        say(f"load generator: {figures['load_generator']}; {connections} connections; {seconds} s per run; "
+            "synchronous=FULL; random event ids")
+
+        def measure(name: str, start: Callable[[], Server]) -> Result:
+            server = start()
+            try:
+                result = load(server.url + "/callbacks/zeckta")
+            finally:
+                code = server.stop()
+            if code != 0:
+                raise SmsmonError(f"{name} exited {code} on SIGTERM:\n" + "".join(server.lines[-20:]))
+            result.name = name
+            return result
+
+        bare = measure("bare aiohttp endpoint (204)", bare_server)
+        rows = [bare]
+        fresh_db = tmpdir / "fresh.db"
+        fresh = measure("smsmon serve, fresh database", lambda: smsmon_server(fresh_db))
+        rows.append(fresh)
+        stored = _events(fresh_db)
+        ok = fresh.requests - fresh.errors
+        figures["fresh_stored_vs_acknowledged"] = [stored, ok]
+
+        large = None
+        if not skip_large:
+            db = large_db or tmpdir / "large.db"
+            if not db.exists():
+                from smsmon.sim.generate import fill
+
+                say(f"building a {large_events:,}-event database at {db} (once; about 2 minutes per million) ...")
+                fill(db, events=large_events, seed=1, days=30)
+            size = _events(db)
+            large = measure(f"smsmon serve, {size:,}-event database", lambda: smsmon_server(db))
+            rows.append(large)
+
+        say("")
+        say(f"  {'':<42} {'callbacks/s':>11} {'p50':>9} {'p99':>9} {'failed':>7}  vs bare")
+        for r in rows:
+            ratio = "" if r is bare else f"  {r.rate / bare.rate:.2f}x"
+            say(f"  {r.name:<42} {r.rate:>11,.0f} {r.p50_ms:>7.2f}ms {r.p99_ms:>7.2f}ms {r.errors:>7}{ratio}")
+        say(f"  stored {stored:,} events for {ok:,} acknowledged callbacks in the fresh run")
+
+        steady_db = tmpdir / "steady.db"
+        server = smsmon_server(steady_db)
+        try:
+            steady = run_steady(server.url + "/callbacks/zeckta", rate, seconds, seed[0] + 100)
+        finally:
+            server.stop()
+        say(f"  steady {rate:,} callbacks/s into smsmon serve (fresh database, open loop, Python client): "
+            f"achieved {steady.rate:,.0f}/s, p50 {steady.p50_ms:.2f} ms, p99 {steady.p99_ms:.2f} ms, failed {steady.errors}")
+
+    figures["bare"] = bare.as_dict()
+    figures["fresh"] = dict(fresh.as_dict(), ratio=round(fresh.rate / bare.rate, 3))
+    if large:
+        figures["large"] = dict(large.as_dict(), ratio=round(large.rate / bare.rate, 3), name=large.name)
+    figures["steady"] = dict(steady.as_dict(), target_rate=rate)
+    return figures
+
+
+if __name__ == "__main__":
+    asyncio.run(_bare_main())
