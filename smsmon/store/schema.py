@@ -94,9 +94,10 @@ def _v1(db: sqlite_utils.Database) -> None:
         foreign_keys=[("message_id", "messages", "id")],
         not_null={"event_key", "message_id", "message_seq", "provider", "source", "status", "event_time", "received_at"},
     )
-    db["events"].create_index(["event_key"], index_name="ux_events_key", unique=True)
-    # A message's timeline, and the covering lookup of its fingerprints for de-duplication. Keyed
-    # by the message's seq, not its uuid, so that events of recent messages land on the last pages.
+    # De-duplication (an event id, or a fingerprint, seen before for the message) and a message's
+    # timeline. Both are keyed by the message's seq, not by random uuids, so the events of recent
+    # messages land on the last pages of each index: a commit writes few pages.
+    db["events"].create_index(["message_seq", "event_key"], index_name="ux_events_key", unique=True)
     db["events"].create_index(["message_seq", "fingerprint"], index_name="ix_events_message")
     # Pages are ordered by (last_event_at, rowid): `ix_messages_time` serves that order and
     # since/until ranges; the partial indexes (open, flags) keep the same order for their subsets.

@@ -1,7 +1,7 @@
 """The one writer (SPEC §2): applies batches of events in single transactions with the merge rule.
 
-Per batch: one query finds which event keys are stored, one loads the touched messages, a
-point query per event of an existing message checks its fingerprint; then the merge runs in
+Per batch: one query loads the touched messages, and a point query per event of an existing
+message asks whether its event id or fingerprint is stored for it; then the merge runs in
 Python (smsmon.lifecycle.apply), and events, messages and the maintained facet counts are
 written with executemany. Each message is written once per batch, however many of its
 events the batch holds.
@@ -41,6 +41,11 @@ _INSERT_EVENT = (
 _BUMP_FACET = (
     "INSERT INTO facet_counts (dim, value, n) VALUES (?, ?, ?)"
     " ON CONFLICT (dim, value) DO UPDATE SET n = n + excluded.n"
+)
+# Rule 1 of the merge: this event id, or this fingerprint, already stored for the message.
+_SEEN = (
+    "SELECT EXISTS (SELECT 1 FROM events WHERE message_seq = ?1 AND event_key = ?2)"
+    " OR EXISTS (SELECT 1 FROM events WHERE message_seq = ?1 AND fingerprint = ?3)"
 )
 _attr_encoder = msgspec.json.Encoder()
 _attr_decoder = msgspec.json.Decoder(dict[str, list[str]])
@@ -201,12 +206,6 @@ class Writer:
 
     def _apply(self, events: Sequence[Event]) -> list[Applied]:
         conn = self.conn
-        stored_keys: set[str] = set()
-        keys = list({e.event_key for e in events})
-        for chunk in _chunks(keys):
-            q = f"SELECT event_key FROM events WHERE event_key IN ({','.join('?' * len(chunk))})"
-            stored_keys.update(k for (k,) in conn.execute(q, chunk))
-
         slots: dict[str, _Slot] = {}
         mids = list({e.message_id for e in events})
         for chunk in _chunks(mids):
@@ -218,10 +217,10 @@ class Writer:
 
         next_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
         next_seq = (conn.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0) + 1
+        batch_keys: set[tuple[str, str]] = set()
         batch_fps: set[tuple[str, int]] = set()
         event_rows: list[tuple] = []
         results: list[Applied] = []
-        fp_query = "SELECT 1 FROM events WHERE message_seq = ? AND fingerprint = ? LIMIT 1"
         for ev in events:
             mid = ev.message_id
             slot = slots.get(mid)
@@ -229,15 +228,15 @@ class Writer:
                 slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None, None,
                                           (None,) * len(FACETS))
                 next_seq += 1
-            fp = (mid, ev.fingerprint)
-            duplicate = ev.event_key in stored_keys or fp in batch_fps
+            key, fp = (mid, ev.event_key), (mid, ev.fingerprint)
+            duplicate = key in batch_keys or fp in batch_fps
             if not duplicate and not slot.is_new:
-                duplicate = conn.execute(fp_query, (slot.seq, ev.fingerprint)).fetchone() is not None
+                duplicate = conn.execute(_SEEN, (slot.seq, ev.event_key, ev.fingerprint)).fetchone()[0] == 1
             if duplicate:
                 slot.state.duplicates_count += 1
                 results.append(Applied(ev.event_key, mid, True, None, frozenset()))
                 continue
-            stored_keys.add(ev.event_key)
+            batch_keys.add(key)
             batch_fps.add(fp)
             flags = apply(slot.state, ev)
             event_rows.append((
