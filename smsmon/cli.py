@@ -74,6 +74,7 @@ def cli() -> None:
     every status and error code explained, any message drilled into.
 
     \b
+    Receive:      smsmon serve                    (Zeckta callbacks into the database)
     Investigate:  smsmon show +233241234567      smsmon explain 101
     Report:       smsmon stats --filter since:24h
     Move data:    smsmon import callbacks.ndjson smsmon export --format csv

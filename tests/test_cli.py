@@ -260,9 +260,21 @@ def test_export_into_a_closed_pipe_is_quiet(sample_db) -> None:
     assert p.stdout.startswith("id,provider") and "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("command", ["explain", "show", "stats", "export", "import", "sim", "sim generate", "bench", "bench store"])
+@pytest.mark.parametrize("command", ["explain", "show", "stats", "export", "import", "serve", "sim", "sim generate", "bench",
+                                     "bench store", "bench ingest"])
 def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
     r = run(*command.split(), "--help")
     assert r.exit_code == 0 and "Usage:" in r.stdout
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert f"smsmon {command}" in readme
+
+
+def test_bench_ingest_prints_figures() -> None:
+    r = run("bench", "ingest", "--seconds", "1", "--skip-large", "--rate", "100", "--connections", "8", "--json")
+    assert r.exit_code == 0, r.stderr
+    figures = json.loads(r.stdout)
+    assert figures["bare"]["callbacks_per_s"] > 0 and figures["fresh"]["callbacks_per_s"] > 0
+    assert 0 < figures["fresh"]["ratio"] and figures["steady"]["non_2xx_or_errors"] == 0
+    stored, acknowledged = figures["fresh_stored_vs_acknowledged"]
+    assert stored >= acknowledged > 0  # every acknowledged callback was stored
+    assert "load generator:" in r.stderr and "vs bare" in r.stderr

@@ -24,10 +24,11 @@ TOKEN = "s3cret-token-0123456789"
 
 
 @asynccontextmanager
-async def serving(db: Path, *, busy_timeout: float = 5.0, **config: Any) -> AsyncIterator[tuple[Listener, str]]:
+async def serving(db: Path, *, busy_timeout: float = 5.0, max_in_flight: int = 2000,
+                  **config: Any) -> AsyncIterator[tuple[Listener, str]]:
     committer = Committer(db, busy_timeout=busy_timeout)
     committer.start()
-    listener = Listener(committer, ListenerConfig(host="127.0.0.1", port=0, **config))
+    listener = Listener(committer, ListenerConfig(host="127.0.0.1", port=0, **config), max_in_flight=max_in_flight)
     url = await listener.start()
     try:
         yield listener, url
@@ -308,6 +309,29 @@ def test_a_locked_database_answers_503_stores_nothing_and_recovers(db_path) -> N
 
     run(scenario())
     assert db_rows(db_path, "SELECT event_key FROM events") == [("while-locked",)]
+
+
+def test_callbacks_waiting_for_the_database_are_bounded(db_path) -> None:
+    async def scenario() -> None:
+        async with serving(db_path, busy_timeout=3.0, max_in_flight=2) as (listener, url), aiohttp.ClientSession() as s:
+            blocker = sqlite3.connect(db_path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                waiting = [asyncio.create_task(post(s, url + "/callbacks/zeckta", callback(uuid=f"m{i}", event_id=f"w{i}"))) for i in range(2)]
+                deadline = asyncio.get_running_loop().time() + 10
+                while listener.in_flight < 2:  # both are waiting for the locked database
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.01)
+                status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="third"))
+                assert (status, answer["error"]) == (503, "overloaded, retry later")
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            assert [st for st, _ in await asyncio.gather(*waiting)] == [200, 200]
+            assert listener.in_flight == 0
+
+    run(scenario())
+    assert sorted(r[0] for r in db_rows(db_path, "SELECT event_key FROM events")) == ["w0", "w1"]
 
 
 def test_a_busy_log_is_summed_up_once_a_second(caplog) -> None:

@@ -37,6 +37,7 @@ from smsmon.timeutil import fmt, now_utc
 log = logging.getLogger("smsmon.listener")
 
 MAX_BODY = 64 * 1024
+MAX_IN_FLIGHT = 2000  # callbacks waiting for the writer at once; beyond it, 503 at once (bounded memory)
 CALLBACK_PATH = "/callbacks/zeckta"
 LINES_PER_SECOND = 20  # beyond this, callbacks are summed up once a second
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -155,8 +156,11 @@ def _json(status: int, body: dict[str, Any], **headers: str) -> web.Response:
 
 
 class Listener:
-    def __init__(self, committer: Committer, config: ListenerConfig, *, on_event: Callable[[int], None] | None = None) -> None:
+    def __init__(self, committer: Committer, config: ListenerConfig, *, on_event: Callable[[int], None] | None = None,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
         config.check()
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.committer = committer
         self.config = config
         self.on_event = on_event  # told the newest events.id after each stored callback (the UI's nudge)
@@ -211,6 +215,17 @@ class Listener:
             return _json(405, {"ok": False, "error": "use POST"}, Allow="POST")
         if request.content_length is not None and request.content_length > MAX_BODY:
             return self._too_large(request)
+        if self.in_flight >= self.max_in_flight:
+            self.counts["unavailable"] += 1
+            self.callback_log.record(503, "overloaded", "overloaded: %d callbacks already waiting for the database", self.in_flight)
+            return _json(503, {"ok": False, "error": "overloaded, retry later"}, **{"Retry-After": "5"})
+        self.in_flight += 1
+        try:
+            return await self._accept(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.read()  # stops at client_max_size (64 KiB), chunked bodies too
         except web.HTTPRequestEntityTooLarge:
