@@ -22,6 +22,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -206,7 +207,7 @@ class Listener:
         return hmac.compare_digest(given.encode(), expected.encode())
 
     async def _callback(self, request: web.Request) -> web.StreamResponse:
-        if self.config.allow_from and (refused := self._forbidden(request)):
+        if refused := self._forbidden(request):
             return refused
         if not self._token_ok(request.match_info.get("token")):
             self.callback_log.record(404, "bad token", "bad_token: a request without the right token (nothing stored)")
@@ -259,7 +260,7 @@ class Listener:
         response.force_close()
         return response
 
-    async def _reject(self, request: web.Request, body: bytes, reason: str, received) -> web.Response:  # type: ignore[no-untyped-def]
+    async def _reject(self, request: web.Request, body: bytes, reason: str, received: datetime) -> web.Response:
         self.counts["rejected"] += 1
         code = "invalid_json" if reason.startswith("invalid JSON") or reason == "empty body" else "invalid_payload"
         path = CALLBACK_PATH + ("/****" if self.config.token else "")  # never the token, never a query string
