@@ -254,10 +254,11 @@ def import_(file: str, tz: str | None, max_errors: int, settings: Any) -> None:
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback address without a token.")
 @click.option("--busy-timeout", type=click.FloatRange(0.01), default=5.0, show_default=True,
               help="Seconds to wait for a database locked by another process before answering 503.")
+@click.option("--no-poll", is_flag=True, help="Run only the listener, even where pollers are configured.")
 @common
 def serve(listen: str | None, token: str | None, tls_cert: Path | None, tls_key: Path | None, allow_from: tuple[str, ...],
-          insecure: bool, busy_timeout: float, settings: Any) -> None:
-    """Run the callback listener headless, logging to stderr.
+          insecure: bool, busy_timeout: float, no_poll: bool, settings: Any) -> None:
+    """Run the callback listener, and the pollers that are configured, headless, logging to stderr.
 
     Every accepted callback is committed to the database before it is answered 200.
     Stops cleanly on Ctrl+C or SIGTERM: no new connections, every callback in flight committed.
@@ -274,7 +275,54 @@ def serve(listen: str | None, token: str | None, tls_cert: Path | None, tls_key:
                             allow_from=parse_networks(list(allow_from)), tls_cert=tls_cert, tls_key=tls_key,
                             insecure=insecure)
     config.check()
-    run_serve(settings.db_path, config, busy_timeout=busy_timeout)
+    run_serve(settings, config, busy_timeout=busy_timeout, pollers=not no_poll)
+
+
+# ── poll ────────────────────────────────────────────────────────────────────────
+@cli.command(context_settings=CONTEXT)
+@click.option("--once", is_flag=True, help="One cycle of each configured poller, then a summary.")
+@click.option("--provider", type=click.Choice(["eazita", "zeckta"]), help="Only this provider's poller.")
+@click.option("--json", "as_json", is_flag=True, help="With --once: the outcome as JSON on stdout.")
+@common
+def poll(once: bool, provider: str | None, as_json: bool, settings: Any) -> None:
+    """Pull delivery reports headless: Eazita's reports, Zeckta's Status API for silent messages.
+
+    \b
+    SMSMON_EAZITA_API_KEY=... SMSMON_EAZITA_PASSWORD=... smsmon poll --once
+    smsmon poll                     # every interval until Ctrl+C, backing off on failures
+    Exits 1 when a --once poll failed; the error says why (`smsmon explain <code>` says more).
+    """
+    from smsmon.serve import describe, run_poll
+
+    outcomes = run_poll(settings, once=once, only=provider)
+    if as_json:
+        _json_out([o.to_dict() for o in outcomes])
+    else:
+        for o in outcomes:
+            click.echo(describe(o), err=True)
+            if not o.ok:
+                from smsmon import catalogue
+
+                specific = catalogue.lookup(o.api_code, "eazita") if o.api_code and o.api_code != "1" else []
+                for entry in specific or catalogue.lookup(o.error_code or ""):
+                    click.echo(f"  {entry.title}: {entry.action}", err=True)
+    if any(not o.ok for o in outcomes):
+        raise click.exceptions.Exit(1)
+
+
+# ── config ──────────────────────────────────────────────────────────────────────
+@cli.command("config", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@common
+def config_(as_json: bool, settings: Any) -> None:
+    """Show the effective settings, secrets masked, and where each came from."""
+    rows = settings.shown()
+    if as_json:
+        _json_out([{"setting": k, "value": v, "source": src} for k, v, src in rows])
+        return
+    width = max(len(k) for k, _, _ in rows)
+    for k, v, src in rows:
+        click.echo(f"{k:<{width}}  {v:<40}  {src}")
 
 
 # ── sim ─────────────────────────────────────────────────────────────────────────
@@ -301,6 +349,70 @@ def generate(messages: int | None, events: int | None, seed: int, days: float, s
                   progress=_progress("generating", "events"))
     click.echo(f"stored {result.new} events ({result.duplicates} duplicates) for {result.messages} messages"
                f" in {settings.db_path} at {result.rate:,.0f} events/s", err=True)
+
+
+# ── simulate ────────────────────────────────────────────────────────────────────
+@cli.command(context_settings=CONTEXT)
+@click.option("--target", default=None, metavar="URL",
+              help="Callback URL [default: the local listener, http://127.0.0.1:8787/callbacks/zeckta, with the token if set].")
+@click.option("--rate", type=click.FloatRange(0.1, 100_000), default=20.0, show_default=True, help="Callbacks a second.")
+@click.option("--count", type=click.IntRange(1), default=100, show_default=True, help="How many callbacks.")
+@click.option("--forever", is_flag=True, help="Keep sending until Ctrl+C (ignores --count).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same callbacks.")
+@click.option("--duplicates", type=float, default=0.03, show_default=True, help="Share of callbacks sent twice.")
+@click.option("--out-of-order", type=float, default=0.05, show_default=True, help="Share held up to arrive after a later one.")
+@click.option("--unknown", type=float, default=0.01, show_default=True, help="Share of messages with an unknown event type.")
+@click.option("--malformed", type=float, default=0.01, show_default=True, help="Share of messages followed by a malformed body.")
+@click.option("--json", "as_json", is_flag=True, help="The summary as JSON on stdout.")
+@common
+def simulate(target: str | None, rate: float, count: int, forever: bool, seed: int, duplicates: float, out_of_order: float,
+             unknown: float, malformed: float, as_json: bool, settings: Any) -> None:
+    """Send realistic Zeckta delivery callbacks to a listener, like `stripe trigger`.
+
+    \b
+    smsmon serve &                              # in one terminal
+    smsmon simulate --count 500 --rate 50       # in another
+    smsmon simulate --target https://example.org/callbacks/zeckta/TOKEN --forever
+    """
+    import asyncio
+
+    from smsmon.ingest.listener import CALLBACK_PATH, parse_listen
+    from smsmon.sim.sender import Mix, send
+
+    mix = Mix(duplicates, out_of_order, unknown, malformed)
+    mix.check()
+    if target is None:
+        host, port = parse_listen(settings.listen)
+        token = f"/{settings.callback_token}" if settings.callback_token else ""
+        target = f"http://{host}:{port}{CALLBACK_PATH}{token}"
+    from smsmon.redact import Redactor
+
+    shown = Redactor([settings.callback_token])(target)
+    click.echo(f"sending {'callbacks until Ctrl+C' if forever else f'{count:,} callbacks'} to {shown} at {rate:g}/s"
+               f" (seed {seed})", err=True)
+
+    def progress(report: Any) -> None:
+        if sys.stderr.isatty():
+            click.echo("\r" + report.line(), err=True, nl=False)
+
+    async def run() -> Any:
+        stop = asyncio.Event()
+        if forever:
+            import signal
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        return await send(target, rate=rate, count=None if forever else count, seed=seed, mix=mix, stop=stop,
+                          on_progress=progress)
+
+    report = asyncio.run(run())
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    click.echo(report.line(), err=True)
+    if as_json:
+        _json_out(report.to_dict())
+    if report.errors and report.errors == report.sent:
+        fail(f"could not reach {shown}: {report.last_error} (is `smsmon serve` running there?)")
 
 
 # ── bench ───────────────────────────────────────────────────────────────────────

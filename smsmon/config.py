@@ -54,10 +54,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("eazita_timezone", "eazita.timezone", "SMSMON_EAZITA_TIMEZONE", "Asia/Karachi",
             "zone of Eazita's sent_date/done_date (they carry none)"),
     Setting("eazita_interval", "eazita.interval", "SMSMON_EAZITA_INTERVAL", "30s", "how often to poll Eazita"),
+    Setting("eazita_timeout", "eazita.timeout", "SMSMON_EAZITA_TIMEOUT", "60s",
+            "how long to wait for Eazita's answer (its recent log can be slow)"),
     Setting("zeckta_api_key", "zeckta.api_key", "SMSMON_ZECKTA_API_KEY", None, "Zeckta API key (Status API)", secret=True),
     Setting("zeckta_url", "zeckta.url", "SMSMON_ZECKTA_URL", "https://api.zeckta.com", "Zeckta API base URL"),
     Setting("zeckta_status_after", "zeckta.status_after", "SMSMON_ZECKTA_STATUS_AFTER", "10m",
             "ask the Status API about a non-final Zeckta message silent for this long"),
+    Setting("zeckta_interval", "zeckta.interval", "SMSMON_ZECKTA_INTERVAL", "60s",
+            "how often to look for such messages"),
+    Setting("zeckta_timeout", "zeckta.timeout", "SMSMON_ZECKTA_TIMEOUT", "20s", "how long to wait for the Status API"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -84,6 +89,21 @@ class Settings:
     @property
     def tz(self):  # type: ignore[no-untyped-def]
         return zone(self.values["eazita_timezone"])
+
+    def seconds(self, name: str) -> float:
+        return parse_duration(str(self.values[name])).total_seconds()
+
+    @property
+    def secrets(self) -> list[str]:
+        return [str(self.values[s.name]) for s in SETTINGS if s.secret and self.values.get(s.name)]
+
+    @property
+    def eazita_configured(self) -> bool:
+        return bool(self.values.get("eazita_api_key") and self.values.get("eazita_password"))
+
+    @property
+    def zeckta_configured(self) -> bool:
+        return bool(self.values.get("zeckta_api_key"))
 
     def shown(self) -> list[tuple[str, str, str]]:
         """(name, value with secrets masked, source) for display."""
@@ -149,7 +169,7 @@ def load(config_file: str | Path | None = None, *, env: Mapping[str, str] | None
 
 
 def _validate(settings: Settings) -> None:
-    for name in ("watch_window", "eazita_interval", "zeckta_status_after"):
+    for name in ("watch_window", "eazita_interval", "eazita_timeout", "zeckta_status_after", "zeckta_interval", "zeckta_timeout"):
         try:
             parse_duration(str(settings.values[name]))
         except ValueError as exc:

@@ -59,7 +59,7 @@ def test_every_flag_has_an_entry(flag: str) -> None:
 
 @pytest.mark.parametrize("code", ["invalid_json", "invalid_payload", "body_too_large", "bad_token", "method_not_allowed",
                                   "forbidden_address", "store_unavailable", "poll_timeout", "poll_connect_error",
-                                  "poll_auth", "poll_not_found", "poll_rate_limited", "poll_server_error",
+                                  "poll_auth", "poll_not_found", "poll_http_error", "poll_rate_limited", "poll_server_error",
                                   "poll_html_body", "poll_invalid_json", "poll_bad_shape", "poll_api_error"])
 def test_every_listener_and_poller_failure_has_an_entry(code: str) -> None:
     assert [e for e in catalogue.lookup(code) if e.kind is Kind.FAILURE]

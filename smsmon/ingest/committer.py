@@ -38,7 +38,7 @@ _STOP = object()
 
 @dataclass
 class _Item:
-    kind: str  # "event" | "dead_letter"
+    kind: str  # "event" | "dead_letter" | "poll_run"
     payload: Any
     future: asyncio.Future | None
     loop: asyncio.AbstractEventLoop | None
@@ -99,6 +99,9 @@ class Committer:
     async def dead_letter(self, letter: DeadLetter) -> None:
         await self._submit("dead_letter", letter)
 
+    async def poll_run(self, run: dict[str, Any]) -> None:
+        await self._submit("poll_run", run)
+
     def _submit(self, kind: str, payload: Any) -> asyncio.Future:
         if self._thread is None:
             raise StoreUnavailable("the writer is not running")
@@ -131,9 +134,11 @@ class Committer:
     def _commit(self, batch: list[_Item]) -> None:
         events = [i for i in batch if i.kind == "event"]
         letters = [i for i in batch if i.kind == "dead_letter"]
+        runs = [i for i in batch if i.kind == "poll_run"]
         started = time.perf_counter()
         try:
-            applied = self._writer.apply([i.payload for i in events], dead_letters=[i.payload for i in letters])  # type: ignore[union-attr]
+            applied = self._writer.apply([i.payload for i in events], dead_letters=[i.payload for i in letters],  # type: ignore[union-attr]
+                                         poll_runs=[i.payload for i in runs])
         except StoreError as exc:
             self.last_error = str(exc)
             log.warning("commit failed, %d callbacks answered 503: %s", len(batch), exc)
@@ -156,7 +161,7 @@ class Committer:
             else:
                 self.events_stored += 1
                 self.last_event_id = max(self.last_event_id, a.event_id or 0)
-        self._resolve([(i, a, None) for i, a in zip(events, applied)] + [(i, None, None) for i in letters])
+        self._resolve([(i, a, None) for i, a in zip(events, applied)] + [(i, None, None) for i in letters + runs])
         self._bound_wal()
 
     @staticmethod

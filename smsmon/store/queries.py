@@ -423,3 +423,33 @@ def dead_letters(conn: sqlite3.Connection, *, limit: int = 200) -> list[dict[str
 
 def poll_runs(conn: sqlite3.Connection, *, limit: int = 200) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute("SELECT * FROM poll_runs ORDER BY id DESC LIMIT ?", (limit,))]
+
+
+# ── for the pollers ─────────────────────────────────────────────────────────────
+def open_messages(conn: sqlite3.Connection, provider: str, *, since: str, older_than: str | None = None,
+                  limit: int = 1000) -> list[str]:
+    """Provider ids of messages that are not final, heard of since `since` (the watch window)
+    and, if given, silent since `older_than`; the longest silent first."""
+    sql = ("SELECT provider_message_id FROM messages INDEXED BY ix_messages_open"
+           " WHERE is_final = 0 AND provider = ? AND last_event_at >= ?")
+    params: list[Any] = [provider, since]
+    if older_than is not None:
+        sql += " AND last_event_at < ?"
+        params.append(older_than)
+    return [r[0] for r in conn.execute(sql + " ORDER BY last_event_at LIMIT ?", [*params, limit])]
+
+
+def stored_keys(conn: sqlite3.Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (message id, event key) pairs are stored."""
+    q = "SELECT 1 FROM events WHERE message_seq = (SELECT seq FROM messages WHERE id = ?) AND event_key = ?"
+    return {p for p in pairs if conn.execute(q, p).fetchone()}
+
+
+def raw_statuses(conn: sqlite3.Connection, message_ids: Iterable[str]) -> dict[str, str | None]:
+    """The current raw status of each message that exists."""
+    q = "SELECT raw_status FROM messages WHERE id = ?"
+    out: dict[str, str | None] = {}
+    for mid in message_ids:
+        if (row := conn.execute(q, (mid,)).fetchone()) is not None:
+            out[mid] = row[0]
+    return out

@@ -26,6 +26,8 @@ DEAD_LETTER_LIMIT = 10_000
 POLL_RUN_LIMIT = 100_000
 DEAD_LETTER_BODY = 64 * 1024
 CHUNK = 500
+POLL_RUN_COLUMNS = ("provider", "started_at", "finished_at", "ok", "http_status", "api_code", "rows_seen", "new_events",
+                    "error_code", "error")
 # Maintained message counts per value. A value of None is not counted: the fail_* dimensions
 # count only messages not delivered.
 FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network",
@@ -171,16 +173,19 @@ class Writer:
         self.close()
 
     # ── events ────────────────────────────────────────────────────────────────
-    def apply(self, events: Sequence[Event], *, dead_letters: Sequence[DeadLetter] = ()) -> list[Applied]:
-        """Apply a batch of events (and keep dead letters) in one transaction; when this
+    def apply(self, events: Sequence[Event], *, dead_letters: Sequence[DeadLetter] = (),
+              poll_runs: Sequence[dict[str, object]] = ()) -> list[Applied]:
+        """Apply a batch of events, dead letters and poll runs in one transaction; when this
         returns, all of it is durable. Raises StoreUnavailable (locked, disk) with nothing committed."""
-        if not events and not dead_letters:
+        if not events and not dead_letters and not poll_runs:
             return []
 
         def work() -> list[Applied]:
             applied = self._apply(events) if events else []
             if dead_letters:
                 self._dead_letters(dead_letters)
+            for run in poll_runs:
+                self._poll_run(run)
             return applied
 
         return self._transaction(work)
@@ -288,20 +293,16 @@ class Writer:
         newest = self.conn.execute("SELECT max(id) FROM dead_letters").fetchone()[0]
         self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (newest - self.dead_letter_limit,))
 
-    def record_poll_run(self, **run: object) -> int:
-        """Record one poll (columns of `poll_runs`), keeping the newest POLL_RUN_LIMIT rows."""
-        cols = [c for c in ("provider", "started_at", "finished_at", "ok", "http_status", "api_code", "rows_seen",
-                            "new_events", "error_code", "error") if c in run]
+    def record_poll_run(self, **run: object) -> None:
+        """Record one poll (columns of `poll_runs`) in its own transaction."""
+        self._transaction(lambda: self._poll_run(run))
 
-        def work() -> int:
-            cur = self.conn.execute(
-                f"INSERT INTO poll_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [run[c] for c in cols]
-            )
-            new_id = cur.lastrowid or 0
-            self.conn.execute("DELETE FROM poll_runs WHERE id <= ?", (new_id - self.poll_run_limit,))
-            return new_id
-
-        return self._transaction(work)
+    def _poll_run(self, run: dict[str, object]) -> None:
+        """One `poll_runs` row, keeping the newest `poll_run_limit` rows."""
+        cols = [c for c in POLL_RUN_COLUMNS if c in run]
+        cur = self.conn.execute(
+            f"INSERT INTO poll_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [run[c] for c in cols])
+        self.conn.execute("DELETE FROM poll_runs WHERE id <= ?", ((cur.lastrowid or 0) - self.poll_run_limit,))
 
 
 def _as_store_error(exc: sqlite3.Error) -> StoreError:
