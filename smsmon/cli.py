@@ -282,19 +282,29 @@ def serve(listen: str | None, token: str | None, tls_cert: Path | None, tls_key:
 @cli.command(context_settings=CONTEXT)
 @click.option("--once", is_flag=True, help="One cycle of each configured poller, then a summary.")
 @click.option("--provider", type=click.Choice(["eazita", "zeckta"]), help="Only this provider's poller.")
-@click.option("--json", "as_json", is_flag=True, help="With --once: the outcome as JSON on stdout.")
+@click.option("--message", "message", default=None, metavar="ID",
+              help="Ask the provider about this one message now (an id, uuid, reference or number, as for `show`).")
+@click.option("--json", "as_json", is_flag=True, help="With --once or --message: the outcome as JSON on stdout.")
 @common
-def poll(once: bool, provider: str | None, as_json: bool, settings: Any) -> None:
+def poll(once: bool, provider: str | None, message: str | None, as_json: bool, settings: Any) -> None:
     """Pull delivery reports headless: Eazita's reports, Zeckta's Status API for silent messages.
 
     \b
     SMSMON_EAZITA_API_KEY=... SMSMON_EAZITA_PASSWORD=... smsmon poll --once
     smsmon poll                     # every interval until Ctrl+C, backing off on failures
+    smsmon poll --message +233241234567   # ask about one message now
     Exits 1 when a --once poll failed; the error says why (`smsmon explain <code>` says more).
     """
     from smsmon.serve import describe, run_poll
 
-    outcomes = run_poll(settings, once=once, only=provider)
+    if message is not None:
+        from smsmon.store import queries
+        from smsmon.store.schema import open_readonly
+
+        conn = open_readonly(settings.db_path)
+        message = queries.resolve(conn, message)
+        conn.close()
+    outcomes = run_poll(settings, once=once, only=provider, message=message)
     if as_json:
         _json_out([o.to_dict() for o in outcomes])
     else:

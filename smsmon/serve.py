@@ -78,8 +78,12 @@ async def _serve(settings: Any, committer: Committer, config: ListenerConfig, wi
         await listener.stop()
 
 
-def run_poll(settings: Any, *, once: bool, only: str | None) -> list[PollOutcome]:
-    """`smsmon poll`: one cycle of each configured poller (`once`), or poll until stopped."""
+def run_poll(settings: Any, *, once: bool, only: str | None, message: str | None = None) -> list[PollOutcome]:
+    """`smsmon poll`: one cycle of each configured poller (`once`), ask about one `message`
+    (`provider:id`, resolved by the caller), or poll until stopped."""
+    if message is not None:
+        only = message.split(":", 1)[0]
+        once = True
     configured = {"eazita": settings.eazita_configured, "zeckta": settings.zeckta_configured}
     if not (configured[only] if only else any(configured.values())):
         from smsmon.errors import SmsmonError
@@ -89,14 +93,19 @@ def run_poll(settings: Any, *, once: bool, only: str | None) -> list[PollOutcome
     committer = Committer(settings.db_path)
     committer.start()
     try:
-        return asyncio.run(_poll(settings, committer, once, only))
+        return asyncio.run(_poll(settings, committer, once, only, message))
     finally:
         committer.stop()
 
 
-async def _poll(settings: Any, committer: Committer, once: bool, only: str | None) -> list[PollOutcome]:
+async def _poll(settings: Any, committer: Committer, once: bool, only: str | None,
+                message: str | None) -> list[PollOutcome]:
     async with AsyncExitStack() as stack:
         scheduled = await build_pollers(settings, committer, stack, only)
+        if message is not None:
+            outcome = await scheduled[0].poller.refresh(message.split(":", 1)[1])
+            await committer.poll_run(outcome.run_row())
+            return [outcome]
         if once:
             outcomes = list(await asyncio.gather(*(s.poller.poll_once() for s in scheduled)))
             for o in outcomes:

@@ -74,6 +74,18 @@ def test_poll_once_stores_and_summarizes(tmp_path, fake_eazita) -> None:
     assert conn.execute("SELECT count(*), sum(ok) FROM poll_runs").fetchone() == (2, 2)
 
 
+def test_poll_one_message_on_demand(tmp_path, fake_eazita) -> None:
+    db = tmp_path / "p.db"
+    run("poll", "--once", "--db", str(db), env=env_for(fake_eazita.url))
+    fake_eazita.server.messages[41].steps.append(Step(0, "DELIVERED", "0"))  # unchanged: nothing new
+    r = run("poll", "--message", "eazita:42", "--json", "--db", str(db), env=env_for(fake_eazita.url))
+    (outcome,) = json.loads(r.stdout)
+    assert outcome["ok"] and outcome["rows_seen"] == 1 and outcome["new_events"] == 0
+    assert fake_eazita.server.requests[-1]["messageid"] == "42"
+    missing = run("poll", "--message", "nope", "--db", str(db), env=env_for(fake_eazita.url))
+    assert missing.exit_code == 1 and "no message matches 'nope'" in missing.stderr
+
+
 def test_poll_once_failure_explains_and_exits_1(tmp_path, fake_eazita) -> None:
     r = run("poll", "--once", "--db", str(tmp_path / "p.db"), env=env_for(fake_eazita.url, SMSMON_EAZITA_PASSWORD="nope-wrong"))
     assert r.exit_code == 1

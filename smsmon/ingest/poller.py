@@ -139,6 +139,8 @@ class Poller(Protocol):
 
     async def poll_once(self) -> PollOutcome: ...
 
+    async def refresh(self, message_id: str) -> PollOutcome: ...
+
 
 @dataclass
 class _Base:
@@ -191,6 +193,12 @@ class EazitaPoller(_Base):
 
     async def poll_once(self) -> PollOutcome:
         return await self._guarded(self._cycle)
+
+    async def refresh(self, message_id: str) -> PollOutcome:
+        """Ask about one message now, by its Eazita message id."""
+        async def work(outcome: PollOutcome) -> None:
+            outcome.new_events = await self._store_new(await self._report(outcome, [message_id]))
+        return await self._guarded(work)
 
     async def _report(self, outcome: PollOutcome, ids: list[str] | None) -> list[Event]:
         params = {"api": self.api_key, "pass": self.password, "contents": "gsm,source"}
