@@ -67,18 +67,24 @@ class SmsmonGroup(click.Group):
             raise UserFacingError(str(exc)) from None
 
 
-@click.group(cls=SmsmonGroup, context_settings=CONTEXT)
+@click.group(cls=SmsmonGroup, context_settings=CONTEXT, invoke_without_command=True)
 @click.version_option(__version__, "-V", "--version", prog_name="smsmon")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Watch SMS deliveries: Zeckta callbacks and Eazita delivery reports into SQLite,
     every status and error code explained, any message drilled into.
 
     \b
+    Watch:        smsmon watch   smsmon demo   smsmon browse --db yesterday.db
     Receive:      smsmon serve                    (Zeckta callbacks into the database)
     Investigate:  smsmon show +233241234567      smsmon explain 101
     Report:       smsmon stats --filter since:24h
     Move data:    smsmon import callbacks.ndjson smsmon export --format csv
+
+    With no command, `smsmon` runs `smsmon watch`.
     """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(watch)
 
 
 # ── explain ─────────────────────────────────────────────────────────────────────
@@ -242,6 +248,90 @@ def import_(file: str, tz: str | None, max_errors: int, settings: Any) -> None:
     )
     if result.bad and not result.new and not result.duplicates:
         raise click.exceptions.Exit(1)
+
+
+# ── the app ─────────────────────────────────────────────────────────────────────
+def _listener_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--listen", default=None, metavar="HOST:PORT", help="Where to listen [setting listen; default 127.0.0.1:8787]."),
+        click.option("--token", default=None, help="Callback token [env SMSMON_CALLBACK_TOKEN, which keeps it out of `ps`]."),
+        click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS certificate (PEM)."),
+        click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS private key (PEM)."),
+        click.option("--allow-from", multiple=True, metavar="CIDR", help="Only these addresses may call (repeatable)."),
+        click.option("--insecure", is_flag=True, help="Allow a non-loopback address without a token."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _listener_config(settings: Any, listen: str | None, token: str | None, tls_cert: Path | None, tls_key: Path | None,
+                     allow_from: tuple[str, ...], insecure: bool) -> Any:
+    from smsmon.ingest.listener import ListenerConfig, parse_listen, parse_networks
+
+    host, port = parse_listen(listen or settings.listen)
+    config = ListenerConfig(host=host, port=port, token=token or settings.callback_token,
+                            allow_from=parse_networks(list(allow_from)), tls_cert=tls_cert, tls_key=tls_key, insecure=insecure)
+    config.check()
+    return config
+
+
+def _run_app(app: Any) -> None:
+    app.run()
+    if app.return_code:
+        raise click.exceptions.Exit(app.return_code)
+
+
+@cli.command(context_settings=CONTEXT)
+@_listener_options
+@common
+def watch(listen: str | None, token: str | None, tls_cert: Path | None, tls_key: Path | None, allow_from: tuple[str, ...],
+          insecure: bool, settings: Any) -> None:
+    """The live app: the callback listener and the configured pollers, into the database, on screen.
+
+    Same listener options as `smsmon serve`. Keys: / filter, enter open, p pause, i insights,
+    d dead letters, ? help, q quit.
+    """
+    from smsmon.ui.app import SmsmonApp
+
+    config = _listener_config(settings, listen, token, tls_cert, tls_key, allow_from, insecure)
+    _run_app(SmsmonApp(settings.db_path, mode="watch", settings=settings, listener_config=config, window=settings.window))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same simulated traffic.")
+@click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
+              help="Where the demo's listener listens (0: any free port).")
+@common
+def demo(seed: int, listen: str, settings: Any) -> None:
+    """The live app against simulated providers: no credentials needed.
+
+    A fake Eazita API on loopback, polled by the real poller; simulated Zeckta callbacks posted to
+    the real listener; all stored by the real writer in a fresh database (or --db).
+    """
+    import tempfile
+
+    from smsmon.ingest.listener import ListenerConfig, parse_listen
+    from smsmon.ui.app import SmsmonApp
+
+    if settings.sources.get("db") == "default":
+        settings.values["db"] = str(Path(tempfile.mkdtemp(prefix="smsmon-demo-")) / "demo.db")
+    host, port = parse_listen(listen)
+    app = SmsmonApp(settings.db_path, mode="demo", settings=settings, listener_config=ListenerConfig(host=host, port=port),
+                    window=settings.window, seed=seed)
+    _run_app(app)
+    click.echo(f"the demo's database is {settings.db_path}: `smsmon browse --db {settings.db_path}` to look again", err=True)
+
+
+@cli.command(context_settings=CONTEXT)
+@common
+def browse(settings: Any) -> None:
+    """The app on a database, offline: no listener, no pollers. Follows rows another process
+    (`smsmon serve` on the same file) adds."""
+    from smsmon.store.schema import open_readonly
+    from smsmon.ui.app import SmsmonApp
+
+    open_readonly(settings.db_path).close()  # a clear error now rather than an empty screen
+    _run_app(SmsmonApp(settings.db_path, mode="browse", window=settings.window))
 
 
 # ── serve ───────────────────────────────────────────────────────────────────────

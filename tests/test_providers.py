@@ -54,7 +54,8 @@ def test_timestamps_are_parsed_tolerantly_to_utc(ts: str, expected: str) -> None
 def test_attributes_are_coerced_and_junk_is_dropped_not_fatal() -> None:
     body = callback(segments="2", units="1.5", attempts=3.0, cost="0.024", dest="+233 24 123-4567", src=123)
     ev = zeckta.parse_callback(json.dumps(body).encode(), received_at=NOW)
-    assert ev.attrs == {"segments": 2, "units": 1.5, "attempts": 3, "cost": 0.024, "dest": "+233241234567", "src": "123"}
+    assert ev.attrs == {"segments": 2, "units": 1.5, "attempts": 3, "cost": 0.024, "dest": "+233241234567", "src": "123",
+                        "country_code": "233"}  # Zeckta gives no country: derived from the number
     body = callback(segments="many", cost={"amount": 1}, attempts=True, dest=None)
     ev = zeckta.parse_callback(json.dumps(body).encode(), received_at=NOW)
     assert "segments" not in ev.attrs and "cost" not in ev.attrs and "attempts" not in ev.attrs and "dest" not in ev.attrs

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from smsmon.errors import StoreError, StoreUnavailable
 from smsmon.lifecycle import Event
@@ -48,8 +48,11 @@ class Committer:
     """Start it with `start()` (opens and migrates the database, raising StoreError if it
     cannot), stop it with `stop()` (commits everything queued, then closes)."""
 
-    def __init__(self, db_path: str | Path, *, busy_timeout: float = 5.0, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, db_path: str | Path, *, busy_timeout: float = 5.0, max_batch: int = MAX_BATCH,
+                 on_commit: Callable[[int], None] | None = None) -> None:
+        """`on_commit(last_event_id)` is called on the writer thread after each commit that stored events."""
         self.db_path = Path(db_path)
+        self.on_commit = on_commit
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
@@ -162,6 +165,11 @@ class Committer:
                 self.events_stored += 1
                 self.last_event_id = max(self.last_event_id, a.event_id or 0)
         self._resolve([(i, a, None) for i, a in zip(events, applied)] + [(i, None, None) for i in letters + runs])
+        if self.on_commit and (events or letters or runs):
+            try:
+                self.on_commit(self.last_event_id)
+            except Exception:  # a watcher's bug must not stop the writer
+                log.exception("on_commit failed")
         self._bound_wal()
 
     @staticmethod

@@ -16,6 +16,7 @@ import msgspec
 
 from smsmon.errors import ParseError, ProviderAPIError
 from smsmon.lifecycle import Event, Flag, fingerprint, make_event
+from smsmon.phone import calling_code
 from smsmon.providers import _coerce as c
 from smsmon.timeutil import fmt, parse_iso
 
@@ -86,6 +87,7 @@ def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: s
     else:
         raw_status = c.text(cb.message.status) or event_type
     m = cb.message
+    dest = c.phone(m.dest)
     return make_event(
         provider=PROVIDER,
         provider_message_id=uuid,
@@ -97,7 +99,8 @@ def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: s
         received_at=fmt(received_at),
         attrs={
             "src": c.text(m.src),
-            "dest": c.phone(m.dest),
+            "dest": dest,
+            "country_code": calling_code(dest),  # Zeckta gives no country: derived from the number
             "segments": c.integer(m.segments),
             "units": c.number(m.units),
             "attempts": c.integer(m.attempts),

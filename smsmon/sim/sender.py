@@ -115,7 +115,8 @@ def stamp(p: Planned, started: datetime) -> bytes:
     """The body with its event time: when the event happened, however late it is sent."""
     if b'"@"' not in p.body:
         return p.body
-    when = started + timedelta(seconds=p.event_offset)
+    # An event cannot happen after it is reported: the plan may run ahead of the clock.
+    when = min(started + timedelta(seconds=p.event_offset), datetime.now(UTC) - timedelta(milliseconds=50))
     ts = when.strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{zlib.crc32(p.body) % 1000:03d}Z"  # nine digits, as Zeckta sends
     return p.body.replace(b'"@"', f'"{ts}"'.encode(), 1)
 
@@ -144,8 +145,10 @@ class SendReport:
 
 async def send(target: str, *, rate: float, count: int | None, seed: int = 1, mix: Mix | None = None,
                concurrency: int = 64, stop: asyncio.Event | None = None,
-               on_progress: Callable[[SendReport], None] | None = None) -> SendReport:
-    """Send `count` callbacks (None: until `stop`) at `rate` a second, open loop."""
+               on_progress: Callable[[SendReport], None] | None = None,
+               on_status: Callable[[bytes], None] | None = None) -> SendReport:
+    """Send `count` callbacks (None: until `stop`) at `rate` a second, open loop. `on_status`
+    sees each body as it is sent (the demo keeps its fake Status API in step with it)."""
     mix = mix or Mix()
     mix.check()
     report = SendReport()
@@ -155,9 +158,12 @@ async def send(target: str, *, rate: float, count: int | None, seed: int = 1, mi
     pending: set[asyncio.Task] = set()
 
     async def post(session: aiohttp.ClientSession, p: Planned) -> None:
+        body = stamp(p, started_wall)
+        if on_status:
+            on_status(body)
         async with gate:
             try:
-                async with session.post(target, data=stamp(p, started_wall), headers={"Content-Type": "application/json"}) as r:
+                async with session.post(target, data=body, headers={"Content-Type": "application/json"}) as r:
                     report.answers[r.status] += 1
                     if r.status == 200 and (await r.json(content_type=None)).get("duplicate"):
                         report.duplicates_acknowledged += 1

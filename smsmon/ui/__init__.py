@@ -1,0 +1,1 @@
+"""The Textual app (SPEC §9). Only this package imports textual."""

@@ -1,0 +1,45 @@
+"""Small text helpers shared by the screens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from smsmon.timeutil import parse_iso
+
+OUTCOME_STYLE = {"DELIVERED": "green", "NOT_DELIVERED": "red", "IN_FLIGHT": "yellow", "UNKNOWN": "magenta"}
+
+
+def ago(iso: str | None, now: datetime) -> str:
+    if not iso:
+        return "never"
+    s = (now - parse_iso(iso)).total_seconds()
+    if s < 0:
+        return "in the future"
+    if s < 60:
+        return f"{s:.0f}s ago"
+    if s < 3600:
+        return f"{s / 60:.0f}m ago"
+    if s < 86400:
+        return f"{s / 3600:.1f}h ago"
+    return f"{s / 86400:.1f}d ago"
+
+
+def clock(iso: str | None, now: datetime) -> str:
+    """HH:MM:SS today, else the date and time."""
+    if not iso:
+        return "—"
+    return iso[11:19] if iso[:10] == now.strftime("%Y-%m-%d") else iso[:16].replace("T", " ")
+
+
+def seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{s / 60:.1f}m"
+    return f"{s / 3600:.1f}h"
+
+
+def short_id(message_id: str, width: int = 22) -> str:
+    return message_id if len(message_id) <= width else message_id[: width - 1] + "…"

@@ -1,0 +1,95 @@
+"""Insights: failures by code, network and country; delivery over time; stale messages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Sparkline, Static
+
+from smsmon import catalogue
+from smsmon.phone import country_name
+from smsmon.ui.format import seconds
+from smsmon.timeutil import now_utc
+
+if TYPE_CHECKING:
+    from smsmon.ui.app import SmsmonApp
+
+
+def _table(title: str, columns: list[str]) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold", title_style="bold", min_width=60)
+    for c in columns:
+        t.add_column(c, justify="right" if c == "failed" else "left")
+    return t
+
+
+class InsightsScreen(Screen):
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("question_mark", "app.help", "Help"),
+                Binding("q", "app.quit", "Quit")]
+
+    app: "SmsmonApp"
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=True)
+        with VerticalScroll():
+            with Horizontal(id="charts"):
+                with Vertical():
+                    yield Static("delivery rate per hour, last 24 h", id="rate-label")
+                    yield Sparkline([], id="rate-chart")
+                with Vertical():
+                    yield Static("median time to deliver per hour, last 24 h", id="latency-label")
+                    yield Sparkline([], id="latency-chart")
+            yield Static("loading …", id="insights")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "insights" + (f" · filter: {self.app.filter_text}" if self.app.filter_text else "")
+        self.load()
+
+    @work(thread=True, exclusive=True, group="insights")
+    def load(self) -> None:
+        data = self.app.data.insights(self.app.filter, now=now_utc(), window=self.app.window)
+        self.app.call_from_thread(self._show, data)
+
+    def _show(self, data: dict[str, Any]) -> None:
+        s = data["stats"]
+        hours = data["hours"]
+        self.query_one("#rate-chart", Sparkline).data = [round((h["rate"] or 0) * 100) for h in hours]
+        self.query_one("#latency-chart", Sparkline).data = [h["median"] or 0 for h in hours]
+        rates = [h for h in hours if h["rate"] is not None]
+        self.query_one("#rate-label", Static).update(
+            f"delivery rate per hour, last 24 h (now {rates[-1]['rate']:.0%})" if rates else "delivery rate per hour: no finals in 24 h")
+        meds = [h for h in hours if h["median"] is not None]
+        self.query_one("#latency-label", Static).update(
+            f"median time to deliver per hour (now {seconds(meds[-1]['median'])})" if meds else "median time to deliver: no deliveries in 24 h")
+
+        by_code = _table("Failures by error code", ["failed", "provider", "code", "meaning", "what to do"])
+        for provider, code, n in s.failures_by_code:
+            e = catalogue.explain_error(provider, code)
+            by_code.add_row(f"{n:,}", provider, code or "—", e.title if e else "no code (Zeckta sends none)",
+                            e.action if e else "see failures by status")
+        by_status = _table("Failures by status", ["failed", "provider", "status", "meaning"])
+        for provider, raw, n in s.failures_by_status:
+            by_status.add_row(f"{n:,}", provider, raw, catalogue.explain_status(provider, raw).title)
+        by_network = _table("Failures by network", ["failed", "network"])
+        for network, n in s.failures_by_network:
+            by_network.add_row(f"{n:,}", network or "not given by the provider")
+        by_country = _table("Failures by country", ["failed", "country"])
+        for code, n in data["countries"]:
+            by_country.add_row(f"{n:,}", country_name(code))
+        stale = _table(f"Stale messages ({s.stale:,}: not final, silent for {seconds(self.app.window.total_seconds())})",
+                       ["last event", "message", "status", "to"])
+        for m in data["stale"]:
+            stale.add_row(m["last_event_at"][:16].replace("T", " "), m["id"], m["status"], m["dest"] or "")
+        head = Text(f"{s.messages:,} messages · delivery rate "
+                    f"{'—' if s.delivery_rate is None else f'{s.delivery_rate:.1%}'} · median {seconds(s.median_seconds)}"
+                    f" · p90 {seconds(s.p90_seconds)}", style="bold")
+        from rich.console import Group
+
+        self.query_one("#insights", Static).update(Group(head, by_status, by_code, by_network, by_country, stale))
