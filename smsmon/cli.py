@@ -563,6 +563,23 @@ def bench_ingest(seconds: int, connections: int, rate: int, large_db: Path | Non
         _json_out(figures)
 
 
+@bench.command("ui", context_settings=CONTEXT)
+@click.option("--db", "large_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A large database to browse (built when missing; default: a temporary one).")
+@click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True, help="Size of the database when built.")
+@click.option("--rate", type=click.IntRange(1), default=500, show_default=True, help="Callbacks/s into watch during the key test.")
+@click.option("--presses", type=click.IntRange(5), default=100, show_default=True, help="Key presses to time.")
+@click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
+def bench_ui(large_db: Path | None, events: int, rate: int, presses: int, as_json: bool) -> None:
+    """Time to first paint and memory while browsing a large database; key-press latency while
+    `smsmon simulate` pushes callbacks into `watch`."""
+    from smsmon.ui.bench import ui_bench
+
+    figures = ui_bench(db=large_db, events=events, rate=rate, presses=presses, say=lambda s: click.echo(s, err=True))
+    if as_json:
+        _json_out(figures)
+
+
 # ── helpers ─────────────────────────────────────────────────────────────────────
 def _json_out(data: Any) -> None:
     import json

@@ -132,7 +132,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT_S,
+            cache_kib: int = CACHE_KIB, mmap: bool = True) -> sqlite3.Connection:
     """Open a connection with smsmon's pragmas. Read-only connections never create the file.
     Raises StoreError with a one-line reason."""
     path = Path(path)
@@ -149,9 +150,9 @@ def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = B
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        conn.execute(f"PRAGMA cache_size=-{cache_kib}")
         conn.execute("PRAGMA temp_store=MEMORY")
-        conn.execute("PRAGMA mmap_size=268435456")
+        conn.execute(f"PRAGMA mmap_size={268435456 if mmap else 0}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         raise _store_error(exc, path) from None
@@ -193,9 +194,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     return SCHEMA_VERSION
 
 
-def open_readonly(path: str | Path) -> sqlite3.Connection:
+def open_readonly(path: str | Path, *, cache_kib: int = CACHE_KIB, mmap: bool = True) -> sqlite3.Connection:
     """A read connection to an existing smsmon database (for read-side commands and the UI)."""
-    conn = connect(path, readonly=True)
+    conn = connect(path, readonly=True, cache_kib=cache_kib, mmap=mmap)
     try:
         v = version(conn)
     except sqlite3.DatabaseError as exc:

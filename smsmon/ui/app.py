@@ -8,6 +8,7 @@ the watermark and the screen applies it. The UI thread never touches SQLite.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -89,7 +90,7 @@ class SmsmonApp(App):
     # ── refreshing ───────────────────────────────────────────────────────────
     def on_data_changed(self, message: DataChanged) -> None:
         self._dirty = True
-        if isinstance(self.screen, MessageScreen) and not self.paused:
+        if self.screen_stack and isinstance(self.screen, MessageScreen) and not self.paused:
             self.screen.on_data_changed()
 
     def request_refresh(self, *, full: bool = False) -> None:
@@ -112,8 +113,7 @@ class SmsmonApp(App):
             if not self.data.exists():
                 self.call_from_thread(self._no_database)
                 return
-            if self.mode == "browse" and not full and self.watermark and \
-                    self.data.conn().execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0] == self.watermark:
+            if self.mode == "browse" and not full and self.watermark and self.data.latest() == self.watermark:
                 return  # another process has written nothing new
             now = now_utc()
             snap = self.data.snapshot(self.filter, self.watermark, now=now, window=self.window)
@@ -133,6 +133,8 @@ class SmsmonApp(App):
         if main is not None:
             main.apply(snap, changed, now, full=full)
         self.refreshes += 1
+        if self.refreshes == 1:
+            gc.freeze()  # what start-up made lives as long as the app: keep full collections short
 
     def _no_database(self) -> None:
         main = self._main()
@@ -156,14 +158,24 @@ class SmsmonApp(App):
 
     @work(thread=True, group="more")
     def _more(self, after: Cursor) -> None:
+        rows: list[dict[str, Any]] = []
+        now = now_utc()
         try:
-            now = now_utc()
             rows = self.data.more(self.filter, after, now=now, window=self.window)
-            main = self._main()
-            if main is not None and rows:
-                self.call_from_thread(main.append, rows, now)
         finally:
-            self._loading_more = False
+            self.call_from_thread(self._appended, rows, now)
+
+    def _appended(self, rows: list[dict[str, Any]], now: Any) -> None:
+        """On the UI thread: add the page, and if the cursor is still near the end (the user kept
+        going while it loaded), fetch the next one."""
+        self._loading_more = False
+        main = self._main()
+        if main is None or not rows:
+            return
+        main.append(rows, now)
+        table = main.query_one("#messages")
+        if table.cursor_row >= table.row_count - 10:  # type: ignore[attr-defined]
+            self.load_more()
 
     # ── what the screens and the palette ask for ────────────────────────────
     def set_filter(self, text: str) -> None:

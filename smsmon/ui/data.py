@@ -1,5 +1,6 @@
 """What the screens read, as plain data. Every function here blocks on SQLite, so the app calls
-them from thread workers; each thread gets its own read-only connection."""
+them from thread workers. They share one read-only connection, taken in turn (Textual starts a
+new thread per worker: a connection per thread would pile up, each with its own page cache)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from smsmon.timeutil import fmt, parse_iso
 
 PAGE = 200
 SPARK_MINUTES = 30
+CACHE_KIB = 32 * 1024  # the UI's page cache: enough for the hot indexes, not the whole file
 
 
 @dataclass
@@ -34,34 +36,47 @@ class Snapshot:
     total_messages: int = 0
 
 
+def _locked(method):  # type: ignore[no-untyped-def]
+    def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with self.lock:
+            return method(self, *args, **kwargs)
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
 class Data:
     def __init__(self, db: Path) -> None:
         self.db = db
-        self._local = threading.local()
+        self._conn: sqlite3.Connection | None = None
+        self.lock = threading.RLock()
 
     def conn(self) -> sqlite3.Connection:
-        c = getattr(self._local, "conn", None)
-        if c is None:
-            c = self._local.conn = open_readonly(self.db)
-        return c
+        """The shared connection; hold `self.lock` while using it."""
+        if self._conn is None:
+            self._conn = open_readonly(self.db, cache_kib=CACHE_KIB, mmap=False)
+        return self._conn
 
     def exists(self) -> bool:
         try:
-            self.conn()
+            with self.lock:
+                self.conn()
             return True
         except StoreError:
             return False
 
+    @_locked
     def snapshot(self, f: Filter, watermark: int, *, now: datetime, window: timedelta) -> Snapshot:
         c = self.conn()
         top = queries.latest_event_id(c)
         new = queries.events_after(c, watermark, limit=200) if top > watermark else []
         if top - watermark > 200:  # a burst: the stream shows the newest 200
             new = queries.events_after(c, top - 200, limit=200)
-        per_minute = Counter(dict(c.execute(
-            "SELECT substr(received_at, 1, 16), count(*) FROM events WHERE id > ? GROUP BY 1", (watermark,))))
         if watermark == 0:  # first look: only the last half hour counts for the sparkline
             per_minute = self._recent_minutes(c, now)
+        else:
+            per_minute = Counter(dict(c.execute(
+                "SELECT substr(received_at, 1, 16), count(*) FROM events WHERE id > ? GROUP BY 1", (watermark,))))
         polls = {r["provider"]: dict(r) for r in c.execute(
             "SELECT * FROM poll_runs WHERE id IN (SELECT max(id) FROM poll_runs GROUP BY provider)")}
         dead = c.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
@@ -87,16 +102,20 @@ class Data:
         return Counter(dict(c.execute(
             "SELECT substr(received_at, 1, 16), count(*) FROM events WHERE id >= ? GROUP BY 1", (lo,))))
 
+    @_locked
     def more(self, f: Filter, after: queries.Cursor, *, now: datetime, window: timedelta) -> list[dict[str, Any]]:
         return queries.page(self.conn(), f, after=after, limit=PAGE, now=now, window=window)
 
+    @_locked
     def rows_by_id(self, ids: list[str], *, now: datetime, window: timedelta) -> dict[str, dict[str, Any]]:
         c = self.conn()
         return {i: r for i in ids if (r := queries.message(c, i, now=now, window=window))}
 
+    @_locked
     def detail(self, message_id: str, window: timedelta) -> dict[str, Any]:
         return message_detail(self.conn(), message_id, window)
 
+    @_locked
     def insights(self, f: Filter, *, now: datetime, window: timedelta) -> dict[str, Any]:
         c = self.conn()
         stats = queries.stats(c, f, now=now, window=window)
@@ -106,8 +125,13 @@ class Data:
         stale = queries.page(c, Filter(special=("stale",)), limit=50, now=now, window=window)
         return {"stats": stats, "countries": countries, "hours": hours, "stale": stale}
 
+    @_locked
     def dead_letters(self) -> list[dict[str, Any]]:
         return queries.dead_letters(self.conn(), limit=500)
+
+    @_locked
+    def latest(self) -> int:
+        return queries.latest_event_id(self.conn())
 
 
 def _hourly(c: sqlite3.Connection, now: datetime, hours: int = 24) -> list[dict[str, Any]]:

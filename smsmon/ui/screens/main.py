@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from smsmon.ui.app import SmsmonApp
     from smsmon.ui.data import Snapshot
 
+STREAM_LINES = 40  # lines a refresh adds to the event stream, at most
 COLUMNS = [("last event", "when"), ("status", "status"), ("provider", "provider"), ("message", "message"), ("to", "to"),
            ("error", "error"), ("network", "network"), ("events", "events"), ("flags", "flags")]
 
@@ -112,8 +113,10 @@ class MainScreen(Screen):
         else:
             for mid, m in changed.items():
                 if mid in table.rows:
-                    for (_, key), cell in zip(COLUMNS, row_cells(m, now)):
-                        table.update_cell(mid, key, cell)
+                    old = table.get_row(mid)
+                    for (_, key), before, cell in zip(COLUMNS, old, row_cells(m, now)):
+                        if str(before) != str(cell) or getattr(before, "style", None) != getattr(cell, "style", None):
+                            table.update_cell(mid, key, cell)  # only what changed: each call costs a layout
                 else:
                     self.waiting = getattr(self, "waiting", 0) + 1
         self._title(table)
@@ -193,7 +196,10 @@ class MainScreen(Screen):
 
     def _stream(self, snap: "Snapshot", now: datetime) -> None:
         log = self.query_one("#stream", RichLog)
-        for ev in snap.new_events:
+        shown = snap.new_events[-STREAM_LINES:]  # more than this a refresh is a blur, and costs the UI thread
+        if len(snap.new_events) > len(shown):
+            log.write(Text(f"… {len(snap.new_events) - len(shown)} more", style="dim"))
+        for ev in shown:
             line = Text(clock(ev["received_at"], now) + " ")
             style = OUTCOME_STYLE.get(self.app.outcome_of(ev), "")
             line.append(f"{ev['status']:<13}", style=style)
