@@ -307,6 +307,20 @@ def test_silent_open_zeckta_messages_are_asked_about(db_path) -> None:
         "silent": "DELIVERED", "recent": "SENT", "final": "DELIVERED"}
 
 
+def test_one_unknown_message_does_not_fail_the_cycle(db_path) -> None:
+    async def scenario() -> PollOutcome:
+        async with world(db_path) as w:
+            old = now_utc() - timedelta(minutes=30)
+            for uuid in ("known", "forgotten"):
+                await w["committer"].submit(zeckta.callback_from_object(callback("MESSAGE_SENT", uuid=uuid, at=old),
+                                                                        received_at=now_utc()))
+            w["zk"].statuses["known"] = "delivered"
+            return await w["zeckta"].poll_once()
+
+    outcome = run(scenario())
+    assert outcome.ok and (outcome.new_events, outcome.bad_rows) == (1, 1)
+
+
 def test_status_api_failures(db_path) -> None:
     async def scenario() -> list[PollOutcome]:
         async with world(db_path) as w:

@@ -36,3 +36,10 @@ def test_the_readme_documents_every_setting_and_flag() -> None:
             assert s.env in readme, s.env
     for flag in Flag:
         assert f"`{flag.value}`" in readme, flag
+
+
+def test_the_readme_leads_with_the_demo_and_shows_every_screenshot() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install . && smsmon demo" in readme
+    for svg in sorted((ROOT / "screenshots").glob("*.svg")):
+        assert f"screenshots/{svg.name}" in readme, svg.name

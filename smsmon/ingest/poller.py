@@ -280,6 +280,12 @@ class ZecktaStatusPoller(_Base):
                 return event
 
         answers = await asyncio.gather(*(one(m) for m in ids), return_exceptions=True)
+        # A message the API does not know is that message's problem, not the poll's; only when
+        # every one is unknown (a wrong base URL, another account's ids) is it the poll's.
+        unknown = [a for a in answers if isinstance(a, PollFailure) and a.code == "poll_not_found"]
+        if unknown and len(unknown) < len(answers):
+            outcome.bad_rows += len(unknown)
+            answers = [a for a in answers if a not in unknown]
         failures = [a for a in answers if isinstance(a, PollFailure)]
         others = [a for a in answers if isinstance(a, BaseException) and not isinstance(a, PollFailure)]
         if others:

@@ -9,6 +9,7 @@ the watermark and the screen applies it. The UI thread never touches SQLite.
 from __future__ import annotations
 
 import gc
+import logging
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -66,6 +67,11 @@ class SmsmonApp(App):
 
     # ── start and stop ───────────────────────────────────────────────────────
     async def on_mount(self) -> None:
+        # Ingest logs must not reach the terminal under the app (Python's last-resort handler
+        # would write warnings to stderr): the screens show health and failures instead.
+        smsmon_log = logging.getLogger("smsmon")
+        smsmon_log.handlers[:] = [logging.NullHandler()]
+        smsmon_log.propagate = False
         self.sub_title = {"watch": "live", "demo": "demo: simulated providers", "browse": "offline"}[self.mode]
         await self.push_screen(MainScreen())
         if self.mode in ("watch", "demo"):

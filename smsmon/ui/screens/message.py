@@ -69,7 +69,7 @@ def render_detail(d: dict[str, Any]) -> Group:
         body = Text()
         body.append(e["meaning"] + "\n\n")
         body.append("Likely causes: ", style="bold")
-        body.append("; ".join(e["causes"]) + "\n")
+        body.append(" ".join(e["causes"]) + "\n")
         body.append("What to do: ", style="bold")
         body.append(e["action"] + "\n")
         body.append(f"retryable {e['retryable']} · permanent {e['permanent']} · group {e['group']} · meaning {e['sureness']}",
