@@ -105,6 +105,7 @@ class DemoIngest(LiveIngest):
         for fake in (self.eazita, self.zeckta):
             await fake.start()
             self._fakes.append(fake)
+        await asyncio.to_thread(self._known_to_zeckta)
         self.settings = replace_settings(self.settings, eazita_url=self.eazita.url, eazita_api_key=key,
                                          eazita_password=password, eazita_interval="3s", zeckta_url=self.zeckta.url,
                                          zeckta_api_key=bearer, zeckta_interval="20s", zeckta_status_after="30s")
@@ -130,6 +131,25 @@ class DemoIngest(LiveIngest):
         target = f"{self.listener.url}{CALLBACK_PATH}{token}"
         await send(target, rate=self.CALLBACKS_PER_S, count=None, seed=self.seed, mix=Mix(), stop=self._stop,
                    on_status=self._zeckta_status)
+
+    def _known_to_zeckta(self) -> None:
+        """The fake Status API knows the open Zeckta messages already in the database (a demo on
+        a database with history), as the real provider knows its own messages."""
+        from smsmon.errors import StoreError
+        from smsmon.store.schema import open_readonly
+
+        if not self.settings.db_path.exists():
+            return
+        try:
+            conn = open_readonly(self.settings.db_path)
+        except StoreError:
+            return
+        try:
+            for mid, raw in conn.execute("SELECT provider_message_id, raw_status FROM messages INDEXED BY ix_messages_open"
+                                         " WHERE is_final = 0 AND provider = 'zeckta'"):
+                self.zeckta.statuses[mid] = (raw or "").lower()
+        finally:
+            conn.close()
 
     def _zeckta_status(self, body: bytes) -> None:
         """Keep the fake Status API in step with what the callbacks said."""

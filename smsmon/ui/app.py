@@ -11,9 +11,9 @@ from __future__ import annotations
 import gc
 import logging
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from textual import work
 from textual.app import App
@@ -43,8 +43,12 @@ class SmsmonApp(App):
     BINDINGS = [Binding("ctrl+p", "command_palette", "Commands", show=False)]
 
     def __init__(self, db_path: Path, *, mode: str = "browse", settings: Any = None, listener_config: Any = None,
-                 window: timedelta = timedelta(hours=72), seed: int = 1) -> None:
+                 window: timedelta = timedelta(hours=72), seed: int = 1, now: Callable[[], datetime] = now_utc,
+                 show_clock: bool = True) -> None:
+        """`now` and `show_clock` are for pictures that must come out the same every time."""
         super().__init__()
+        self.now = now
+        self.show_clock = show_clock
         self.db_path = Path(db_path)
         self.mode = mode
         self.settings = settings
@@ -121,7 +125,7 @@ class SmsmonApp(App):
                 return
             if self.mode == "browse" and not full and self.watermark and self.data.latest() == self.watermark:
                 return  # another process has written nothing new
-            now = now_utc()
+            now = self.now()
             snap = self.data.snapshot(self.filter, self.watermark, now=now, window=self.window)
             changed_ids = list({e["message_id"] for e in snap.new_events})
             changed = self.data.rows_by_id(changed_ids, now=now, window=self.window)
@@ -148,7 +152,7 @@ class SmsmonApp(App):
             from smsmon.store.queries import Stats
 
             empty = Stats(0, 0, {}, None, None, None, 0, [], [], [])
-            main.apply(Snapshot([], empty, [], 0, Counter()), {}, now_utc(), full=True)
+            main.apply(Snapshot([], empty, [], 0, Counter()), {}, self.now(), full=True)
 
     def _main(self) -> MainScreen | None:
         for screen in self.screen_stack:
@@ -165,7 +169,7 @@ class SmsmonApp(App):
     @work(thread=True, group="more")
     def _more(self, after: Cursor) -> None:
         rows: list[dict[str, Any]] = []
-        now = now_utc()
+        now = self.now()
         try:
             rows = self.data.more(self.filter, after, now=now, window=self.window)
         finally:
@@ -186,7 +190,7 @@ class SmsmonApp(App):
     # ── what the screens and the palette ask for ────────────────────────────
     def set_filter(self, text: str) -> None:
         """Raises FilterError for the caller to show."""
-        self.filter = filters.parse(text, now_utc())
+        self.filter = filters.parse(text, self.now())
         self.filter_text = self.filter.source
         main = self._main()
         if main is not None:

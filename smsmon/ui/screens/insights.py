@@ -16,7 +16,6 @@ from textual.widgets import Footer, Header, Sparkline, Static
 from smsmon import catalogue
 from smsmon.phone import country_name
 from smsmon.ui.format import seconds
-from smsmon.timeutil import now_utc
 
 if TYPE_CHECKING:
     from smsmon.ui.app import SmsmonApp
@@ -36,7 +35,7 @@ class InsightsScreen(Screen):
     app: "SmsmonApp"
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield Header(show_clock=self.app.show_clock)
         with VerticalScroll():
             with Horizontal(id="charts"):
                 with Vertical():
@@ -54,7 +53,7 @@ class InsightsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="insights")
     def load(self) -> None:
-        data = self.app.data.insights(self.app.filter, now=now_utc(), window=self.app.window)
+        data = self.app.data.insights(self.app.filter, now=self.app.now(), window=self.app.window)
         self.app.call_from_thread(self._show, data)
 
     def _show(self, data: dict[str, Any]) -> None:

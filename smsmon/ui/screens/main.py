@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, RichLog, Sparkline, Static
+from textual.widgets import DataTable, Footer, Header, Input, Sparkline, Static
 
 from smsmon.errors import FilterError
 from smsmon.ui.format import OUTCOME_STYLE, ago, clock, seconds, short_id
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from smsmon.ui.data import Snapshot
 
 STREAM_LINES = 40  # lines a refresh adds to the event stream, at most
+STREAM_KEEP = 200  # lines the event stream keeps
+SOURCE_LABEL = {"callback": "cb ", "poll": "poll", "status_api": "api ", "import": "imp "}
 COLUMNS = [("last event", "when"), ("status", "status"), ("provider", "provider"), ("message", "message"), ("to", "to"),
            ("error", "error"), ("network", "network"), ("events", "events"), ("flags", "flags")]
 
@@ -58,7 +61,7 @@ class MainScreen(Screen):
     app: "SmsmonApp"
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield Header(show_clock=self.app.show_clock)
         with Horizontal(id="top"):
             yield Static(id="summary")
             with Vertical(id="spark-box"):
@@ -70,7 +73,7 @@ class MainScreen(Screen):
         yield Static(id="filter-status")
         with Horizontal(id="body"):
             yield DataTable(id="messages", cursor_type="row", zebra_stripes=True)
-            yield RichLog(id="stream", max_lines=500, wrap=False)
+            yield Static(id="stream")
         yield Static(id="empty")
         yield Footer()
 
@@ -80,7 +83,8 @@ class MainScreen(Screen):
             table.add_column(label, key=key)
         self.query_one("#filter-input").display = False
         self.query_one("#empty").display = False
-        self.query_one("#stream", RichLog).border_title = "events"
+        self.query_one("#stream", Static).border_title = "events, newest first"
+        self.stream_lines: deque[Text] = deque(maxlen=STREAM_KEEP)
         table.border_title = "messages, newest event first"
         self.show_filter()
         table.focus()
@@ -195,18 +199,24 @@ class MainScreen(Screen):
         self.query_one("#health", Static).update(t)
 
     def _stream(self, snap: "Snapshot", now: datetime) -> None:
-        log = self.query_one("#stream", RichLog)
+        """The newest events first. Re-rendered whole at its real width each time: a log widget
+        written to before it is laid out pads its lines differently from one written after."""
         shown = snap.new_events[-STREAM_LINES:]  # more than this a refresh is a blur, and costs the UI thread
+        if not shown:
+            return
         if len(snap.new_events) > len(shown):
-            log.write(Text(f"… {len(snap.new_events) - len(shown)} more", style="dim"))
+            self.stream_lines.appendleft(Text(f"… {len(snap.new_events) - len(shown)} more", style="dim"))
+        stream = self.query_one("#stream", Static)
+        width = max(20, stream.content_size.width or 48)
         for ev in shown:
             line = Text(clock(ev["received_at"], now) + " ")
-            style = OUTCOME_STYLE.get(self.app.outcome_of(ev), "")
-            line.append(f"{ev['status']:<13}", style=style)
-            line.append(f" {short_id(ev['message_id'], 30)} {ev['source']}")
+            line.append(f"{ev['status']:<13}", style=OUTCOME_STYLE.get(self.app.outcome_of(ev), ""))
+            line.append(f" {SOURCE_LABEL.get(ev['source'], ev['source'])} {ev['message_id']}")
             if ev["flags"]:
                 line.append(f" {ev['flags']}", style="dim")
-            log.write(line)
+            line.truncate(width, overflow="ellipsis")  # one event, one line
+            self.stream_lines.appendleft(line)
+        stream.update(Text("\n").join(self.stream_lines))
 
     # ── filter ────────────────────────────────────────────────────────────────
     def show_filter(self, error: str | None = None) -> None:
@@ -253,9 +263,7 @@ class MainScreen(Screen):
     def show_pause(self) -> None:
         snap = getattr(self, "last_snapshot", None)
         if snap is not None:
-            from smsmon.timeutil import now_utc
-
-            self._health(snap, now_utc())
+            self._health(snap, self.app.now())
 
     def action_top(self) -> None:
         table = self.query_one("#messages", DataTable)

@@ -102,7 +102,7 @@ class MessageScreen(Screen):
         self.detail: dict[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield Header(show_clock=self.app.show_clock)
         with VerticalScroll(id="detail-scroll"):
             yield Static(f"loading {self.message_id} …", id="detail")
         yield Footer()

@@ -22,7 +22,7 @@ class DeadLettersScreen(Screen):
     app: "SmsmonApp"
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield Header(show_clock=self.app.show_clock)
         yield DataTable(id="letters", cursor_type="row", zebra_stripes=True)
         yield Static("", id="letter-body")
         yield Footer()
