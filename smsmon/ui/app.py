@@ -74,6 +74,7 @@ class SmsmonApp(App):
         # Ingest logs must not reach the terminal under the app (Python's last-resort handler
         # would write warnings to stderr): the screens show health and failures instead.
         smsmon_log = logging.getLogger("smsmon")
+        self._saved_logging = (smsmon_log.handlers[:], smsmon_log.propagate)
         smsmon_log.handlers[:] = [logging.NullHandler()]
         smsmon_log.propagate = False
         self.sub_title = {"watch": "live", "demo": "demo: simulated providers", "browse": "offline"}[self.mode]
@@ -96,6 +97,10 @@ class SmsmonApp(App):
     async def on_unmount(self) -> None:
         if self.ingest:
             await self.ingest.stop()
+        saved = getattr(self, "_saved_logging", None)
+        if saved is not None:  # as it was before the app: the app's quiet is not everyone's
+            smsmon_log = logging.getLogger("smsmon")
+            smsmon_log.handlers[:], smsmon_log.propagate = saved
 
     # ── refreshing ───────────────────────────────────────────────────────────
     def on_data_changed(self, message: DataChanged) -> None:
