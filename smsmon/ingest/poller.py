@@ -78,6 +78,12 @@ class PollFailure(Exception):
         self.code, self.http_status, self.api_code, self.retry_after = code, http_status, api_code, retry_after
 
 
+def _unreadable(exc: ParseError, what: str, status: int) -> PollFailure:
+    """An answer that is not the documented JSON: invalid JSON, or JSON of the wrong shape."""
+    code = "poll_invalid_json" if exc.reason.startswith("invalid JSON") else "poll_bad_shape"
+    return PollFailure(code, f"{what}: {exc.reason}", http_status=status)
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value else None
@@ -213,8 +219,7 @@ class EazitaPoller(_Base):
             raise PollFailure("poll_api_error", f"{what}: Eazita code {exc.code}: {self.redact(exc.message)}",
                               http_status=status, api_code=exc.code) from None
         except ParseError as exc:
-            code = "poll_invalid_json" if exc.reason.startswith("invalid JSON") else "poll_bad_shape"
-            raise PollFailure(code, f"{what}: {exc.reason}", http_status=status) from None
+            raise _unreadable(exc, what, status) from None
         outcome.api_code = "1"
         outcome.rows_seen += report.rows
         outcome.bad_rows += len(report.errors)
@@ -263,8 +268,7 @@ class ZecktaStatusPoller(_Base):
         except ProviderAPIError as exc:
             raise PollFailure("poll_api_error", f"{what}: {self.redact(exc.message)}", http_status=status) from None
         except ParseError as exc:
-            code = "poll_invalid_json" if exc.reason.startswith("invalid JSON") else "poll_bad_shape"
-            raise PollFailure(code, f"{what}: {exc.reason}", http_status=status) from None
+            raise _unreadable(exc, what, status) from None
         if not raw:
             return status, None
         return status, zeckta.status_event(mid, raw, received_at=now_utc(), raw=body.decode("utf-8", "replace"))

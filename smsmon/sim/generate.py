@@ -37,7 +37,8 @@ class Arrival:
     payload: Any  # a callback dict (zeckta) or a report row dict (eazita)
 
 
-def _pick(rng: random.Random, table: list[tuple[float, str]]) -> str:
+def pick(rng: random.Random, table: list[tuple[float, str]]) -> str:
+    """A name from a table of (share, name), by share."""
     x = rng.random()
     for share, name in table:
         x -= share
@@ -63,7 +64,7 @@ def _zeckta(rng: random.Random, t0: datetime) -> list[tuple[datetime, dict[str, 
     dest = rng.choice(GH_PREFIXES) + f"{rng.randrange(10**7):07d}"
     segments = rng.choice((1, 1, 1, 2, 3))
     msg = {"uuid": mid, "src": rng.choice(SENDERS), "dest": dest, "segments": segments, "units": segments, "attempts": 1}
-    fate = _pick(rng, ZECKTA_FATES)
+    fate = pick(rng, ZECKTA_FATES)
     steps: list[tuple[float, str]] = [(0.3, "SUBMITTED"), (1.5 + rng.random() * 3, "SENT")]
     deliver_delay = rng.lognormvariate(2.5, 1.2)  # seconds: median ~12 s, long tail
     if fate == "delivered":
@@ -99,7 +100,7 @@ def _zeckta(rng: random.Random, t0: datetime) -> list[tuple[datetime, dict[str, 
 
 def _eazita(rng: random.Random, t0: datetime, message_id: int) -> list[tuple[datetime, dict[str, Any]]]:
     network, prefix = rng.choice(PK_NETWORKS)
-    fate = _pick(rng, EAZITA_FATES)
+    fate = pick(rng, EAZITA_FATES)
     base = {
         "message_id": message_id, "price": rng.choice(("0.003", "0.004")), "network": network,
         "country_code": "9292" if rng.random() < 0.02 else "92",

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import aiohttp
 
-from smsmon.sim.generate import GH_PREFIXES, SENDERS
+from smsmon.sim.generate import GH_PREFIXES, SENDERS, pick
 from smsmon.timeutil import UTC
 
 FINALS = [(0.84, "DELIVERED"), (0.06, "FAILED"), (0.04, "UNDELIVERABLE"), (0.03, "EXPIRED"), (0.03, "REJECTED")]
@@ -59,15 +59,6 @@ class Planned:
     event_offset: float = field(compare=False, default=0.0)  # when the event happened (earlier, if sent late)
 
 
-def _pick(rng: random.Random, table: list[tuple[float, str]]) -> str:
-    x = rng.random()
-    for share, name in table:
-        x -= share
-        if x < 0:
-            return name
-    return table[-1][1]
-
-
 def plan(seed: int, rate: float, mix: Mix, total: int | None = None) -> Iterator[Planned]:
     """The callbacks in the order they are to be sent: without end, or, with `total`, new
     messages stop once that many callbacks are planned and the started ones are finished, so
@@ -84,7 +75,7 @@ def plan(seed: int, rate: float, mix: Mix, total: int | None = None) -> Iterator
         segments = rng.choice((1, 1, 1, 2))
         msg = {"uuid": mid, "src": rng.choice(SENDERS), "dest": rng.choice(GH_PREFIXES) + f"{rng.randrange(10**7):07d}",
                "segments": segments, "units": segments, "attempts": 1}
-        final = _pick(rng, FINALS)
+        final = pick(rng, FINALS)
         steps = [(0.2, "SUBMITTED"), (1.0 + rng.random(), "SENT")] if final != "REJECTED" else [(0.2, "SUBMITTED")]
         steps.append((steps[-1][0] + 1.0 + rng.lognormvariate(1.0, 0.8), final))
         if rng.random() < mix.unknown:
