@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Sparkline, Static
 
 from smsmon.errors import FilterError
 from smsmon.ui.format import OUTCOME_STYLE, ago, clock, seconds, short_id
+from smsmon.ui.widgets.event_stream import EventStream
 
 if TYPE_CHECKING:
     from smsmon.ui.app import SmsmonApp
@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
 STREAM_LINES = 40  # lines a refresh adds to the event stream, at most
 STREAM_KEEP = 200  # lines the event stream keeps
-SOURCE_LABEL = {"callback": "cb ", "poll": "poll", "status_api": "api ", "import": "imp "}
-COLUMNS = [("last event", "when"), ("status", "status"), ("provider", "provider"), ("message", "message"), ("to", "to"),
-           ("error", "error"), ("network", "network"), ("events", "events"), ("flags", "flags")]
+# (label, key, width): fixed widths, so the table looks the same however the rows arrived, and
+# updating a cell never re-measures a column.
+COLUMNS = [("last event", "when", 16), ("status", "status", 19), ("provider", "provider", 8), ("message", "message", 22),
+           ("to", "to", 14), ("error", "error", 5), ("network", "network", 8), ("events", "events", 6), ("flags", "flags", 30)]
 
 EMPTY = """[b]No messages yet.[/b] Ways to get data in:
 
@@ -73,18 +74,17 @@ class MainScreen(Screen):
         yield Static(id="filter-status")
         with Horizontal(id="body"):
             yield DataTable(id="messages", cursor_type="row", zebra_stripes=True)
-            yield Static(id="stream")
+            yield EventStream(self.app.outcome_of, keep=STREAM_KEEP, id="stream")
         yield Static(id="empty")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#messages", DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
+        for label, key, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
         self.query_one("#filter-input").display = False
         self.query_one("#empty").display = False
-        self.query_one("#stream", Static).border_title = "events, newest first"
-        self.stream_lines: deque[Text] = deque(maxlen=STREAM_KEEP)
+        self.query_one("#stream", EventStream).border_title = "events, newest first"
         table.border_title = "messages, newest event first"
         self.show_filter()
         table.focus()
@@ -118,7 +118,7 @@ class MainScreen(Screen):
             for mid, m in changed.items():
                 if mid in table.rows:
                     old = table.get_row(mid)
-                    for (_, key), before, cell in zip(COLUMNS, old, row_cells(m, now)):
+                    for (_, key, _), before, cell in zip(COLUMNS, old, row_cells(m, now)):
                         if str(before) != str(cell) or getattr(before, "style", None) != getattr(cell, "style", None):
                             table.update_cell(mid, key, cell)  # only what changed: each call costs a layout
                 else:
@@ -199,24 +199,9 @@ class MainScreen(Screen):
         self.query_one("#health", Static).update(t)
 
     def _stream(self, snap: "Snapshot", now: datetime) -> None:
-        """The newest events first. Re-rendered whole at its real width each time: a log widget
-        written to before it is laid out pads its lines differently from one written after."""
         shown = snap.new_events[-STREAM_LINES:]  # more than this a refresh is a blur, and costs the UI thread
-        if not shown:
-            return
-        if len(snap.new_events) > len(shown):
-            self.stream_lines.appendleft(Text(f"… {len(snap.new_events) - len(shown)} more", style="dim"))
-        stream = self.query_one("#stream", Static)
-        width = max(20, stream.content_size.width or 48)
-        for ev in shown:
-            line = Text(clock(ev["received_at"], now) + " ")
-            line.append(f"{ev['status']:<13}", style=OUTCOME_STYLE.get(self.app.outcome_of(ev), ""))
-            line.append(f" {SOURCE_LABEL.get(ev['source'], ev['source'])} {ev['message_id']}")
-            if ev["flags"]:
-                line.append(f" {ev['flags']}", style="dim")
-            line.truncate(width, overflow="ellipsis")  # one event, one line
-            self.stream_lines.appendleft(line)
-        stream.update(Text("\n").join(self.stream_lines))
+        if shown:
+            self.query_one("#stream", EventStream).add(shown, len(snap.new_events) - len(shown), now)
 
     # ── filter ────────────────────────────────────────────────────────────────
     def show_filter(self, error: str | None = None) -> None:

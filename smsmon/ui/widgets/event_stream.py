@@ -1,0 +1,54 @@
+"""The live tail of events, newest first, one line each."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from typing import Any, Callable
+
+from rich.text import Text
+from textual.widget import Widget
+
+from smsmon.ui.format import OUTCOME_STYLE, clock
+
+SOURCE_LABEL = {"callback": "cb ", "poll": "poll", "status_api": "api ", "import": "imp "}
+
+
+class EventStream(Widget):
+    """Keeps the newest events and draws them at its current width when it renders (so a line
+    is cut the same way whenever the events arrived, before or after layout)."""
+
+    DEFAULT_CSS = """
+    EventStream {
+        overflow: hidden hidden;
+    }
+    """
+
+    def __init__(self, outcome_of: Callable[[dict[str, Any]], str], keep: int = 200, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outcome_of = outcome_of
+        self.items: deque[tuple[dict[str, Any] | int, datetime]] = deque(maxlen=keep)
+
+    def add(self, events: list[dict[str, Any]], skipped: int, now: datetime) -> None:
+        if skipped:
+            self.items.appendleft((skipped, now))
+        for ev in events:
+            self.items.appendleft((ev, now))
+        self.refresh()
+
+    def _line(self, item: dict[str, Any] | int, now: datetime, width: int) -> Text:
+        if isinstance(item, int):
+            line = Text(f"… {item} more", style="dim")
+        else:
+            line = Text(clock(item["received_at"], now) + " ")
+            line.append(f"{item['status']:<13}", style=OUTCOME_STYLE.get(self.outcome_of(item), ""))
+            line.append(f" {SOURCE_LABEL.get(item['source'], item['source'])} {item['message_id']}")
+            if item["flags"]:
+                line.append(f" {item['flags']}", style="dim")
+        line.truncate(width, overflow="ellipsis")
+        return line
+
+    def render(self) -> Text:
+        width = max(1, self.content_size.width)
+        lines = [self._line(item, now, width) for item, now in list(self.items)[: max(1, self.content_size.height)]]
+        return Text("\n").join(lines)
