@@ -172,6 +172,20 @@ class _Base:
         outcome.api_code, outcome.retry_after = exc.api_code, exc.retry_after
         return outcome
 
+    async def poll_once(self) -> PollOutcome:
+        """One cycle (`_cycle`), its failures caught and classified."""
+        return await self._guarded(self._cycle)  # type: ignore[attr-defined]
+
+    async def refresh(self, message_id: str) -> PollOutcome:
+        """Ask the provider about one message now (by its provider id): `smsmon poll --message`,
+        the app's "ask provider"."""
+        async def work(outcome: PollOutcome) -> None:
+            outcome.new_events = await self._store_new(await self._events_for(outcome, [message_id]))
+        return await self._guarded(work)
+
+    async def _events_for(self, outcome: PollOutcome, ids: list[str]) -> list[Event]:
+        raise NotImplementedError
+
     async def _guarded(self, work: Callable[[PollOutcome], Any]) -> PollOutcome:
         outcome = PollOutcome(self.provider, fmt(now_utc()))
         started = time.perf_counter()
@@ -197,14 +211,8 @@ class EazitaPoller(_Base):
     def __post_init__(self) -> None:
         self.provider = "eazita"
 
-    async def poll_once(self) -> PollOutcome:
-        return await self._guarded(self._cycle)
-
-    async def refresh(self, message_id: str) -> PollOutcome:
-        """Ask about one message now, by its Eazita message id."""
-        async def work(outcome: PollOutcome) -> None:
-            outcome.new_events = await self._store_new(await self._report(outcome, [message_id]))
-        return await self._guarded(work)
+    async def _events_for(self, outcome: PollOutcome, ids: list[str]) -> list[Event]:
+        return await self._report(outcome, ids)
 
     async def _report(self, outcome: PollOutcome, ids: list[str] | None) -> list[Event]:
         params = {"api": self.api_key, "pass": self.password, "contents": "gsm,source"}
@@ -250,14 +258,8 @@ class ZecktaStatusPoller(_Base):
     def __post_init__(self) -> None:
         self.provider = "zeckta"
 
-    async def poll_once(self) -> PollOutcome:
-        return await self._guarded(self._cycle)
-
-    async def refresh(self, message_id: str) -> PollOutcome:
-        """Ask about one message now (the app's "refresh from provider")."""
-        async def work(outcome: PollOutcome) -> None:
-            outcome.new_events = await self._store_new(await self._ask_all(outcome, [message_id]))
-        return await self._guarded(work)
+    async def _events_for(self, outcome: PollOutcome, ids: list[str]) -> list[Event]:
+        return await self._ask_all(outcome, ids)
 
     async def _ask(self, message_id: str) -> tuple[int, Event | None]:
         what = "GET /v1/messaging/sms/messages/{id}"
