@@ -44,9 +44,9 @@ function request()
   counter = counter + 1
   local step = (counter - 1) % 3 + 1
   if step == 1 then msg = uuid() end
-  local body = string.format('{"eventId":"%s","eventType":"%s","timestamp":"2026-11-23T10:00:%02d.123456789Z",' ..
+  local body = string.format('{"eventId":"%s","eventType":"%s","timestamp":"%s.%09dZ",' ..
     '"message":{"uuid":"%s","src":"ACME","dest":"+23324%07d","segments":1,"units":1,"attempts":1,"cost":null}}',
-    uuid(), types[step], step, msg, math.random(0, 9999999))
+    uuid(), types[step], os.date("!%Y-%m-%dT%H:%M:%S"), step, msg, math.random(0, 9999999))
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 """
@@ -160,7 +160,7 @@ def _body(rng: random.Random, n: int, msg: list[str]) -> bytes:
         msg[0] = f"{rng.getrandbits(128):032x}"
     return json.dumps({"eventId": f"{rng.getrandbits(128):032x}",
                        "eventType": ("MESSAGE_SUBMITTED", "MESSAGE_SENT", "MESSAGE_DELIVERED")[step],
-                       "timestamp": f"2026-11-23T10:00:{step:02d}.123456789Z",
+                       "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{step:09d}Z",
                        "message": {"uuid": msg[0], "src": "ACME", "dest": f"+23324{rng.randrange(10**7):07d}",
                                    "segments": 1, "units": 1, "attempts": 1, "cost": None}}).encode()
 
