@@ -240,13 +240,13 @@ def import_(file: str, tz: str | None, max_errors: int, settings: Any) -> None:
         result = import_lines(stream, settings.db_path, tz=zone_info, progress=_progress("importing", "lines"))
     for line_no, reason in result.bad[:max_errors]:
         click.echo(f"line {line_no}: {reason}", err=True)
-    if len(result.bad) > max_errors:
-        click.echo(f"... and {len(result.bad) - max_errors} more bad lines", err=True)
+    if result.bad_count > max_errors:
+        click.echo(f"... and {result.bad_count - max_errors} more bad lines", err=True)
     click.echo(
         f"imported {result.new} new events ({result.duplicates} duplicates) from {result.lines} lines"
-        f" into {settings.db_path}; {len(result.bad)} bad lines skipped", err=True,
+        f" into {settings.db_path}; {result.bad_count} bad lines skipped", err=True,
     )
-    if result.bad and not result.new and not result.duplicates:
+    if result.bad_count and not result.new and not result.duplicates:
         raise click.exceptions.Exit(1)
 
 

@@ -185,6 +185,14 @@ def test_import_mixed_lines_reports_bad_ones_and_keeps_the_rest(tmp_path) -> Non
     assert "imported 0 new events (7 duplicates)" in again.stderr  # importing again changes nothing
 
 
+def test_import_counts_every_bad_line_beyond_those_it_lists(tmp_path) -> None:
+    lines = ["junk"] * 1500 + [json.dumps(callback(uuid="good"))]
+    r = run("import", "-", "--db", str(tmp_path / "i.db"), input="\n".join(lines) + "\n")
+    assert r.exit_code == 0
+    assert "... and 1480 more bad lines" in r.stderr
+    assert "1500 bad lines skipped" in r.stderr and "imported 1 new events" in r.stderr
+
+
 def test_import_sources_are_marked(tmp_path) -> None:
     db = tmp_path / "i.db"
     f = tmp_path / "cb.ndjson"
