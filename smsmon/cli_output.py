@@ -15,7 +15,7 @@ from smsmon.catalogue import Entry
 from smsmon.errors import StoreError
 from smsmon.store import queries
 from smsmon.store.schema import open_readonly
-from smsmon.timeutil import seconds_between
+from smsmon.timeutil import human_duration, seconds_between
 
 EVENT_EXPORT_COLUMNS = ["id", "event_key", "message_id", "provider", "source", "event_type", "raw_status", "status",
                         "error_code", "event_time", "received_at", "flags", "raw"]
@@ -95,18 +95,6 @@ def message_detail(conn: sqlite3.Connection, message_id: str, window: timedelta)
     }
 
 
-def _secs(s: float | None) -> str:
-    if s is None:
-        return "—"
-    if abs(s) < 60:
-        return f"{s:.1f}s"
-    if abs(s) < 3600:
-        return f"{s / 60:.1f}m"
-    if abs(s) < 86400:
-        return f"{s / 3600:.1f}h"
-    return f"{s / 86400:.1f}d"
-
-
 def _t(iso: str | None) -> str:
     return (iso or "—").replace("T", " ").replace("Z", "")[:23]
 
@@ -121,7 +109,7 @@ def render_detail(d: dict[str, Any]) -> str:
     lines.append("  " + "   ".join(f"{k} {v}" for k, v in facts if v is not None))
     took = seconds_between(m["first_event_at"], m["final_at"]) if m["final_at"] and m["first_event_at"] else None
     lines.append(f"  first event {_t(m['first_event_at'])}   final {_t(m['final_at'])}"
-                 + (f" ({_secs(took)} after the first event)" if took is not None else ""))
+                 + (f" ({human_duration(took)} after the first event)" if took is not None else ""))
     lines.append(f"  events {m['events_count']}   duplicates {m['duplicates_count']}")
     for f in d["flags"]:
         lines.append(_wrap(f"! {f['flag']}: {f['title']}. {f['meaning']}", "  "))
@@ -129,7 +117,7 @@ def render_detail(d: dict[str, Any]) -> str:
               f"  {'event time (UTC)':<23}  {'status':<13} {'raw':<14} {'source':<10} {'after prev':>10}  {'received (UTC)':<23}  flags"]
     for ev in d["events"]:
         lines.append(f"  {_t(ev['event_time']):<23}  {ev['status']:<13} {ev['raw_status'][:14]:<14} {ev['source']:<10}"
-                     f" {_secs(ev['since_previous_seconds']) if ev['since_previous_seconds'] is not None else '':>10}"
+                     f" {human_duration(ev['since_previous_seconds']) if ev['since_previous_seconds'] is not None else '':>10}"
                      f"  {_t(ev['received_at']):<23}  {ev['flags'] or ''}")
     ex = d["explanation"]
     st = ex["status"]
@@ -150,9 +138,9 @@ def render_stats(s: queries.Stats, source: str, window: timedelta) -> str:
     rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
     lines = [f"{s.messages:,} messages, {s.events:,} events" + (f"  (filter: {source})" if source else ""),
              f"  delivery rate {rate}   (delivered / delivered + not delivered)",
-             f"  time to deliver: median {_secs(s.median_seconds)}, p90 {_secs(s.p90_seconds)}",
+             f"  time to deliver: median {human_duration(s.median_seconds)}, p90 {human_duration(s.p90_seconds)}",
              "  " + "   ".join(f"{k.lower().replace('_', ' ')} {v:,}" for k, v in s.outcomes.items()),
-             f"  stale (no news for {_secs(window.total_seconds())}, not final): {s.stale:,}"]
+             f"  stale (no news for {human_duration(window.total_seconds())}, not final): {s.stale:,}"]
     if s.failures_by_status:
         lines += ["", "Failures by status"]
         for provider, raw, n in s.failures_by_status:

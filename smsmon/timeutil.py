@@ -104,3 +104,16 @@ def parse_when(text: str, now: datetime) -> datetime:
 def seconds_between(a: str, b: str) -> float:
     """Seconds from canonical time a to canonical time b."""
     return (parse_iso(b) - parse_iso(a)).total_seconds()
+
+
+def human_duration(s: float | None) -> str:
+    """12.3s, 4.5m, 2.0h, 3.0d; an em dash for none."""
+    if s is None:
+        return "—"
+    if abs(s) < 60:
+        return f"{s:.1f}s"
+    if abs(s) < 3600:
+        return f"{s / 60:.1f}m"
+    if abs(s) < 86400:
+        return f"{s / 3600:.1f}h"
+    return f"{s / 86400:.1f}d"

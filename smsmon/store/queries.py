@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 
 from smsmon.errors import Ambiguous, LookupFailed
 from smsmon.filters import Filter
-from smsmon.lifecycle import PROVIDERS, Outcome, Status, outcome_of
+from smsmon.lifecycle import PROVIDERS, Outcome, Status, is_stale, outcome_of
 from smsmon.providers._coerce import phone
 from smsmon.store.schema import MESSAGE_COLUMNS, STORED_FLAGS, flag_condition
 from smsmon.timeutil import fmt, now_utc
@@ -167,7 +167,7 @@ def _drivers(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedel
 
 def _row(r: sqlite3.Row, now: datetime, window: timedelta) -> dict[str, Any]:
     d = dict(r)
-    d["stale"] = bool(not d["is_final"] and d["last_event_at"] and d["last_event_at"] < fmt(now - window))
+    d["stale"] = is_stale(bool(d["is_final"]), d["last_event_at"], now, window)
     return d
 
 

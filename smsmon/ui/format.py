@@ -31,15 +31,5 @@ def clock(iso: str | None, now: datetime) -> str:
     return iso[11:19] if iso[:10] == now.strftime("%Y-%m-%d") else iso[:16].replace("T", " ")
 
 
-def seconds(s: float | None) -> str:
-    if s is None:
-        return "—"
-    if s < 60:
-        return f"{s:.1f}s"
-    if s < 3600:
-        return f"{s / 60:.1f}m"
-    return f"{s / 3600:.1f}h"
-
-
 def short_id(message_id: str, width: int = 22) -> str:
     return message_id if len(message_id) <= width else message_id[: width - 1] + "…"

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Sparkline, Static
 
 from smsmon import catalogue
 from smsmon.phone import country_name
-from smsmon.ui.format import seconds
+from smsmon.timeutil import human_duration
 
 if TYPE_CHECKING:
     from smsmon.ui.app import SmsmonApp
@@ -66,7 +66,7 @@ class InsightsScreen(Screen):
             f"delivery rate per hour, last 24 h (now {rates[-1]['rate']:.0%})" if rates else "delivery rate per hour: no finals in 24 h")
         meds = [h for h in hours if h["median"] is not None]
         self.query_one("#latency-label", Static).update(
-            f"median time to deliver per hour (now {seconds(meds[-1]['median'])})" if meds else "median time to deliver: no deliveries in 24 h")
+            f"median time to deliver per hour (now {human_duration(meds[-1]['median'])})" if meds else "median time to deliver: no deliveries in 24 h")
 
         by_code = _table("Failures by error code", ["failed", "provider", "code", "meaning", "what to do"])
         for provider, code, n in s.failures_by_code:
@@ -82,13 +82,13 @@ class InsightsScreen(Screen):
         by_country = _table("Failures by country", ["failed", "country"])
         for code, n in data["countries"]:
             by_country.add_row(f"{n:,}", country_name(code))
-        stale = _table(f"Stale messages ({s.stale:,}: not final, silent for {seconds(self.app.window.total_seconds())})",
+        stale = _table(f"Stale messages ({s.stale:,}: not final, silent for {human_duration(self.app.window.total_seconds())})",
                        ["last event", "message", "status", "to"])
         for m in data["stale"]:
             stale.add_row(m["last_event_at"][:16].replace("T", " "), m["id"], m["status"], m["dest"] or "")
         head = Text(f"{s.messages:,} messages · delivery rate "
-                    f"{'—' if s.delivery_rate is None else f'{s.delivery_rate:.1%}'} · median {seconds(s.median_seconds)}"
-                    f" · p90 {seconds(s.p90_seconds)}", style="bold")
+                    f"{'—' if s.delivery_rate is None else f'{s.delivery_rate:.1%}'} · median {human_duration(s.median_seconds)}"
+                    f" · p90 {human_duration(s.p90_seconds)}", style="bold")
         from rich.console import Group
 
         self.query_one("#insights", Static).update(Group(head, by_status, by_code, by_network, by_country, stale))

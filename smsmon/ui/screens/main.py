@@ -13,7 +13,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Sparkline, Static
 
 from smsmon.errors import FilterError
-from smsmon.ui.format import OUTCOME_STYLE, ago, clock, seconds, short_id
+from smsmon.timeutil import human_duration
+from smsmon.ui.format import OUTCOME_STYLE, ago, clock, short_id
 from smsmon.ui.widgets.event_stream import EventStream
 
 if TYPE_CHECKING:
@@ -160,8 +161,8 @@ class MainScreen(Screen):
         t.append("delivery rate ")
         t.append(f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—", style="bold")
         t.append("   time to deliver: median ")
-        t.append(seconds(s.median_seconds), style="bold")
-        t.append(f", p90 {seconds(s.p90_seconds)}   stale ")
+        t.append(human_duration(s.median_seconds), style="bold")
+        t.append(f", p90 {human_duration(s.p90_seconds)}   stale ")
         t.append(f"{s.stale:,}", style="bold yellow" if s.stale else "bold")
         t.append(f"   {s.messages:,} messages, {s.events:,} events")
         if snap.dead_letters:

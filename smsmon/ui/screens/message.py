@@ -18,7 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from smsmon.phone import country_name
-from smsmon.ui.format import OUTCOME_STYLE, seconds
+from smsmon.timeutil import human_duration
+from smsmon.ui.format import OUTCOME_STYLE
 
 if TYPE_CHECKING:
     from smsmon.ui.app import SmsmonApp
@@ -45,7 +46,7 @@ def render_detail(d: dict[str, Any]) -> Group:
 
         took = seconds_between(m["first_event_at"], m["final_at"])
     facts.add_row("first event", m["first_event_at"] or "—")
-    facts.add_row("final", (m["final_at"] or "not yet") + (f"  ({seconds(took)} after the first event)" if took is not None else ""))
+    facts.add_row("final", (m["final_at"] or "not yet") + (f"  ({human_duration(took)} after the first event)" if took is not None else ""))
     facts.add_row("events", f"{m['events_count']} stored, {m['duplicates_count']} duplicates acknowledged")
 
     timeline = Table(title="Timeline, by event time", title_justify="left", expand=True, header_style="bold")
@@ -55,7 +56,7 @@ def render_detail(d: dict[str, Any]) -> Group:
         flags = "; ".join(f"{f['flag']}: {f['title']}" for f in ev["flags_explained"])
         prev = ev["since_previous_seconds"]
         timeline.add_row(ev["event_time"].replace("T", " ")[:23], Text(ev["status"], style=STATUS_STYLE.get(ev["status"], "yellow")),
-                         ev["raw_status"], ev["source"], "" if prev is None else "+" + seconds(prev),
+                         ev["raw_status"], ev["source"], "" if prev is None else "+" + human_duration(prev),
                          ev["received_at"].replace("T", " ")[:23], flags)
 
     parts: list[Any] = [facts]
