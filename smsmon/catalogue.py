@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from smsmon.lifecycle import MAPPING, Status, normalize, outcome_of, raw_key
+from smsmon.lifecycle import Status, normalize, outcome_of, raw_key
 
 
 class Retryable(enum.StrEnum):
@@ -380,10 +380,6 @@ def explain_status(provider: str, raw_status: str | None) -> Entry:
     if found:
         return found[0]
     return lookup("UNKNOWN", "smsmon")[0]
-
-
-def provider_statuses(provider: str) -> list[str]:
-    return sorted(MAPPING[provider])
 
 
 def outcome_for(entry: Entry) -> str | None:

@@ -385,7 +385,8 @@ def poll(once: bool, provider: str | None, message: str | None, as_json: bool, s
     smsmon poll --message +233241234567   # ask about one message now
     Exits 1 when a --once poll failed; the error says why (`smsmon explain <code>` says more).
     """
-    from smsmon.serve import describe, run_poll
+    from smsmon.ingest.poller import describe
+    from smsmon.serve import run_poll
 
     if message is not None:
         from smsmon.store import queries

@@ -28,7 +28,6 @@ from typing import Any, Iterable, Mapping
 from smsmon.timeutil import fmt
 
 PROVIDERS = ("zeckta", "eazita")
-SOURCES = ("callback", "poll", "status_api", "import")
 
 
 class Status(enum.StrEnum):

@@ -13,7 +13,7 @@ from typing import Any
 
 from smsmon.ingest.committer import Committer
 from smsmon.ingest.listener import Listener, ListenerConfig
-from smsmon.ingest.poller import PollOutcome, describe, run_poller
+from smsmon.ingest.poller import PollOutcome, run_poller
 from smsmon.ingest.runtime import NOT_CONFIGURED, build_pollers
 from smsmon.redact import RedactingFilter, Redactor
 
@@ -117,5 +117,3 @@ async def _poll(settings: Any, committer: Committer, once: bool, only: str | Non
         await asyncio.gather(*(run_poller(s.poller, committer, s.interval, stop) for s in scheduled))
         return []
 
-
-__all__ = ["run_serve", "run_poll", "describe"]

@@ -67,7 +67,6 @@ class Committer:
         self.batches = 0
         self.batched_items = 0
         self.commit_seconds = 0.0  # time spent applying and committing
-        self.last_commit_at: float | None = None
         self.last_error: str | None = None
 
     # ── lifecycle ─────────────────────────────────────────────────────────────
@@ -157,7 +156,6 @@ class Committer:
         self.batches += 1
         self.batched_items += len(batch)
         self.commit_seconds += time.perf_counter() - started
-        self.last_commit_at = time.time()
         for a in applied:
             if a.duplicate:
                 self.duplicates += 1

@@ -13,7 +13,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import msgspec
 
@@ -99,8 +99,7 @@ def _facet_values(state: MessageState) -> tuple[str | None, ...]:
     )
 
 
-def _state_from_row(row: sqlite3.Row | tuple) -> MessageState:
-    r = dict(zip(_MSG_COLS, row))
+def _state_from_row(r: dict[str, Any]) -> MessageState:
     attrs = {k: r[k] for k in ("src", "dest", "segments", "units", "attempts", "cost", "network", "country_code", "reference") if r[k] is not None}
     return MessageState(
         provider=r["provider"],
@@ -216,8 +215,8 @@ class Writer:
         for chunk in _chunks(mids):
             q = f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
             for row in conn.execute(q, chunk):
-                state = _state_from_row(row)
                 r = dict(zip(_MSG_COLS, row))
+                state = _state_from_row(r)
                 slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], r["updated_at"], _facet_values(state))
 
         next_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1

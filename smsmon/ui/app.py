@@ -8,6 +8,7 @@ the watermark and the screen applies it. The UI thread never touches SQLite.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections import Counter
@@ -80,7 +81,7 @@ class SmsmonApp(App):
         self.sub_title = {"watch": "live", "demo": "demo: simulated providers", "browse": "offline"}[self.mode]
         await self.push_screen(MainScreen())
         if self.mode in ("watch", "demo"):
-            loop = __import__("asyncio").get_running_loop()
+            loop = asyncio.get_running_loop()
             nudge = lambda event_id: loop.call_soon_threadsafe(self.post_message, DataChanged(event_id))  # noqa: E731
             cls = DemoIngest if self.mode == "demo" else LiveIngest
             kwargs = {"seed": self.seed} if self.mode == "demo" else {}

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Sparkline, Static
 
 from smsmon.errors import FilterError
+from smsmon.store.queries import cursor
 from smsmon.timeutil import human_duration
 from smsmon.ui.format import OUTCOME_STYLE, ago, clock, short_id
 from smsmon.ui.widgets.event_stream import EventStream
@@ -137,7 +138,7 @@ class MainScreen(Screen):
         table.clear()
         for m in rows:
             table.add_row(*row_cells(m, now), key=m["id"])
-        self.app.last_cursor = queries_cursor(rows[-1]) if rows else None
+        self.app.last_cursor = cursor(rows[-1]) if rows else None
         if keep and not at_top and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep), scroll=True)
 
@@ -147,7 +148,7 @@ class MainScreen(Screen):
             if m["id"] not in table.rows:
                 table.add_row(*row_cells(m, now), key=m["id"])
         if rows:
-            self.app.last_cursor = queries_cursor(rows[-1])
+            self.app.last_cursor = cursor(rows[-1])
         self._title(table)
 
     def _summary(self, snap: "Snapshot", now: datetime) -> None:
@@ -265,9 +266,3 @@ class MainScreen(Screen):
         table = event.data_table
         if event.cursor_row >= table.row_count - 10:
             self.app.load_more()
-
-
-def queries_cursor(row: dict[str, Any]) -> tuple[str, int]:
-    from smsmon.store.queries import cursor
-
-    return cursor(row)
