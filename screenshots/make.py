@@ -17,6 +17,7 @@ from textual.widgets import DataTable
 
 from smsmon import config
 from smsmon.ingest.listener import ListenerConfig
+from smsmon.sim.demo import DemoIngest
 from smsmon.sim.generate import fill
 from smsmon.ui.app import SmsmonApp
 from smsmon.ui.screens.message import MessageScreen
@@ -35,8 +36,8 @@ async def until(pilot, condition, timeout: float = 30.0) -> None:  # type: ignor
 
 
 async def shoot(db: Path) -> list[str]:
-    settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": str(db)})
-    app = SmsmonApp(db, mode="demo", settings=settings, listener_config=ListenerConfig(port=0), seed=1)
+    settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": db})
+    app = SmsmonApp(db, ingest=DemoIngest(settings, ListenerConfig(port=0), seed=1))
     saved: list[str] = []
 
     def save(name: str) -> None:

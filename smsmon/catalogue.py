@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from smsmon.errors import Failure
 from smsmon.lifecycle import Status, normalize, outcome_of, raw_key
 
 
@@ -267,31 +268,31 @@ _add("stale", "smsmon", F, "No news for too long",
 # ── Listener and poller failures ───────────────────────────────────────────────────
 X = Kind.FAILURE
 for _c, _t, _m, _causes, _a, _r, _g in [
-    ("invalid_json", "Callback body is not JSON", "A callback's body could not be parsed as JSON; it was answered 400 and kept in dead letters.",
+    (Failure.INVALID_JSON, "Callback body is not JSON", "A callback's body could not be parsed as JSON; it was answered 400 and kept in dead letters.",
      ["Something other than Zeckta posted to the callback URL.", "Body truncated on the way."], "Look at the dead letter's body excerpt.", R.AFTER_FIX, G.PROVIDER),
-    ("invalid_payload", "Callback has the wrong shape", "The callback lacked a required field (eventId, eventType, timestamp, message.uuid) or had a wrong type; answered 400 and kept in dead letters.",
+    (Failure.INVALID_PAYLOAD, "Callback has the wrong shape", "The callback lacked a required field (eventId, eventType, timestamp, message.uuid) or had a wrong type; answered 400 and kept in dead letters.",
      ["Payload format changed.", "A test request."], "Compare the dead letter's body with the documented payload.", R.AFTER_FIX, G.PROVIDER),
-    ("body_too_large", "Callback body too large", "A body over 64 KiB was refused with 413 without being read.",
+    (Failure.BODY_TOO_LARGE, "Callback body too large", "A body over 64 KiB was refused with 413 without being read.",
      ["Not a Zeckta callback.", "Abuse of a public endpoint."], "Nothing to do unless real callbacks are affected.", R.NO, G.UNKNOWN),
-    ("bad_token", "Wrong or missing callback token", "A request came to a callback path without the configured token; answered 404 and not stored.",
+    (Failure.BAD_TOKEN, "Wrong or missing callback token", "A request came to a callback path without the configured token; answered 404 and not stored.",
      ["The callback URL given to Zeckta lacks the token.", "Someone probing the endpoint."], "Give Zeckta the URL `smsmon serve` prints at start.", R.AFTER_FIX, G.ACCOUNT),
-    ("method_not_allowed", "Wrong HTTP method", "Only POST is accepted on callback paths; answered 405.", ["A browser or a probe."], "Nothing to do.", R.NO, G.UNKNOWN),
-    ("forbidden_address", "Address not allowed", "The request came from an address outside --allow-from; answered 403.", ["Provider IPs changed.", "A probe."], "Widen --allow-from if the provider's addresses changed.", R.AFTER_FIX, G.ACCOUNT),
-    ("store_unavailable", "Database unavailable", "The event could not be committed (database locked past its timeout, disk full or I/O error); answered 503 so the provider retries. Nothing was acknowledged.",
+    (Failure.METHOD_NOT_ALLOWED, "Wrong HTTP method", "Only POST is accepted on callback paths; answered 405.", ["A browser or a probe."], "Nothing to do.", R.NO, G.UNKNOWN),
+    (Failure.FORBIDDEN_ADDRESS, "Address not allowed", "The request came from an address outside --allow-from; answered 403.", ["Provider IPs changed.", "A probe."], "Widen --allow-from if the provider's addresses changed.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.STORE_UNAVAILABLE, "Database unavailable", "The event could not be committed (database locked past its timeout, disk full or I/O error); answered 503 so the provider retries. Nothing was acknowledged.",
      ["Another process holds a long write lock.", "Disk full."], "Free disk space or stop the other writer; callbacks retried by the provider will then succeed.", R.LATER, G.UNKNOWN),
-    ("poll_timeout", "Provider API timed out", "The provider did not answer in time. The poller backs off and retries.", ["Provider slow or down.", "Large report without a messageid filter."], "Nothing to do if it recovers; check the provider's status page if it lasts.", R.LATER, G.PROVIDER),
-    ("poll_connect_error", "Cannot reach provider API", "The connection to the provider failed (DNS, refused, TLS).", ["No network.", "Wrong base URL setting."], "Check the network and the base URL setting.", R.LATER, G.PROVIDER),
-    ("poll_auth", "Provider refused credentials", "The provider answered 401 or 403.", ["Wrong or revoked API key."], "Fix the API key in the settings.", R.AFTER_FIX, G.ACCOUNT),
-    ("poll_not_found", "Provider answered 404", "The provider does not know the URL or the message.", ["Wrong base URL.", "Message id from another account."], "Check the base URL and the message id.", R.AFTER_FIX, G.ACCOUNT),
-    ("poll_http_error", "Provider refused the request", "The provider answered another 4xx status.", ["A request smsmon made wrongly.", "API changed."], "Report it with the status; smsmon may need an update.", R.AFTER_FIX, G.PROVIDER),
-    ("poll_rate_limited", "Rate limited", "The provider answered 429; the poller waits for Retry-After before asking again.", ["Too many requests for the API key."], "Lengthen the poll interval if it happens often.", R.LATER, G.ACCOUNT),
-    ("poll_server_error", "Provider server error", "The provider answered 5xx. The poller backs off and retries.", ["Outage at the provider."], "Wait; report it if it lasts.", R.LATER, G.PROVIDER),
-    ("poll_html_body", "Provider answered HTML", "The provider answered an HTML page instead of JSON (an error page, a captive portal, a maintenance page).", ["Outage or maintenance.", "Wrong base URL."], "Check the base URL; wait if the provider is down.", R.LATER, G.PROVIDER),
-    ("poll_invalid_json", "Provider answered invalid JSON", "The provider's answer could not be parsed as JSON.", ["Truncated answer.", "Provider bug."], "Wait for the next poll; report it if it repeats.", R.LATER, G.PROVIDER),
-    ("poll_bad_shape", "Provider answer has the wrong shape", "The answer was JSON but not in the documented shape.", ["API changed."], "Report it; smsmon may need an update.", R.LATER, G.PROVIDER),
-    ("poll_api_error", "Provider API returned an error", "The API answered with an error envelope (Eazita `code` other than 1). Its code has its own entry.", ["See the API code."], "Run `smsmon explain <code> --provider eazita`.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.POLL_TIMEOUT, "Provider API timed out", "The provider did not answer in time. The poller backs off and retries.", ["Provider slow or down.", "Large report without a messageid filter."], "Nothing to do if it recovers; check the provider's status page if it lasts.", R.LATER, G.PROVIDER),
+    (Failure.POLL_CONNECT_ERROR, "Cannot reach provider API", "The connection to the provider failed (DNS, refused, TLS).", ["No network.", "Wrong base URL setting."], "Check the network and the base URL setting.", R.LATER, G.PROVIDER),
+    (Failure.POLL_AUTH, "Provider refused credentials", "The provider answered 401 or 403.", ["Wrong or revoked API key."], "Fix the API key in the settings.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.POLL_NOT_FOUND, "Provider answered 404", "The provider does not know the URL or the message.", ["Wrong base URL.", "Message id from another account."], "Check the base URL and the message id.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.POLL_HTTP_ERROR, "Provider refused the request", "The provider answered another 4xx status.", ["A request smsmon made wrongly.", "API changed."], "Report it with the status; smsmon may need an update.", R.AFTER_FIX, G.PROVIDER),
+    (Failure.POLL_RATE_LIMITED, "Rate limited", "The provider answered 429; the poller waits for Retry-After before asking again.", ["Too many requests for the API key."], "Lengthen the poll interval if it happens often.", R.LATER, G.ACCOUNT),
+    (Failure.POLL_SERVER_ERROR, "Provider server error", "The provider answered 5xx. The poller backs off and retries.", ["Outage at the provider."], "Wait; report it if it lasts.", R.LATER, G.PROVIDER),
+    (Failure.POLL_HTML_BODY, "Provider answered HTML", "The provider answered an HTML page instead of JSON (an error page, a captive portal, a maintenance page).", ["Outage or maintenance.", "Wrong base URL."], "Check the base URL; wait if the provider is down.", R.LATER, G.PROVIDER),
+    (Failure.POLL_INVALID_JSON, "Provider answered invalid JSON", "The provider's answer could not be parsed as JSON.", ["Truncated answer.", "Provider bug."], "Wait for the next poll; report it if it repeats.", R.LATER, G.PROVIDER),
+    (Failure.POLL_BAD_SHAPE, "Provider answer has the wrong shape", "The answer was JSON but not in the documented shape.", ["API changed."], "Report it; smsmon may need an update.", R.LATER, G.PROVIDER),
+    (Failure.POLL_API_ERROR, "Provider API returned an error", "The API answered with an error envelope (Eazita `code` other than 1). Its code has its own entry.", ["See the API code."], "Run `smsmon explain <code> --provider eazita`.", R.AFTER_FIX, G.ACCOUNT),
 ]:
-    _add(_c, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
+    _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
 
 ENTRIES: tuple[Entry, ...] = tuple(_E)
 _INDEX: dict[tuple[str, str], list[Entry]] = {}

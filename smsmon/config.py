@@ -1,26 +1,35 @@
 """Settings, in one place: defaults < config file (TOML) < environment < command-line flags.
 
-Each setting has a docstring-like `help`; `Settings.sources` says where each value came from.
-Secrets (API keys, passwords, the callback token) are masked whenever settings are shown.
+`load()` builds one frozen, typed `Settings`, and everything else reads attributes of it
+(`settings.eazita.interval` is a timedelta, `settings.listen` an Address). A setting's path
+in the object is its key in the TOML file: `eazita.timezone` is `[eazita] timezone = ...`.
+Each is declared once below, with its environment variable, default and help; `smsmon
+config` shows them all with where each value came from. Secrets are `Secret`s, which never
+print their value: `secret.reveal()` is the one way to get it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from zoneinfo import ZoneInfo
 
 import platformdirs
 
-from smsmon.errors import SmsmonError
+from smsmon.errors import ConfigError
+from smsmon.lifecycle import WATCH_WINDOW
+from smsmon.providers.eazita import DEFAULT_TIMEZONE
 from smsmon.timeutil import parse_duration, zone
 
-
-class ConfigError(SmsmonError):
-    pass
+DEFAULT_LISTEN = "127.0.0.1:8787"
+MASK = "****"
 
 
 def default_db() -> Path:
@@ -31,94 +40,255 @@ def default_config() -> Path:
     return Path(platformdirs.user_config_dir("smsmon")) / "config.toml"
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str  # attribute name, and the dotted key in the TOML file with "_" -> "." for the first part
-    toml: str
-    env: str | None
-    default: Any
-    help: str
-    secret: bool = False
+class Secret:
+    """A credential. str() and repr() never show it; `reveal()` does, for the one place that sends it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def masked(self) -> str:
+        """For showing that a secret is set: its first and last two characters when it is long
+        enough that this gives nothing away, else only the mask."""
+        v = self._value
+        return MASK if len(v) < 12 else v[:2] + MASK + v[-2:]
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    __str__ = __repr__
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("db", "db", "SMSMON_DB", None, "SQLite database file (default: the user data dir)"),
-    Setting("listen", "listen", "SMSMON_LISTEN", "127.0.0.1:8787", "address the callback listener binds"),
-    Setting("callback_token", "listener.token", "SMSMON_CALLBACK_TOKEN", None,
-            "secret path segment callbacks must carry: POST /callbacks/zeckta/<token>", secret=True),
-    Setting("watch_window", "watch_window", "SMSMON_WATCH_WINDOW", "72h",
-            "a non-final message with no event for this long is stale"),
-    Setting("eazita_api_key", "eazita.api_key", "SMSMON_EAZITA_API_KEY", None, "Eazita API key", secret=True),
-    Setting("eazita_password", "eazita.password", "SMSMON_EAZITA_PASSWORD", None, "Eazita account password", secret=True),
-    Setting("eazita_url", "eazita.url", "SMSMON_EAZITA_URL", "https://api.eazita.com", "Eazita API base URL"),
-    Setting("eazita_timezone", "eazita.timezone", "SMSMON_EAZITA_TIMEZONE", "Asia/Karachi",
-            "zone of Eazita's sent_date/done_date (they carry none)"),
-    Setting("eazita_interval", "eazita.interval", "SMSMON_EAZITA_INTERVAL", "30s", "how often to poll Eazita"),
-    Setting("eazita_timeout", "eazita.timeout", "SMSMON_EAZITA_TIMEOUT", "60s",
-            "how long to wait for Eazita's answer (its recent log can be slow)"),
-    Setting("zeckta_api_key", "zeckta.api_key", "SMSMON_ZECKTA_API_KEY", None, "Zeckta API key (Status API)", secret=True),
-    Setting("zeckta_url", "zeckta.url", "SMSMON_ZECKTA_URL", "https://api.zeckta.com", "Zeckta API base URL"),
-    Setting("zeckta_status_after", "zeckta.status_after", "SMSMON_ZECKTA_STATUS_AFTER", "10m",
-            "ask the Status API about a non-final Zeckta message silent for this long"),
-    Setting("zeckta_interval", "zeckta.interval", "SMSMON_ZECKTA_INTERVAL", "60s",
-            "how often to look for such messages"),
-    Setting("zeckta_timeout", "zeckta.timeout", "SMSMON_ZECKTA_TIMEOUT", "20s", "how long to wait for the Status API"),
-)
-_BY_NAME = {s.name: s for s in SETTINGS}
+class Address(NamedTuple):
+    host: str
+    port: int
 
+    @classmethod
+    def parse(cls, text: str) -> "Address":
+        """`127.0.0.1:8787`, `[::1]:8787`, `localhost:0`. Raises ValueError."""
+        host, sep, port = str(text).strip().rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8787)")
+        return cls(host.strip("[]") or "127.0.0.1", int(port))
 
-@dataclass
-class Settings:
-    values: dict[str, Any]
-    sources: dict[str, str] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
         try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+# ── parsers of raw values (TOML values or environment strings) ──────────────────
+def _text(value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def _secret(value: Any) -> Secret:
+    return Secret(_text(value))
+
+
+def _duration(value: Any) -> timedelta:
+    return parse_duration(_text(value))
+
+
+def _zone(value: Any) -> ZoneInfo:
+    return zone(_text(value))
+
+
+def _path(value: Any) -> Path:
+    return Path(_text(value)).expanduser()
+
+
+def _url(value: Any) -> str:
+    text = _text(value).rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
+def _address(value: Any) -> Address:
+    return Address.parse(_text(value))
+
+
+def _setting(default: str | None, env: str | None, help: str, parse: Callable[[Any], Any] = _text, *,
+             secret: bool = False) -> Any:
+    """A field of a settings class: its default as text (parsed here), environment variable and help."""
+    return field(default=None if default is None else parse(default),
+                 metadata={"env": env, "help": help, "parse": parse, "default": default, "secret": secret})
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    token: Secret | None = _setting(None, "SMSMON_CALLBACK_TOKEN",
+                                    "secret path segment callbacks must carry: POST /callbacks/zeckta/<token>", _secret,
+                                    secret=True)
+
+
+@dataclass(frozen=True)
+class EazitaSettings:
+    api_key: Secret | None = _setting(None, "SMSMON_EAZITA_API_KEY", "Eazita API key", _secret, secret=True)
+    password: Secret | None = _setting(None, "SMSMON_EAZITA_PASSWORD", "Eazita account password", _secret, secret=True)
+    url: str = _setting("https://api.eazita.com", "SMSMON_EAZITA_URL", "Eazita API base URL", _url)
+    timezone: ZoneInfo = _setting(DEFAULT_TIMEZONE, "SMSMON_EAZITA_TIMEZONE",
+                                  "zone of Eazita's sent_date/done_date (they carry none)", _zone)
+    interval: timedelta = _setting("30s", "SMSMON_EAZITA_INTERVAL", "how often to poll Eazita", _duration)
+    timeout: timedelta = _setting("60s", "SMSMON_EAZITA_TIMEOUT",
+                                  "how long to wait for Eazita's answer (its recent log can be slow)", _duration)
 
     @property
-    def db_path(self) -> Path:
-        return Path(self.values["db"]).expanduser() if self.values.get("db") else default_db()
+    def configured(self) -> bool:
+        return bool(self.api_key and self.password)
+
+
+@dataclass(frozen=True)
+class ZecktaSettings:
+    api_key: Secret | None = _setting(None, "SMSMON_ZECKTA_API_KEY", "Zeckta API key (Status API)", _secret, secret=True)
+    url: str = _setting("https://api.zeckta.com", "SMSMON_ZECKTA_URL", "Zeckta API base URL", _url)
+    status_after: timedelta = _setting("10m", "SMSMON_ZECKTA_STATUS_AFTER",
+                                       "ask the Status API about a non-final Zeckta message silent for this long", _duration)
+    interval: timedelta = _setting("60s", "SMSMON_ZECKTA_INTERVAL", "how often to look for such messages", _duration)
+    timeout: timedelta = _setting("20s", "SMSMON_ZECKTA_TIMEOUT", "how long to wait for the Status API", _duration)
 
     @property
-    def window(self) -> timedelta:
-        return parse_duration(self.values["watch_window"])
+    def configured(self) -> bool:
+        return bool(self.api_key)
 
-    @property
-    def tz(self):  # type: ignore[no-untyped-def]
-        return zone(self.values["eazita_timezone"])
 
-    def seconds(self, name: str) -> float:
-        return parse_duration(str(self.values[name])).total_seconds()
+@dataclass(frozen=True)
+class Settings:
+    db: Path = _setting(None, "SMSMON_DB", "SQLite database file (default: the user data dir)", _path)
+    listen: Address = _setting(DEFAULT_LISTEN, "SMSMON_LISTEN", "address the callback listener binds", _address)
+    watch_window: timedelta = _setting(f"{WATCH_WINDOW.total_seconds() / 3600:g}h", "SMSMON_WATCH_WINDOW", "a non-final message with no event for this long is stale",
+                                       _duration)
+    listener: ListenerSettings = field(default_factory=ListenerSettings)
+    eazita: EazitaSettings = field(default_factory=EazitaSettings)
+    zeckta: ZecktaSettings = field(default_factory=ZecktaSettings)
+    # TOML key -> where its value came from: "default", "file PATH", "env NAME", "flag", ...
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.db is None:
+            object.__setattr__(self, "db", default_db())
 
     @property
     def secrets(self) -> list[str]:
-        return [str(self.values[s.name]) for s in SETTINGS if s.secret and self.values.get(s.name)]
+        """Every configured secret, revealed: what a Redactor must mask."""
+        return [value.reveal() for spec, value in _values(self) if spec.secret and value is not None]
 
-    @property
-    def eazita_configured(self) -> bool:
-        return bool(self.values.get("eazita_api_key") and self.values.get("eazita_password"))
+    def get(self, key: str) -> Any:
+        """A setting by its TOML key (`eazita.interval`)."""
+        obj: Any = self
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
 
-    @property
-    def zeckta_configured(self) -> bool:
-        return bool(self.values.get("zeckta_api_key"))
+    def override(self, values: Mapping[str, Any], source: str) -> "Settings":
+        """A copy with some settings (by TOML key, raw values) replaced, their source named."""
+        raw = {k: self.get(k) for k in SPECS}
+        sources = dict(self.sources)
+        for key, value in values.items():
+            if key not in SPECS:
+                raise KeyError(key)
+            raw[key] = value
+            sources[key] = source
+        return _build(raw, sources)
 
     def shown(self) -> list[tuple[str, str, str]]:
-        """(name, value with secrets masked, source) for display."""
+        """(TOML key, value with secrets masked, source), for display."""
         out = []
-        for s in SETTINGS:
-            v = self.values.get(s.name)
-            text = "(not set)" if v is None else mask(str(v)) if s.secret else str(v)
-            if s.name == "db" and v is None:
-                text = str(default_db())
-            out.append((s.toml, text, self.sources.get(s.name, "default")))
+        for spec, value in _values(self):
+            text = "(not set)" if value is None else value.masked() if isinstance(value, Secret) else _display(value)
+            out.append((spec.key, text, self.sources.get(spec.key, "default")))
         return out
 
 
-def mask(secret: str) -> str:
-    return "****" if len(secret) < 12 else secret[:2] + "****" + secret[-2:]
+def _display(value: Any) -> str:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        for unit, size in (("h", 3600), ("m", 60)):
+            if seconds >= size and seconds % size == 0:
+                return f"{seconds / size:g}{unit}"
+        return f"{seconds:g}s"
+    if isinstance(value, ZoneInfo):
+        return value.key
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting, as declared on its settings class."""
+
+    key: str  # TOML key, dotted; also its path in Settings
+    env: str | None
+    default: str | None
+    help: str
+    parse: Callable[[Any], Any]
+    secret: bool
+
+
+def _specs(cls: type, prefix: str = "") -> Iterator[Spec]:
+    for f in dataclasses.fields(cls):
+        if "parse" in f.metadata:
+            m = f.metadata
+            yield Spec(prefix + f.name, m["env"], m["default"], m["help"], m["parse"], m["secret"])
+        elif dataclasses.is_dataclass(f.default_factory):  # a section
+            yield from _specs(f.default_factory, prefix + f.name + ".")  # type: ignore[arg-type]
+
+
+SPECS: dict[str, Spec] = {s.key: s for s in _specs(Settings)}
+
+
+def _values(settings: Settings) -> Iterator[tuple[Spec, Any]]:
+    for spec in SPECS.values():
+        yield spec, settings.get(spec.key)
+
+
+def _build(raw: Mapping[str, Any], sources: dict[str, str]) -> Settings:
+    """Parse raw values (already-parsed ones pass through) into Settings. ConfigError names the
+    setting and where its value came from."""
+    parsed: dict[str, Any] = {}
+    for key, spec in SPECS.items():
+        value = raw.get(key)
+        if value is None or isinstance(value, (Secret, timedelta, ZoneInfo, Address, Path)):
+            parsed[key] = value
+            continue
+        try:
+            parsed[key] = spec.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{key} ({sources.get(key, 'default')}): {exc}") from None
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in parsed.items():
+        section, dot, name = key.partition(".")
+        if dot:
+            sections.setdefault(section, {})[name] = value
+        else:
+            top[key] = value
+    section_types = {f.name: f.default_factory for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.default_factory)}
+    for name, values in sections.items():
+        top[name] = section_types[name](**values)  # type: ignore[misc, operator]
+    return Settings(**top, sources=sources)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -134,10 +304,11 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def load(config_file: str | Path | None = None, *, env: Mapping[str, str] | None = None,
          flags: Mapping[str, Any] | None = None) -> Settings:
-    """Read settings. A config file named explicitly must exist; the default one is optional."""
+    """Read settings. A config file named explicitly (argument or SMSMON_CONFIG) must exist; the
+    default one is optional. `flags` are by TOML key; a None flag is not given."""
     env = os.environ if env is None else env
-    values = {s.name: s.default for s in SETTINGS}
-    sources = {s.name: "default" for s in SETTINGS}
+    raw: dict[str, Any] = {key: spec.default for key, spec in SPECS.items()}
+    sources = {key: "default" for key in SPECS}
     explicit = config_file is not None or bool(env.get("SMSMON_CONFIG"))
     path = Path(config_file or env.get("SMSMON_CONFIG") or default_config()).expanduser()
     if path.exists() or explicit:
@@ -149,34 +320,16 @@ def load(config_file: str | Path | None = None, *, env: Mapping[str, str] | None
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        by_toml = {s.toml: s for s in SETTINGS}
         for key, value in _flatten(data).items():
-            if key not in by_toml:
-                raise ConfigError(f"config file {path}: unknown setting {key!r} (known: {', '.join(by_toml)})")
-            values[by_toml[key].name] = value
-            sources[by_toml[key].name] = f"file {path}"
-    for s in SETTINGS:
-        if s.env and env.get(s.env):
-            values[s.name] = env[s.env]
-            sources[s.name] = f"env {s.env}"
-    for name, value in (flags or {}).items():
+            if key not in SPECS:
+                raise ConfigError(f"config file {path}: unknown setting {key!r} (known: {', '.join(SPECS)})")
+            raw[key], sources[key] = value, f"file {path}"
+    for key, spec in SPECS.items():
+        if spec.env and env.get(spec.env):
+            raw[key], sources[key] = env[spec.env], f"env {spec.env}"
+    for key, value in (flags or {}).items():
+        if key not in SPECS:
+            raise KeyError(key)  # a bug in the caller, not a user error
         if value is not None:
-            values[name] = value
-            sources[name] = "flag"
-    settings = Settings(values, sources)
-    _validate(settings)
-    return settings
-
-
-def _validate(settings: Settings) -> None:
-    for name in ("watch_window", "eazita_interval", "eazita_timeout", "zeckta_status_after", "zeckta_interval", "zeckta_timeout"):
-        try:
-            parse_duration(str(settings.values[name]))
-        except ValueError as exc:
-            raise ConfigError(f"{_BY_NAME[name].toml} ({settings.sources[name]}): {exc}") from None
-    try:
-        zone(str(settings.values["eazita_timezone"]))
-    except ValueError as exc:
-        raise ConfigError(f"eazita.timezone ({settings.sources['eazita_timezone']}): {exc}") from None
-
-
+            raw[key], sources[key] = value, "flag"
+    return _build(raw, sources)

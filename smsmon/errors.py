@@ -1,31 +1,67 @@
-"""smsmon's own exceptions. Every one carries a message fit to show a user as one line.
+"""smsmon's own exceptions. Every one carries a message fit to show a user as one line, and
+the kind of a failure is its class, or a `Failure` member for the ones the catalogue explains.
 
     SmsmonError
-     ├── ParseError            a provider payload that is not what the provider documents
+     ├── ConfigError           a setting that cannot be used; names the setting and where it came from
+     ├── ParseError            a provider payload that is not what the provider documents (.kind)
      ├── ProviderAPIError      a provider API answered with an error envelope (Eazita code != 1, Zeckta success false)
      ├── FilterError           a filter expression that cannot be understood
      ├── LookupFailed          `show ID` found nothing, or more than one message
      │    └── Ambiguous        ... more than one: carries the candidates
+     ├── ListenerError         the callback listener cannot start as configured
+     ├── PollFailure           one poll failed, classified (.kind) and with every credential masked
      └── StoreError            the database cannot be used
           ├── StoreUnavailable locked past the busy timeout, disk full, I/O error: try again later
-          └── SchemaTooNew     the database was written by a newer smsmon
+          ├── SchemaTooNew     the database was written by a newer smsmon
+          └── NotSmsmonDatabase the file is not an smsmon database (or is damaged)
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Any
+
+
+class Failure(enum.StrEnum):
+    """Failures of the listener and the pollers. Each value is the code of its catalogue entry
+    (`smsmon explain poll_timeout`), in `dead_letters.reason` and `poll_runs.error_code`."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_PAYLOAD = "invalid_payload"
+    BODY_TOO_LARGE = "body_too_large"
+    BAD_TOKEN = "bad_token"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    FORBIDDEN_ADDRESS = "forbidden_address"
+    STORE_UNAVAILABLE = "store_unavailable"
+    POLL_TIMEOUT = "poll_timeout"
+    POLL_CONNECT_ERROR = "poll_connect_error"
+    POLL_AUTH = "poll_auth"
+    POLL_NOT_FOUND = "poll_not_found"
+    POLL_HTTP_ERROR = "poll_http_error"
+    POLL_RATE_LIMITED = "poll_rate_limited"
+    POLL_SERVER_ERROR = "poll_server_error"
+    POLL_HTML_BODY = "poll_html_body"
+    POLL_INVALID_JSON = "poll_invalid_json"
+    POLL_BAD_SHAPE = "poll_bad_shape"
+    POLL_API_ERROR = "poll_api_error"
 
 
 class SmsmonError(Exception):
     """Base class: str(error) is a one-line message for a user."""
 
 
-class ParseError(SmsmonError):
-    """A payload failed validation. `reason` names the problem (and the field, where there is one)."""
+class ConfigError(SmsmonError):
+    """A setting is unknown or its value cannot be used."""
 
-    def __init__(self, reason: str) -> None:
+
+class ParseError(SmsmonError):
+    """A payload failed validation. `reason` names the problem (and the field, where there is
+    one); `kind` says whether the bytes were not JSON at all or JSON of the wrong shape."""
+
+    def __init__(self, reason: str, kind: Failure = Failure.INVALID_PAYLOAD) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 class ProviderAPIError(SmsmonError):
@@ -53,6 +89,20 @@ class Ambiguous(LookupFailed):
         self.candidates = candidates
 
 
+class ListenerError(SmsmonError):
+    """The listener cannot start as configured (an address in use, an unsafe bind, a bad certificate)."""
+
+
+class PollFailure(SmsmonError):
+    """A failed poll request, classified; the message is already free of credentials."""
+
+    def __init__(self, kind: Failure, message: str, *, http_status: int | None = None, api_code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.http_status, self.api_code, self.retry_after = http_status, api_code, retry_after
+
+
 class StoreError(SmsmonError):
     """The database cannot be opened or used."""
 
@@ -62,4 +112,8 @@ class StoreUnavailable(StoreError):
 
 
 class SchemaTooNew(StoreError):
-    pass
+    """The database was written by a newer smsmon."""
+
+
+class NotSmsmonDatabase(StoreError):
+    """The file is not an smsmon database, or SQLite cannot read it as a database at all."""

@@ -1,6 +1,6 @@
 """The filter language of SPEC §9, shared by the UI and the read-side commands. Pure.
 
-    free text                 matches id, destination, sender or reference (substring)
+    free text                 the start of a message id, destination number or reference
     status:failed,rejected    a normalized status, an outcome (delivered, not_delivered,
                               in_flight, unknown), or open / final / stale
     provider:zeckta           zeckta or eazita
@@ -22,7 +22,7 @@ from datetime import datetime
 
 from smsmon.errors import FilterError
 from smsmon.lifecycle import PROVIDERS, Flag, Outcome, Status
-from smsmon.providers._coerce import code, phone
+from smsmon.normalize import code, phone
 from smsmon.timeutil import parse_when
 
 FIELDS = ("status", "provider", "dest", "error", "network", "flag", "since", "until")

@@ -28,6 +28,12 @@ from typing import Any, Iterable, Mapping
 from smsmon.timeutil import fmt
 
 PROVIDERS = ("zeckta", "eazita")
+WATCH_WINDOW = timedelta(hours=72)  # default: an open message silent this long is stale (rule 8)
+# Prefixes of the event keys smsmon derives for events that carry no id of their own (pulled
+# data): the key is the prefix and the 64-bit fingerprint in hex.
+KEY_PREFIX = {"zeckta": "ze", "eazita": "ez"}
+STATUS_API_KEY_PREFIX = "zs"
+_U64 = (1 << 64) - 1
 
 
 class Status(enum.StrEnum):
@@ -161,6 +167,11 @@ def fingerprint(provider: str, message_id: str, raw_status: str | None, error_co
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+def derived_key(prefix: str, fp: int) -> str:
+    """An event key made from a fingerprint: `ez:0f3c...` (16 hex digits, the fingerprint as unsigned)."""
+    return f"{prefix}:{fp & _U64:016x}"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One normalized event, as the providers' parsers produce it and the writer stores it."""
@@ -214,7 +225,7 @@ def make_event(
     return Event(
         provider=provider,
         provider_message_id=provider_message_id,
-        event_key=event_key if event_key is not None else f"{provider[:2]}:{fp & 0xFFFFFFFFFFFFFFFF:016x}",
+        event_key=event_key if event_key is not None else derived_key(KEY_PREFIX[provider], fp),
         source=source,
         event_type=event_type,
         raw_status=raw_status,

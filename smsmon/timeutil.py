@@ -12,12 +12,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = timezone.utc
 
-_ISO = re.compile(
-    r"""^\s*(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,12}))?)?
-        \s*(Z|z|[+-]\d{2}(?::?\d{2})?)?\s*$""",
-    re.X,
-)
-_FAST = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
 _EAZITA = re.compile(r"^\s*(\d{4})[/-](\d{1,2})[/-](\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|w)\s*$", re.I)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "w": 604800}
@@ -34,27 +28,19 @@ def now_utc() -> datetime:
 
 
 def parse_iso(text: str) -> datetime:
-    """Parse ISO-8601 tolerantly: any number of fractional digits (kept to microseconds),
-    `Z` or an offset; a time without a zone is taken as UTC. Raises ValueError."""
-    if isinstance(text, str) and _FAST.match(text):
-        # The common shape (Zeckta's own) goes through the C parser; it keeps microseconds.
-        dt = datetime.fromisoformat(text)
-        return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
-    m = _ISO.match(text) if isinstance(text, str) else None
-    if not m:
+    """Parse ISO-8601 tolerantly (Python's own parser: any number of fractional digits, kept to
+    microseconds; `Z` or an offset; `T` or a space); a time without a zone is taken as UTC.
+    A date alone is not a time. Raises ValueError, also for times that do not fit in UTC."""
+    if not isinstance(text, str):
         raise ValueError(f"not an ISO-8601 time: {str(text)[:60]!r}")
-    y, mo, d, h, mi, s, frac, tz = m.groups()
-    micro = int((frac or "0")[:6].ljust(6, "0"))
-    if tz is None or tz in "Zz":
-        tzinfo = UTC
-    else:
-        sign = 1 if tz[0] == "+" else -1
-        digits = tz[1:].replace(":", "")
-        hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
-        if hours > 23 or minutes > 59:
-            raise ValueError(f"bad UTC offset in {text[:60]!r}")
-        tzinfo = timezone(sign * timedelta(hours=hours, minutes=minutes))
-    return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), micro, tzinfo).astimezone(UTC)
+    t = text.strip()
+    if len(t) < 16 or t[10] not in "Tt ":
+        raise ValueError(f"not an ISO-8601 time: {t[:60]!r}")
+    try:
+        dt = datetime.fromisoformat(t[:10] + "T" + t[11:].upper())
+        return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"not an ISO-8601 time in range: {t[:60]!r}") from None
 
 
 def parse_local(text: str, zone: ZoneInfo) -> datetime:
@@ -63,7 +49,10 @@ def parse_local(text: str, zone: ZoneInfo) -> datetime:
     if not m:
         raise ValueError(f"not a YYYY/MM/DD HH:MM:SS time: {str(text)[:60]!r}")
     y, mo, d, h, mi, s = (int(x or 0) for x in m.groups())
-    return datetime(y, mo, d, h, mi, s, tzinfo=zone).astimezone(UTC)
+    try:
+        return datetime(y, mo, d, h, mi, s, tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time out of range: {text[:60]!r}") from None
 
 
 def zone(name: str) -> ZoneInfo:
@@ -92,7 +81,7 @@ def parse_when(text: str, now: datetime) -> datetime:
     try:
         return now - parse_duration(t)
     except ValueError:
-        pass
+        pass  # not a duration: a date or a time, then
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
         t += "T00:00:00"
     try:

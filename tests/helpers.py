@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid as uuidlib
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,3 +77,15 @@ def message_events(draw):
             seen.add(ev.fingerprint)
             events.append(ev)
     return events
+
+
+def rows(db: Path | sqlite3.Connection, sql: str, *params: Any) -> list[tuple]:
+    """What a query returns, as plain tuples: from an open connection, or a database file
+    opened (and closed) for it, as another process would."""
+    if isinstance(db, sqlite3.Connection):
+        return [tuple(r) for r in db.execute(sql, params)]
+    conn = sqlite3.connect(db)
+    try:
+        return [tuple(r) for r in conn.execute(sql, params)]
+    finally:
+        conn.close()

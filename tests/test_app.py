@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.content import Content
 from textual.widgets import DataTable, Input, Static
 
 from smsmon.sim.generate import fill
@@ -19,7 +20,8 @@ from smsmon.ui.app import SmsmonApp
 from smsmon.ui.screens.insights import InsightsScreen
 from smsmon.ui.screens.main import MainScreen
 from smsmon.ui.screens.message import MessageScreen
-from smsmon.ui.screens.other import DeadLettersScreen, HelpScreen
+from smsmon.ui.screens.dead_letters import DeadLettersScreen
+from smsmon.ui.screens.help import HelpScreen
 from tests.helpers import zevent
 
 SIZE = (160, 45)
@@ -49,203 +51,188 @@ def table(app: SmsmonApp) -> DataTable:
 
 
 def text(widget: Static) -> str:
-    """What a Static shows, as plain text (Rich renderables rendered)."""
+    """What a Static shows, as plain text (Textual markup resolved, Rich renderables rendered)."""
+    visual = widget.visual
+    if isinstance(visual, Content):
+        return visual.plain
     console = Console(width=200, record=True, file=io.StringIO())
     console.print(widget.content)
     return console.export_text()
 
 
-def test_browse_shows_messages_offline_and_opens_one(seeded) -> None:
-    async def scenario() -> None:
-        app = SmsmonApp(seeded, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.refreshes >= 1 and table(app).row_count > 0)
-            assert table(app).row_count == 200  # a page, never everything
-            assert "OFFLINE" in text(app.screen.query_one("#health", Static))
-            assert "delivery rate" in text(app.screen.query_one("#summary", Static))
-            first = table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value
-            await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, MessageScreen) and app.screen.detail is not None)
-            assert app.screen.message_id == first
-            shown = text(app.screen.query_one("#detail", Static))
-            assert "Timeline" in shown and first.split(":")[1] in shown
-            await pilot.press("c")
-            assert json.loads(app.clipboard)["message"]["id"] == first
+async def test_browse_shows_messages_offline_and_opens_one(seeded) -> None:
+    app = SmsmonApp(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1 and table(app).row_count > 0)
+        assert table(app).row_count == 200  # a page, never everything
+        assert "OFFLINE" in text(app.screen.query_one("#health", Static))
+        assert "delivery rate" in text(app.screen.query_one("#summary", Static))
+        first = table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen) and app.screen.detail is not None)
+        assert app.screen.message_id == first
+        shown = text(app.screen.query_one("#detail", Static))
+        assert "Timeline" in shown and first.split(":")[1] in shown
+        await pilot.press("c")
+        assert json.loads(app.clipboard)["message"]["id"] == first
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_scrolling_down_loads_more_rows(seeded) -> None:
+    app = SmsmonApp(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 200)
+        table(app).move_cursor(row=195)
+        await until(pilot, lambda: table(app).row_count > 200)
+        ids = [str(k.value) for k in table(app).rows]
+        assert len(ids) == len(set(ids))
+
+
+async def test_filter_applies_is_sticky_and_clears(seeded) -> None:
+    app = SmsmonApp(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1)
+        await pilot.press("slash")
+        assert app.screen.query_one("#filter-input", Input).has_focus
+        await pilot.press(*"status:failed")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.filter_text == "status:failed" and app.refreshes >= 2)
+        await until(pilot, lambda: table(app).row_count > 0 and all(
+            "FAILED" in str(table(app).get_row_at(i)[1]) for i in range(table(app).row_count)))
+        assert "status:failed" in text(app.screen.query_one("#filter-status", Static))
+        await pilot.press("i")  # the filter travels to other screens
+        assert isinstance(app.screen, InsightsScreen) and "status:failed" in app.screen.sub_title
+        await pilot.press("escape")
+        await pilot.press("escape")  # clears it
+        await until(pilot, lambda: app.filter_text == "")
+        assert "no filter" in text(app.screen.query_one("#filter-status", Static))
+
+
+async def test_an_invalid_filter_says_what_is_wrong(seeded) -> None:
+    app = SmsmonApp(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", *"status:sleeping", "enter")
+        status = text(app.screen.query_one("#filter-status", Static))
+        assert "unknown value 'sleeping'" in status and app.filter_text == ""
+        assert app.screen.query_one("#filter-input", Input).display  # still there to fix
+        await pilot.press("escape")
+        assert not app.screen.query_one("#filter-input", Input).display
+
+
+async def test_every_screen_and_back(seeded) -> None:
+    app = SmsmonApp(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1)
+        for key, screen in (("i", InsightsScreen), ("d", DeadLettersScreen), ("question_mark", HelpScreen)):
+            await pilot.press(key)
+            assert isinstance(app.screen, screen), key
             await pilot.press("escape")
-            assert isinstance(app.screen, MainScreen)
-
-    asyncio.run(scenario())
-
-
-def test_scrolling_down_loads_more_rows(seeded) -> None:
-    async def scenario() -> None:
-        app = SmsmonApp(seeded, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: table(app).row_count == 200)
-            table(app).move_cursor(row=195)
-            await until(pilot, lambda: table(app).row_count > 200)
-            ids = [str(k.value) for k in table(app).rows]
-            assert len(ids) == len(set(ids))
-
-    asyncio.run(scenario())
+            assert isinstance(app.screen, MainScreen), key
+        await pilot.press("d")
+        await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 1)
+        assert "invalid_json: empty body" in str(app.screen.query_one(DataTable).get_row_at(0))
+        await pilot.press("escape", "i")
+        await until(pilot, lambda: "Failures by error code" in text(app.screen.query_one("#insights", Static)))
+        await pilot.press("escape", "q")
+    assert app.return_code == 0
 
 
-def test_filter_applies_is_sticky_and_clears(seeded) -> None:
-    async def scenario() -> None:
-        app = SmsmonApp(seeded, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.refreshes >= 1)
-            await pilot.press("slash")
-            assert app.screen.query_one("#filter-input", Input).has_focus
-            await pilot.press(*"status:failed")
-            await pilot.press("enter")
-            await until(pilot, lambda: app.filter_text == "status:failed" and app.refreshes >= 2)
-            await until(pilot, lambda: table(app).row_count > 0 and all(
-                "FAILED" in str(table(app).get_row_at(i)[1]) for i in range(table(app).row_count)))
-            assert "status:failed" in text(app.screen.query_one("#filter-status", Static))
-            await pilot.press("i")  # the filter travels to other screens
-            assert isinstance(app.screen, InsightsScreen) and "status:failed" in app.screen.sub_title
-            await pilot.press("escape")
-            await pilot.press("escape")  # clears it
-            await until(pilot, lambda: app.filter_text == "")
-            assert "no filter" in text(app.screen.query_one("#filter-status", Static))
-
-    asyncio.run(scenario())
-
-
-def test_an_invalid_filter_says_what_is_wrong(seeded) -> None:
-    async def scenario() -> None:
-        app = SmsmonApp(seeded, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("slash", *"status:sleeping", "enter")
-            status = text(app.screen.query_one("#filter-status", Static))
-            assert "unknown value 'sleeping'" in status and app.filter_text == ""
-            assert app.screen.query_one("#filter-input", Input).display  # still there to fix
-            await pilot.press("escape")
-            assert not app.screen.query_one("#filter-input", Input).display
-
-    asyncio.run(scenario())
-
-
-def test_every_screen_and_back(seeded) -> None:
-    async def scenario() -> None:
-        app = SmsmonApp(seeded, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.refreshes >= 1)
-            for key, screen in (("i", InsightsScreen), ("d", DeadLettersScreen), ("question_mark", HelpScreen)):
-                await pilot.press(key)
-                assert isinstance(app.screen, screen), key
-                await pilot.press("escape")
-                assert isinstance(app.screen, MainScreen), key
-            await pilot.press("d")
-            await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 1)
-            assert "invalid_json: empty body" in str(app.screen.query_one(DataTable).get_row_at(0))
-            await pilot.press("escape", "i")
-            await until(pilot, lambda: "Failures by error code" in text(app.screen.query_one("#insights", Static)))
-            await pilot.press("escape", "q")
-        assert app.return_code == 0
-
-    asyncio.run(scenario())
-
-
-def test_browse_follows_another_writer_and_pause_holds_updates(tmp_path) -> None:
+async def test_browse_follows_another_writer_and_pause_holds_updates(tmp_path) -> None:
     db = tmp_path / "shared.db"
     with Writer(db) as w:
         w.apply([zevent(uuid="first")])
 
-    async def scenario() -> None:
-        app = SmsmonApp(db, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: table(app).row_count == 1)
-            with Writer(db) as other:  # another process's writer, on the same file
-                other.apply([zevent(uuid="second")])
-            await until(pilot, lambda: table(app).row_count == 2)
-            await pilot.press("p")
-            assert app.paused and "PAUSED" in text(app.screen.query_one("#health", Static))
-            with Writer(db) as other:
-                other.apply([zevent(uuid="third")])
-            seen = app.refreshes
-            await pilot.pause(1.5)  # longer than the browse check: nothing may change while paused
-            assert table(app).row_count == 2 and app.refreshes == seen
-            await pilot.press("p")
-            await until(pilot, lambda: table(app).row_count == 3)
-
-    asyncio.run(scenario())
+    app = SmsmonApp(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        with Writer(db) as other:  # another process's writer, on the same file
+            other.apply([zevent(uuid="second")])
+        await until(pilot, lambda: table(app).row_count == 2)
+        await pilot.press("p")
+        assert app.paused and "PAUSED" in text(app.screen.query_one("#health", Static))
+        with Writer(db) as other:
+            other.apply([zevent(uuid="third")])
+        seen = app.refreshes
+        await pilot.pause(1.5)  # longer than the browse check: nothing may change while paused
+        assert table(app).row_count == 2 and app.refreshes == seen
+        await pilot.press("p")
+        await until(pilot, lambda: table(app).row_count == 3)
 
 
-def test_the_selected_row_stays_put_when_new_rows_arrive(tmp_path) -> None:
+async def test_the_selected_row_stays_put_when_new_rows_arrive(tmp_path) -> None:
     db = tmp_path / "busy.db"
     with Writer(db) as w:
         w.apply([zevent(uuid=f"m{i}", at=f"2026-11-23T10:00:{i:02d}Z") for i in range(20)])
 
-    async def scenario() -> None:
-        app = SmsmonApp(db, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: table(app).row_count == 20)
-            table(app).move_cursor(row=5)
-            await pilot.pause(0.05)
-            chosen = table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value
-            with Writer(db) as other:
-                other.apply([zevent(uuid="newest", at="2026-11-23T11:00:00Z")])
-            await until(pilot, lambda: app.watermark == 21)
-            assert table(app).cursor_row == 5
-            assert table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value == chosen
-            assert "1 updated elsewhere" in str(table(app).border_title)
-            await pilot.press("g")  # to the newest: it is there
-            await until(pilot, lambda: table(app).row_count == 21 and str(table(app).get_row_at(0)[3]).startswith("newest"))
-
-    asyncio.run(scenario())
+    app = SmsmonApp(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 20)
+        table(app).move_cursor(row=5)
+        await pilot.pause(0.05)
+        chosen = table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value
+        with Writer(db) as other:
+            other.apply([zevent(uuid="newest", at="2026-11-23T11:00:00Z")])
+        await until(pilot, lambda: app.watermark == 21)
+        assert table(app).cursor_row == 5
+        assert table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value == chosen
+        assert "1 updated elsewhere" in str(table(app).border_title)
+        await pilot.press("g")  # to the newest: it is there
+        await until(pilot, lambda: table(app).row_count == 21 and str(table(app).get_row_at(0)[3]).startswith("newest"))
 
 
-def test_an_empty_database_says_how_to_get_data_in(tmp_path) -> None:
+async def test_an_empty_database_says_how_to_get_data_in(tmp_path) -> None:
     db = tmp_path / "empty.db"
     Writer(db).close()
 
-    async def scenario() -> None:
-        app = SmsmonApp(db, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.refreshes >= 1)
-            empty = app.screen.query_one("#empty", Static)
-            assert empty.display and "smsmon demo" in text(empty) and "smsmon simulate" in text(empty)
-
-    asyncio.run(scenario())
+    app = SmsmonApp(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1)
+        empty = app.screen.query_one("#empty", Static)
+        assert empty.display and "smsmon demo" in text(empty) and "smsmon simulate" in text(empty)
 
 
-def test_the_command_palette_offers_screens_and_filters(seeded) -> None:
-    async def scenario() -> None:
-        app = SmsmonApp(seeded, mode="browse")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.refreshes >= 1)
-            await pilot.press("ctrl+p")
-            await pilot.press(*"not delivered")
-            from textual.command import CommandList
+async def test_the_command_palette_offers_screens_and_filters(seeded) -> None:
+    app = SmsmonApp(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"not delivered")
+        from textual.command import CommandList
 
-            await until(pilot, lambda: bool(app.screen.query(CommandList)) and app.screen.query_one(CommandList).option_count > 0)
-            await pilot.press("enter")
-            await until(pilot, lambda: app.filter_text == "status:not_delivered")
-
-    asyncio.run(scenario())
+        await until(pilot, lambda: bool(app.screen.query(CommandList)) and app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.filter_text == "status:not_delivered")
 
 
-def test_demo_starts_and_shows_live_traffic(tmp_path) -> None:
+async def test_demo_starts_and_shows_live_traffic(tmp_path) -> None:
     from smsmon import config
     from smsmon.ingest.listener import ListenerConfig
+    from smsmon.sim.demo import DemoIngest
 
-    settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": str(tmp_path / "demo.db")})
+    settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": tmp_path / "demo.db"})
 
-    async def scenario() -> None:
-        app = SmsmonApp(settings.db_path, mode="demo", settings=settings, listener_config=ListenerConfig(port=0))
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: table(app).row_count >= 5, timeout=20)
-            health = text(app.screen.query_one("#health", Static))
-            assert "LIVE" in health and "/callbacks/zeckta" in health
-            await until(pilot, lambda: {"eazita", "zeckta"} <= {str(table(app).get_row_at(i)[2]) for i in range(table(app).row_count)},
-                        timeout=20)
-            await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, MessageScreen) and app.screen.detail is not None)
-            await pilot.press("r")  # ask the provider: the demo has pollers for both
-            await pilot.press("escape", "q")
+    app = SmsmonApp(settings.db, ingest=DemoIngest(settings, ListenerConfig(port=0)))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count >= 5, timeout=20)
+        health = text(app.screen.query_one("#health", Static))
+        assert "LIVE" in health and "/callbacks/zeckta" in health
+        await until(pilot, lambda: {"eazita", "zeckta"} <= {str(table(app).get_row_at(i)[2]) for i in range(table(app).row_count)},
+                    timeout=20)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen) and app.screen.detail is not None)
+        await pilot.press("r")  # ask the provider: the demo has pollers for both
+        await pilot.press("escape", "q")
 
-    asyncio.run(scenario())
     conn = sqlite3.connect(tmp_path / "demo.db")
     assert conn.execute("SELECT count(DISTINCT source) FROM events").fetchone()[0] >= 2  # callbacks and polls
+
+
+async def test_keys_typed_into_the_filter_are_text_not_commands(seeded) -> None:
+    app = SmsmonApp(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1)
+        await pilot.press("slash", *"provider:eazita dpiq?", "backspace", "backspace", "backspace", "backspace", "backspace",
+                          "backspace", "enter")
+        await until(pilot, lambda: app.filter_text == "provider:eazita")
+        assert isinstance(app.screen, MainScreen) and not app.paused and app.return_code is None

@@ -96,14 +96,22 @@ def test_show_ambiguous_lists_candidates_and_fails(tmp_path) -> None:
     assert len(data["candidates"]) == 2
 
 
-@pytest.mark.parametrize("args,message", [
-    (["show", "nope"], "no message matches 'nope'"),
-    (["stats", "--filter", "status:sleeping"], "status: unknown value"),
-])
-def test_errors_are_one_line_with_exit_1(sample_db, args, message) -> None:
-    r = run(*args, "--db", str(sample_db))
+def test_errors_are_one_line_with_exit_1(sample_db) -> None:
+    r = run("show", "nope", "--db", str(sample_db))
     assert r.exit_code == 1
-    assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: ") and "no message matches 'nope'" in r.stderr and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["stats", "--filter", "status:sleeping"], "status: unknown value"),
+    (["stats", "--filter", "since:2x"], "since: not a time"),
+    (["export", "--filter", "colour:red"], "unknown filter field 'colour'"),
+    (["import", "-", "--timezone", "Mars/Olympus"], "unknown time zone"),
+    (["serve", "--listen", "nonsense"], "HOST:PORT"),
+])
+def test_command_line_mistakes_exit_2_and_say_what_is_wrong(sample_db, args, message) -> None:
+    r = run(*args, "--db", str(sample_db))
+    assert r.exit_code == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_missing_database_is_a_clear_error_and_is_not_created(tmp_path) -> None:
@@ -225,7 +233,7 @@ def test_import_timezone_option(tmp_path) -> None:
     run("import", "-", "--timezone", "UTC", "--db", str(db), input=row)
     assert json.loads(run("show", "eazita:5", "--json", "--db", str(db)).stdout)["message"]["final_at"].startswith("2026-11-23T16:00")
     bad = run("import", "-", "--timezone", "Mars/Olympus", "--db", str(db), input=row)
-    assert bad.exit_code == 1 and "unknown time zone" in bad.stderr
+    assert bad.exit_code == 2 and "unknown time zone" in bad.stderr
 
 
 # ── sim generate, bench ──────────────────────────────────────────────────────────

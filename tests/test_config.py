@@ -7,25 +7,25 @@ from datetime import timedelta
 import pytest
 
 from smsmon import config
-from smsmon.config import ConfigError, load
+from smsmon.config import ConfigError, Secret, load
 
 
 def test_precedence(tmp_path) -> None:
     f = tmp_path / "c.toml"
     f.write_text('watch_window = "48h"\ndb = "/from/file.db"\n[eazita]\ntimezone = "UTC"\napi_key = "file-key"\n')
     s = load(f, env={})
-    assert s.window == timedelta(hours=48) and str(s.db_path) == "/from/file.db" and s.eazita_api_key == "file-key"
+    assert s.watch_window == timedelta(hours=48) and str(s.db) == "/from/file.db" and s.eazita.api_key == Secret("file-key")
     assert s.sources["watch_window"].startswith("file ") and s.sources["listen"] == "default"
     s = load(f, env={"SMSMON_DB": "/from/env.db", "SMSMON_EAZITA_TIMEZONE": "Asia/Karachi"})
-    assert str(s.db_path) == "/from/env.db" and s.eazita_timezone == "Asia/Karachi"
+    assert str(s.db) == "/from/env.db" and s.eazita.timezone.key == "Asia/Karachi"
     assert s.sources["db"] == "env SMSMON_DB"
     s = load(f, env={"SMSMON_DB": "/from/env.db"}, flags={"db": "/from/flag.db"})
-    assert str(s.db_path) == "/from/flag.db" and s.sources["db"] == "flag"
+    assert str(s.db) == "/from/flag.db" and s.sources["db"] == "flag"
 
 
 def test_the_default_config_file_is_optional_but_a_named_one_is_not(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(config, "default_config", lambda: tmp_path / "absent.toml")
-    assert load(env={}).listen == "127.0.0.1:8787"
+    assert str(load(env={}).listen) == "127.0.0.1:8787"
     with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "absent.toml", env={})
     with pytest.raises(ConfigError, match="does not exist"):
@@ -57,3 +57,15 @@ def test_secrets_are_masked_when_shown(tmp_path, monkeypatch) -> None:
     shown = {name: value for name, value, _ in s.shown()}
     assert "hunter2-very-secret" not in str(s.shown()) and "tok" not in shown["listener.token"]
     assert shown["eazita.password"] == "hu****et" and shown["zeckta.api_key"] == "(not set)"
+
+
+def test_settings_are_typed_frozen_and_never_print_a_secret(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(config, "default_config", lambda: tmp_path / "absent.toml")
+    s = load(env={"SMSMON_ZECKTA_API_KEY": "zk-very-secret-key", "SMSMON_EAZITA_INTERVAL": "45s"})
+    assert s.eazita.interval == timedelta(seconds=45) and s.zeckta.configured and not s.eazita.configured
+    assert "zk-very-secret-key" not in repr(s) and "zk-very-secret-key" not in str(s.zeckta.api_key)
+    assert s.zeckta.api_key.reveal() == "zk-very-secret-key" and s.secrets == ["zk-very-secret-key"]
+    with pytest.raises(AttributeError):
+        s.db = tmp_path / "other.db"  # type: ignore[misc]
+    demo = s.override({"eazita.url": "http://127.0.0.1:9", "eazita.api_key": "k"}, source="demo")
+    assert demo.eazita.url == "http://127.0.0.1:9" and demo.sources["eazita.url"] == "demo" and s.eazita.url != demo.eazita.url

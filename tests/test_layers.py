@@ -1,4 +1,6 @@
-"""SPEC §2: the core never imports the UI; the pure domain imports no I/O framework.
+"""SPEC §2 and §11: the layers. The core never imports the UI; the pure domain imports no I/O
+framework and nothing of store, ingest, sim, ui or cli; only smsmon.store runs SQL; no module
+reaches a private name of another package; no module grows past 500 lines.
 
 Checked two ways: statically, every import statement in the source (including ones inside
 functions), and dynamically, what importing each package really pulls into sys.modules."""
@@ -16,8 +18,10 @@ import pytest
 ROOT = Path(__file__).parent.parent / "smsmon"
 SPEC_CORE = ["lifecycle", "catalogue", "providers", "store", "ingest", "sim"]
 # Every core package that exists (ingest arrives with the listener), plus the pure helpers.
-CORE = [n for n in [*SPEC_CORE, "filters", "timeutil", "errors"] if (ROOT / n).is_dir() or (ROOT / f"{n}.py").exists()]
-PURE = ["lifecycle", "catalogue", "providers", "filters", "timeutil", "errors"]
+CORE = [n for n in [*SPEC_CORE, "filters", "timeutil", "errors", "normalize"] if (ROOT / n).is_dir() or (ROOT / f"{n}.py").exists()]
+PURE = ["lifecycle", "catalogue", "providers", "filters", "timeutil", "errors", "normalize"]
+OUTER = ("smsmon.store", "smsmon.ingest", "smsmon.sim", "smsmon.ui", "smsmon.cli", "smsmon.bench")
+MAX_LINES = 500
 UI = ("textual", "smsmon.ui")
 IO = ("textual", "smsmon.ui", "aiohttp", "httpx", "sqlite3", "sqlite_utils", "smsmon.store", "smsmon.ingest")
 
@@ -73,3 +77,79 @@ def test_importing_the_core_loads_no_ui_and_the_pure_domain_no_io() -> None:
         assert not [m for m in loaded if m.startswith(("textual", "smsmon.ui"))], (name, loaded)
         if name in PURE:
             assert not loaded, (name, loaded)
+
+
+def _all_modules() -> list[Path]:
+    return sorted(ROOT.rglob("*.py"))
+
+
+def _package(path: Path) -> str:
+    """smsmon/store/queries.py -> smsmon.store; smsmon/config.py -> smsmon.config."""
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:2])
+
+
+@pytest.mark.parametrize("package", PURE)
+def test_the_pure_domain_imports_nothing_of_the_outer_layers(package: str) -> None:
+    for path in _files(package):
+        assert not _offending(_imports(path), OUTER), path
+
+
+def test_only_the_store_runs_sql() -> None:
+    """No `.execute(`, `.executemany(` or `.executescript(` outside smsmon/store."""
+    found = []
+    for path in _all_modules():
+        if _package(path) == "smsmon.store":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("execute", "executemany", "executescript"):
+                found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
+    assert not found
+
+
+def test_no_module_reaches_a_private_name_of_another_package() -> None:
+    """Neither `from smsmon.x import _y`, `import smsmon.x._y` from outside x, nor `module._y`
+    on a module imported from another package."""
+    found = []
+    for path in _all_modules():
+        mine = _package(path)
+        tree = ast.parse(path.read_text())
+        foreign_modules: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("smsmon") and node.level == 0:
+                theirs = ".".join(node.module.split(".")[:2])
+                for alias in node.names:
+                    private = any(n.startswith("_") and not n.startswith("__") for n in (alias.name, *node.module.split(".")))
+                    if theirs != mine and private:
+                        found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.module}.{alias.name}")
+                    if theirs != mine:
+                        foreign_modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("smsmon") and ".".join(alias.name.split(".")[:2]) != mine:
+                        foreign_modules.add(alias.asname or alias.name.split(".")[0])
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in foreign_modules
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not found
+
+
+def test_only_the_ui_imports_textual_and_only_the_cli_imports_click() -> None:
+    for path in _all_modules():
+        names = _imports(path)
+        if _package(path) != "smsmon.ui" and not path.is_relative_to(ROOT / "bench"):
+            assert not _offending(names, ("textual",)), path
+        if _package(path) != "smsmon.cli":
+            assert not _offending(names, ("click",)), path
+
+
+def test_the_ingest_does_not_know_the_simulator() -> None:
+    """The demo's wiring lives in smsmon.sim; the ingest runs whatever it is given."""
+    for path in _files("ingest"):
+        assert not _offending(_imports(path), ("smsmon.sim",)), path
+
+
+def test_no_module_is_over_500_lines() -> None:
+    long = {str(p.relative_to(ROOT.parent)): n for p in _all_modules() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long

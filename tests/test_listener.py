@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 
 from smsmon.ingest.committer import Committer
-from smsmon.ingest.listener import (
-    CallbackLog, Listener, ListenerConfig, ListenerError, masked, parse_listen, parse_networks,
-)
-from tests.helpers import callback
+from smsmon.config import Address, Secret
+from smsmon.errors import ListenerError
+from smsmon.ingest.listener import CallbackLog, Listener, ListenerConfig, parse_networks
+from tests.helpers import callback, rows
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -37,50 +37,32 @@ async def serving(db: Path, *, busy_timeout: float = 5.0, max_in_flight: int = 2
         await asyncio.to_thread(committer.stop)
 
 
-def run(coro) -> Any:
-    return asyncio.run(coro)
-
-
 async def post(session: aiohttp.ClientSession, url: str, body: bytes | str | dict, **kw: Any) -> tuple[int, dict]:
     data = json.dumps(body).encode() if isinstance(body, dict) else body
     async with session.post(url, data=data, **kw) as r:
         return r.status, await r.json(content_type=None)
 
 
-def db_rows(db: Path, sql: str, *params: Any) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return [tuple(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
-
-
 # ── the contract ─────────────────────────────────────────────────────────────────
-def test_accepted_callbacks_are_committed_before_the_answer(db_path) -> None:
-    async def scenario() -> None:
-        async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
-            body = callback("MESSAGE_SENT", uuid="u1", event_id="e1")
-            status, answer = await post(s, url + "/callbacks/zeckta", body)
-            assert (status, answer) == (200, {"ok": True, "eventId": "e1", "duplicate": False})
-            # Another connection sees it the moment the answer arrives: it was committed first.
-            assert db_rows(db_path, "SELECT event_key, status, source FROM events") == [("e1", "SENT", "callback")]
-            status, answer = await post(s, url + "/callbacks/zeckta", body)
-            assert (status, answer) == (200, {"ok": True, "eventId": "e1", "duplicate": True})
-            assert db_rows(db_path, "SELECT events_count, duplicates_count FROM messages") == [(1, 1)]
-
-    run(scenario())
+async def test_accepted_callbacks_are_committed_before_the_answer(db_path) -> None:
+    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+        body = callback("MESSAGE_SENT", uuid="u1", event_id="e1")
+        status, answer = await post(s, url + "/callbacks/zeckta", body)
+        assert (status, answer) == (200, {"ok": True, "eventId": "e1", "duplicate": False})
+        # Another connection sees it the moment the answer arrives: it was committed first.
+        assert rows(db_path, "SELECT event_key, status, source FROM events") == [("e1", "SENT", "callback")]
+        status, answer = await post(s, url + "/callbacks/zeckta", body)
+        assert (status, answer) == (200, {"ok": True, "eventId": "e1", "duplicate": True})
+        assert rows(db_path, "SELECT events_count, duplicates_count FROM messages") == [(1, 1)]
 
 
-def test_out_of_order_and_unknown_statuses_are_accepted(db_path) -> None:
-    async def scenario() -> None:
-        async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
-            for event_type, ts in (("MESSAGE_DELIVERED", "2026-11-23T10:00:09Z"), ("MESSAGE_SENT", "2026-11-23T10:00:02Z"),
-                                   ("MESSAGE_READ", "2026-11-23T10:01:00Z")):
-                status, _ = await post(s, url + "/callbacks/zeckta", callback(event_type, uuid="m", at=ts))
-                assert status == 200
-        assert db_rows(db_path, "SELECT status, flags FROM messages") == [("DELIVERED", "late_event,unmapped")]
-
-    run(scenario())
+async def test_out_of_order_and_unknown_statuses_are_accepted(db_path) -> None:
+    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+        for event_type, ts in (("MESSAGE_DELIVERED", "2026-11-23T10:00:09Z"), ("MESSAGE_SENT", "2026-11-23T10:00:02Z"),
+                               ("MESSAGE_READ", "2026-11-23T10:01:00Z")):
+            status, _ = await post(s, url + "/callbacks/zeckta", callback(event_type, uuid="m", at=ts))
+            assert status == 200
+    assert rows(db_path, "SELECT status, flags FROM messages") == [("DELIVERED", "late_event,unmapped")]
 
 
 BAD_BODIES = [
@@ -96,113 +78,96 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize("name,body,reason", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
-def test_bad_bodies_get_400_with_the_reason_and_a_dead_letter(db_path, name, body, reason) -> None:
-    async def scenario() -> None:
-        async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
-            status, answer = await post(s, url + "/callbacks/zeckta", body)
-            assert status == 400 and answer["ok"] is False and reason in answer["error"]
-            status, _ = await post(s, url + "/callbacks/zeckta", callback())  # still serving
-            assert status == 200
-        letters = db_rows(db_path, "SELECT remote, path, reason, length(body) FROM dead_letters")
-        assert len(letters) == 1
-        remote, path, why, size = letters[0]
-        assert remote == "127.0.0.1" and path == "/callbacks/zeckta" and reason in why and size == len(body.decode("utf-8", "replace"))
-        assert db_rows(db_path, "SELECT count(*) FROM events") == [(1,)]
-
-    run(scenario())
+async def test_bad_bodies_get_400_with_the_reason_and_a_dead_letter(db_path, name, body, reason) -> None:
+    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+        status, answer = await post(s, url + "/callbacks/zeckta", body)
+        assert status == 400 and answer["ok"] is False and reason in answer["error"]
+        status, _ = await post(s, url + "/callbacks/zeckta", callback())  # still serving
+        assert status == 200
+    letters = rows(db_path, "SELECT remote, path, reason, length(body) FROM dead_letters")
+    assert len(letters) == 1
+    remote, path, why, size = letters[0]
+    assert remote == "127.0.0.1" and path == "/callbacks/zeckta" and reason in why and size == len(body.decode("utf-8", "replace"))
+    assert rows(db_path, "SELECT count(*) FROM events") == [(1,)]
 
 
 @pytest.mark.parametrize("chunked", [False, True])
-def test_bodies_over_64_kib_get_413_and_are_not_stored(db_path, chunked) -> None:
+async def test_bodies_over_64_kib_get_413_and_are_not_stored(db_path, chunked) -> None:
     big = json.dumps(callback(src="x" * (1 << 20))).encode()  # 1 MB
 
     async def body_stream():
         for i in range(0, len(big), 8192):
             yield big[i : i + 8192]
 
-    async def scenario() -> None:
-        async with serving(db_path) as (listener, url), aiohttp.ClientSession() as s:
-            async with s.post(url + "/callbacks/zeckta", data=body_stream() if chunked else big) as r:
-                assert r.status == 413
-                assert "64 KiB" in (await r.json())["error"]
-            status, _ = await post(s, url + "/callbacks/zeckta", callback())
-            assert status == 200
-        assert db_rows(db_path, "SELECT count(*) FROM events") == [(1,)]
-        assert db_rows(db_path, "SELECT count(*) FROM dead_letters") == [(0,)]
-
-    run(scenario())
+    async with serving(db_path) as (listener, url), aiohttp.ClientSession() as s:
+        async with s.post(url + "/callbacks/zeckta", data=body_stream() if chunked else big) as r:
+            assert r.status == 413
+            assert "64 KiB" in (await r.json())["error"]
+        status, _ = await post(s, url + "/callbacks/zeckta", callback())
+        assert status == 200
+    assert rows(db_path, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db_path, "SELECT count(*) FROM dead_letters") == [(0,)]
 
 
-def test_methods_and_paths(db_path) -> None:
-    async def scenario() -> None:
-        async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
-            for method in ("GET", "PUT", "DELETE"):
-                async with s.request(method, url + "/callbacks/zeckta") as r:
-                    assert r.status == 405 and r.headers["Allow"] == "POST"
-            async with s.post(url + "/callbacks/zeckta/anything", data=b"{}") as r:
-                assert r.status == 404  # no token configured: only the bare path
-            async with s.get(url + "/nowhere") as r:
-                assert r.status == 404 and (await r.json())["ok"] is False
-            async with s.post(url + "/healthz") as r:
-                assert r.status == 405
-        assert db_rows(db_path, "SELECT count(*) FROM events") == [(0,)]
-
-    run(scenario())
+async def test_methods_and_paths(db_path) -> None:
+    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+        for method in ("GET", "PUT", "DELETE"):
+            async with s.request(method, url + "/callbacks/zeckta") as r:
+                assert r.status == 405 and r.headers["Allow"] == "POST"
+        async with s.post(url + "/callbacks/zeckta/anything", data=b"{}") as r:
+            assert r.status == 404  # no token configured: only the bare path
+        async with s.get(url + "/nowhere") as r:
+            assert r.status == 404 and (await r.json())["ok"] is False
+        async with s.post(url + "/healthz") as r:
+            assert r.status == 405
+    assert rows(db_path, "SELECT count(*) FROM events") == [(0,)]
 
 
-def test_health(db_path) -> None:
-    async def scenario() -> None:
-        async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
-            await post(s, url + "/callbacks/zeckta", callback())
-            async with s.get(url + "/healthz") as r:
-                health = await r.json()
-        assert r.status == 200
-        assert health["status"] == "ok" and health["events"] == 1 and health["database"] == str(db_path)
-        assert health["last_callback"].endswith("Z") and health["this_run"]["new"] == 1
-
-    run(scenario())
+async def test_health(db_path) -> None:
+    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+        await post(s, url + "/callbacks/zeckta", callback())
+        async with s.get(url + "/healthz") as r:
+            health = await r.json()
+    assert r.status == 200
+    assert health["status"] == "ok" and health["events"] == 1 and health["database"] == str(db_path)
+    assert health["last_callback"].endswith("Z") and health["this_run"]["new"] == 1
 
 
 # ── security ─────────────────────────────────────────────────────────────────────
-def test_with_a_token_only_the_token_path_accepts_and_the_token_never_leaks(db_path, caplog) -> None:
+async def test_with_a_token_only_the_token_path_accepts_and_the_token_never_leaks(db_path, caplog) -> None:
     caplog.set_level(logging.INFO, logger="smsmon")
 
-    async def scenario() -> None:
-        async with serving(db_path, token=TOKEN) as (listener, url), aiohttp.ClientSession() as s:
-            for path in ("/callbacks/zeckta", "/callbacks/zeckta/wrong-token-0000", f"/callbacks/zeckta/{TOKEN}x",
-                         f"/callbacks/zeckta/{TOKEN[:-1]}"):
-                status, _ = await post(s, url + path, callback())
-                assert status == 404, path
-            async with s.get(url + f"/callbacks/zeckta/{TOKEN}") as r:
-                assert r.status == 405
-            status, _ = await post(s, url + f"/callbacks/zeckta/{TOKEN}", callback(event_id="ok"))
-            assert status == 200
-            status, _ = await post(s, url + f"/callbacks/zeckta/{TOKEN}?token={TOKEN}", b"junk")
-            assert status == 400
-            assert TOKEN not in listener.callback_url and masked(TOKEN) in listener.callback_url
+    async with serving(db_path, token=TOKEN) as (listener, url), aiohttp.ClientSession() as s:
+        for path in ("/callbacks/zeckta", "/callbacks/zeckta/wrong-token-0000", f"/callbacks/zeckta/{TOKEN}x",
+                     f"/callbacks/zeckta/{TOKEN[:-1]}"):
+            status, _ = await post(s, url + path, callback())
+            assert status == 404, path
+        async with s.get(url + f"/callbacks/zeckta/{TOKEN}") as r:
+            assert r.status == 405
+        status, _ = await post(s, url + f"/callbacks/zeckta/{TOKEN}", callback(event_id="ok"))
+        assert status == 200
+        status, _ = await post(s, url + f"/callbacks/zeckta/{TOKEN}?token={TOKEN}", b"junk")
+        assert status == 400
+        assert TOKEN not in listener.callback_url and Secret(TOKEN).masked() in listener.callback_url
 
-    run(scenario())
-    assert db_rows(db_path, "SELECT event_key FROM events") == [("ok",)]
-    assert db_rows(db_path, "SELECT path FROM dead_letters") == [("/callbacks/zeckta/****",)]
+    assert rows(db_path, "SELECT event_key FROM events") == [("ok",)]
+    assert rows(db_path, "SELECT path FROM dead_letters") == [("/callbacks/zeckta/****",)]
     everything = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     assert TOKEN.encode() not in everything
     assert TOKEN not in caplog.text and "bad_token" in caplog.text
 
 
-def test_allow_from_answers_403_to_other_addresses(db_path) -> None:
-    async def scenario() -> None:
-        async with serving(db_path, allow_from=parse_networks(["10.0.0.0/8", "192.0.2.7"])) as (_, url), \
-                aiohttp.ClientSession() as s:
-            status, answer = await post(s, url + "/callbacks/zeckta", callback())
-            assert (status, answer["error"]) == (403, "address not allowed")
-        async with serving(db_path, allow_from=parse_networks(["127.0.0.0/8"])) as (_, url), aiohttp.ClientSession() as s:
-            assert (await post(s, url + "/callbacks/zeckta", callback()))[0] == 200
-        assert db_rows(db_path, "SELECT count(*) FROM events") == [(1,)]
-
-    run(scenario())
+async def test_allow_from_answers_403_to_other_addresses(db_path) -> None:
+    async with serving(db_path, allow_from=parse_networks(["10.0.0.0/8", "192.0.2.7"])) as (_, url), \
+            aiohttp.ClientSession() as s:
+        status, answer = await post(s, url + "/callbacks/zeckta", callback())
+        assert (status, answer["error"]) == (403, "address not allowed")
+    async with serving(db_path, allow_from=parse_networks(["127.0.0.0/8"])) as (_, url), aiohttp.ClientSession() as s:
+        assert (await post(s, url + "/callbacks/zeckta", callback()))[0] == 200
+    assert rows(db_path, "SELECT count(*) FROM events") == [(1,)]
 
 
-def test_https_with_a_throwaway_certificate(db_path, tmp_path) -> None:
+async def test_https_with_a_throwaway_certificate(db_path, tmp_path) -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -211,16 +176,13 @@ def test_https_with_a_throwaway_certificate(db_path, tmp_path) -> None:
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
 
-    async def scenario() -> None:
-        async with serving(db_path, tls_cert=tmp_path / "cert.pem", tls_key=tmp_path / "key.pem") as (_, url), \
-                aiohttp.ClientSession() as s:
-            assert url.startswith("https://")
-            status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="tls"), ssl=client_ctx)
-            assert status == 200 and answer["eventId"] == "tls"
-            with pytest.raises(aiohttp.ClientError):
-                await post(s, url.replace("https", "http") + "/callbacks/zeckta", callback())
-
-    run(scenario())
+    async with serving(db_path, tls_cert=tmp_path / "cert.pem", tls_key=tmp_path / "key.pem") as (_, url), \
+            aiohttp.ClientSession() as s:
+        assert url.startswith("https://")
+        status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="tls"), ssl=client_ctx)
+        assert status == 200 and answer["eventId"] == "tls"
+        with pytest.raises(aiohttp.ClientError):
+            await post(s, url.replace("https", "http") + "/callbacks/zeckta", callback())
 
 
 @pytest.mark.parametrize("config,message", [
@@ -245,13 +207,13 @@ def test_safe_configurations_pass() -> None:
 @pytest.mark.parametrize("text,expected", [("127.0.0.1:8787", ("127.0.0.1", 8787)), ("[::1]:9000", ("::1", 9000)),
                                            (":8787", ("127.0.0.1", 8787)), ("localhost:0", ("localhost", 0))])
 def test_parse_listen(text, expected) -> None:
-    assert parse_listen(text) == expected
+    assert Address.parse(text) == expected
 
 
 @pytest.mark.parametrize("text", ["8787", "host", "1.2.3.4:99999", "h:p"])
 def test_parse_listen_errors(text) -> None:
-    with pytest.raises(ListenerError, match="HOST:PORT"):
-        parse_listen(text)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        Address.parse(text)
 
 
 def test_bad_cidr() -> None:
@@ -260,78 +222,70 @@ def test_bad_cidr() -> None:
 
 
 # ── durability, concurrency, unavailability ─────────────────────────────────────
-def test_the_same_event_posted_200_times_at_once_is_one_event(db_path) -> None:
+async def test_the_same_event_posted_200_times_at_once_is_one_event(db_path) -> None:
     body = json.dumps(callback(event_id="same", uuid="u")).encode()
 
-    async def scenario() -> None:
-        async with serving(db_path) as (_, url), aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as s:
-            answers = await asyncio.gather(*(post(s, url + "/callbacks/zeckta", body) for _ in range(200)))
-        assert all(status == 200 for status, _ in answers)
-        assert sorted(a["duplicate"] for _, a in answers) == [False] + [True] * 199
+    async with serving(db_path) as (_, url), aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as s:
+        answers = await asyncio.gather(*(post(s, url + "/callbacks/zeckta", body) for _ in range(200)))
+    assert all(status == 200 for status, _ in answers)
+    assert sorted(a["duplicate"] for _, a in answers) == [False] + [True] * 199
 
-    run(scenario())
-    assert db_rows(db_path, "SELECT count(*) FROM events") == [(1,)]
-    assert db_rows(db_path, "SELECT events_count, duplicates_count FROM messages") == [(1, 199)]
+    assert rows(db_path, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db_path, "SELECT events_count, duplicates_count FROM messages") == [(1, 199)]
 
 
-def test_many_distinct_callbacks_at_once_are_all_stored(db_path) -> None:
-    async def scenario() -> None:
-        async with serving(db_path) as (listener, url), aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
-            answers = await asyncio.gather(*(post(s, url + "/callbacks/zeckta", callback(
-                uuid=f"m{i % 50}", event_id=f"e{i}", at=f"2026-11-23T10:{i // 60:02d}:{i % 60:02d}Z")) for i in range(600)))
-            assert {status for status, _ in answers} == {200}
-            assert not any(a["duplicate"] for _, a in answers)
-            assert listener.committer.batches < 600  # group commit: batches shared by callbacks
+async def test_many_distinct_callbacks_at_once_are_all_stored(db_path) -> None:
+    async with serving(db_path) as (listener, url), aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
+        answers = await asyncio.gather(*(post(s, url + "/callbacks/zeckta", callback(
+            uuid=f"m{i % 50}", event_id=f"e{i}", at=f"2026-11-23T10:{i // 60:02d}:{i % 60:02d}Z")) for i in range(600)))
+        assert {status for status, _ in answers} == {200}
+        assert not any(a["duplicate"] for _, a in answers)
+        assert listener.committer.batches < 600  # group commit: batches shared by callbacks
 
-    run(scenario())
-    assert db_rows(db_path, "SELECT count(*) FROM events") == [(600,)]
-    assert db_rows(db_path, "SELECT count(*), sum(events_count) FROM messages") == [(50, 600)]
+    assert rows(db_path, "SELECT count(*) FROM events") == [(600,)]
+    assert rows(db_path, "SELECT count(*), sum(events_count) FROM messages") == [(50, 600)]
 
 
-def test_a_locked_database_answers_503_stores_nothing_and_recovers(db_path) -> None:
-    async def scenario() -> None:
-        async with serving(db_path, busy_timeout=0.2) as (_, url), aiohttp.ClientSession() as s:
-            blocker = sqlite3.connect(db_path, isolation_level=None)
-            blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-            try:
-                async with s.post(url + "/callbacks/zeckta", data=json.dumps(callback(event_id="while-locked"))) as r:
-                    assert r.status == 503 and r.headers["Retry-After"] == "5"
-                async with s.get(url + "/healthz") as r:
-                    health = await r.json()
-                    assert health["status"] == "degraded" and "locked" in health["store"]
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
-            status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="while-locked"))
-            assert (status, answer["duplicate"]) == (200, False)  # the provider's retry is stored
+async def test_a_locked_database_answers_503_stores_nothing_and_recovers(db_path) -> None:
+    async with serving(db_path, busy_timeout=0.2) as (_, url), aiohttp.ClientSession() as s:
+        blocker = sqlite3.connect(db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            async with s.post(url + "/callbacks/zeckta", data=json.dumps(callback(event_id="while-locked"))) as r:
+                assert r.status == 503 and r.headers["Retry-After"] == "5"
             async with s.get(url + "/healthz") as r:
-                assert (await r.json())["status"] == "ok"
+                health = await r.json()
+                assert health["status"] == "degraded" and "locked" in health["store"]
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="while-locked"))
+        assert (status, answer["duplicate"]) == (200, False)  # the provider's retry is stored
+        async with s.get(url + "/healthz") as r:
+            assert (await r.json())["status"] == "ok"
 
-    run(scenario())
-    assert db_rows(db_path, "SELECT event_key FROM events") == [("while-locked",)]
+    assert rows(db_path, "SELECT event_key FROM events") == [("while-locked",)]
 
 
-def test_callbacks_waiting_for_the_database_are_bounded(db_path) -> None:
-    async def scenario() -> None:
-        async with serving(db_path, busy_timeout=3.0, max_in_flight=2) as (listener, url), aiohttp.ClientSession() as s:
-            blocker = sqlite3.connect(db_path, isolation_level=None)
-            blocker.execute("BEGIN IMMEDIATE")
-            try:
-                waiting = [asyncio.create_task(post(s, url + "/callbacks/zeckta", callback(uuid=f"m{i}", event_id=f"w{i}"))) for i in range(2)]
-                deadline = asyncio.get_running_loop().time() + 10
-                while listener.in_flight < 2:  # both are waiting for the locked database
-                    assert asyncio.get_running_loop().time() < deadline
-                    await asyncio.sleep(0.01)
-                status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="third"))
-                assert (status, answer["error"]) == (503, "overloaded, retry later")
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
-            assert [st for st, _ in await asyncio.gather(*waiting)] == [200, 200]
-            assert listener.in_flight == 0
+async def test_callbacks_waiting_for_the_database_are_bounded(db_path) -> None:
+    async with serving(db_path, busy_timeout=3.0, max_in_flight=2) as (listener, url), aiohttp.ClientSession() as s:
+        blocker = sqlite3.connect(db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            waiting = [asyncio.create_task(post(s, url + "/callbacks/zeckta", callback(uuid=f"m{i}", event_id=f"w{i}"))) for i in range(2)]
+            deadline = asyncio.get_running_loop().time() + 10
+            while listener.in_flight < 2:  # both are waiting for the locked database
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.01)
+            status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="third"))
+            assert (status, answer["error"]) == (503, "overloaded, retry later")
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert [st for st, _ in await asyncio.gather(*waiting)] == [200, 200]
+        assert listener.in_flight == 0
 
-    run(scenario())
-    assert sorted(r[0] for r in db_rows(db_path, "SELECT event_key FROM events")) == ["w0", "w1"]
+    assert sorted(r[0] for r in rows(db_path, "SELECT event_key FROM events")) == ["w0", "w1"]
 
 
 def test_a_busy_log_is_summed_up_once_a_second(caplog) -> None:

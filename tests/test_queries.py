@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,8 @@ from smsmon import filters
 from smsmon.errors import Ambiguous, FilterError, LookupFailed
 from smsmon.lifecycle import PROVIDERS, Outcome
 from smsmon.sim.generate import fill
-from smsmon.store import queries
+from smsmon.store import queries, stats
+from smsmon.store.reader import Reader
 from smsmon.store.schema import open_readonly
 from smsmon.timeutil import fmt
 from tests.helpers import NOW
@@ -22,10 +24,21 @@ WINDOW = timedelta(hours=72)
 
 
 @pytest.fixture(scope="module")
-def conn(tmp_path_factory) -> sqlite3.Connection:
+def path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("q") / "q.db"
     fill(path, messages=1500, seed=7, days=6, now=NOW)
+    return path
+
+
+@pytest.fixture(scope="module")
+def conn(path) -> sqlite3.Connection:
     return open_readonly(path)
+
+
+@pytest.fixture(scope="module")
+def reader(path) -> Reader:
+    with Reader(path, window=WINDOW) as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +144,8 @@ def test_page_rows_carry_derived_staleness(conn) -> None:
     assert rows and all(r["stale"] and not r["is_final"] for r in rows)
 
 
-def test_iter_messages_yields_everything_once(conn, everything) -> None:
-    ids = [m["id"] for m in queries.iter_messages(conn, now=NOW, batch=100)]
+def test_iter_messages_yields_everything_once(reader, everything) -> None:
+    ids = [m["id"] for m in reader.iter_messages(now=NOW, batch=100)]
     assert len(ids) == len(set(ids)) == len(everything)
 
 
@@ -145,7 +158,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 def test_stats_agree_with_a_recount(conn, everything, expr) -> None:
     f = filters.parse(expr, NOW)
     ms = [m for m in everything if matches(m, f)]
-    s = queries.stats(conn, f, now=NOW, window=WINDOW)
+    s = stats.stats(conn, f, now=NOW, window=WINDOW)
     outcomes = Counter(m["outcome"] for m in ms)
     assert s.messages == len(ms)
     assert s.outcomes == {o.value: outcomes.get(o.value, 0) for o in Outcome}
@@ -161,12 +174,12 @@ def test_stats_agree_with_a_recount(conn, everything, expr) -> None:
     assert Counter({(p, r): n for p, r, n in s.failures_by_status}) == Counter((m["provider"], m["raw_status"]) for m in failed)
 
 
-@pytest.mark.parametrize("dim", queries.FACET_DIMS)
+@pytest.mark.parametrize("dim", stats.FACET_DIMS)
 @pytest.mark.parametrize("expr", ["", "since:1d"])
 def test_facets_agree_with_a_recount(conn, everything, dim, expr) -> None:
     f = filters.parse(expr, NOW)
     expected = Counter(m[dim] for m in everything if matches(m, f))
-    assert dict(queries.facets(conn, dim, f, limit=100, now=NOW)) == dict(expected)
+    assert dict(stats.facets(conn, dim, f, limit=100, now=NOW)) == dict(expected)
 
 
 def test_resolve_by_every_kind_of_id(conn, everything) -> None:
@@ -210,13 +223,13 @@ def test_new_events_by_watermark(conn) -> None:
     assert queries.events_after(conn, top) == []
 
 
-def test_iter_events_with_a_filter_is_the_events_of_matching_messages(conn, everything) -> None:
+def test_iter_events_with_a_filter_is_the_events_of_matching_messages(conn, reader, everything) -> None:
     f = filters.parse("status:failed", NOW)
     ids = {m["id"] for m in everything if matches(m, f)}
-    events = list(queries.iter_events(conn, f, batch=50, now=NOW))
+    events = list(reader.iter_events(f, batch=50, now=NOW))
     assert {e["message_id"] for e in events} == ids
     assert len(events) == sum(m["events_count"] for m in everything if m["id"] in ids)
-    assert len(list(queries.iter_events(conn, batch=1000))) == queries.latest_event_id(conn)
+    assert len(list(reader.iter_events(batch=1000))) == queries.latest_event_id(conn)
 
 
 # ── the filter language ───────────────────────────────────────────────────────────

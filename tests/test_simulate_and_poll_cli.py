@@ -151,12 +151,10 @@ def test_a_finite_plan_completes_every_lifecycle() -> None:
     assert len(sent) >= 300 and finals == uuids
 
 
-def test_simulated_traffic_into_the_real_listener(db_path) -> None:
-    async def scenario() -> Any:
-        async with serving(db_path) as (_, url):
-            return await send(url + "/callbacks/zeckta", rate=400, count=400, seed=5, mix=Mix(0.05, 0.05, 0.02, 0.03))
+async def test_simulated_traffic_into_the_real_listener(db_path) -> None:
+    async with serving(db_path) as (_, url):
+        report = await send(url + "/callbacks/zeckta", rate=400, count=400, seed=5, mix=Mix(0.05, 0.05, 0.02, 0.03))
 
-    report = asyncio.run(scenario())
     assert report.sent == 400 and report.errors == 0
     assert report.answers[200] + report.answers[400] == 400
     assert report.answers[400] == report.kinds["malformed"] > 0
@@ -168,13 +166,11 @@ def test_simulated_traffic_into_the_real_listener(db_path) -> None:
     assert flagged > 0  # out-of-order arrivals were recorded as such
 
 
-def test_simulate_command(db_path) -> None:
-    async def scenario() -> Any:
-        async with serving(db_path) as (_, url):
-            return await asyncio.to_thread(
-                run, "simulate", "--target", url + "/callbacks/zeckta", "--count", "60", "--rate", "200", "--json")
+async def test_simulate_command(db_path) -> None:
+    async with serving(db_path) as (_, url):
+        r = await asyncio.to_thread(
+            run, "simulate", "--target", url + "/callbacks/zeckta", "--count", "60", "--rate", "200", "--json")
 
-    r = asyncio.run(scenario())
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["sent"] == 60 and "sent 60 callbacks" in r.stderr
 

@@ -43,12 +43,12 @@ def database():
 
 
 def app() -> SmsmonApp:
-    return SmsmonApp(DB, mode="browse", now=lambda: FROZEN, show_clock=False)
+    return SmsmonApp(DB, now=lambda: FROZEN, show_clock=False)
 
 
 def at_rest(app: SmsmonApp) -> bool:
     """Nothing left to draw: no refresh or page load running."""
-    return not (app._busy or app._loading_more)
+    return not app.busy
 
 
 async def settle(pilot, condition) -> None:  # type: ignore[no-untyped-def]

@@ -16,11 +16,7 @@ from smsmon.sim.generate import generate_events
 from smsmon.store import schema
 from smsmon.store.schema import STORED_FLAGS, connect, migrate, open_readonly
 from smsmon.store.writer import FACETS, Writer
-from tests.helpers import NOW, eevent, message_events, zevent
-
-
-def rows(conn: sqlite3.Connection, sql: str, *params) -> list[tuple]:
-    return [tuple(r) for r in conn.execute(sql, params)]
+from tests.helpers import NOW, eevent, message_events, rows, zevent
 
 
 def test_schema_tables_indexes_and_pragmas(writer: Writer) -> None:

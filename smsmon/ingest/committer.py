@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -25,8 +23,7 @@ from typing import Any, Callable
 
 from smsmon.errors import StoreError, StoreUnavailable
 from smsmon.lifecycle import Event
-from smsmon.store.schema import connect
-from smsmon.store.writer import Applied, DeadLetter, Writer
+from smsmon.store.writer import Applied, Checkpointer, DeadLetter, Writer
 
 log = logging.getLogger("smsmon.committer")
 
@@ -72,7 +69,7 @@ class Committer:
     # ── lifecycle ─────────────────────────────────────────────────────────────
     def start(self) -> None:
         self._writer = Writer(self.db_path, busy_timeout=self.busy_timeout, autocheckpoint=False)
-        self.last_event_id = self._writer.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        self.last_event_id = self._writer.latest_event_id()
         self._thread = threading.Thread(target=self._run, name="smsmon-writer", daemon=True)
         self._thread.start()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="smsmon-checkpoint", daemon=True)
@@ -168,7 +165,7 @@ class Committer:
                 self.on_commit(self.last_event_id)
             except Exception:  # a watcher's bug must not stop the writer
                 log.exception("on_commit failed")
-        self._bound_wal()
+        self._writer.checkpoint_if_wal_over(WAL_LIMIT)  # type: ignore[union-attr]
 
     @staticmethod
     def _resolve(outcomes: list[tuple[_Item, Any, BaseException | None]]) -> None:
@@ -179,33 +176,19 @@ class Committer:
         for loop, results in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_set_results, results)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
-
-    def _bound_wal(self) -> None:
-        try:
-            if os.stat(f"{self.db_path}-wal").st_size > WAL_LIMIT:
-                self._writer.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
-        except (OSError, sqlite3.Error):
-            pass
+            except RuntimeError:
+                pass  # that loop is closed: nobody is waiting any more
 
     def _checkpoint_loop(self) -> None:
         try:
-            conn = connect(self.db_path, busy_timeout=0.1)
+            checkpointer = Checkpointer(self.db_path)
         except StoreError:
-            return
+            return  # the writer's own bound on the WAL still holds
         try:
             while not self._stopping.wait(CHECKPOINT_EVERY_S):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error:
-                    pass
+                checkpointer.checkpoint()
         finally:
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:
-                pass
-            conn.close()
+            checkpointer.close()
 
 
 def _set_results(results: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:

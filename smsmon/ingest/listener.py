@@ -29,7 +29,8 @@ from typing import Any, Callable
 import msgspec
 from aiohttp import web
 
-from smsmon.errors import ParseError, SmsmonError, StoreError
+from smsmon.config import Address, Secret
+from smsmon.errors import Failure, ListenerError, ParseError, StoreError
 from smsmon.ingest.committer import Committer
 from smsmon.providers import zeckta
 from smsmon.store.writer import DeadLetter
@@ -42,28 +43,6 @@ MAX_IN_FLIGHT = 2000  # callbacks waiting for the writer at once; beyond it, 503
 CALLBACK_PATH = "/callbacks/zeckta"
 LINES_PER_SECOND = 20  # beyond this, callbacks are summed up once a second
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class ListenerError(SmsmonError):
-    """The listener cannot start as configured."""
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`127.0.0.1:8787`, `[::1]:8787`, `localhost:0` -> (host, port)."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ListenerError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8787")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_networks(cidrs: list[str]) -> list[Network]:
@@ -80,19 +59,24 @@ def parse_networks(cidrs: list[str]) -> list[Network]:
 class ListenerConfig:
     host: str = "127.0.0.1"
     port: int = 8787
-    token: str | None = None
+    token: Secret | None = None
     allow_from: list[Network] = field(default_factory=list)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     insecure: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.token, str):
+            self.token = Secret(self.token)
+
     def check(self) -> None:
         """Refuse what is unsafe by default, with the way out in the message."""
-        if not is_loopback(self.host) and not self.token and not self.insecure:
+        if not Address(self.host, self.port).loopback and not self.token and not self.insecure:
             raise ListenerError(
                 f"refusing to listen on {self.host} without a callback token: anyone who can reach it could write "
                 "to your database. Set SMSMON_CALLBACK_TOKEN (or --token), or pass --insecure if something else protects it")
-        if self.token is not None and (len(self.token) < 8 or "/" in self.token or not self.token.isprintable()):
+        token = self.token.reveal() if self.token is not None else None
+        if token is not None and (len(token) < 8 or "/" in token or not token.isprintable()):
             raise ListenerError("the callback token must be at least 8 printable characters without '/'")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ListenerError("HTTPS needs both --tls-cert and --tls-key")
@@ -112,10 +96,6 @@ class ListenerConfig:
         return ctx
 
 
-def masked(token: str) -> str:
-    return token[:2] + "****" + token[-2:] if len(token) >= 12 else "****"
-
-
 class CallbackLog:
     """One line per callback, or, past LINES_PER_SECOND, a summary once a second."""
 
@@ -128,14 +108,14 @@ class CallbackLog:
 
     def record(self, status: int, kind: str, what: str, *args: object) -> None:
         """`what % args` is only formatted when the line is written."""
-        self._roll()
+        self.roll()
         self.lines += 1
         if self.lines <= LINES_PER_SECOND:
             self.logger.info("%d " + what, status, *args)
         else:
             self.held[kind] = self.held.get(kind, 0) + 1
 
-    def _roll(self) -> None:
+    def roll(self) -> None:
         now = int(self.clock())
         if now != self.window:
             self.flush()
@@ -184,7 +164,7 @@ class Listener:
     def _forbidden(self, request: web.Request) -> web.Response | None:
         """403 outside --allow-from (checked first on every route; no middleware, which costs on the hot path)."""
         if self.config.allow_from and not self._allowed(request.remote):
-            self.callback_log.record(403, "forbidden", "forbidden_address: %s is outside --allow-from", request.remote)
+            self.callback_log.record(403, "forbidden", "%s: %s is outside --allow-from", Failure.FORBIDDEN_ADDRESS, request.remote)
             return _json(403, {"ok": False, "error": "address not allowed"})
         return None
 
@@ -204,13 +184,13 @@ class Listener:
             return given is None
         if given is None:
             return False
-        return hmac.compare_digest(given.encode(), expected.encode())
+        return hmac.compare_digest(given.encode(), expected.reveal().encode())
 
     async def _callback(self, request: web.Request) -> web.StreamResponse:
         if refused := self._forbidden(request):
             return refused
         if not self._token_ok(request.match_info.get("token")):
-            self.callback_log.record(404, "bad token", "bad_token: a request without the right token (nothing stored)")
+            self.callback_log.record(404, "bad token", "%s: a request without the right token (nothing stored)", Failure.BAD_TOKEN)
             return _json(404, {"ok": False, "error": "not found"})
         if request.method != "POST":
             return _json(405, {"ok": False, "error": "use POST"}, Allow="POST")
@@ -234,16 +214,16 @@ class Listener:
         received = now_utc()
         try:
             if not body.strip():
-                raise ParseError("empty body")
+                raise ParseError("empty body", Failure.INVALID_JSON)
             event = zeckta.parse_callback(body, received_at=received)
         except ParseError as exc:
-            return await self._reject(request, body, exc.reason, received)
+            return await self._reject(request, body, exc, received)
         try:
             applied = await self.committer.submit(event)
         except StoreError as exc:
             self.counts["unavailable"] += 1
-            self.callback_log.record(503, "unavailable", "store_unavailable: %s (%s not stored; Zeckta will retry)", exc,
-                                     event.message_id)
+            self.callback_log.record(503, "unavailable", "%s: %s (%s not stored; Zeckta will retry)", Failure.STORE_UNAVAILABLE,
+                                     exc, event.message_id)
             return _json(503, {"ok": False, "error": "store unavailable, retry later"}, **{"Retry-After": "5"})
         kind = "duplicate" if applied.duplicate else "new"
         self.counts[kind] += 1
@@ -255,14 +235,15 @@ class Listener:
 
     def _too_large(self, request: web.Request) -> web.Response:
         self.counts["rejected"] += 1
-        self.callback_log.record(413, "too large", "body_too_large: over %d KiB from %s (not read)", MAX_BODY // 1024, request.remote)
+        self.callback_log.record(413, "too large", "%s: over %d KiB from %s (not read)", Failure.BODY_TOO_LARGE, MAX_BODY // 1024,
+                                 request.remote)
         response = _json(413, {"ok": False, "error": f"body over {MAX_BODY // 1024} KiB"})
         response.force_close()
         return response
 
-    async def _reject(self, request: web.Request, body: bytes, reason: str, received: datetime) -> web.Response:
+    async def _reject(self, request: web.Request, body: bytes, error: ParseError, received: datetime) -> web.Response:
         self.counts["rejected"] += 1
-        code = "invalid_json" if reason.startswith("invalid JSON") or reason == "empty body" else "invalid_payload"
+        code, reason = error.kind.value, error.reason
         path = CALLBACK_PATH + ("/****" if self.config.token else "")  # never the token, never a query string
         try:
             await self.committer.dead_letter(DeadLetter(fmt(received), request.remote, path, f"{code}: {reason}", body))
@@ -301,8 +282,7 @@ class Listener:
             await self._runner.cleanup()
             raise ListenerError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}"
                                 " (is another smsmon running? choose another with --listen)") from None
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        port = sockets[0].getsockname()[1] if sockets else self.config.port
+        port = self._runner.addresses[0][1] if self._runner.addresses else self.config.port
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         self.url = f"{self.config.scheme}://{host}:{port}"
         self._flusher = asyncio.create_task(self._flush_log())
@@ -311,12 +291,12 @@ class Listener:
     @property
     def callback_url(self) -> str:
         """The URL to give Zeckta, with the token masked (it is never printed whole)."""
-        return f"{self.url}{CALLBACK_PATH}" + (f"/{masked(self.config.token)}" if self.config.token else "")
+        return f"{self.url}{CALLBACK_PATH}" + (f"/{self.config.token.masked()}" if self.config.token else "")
 
     async def _flush_log(self) -> None:
         while True:
             await asyncio.sleep(1)
-            self.callback_log._roll()
+            self.callback_log.roll()
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (their commits complete), close."""

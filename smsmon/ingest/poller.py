@@ -17,29 +17,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import httpx
 
-from smsmon.errors import ParseError, ProviderAPIError, StoreError
+from smsmon.config import Secret
+from smsmon.errors import Failure, ParseError, PollFailure, ProviderAPIError, StoreError
 from smsmon.ingest.committer import Committer
-from smsmon.lifecycle import Event
+from smsmon.lifecycle import WATCH_WINDOW, Event
 from smsmon.providers import eazita, zeckta
 from smsmon.redact import Redactor
-from smsmon.store import queries
-from smsmon.store.schema import open_readonly
+from smsmon.store.reader import Reader
 from smsmon.timeutil import fmt, now_utc
 
 log = logging.getLogger("smsmon.poller")
 
 MAX_BACKOFF_S = 300.0
 EAZITA_IDS_PER_REQUEST = 50
+EAZITA_OPEN_PER_CYCLE = 10_000  # open messages asked about per cycle, longest silent first
 ZECKTA_PER_CYCLE = 100
 MAX_RESPONSE = 32 * 1024 * 1024  # a 10,000-row report is ~2 MB; anything far larger is not a report
 
@@ -54,7 +53,7 @@ class PollOutcome:
     api_code: str | None = None
     rows_seen: int = 0
     new_events: int = 0
-    error_code: str | None = None  # a catalogue failure code
+    error_code: str | None = None  # a Failure (a catalogue code)
     error: str | None = None  # with credentials masked
     retry_after: float | None = None
     bad_rows: int = 0
@@ -69,19 +68,10 @@ class PollOutcome:
         return asdict(self)
 
 
-class PollFailure(Exception):
-    """A failed request, classified; the message is already redacted."""
-
-    def __init__(self, code: str, message: str, *, http_status: int | None = None, api_code: str | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.code, self.http_status, self.api_code, self.retry_after = code, http_status, api_code, retry_after
-
-
 def _unreadable(exc: ParseError, what: str, status: int) -> PollFailure:
     """An answer that is not the documented JSON: invalid JSON, or JSON of the wrong shape."""
-    code = "poll_invalid_json" if exc.reason.startswith("invalid JSON") else "poll_bad_shape"
-    return PollFailure(code, f"{what}: {exc.reason}", http_status=status)
+    kind = Failure.POLL_INVALID_JSON if exc.kind is Failure.INVALID_JSON else Failure.POLL_BAD_SHAPE
+    return PollFailure(kind, f"{what}: {exc.reason}", http_status=status)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -100,74 +90,52 @@ async def fetch(client: httpx.AsyncClient, path: str, *, params: dict[str, str] 
             async for chunk in r.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_RESPONSE:
-                    raise PollFailure("poll_bad_shape", f"{what}: answer over {MAX_RESPONSE // 2**20} MB", http_status=r.status_code)
+                    raise PollFailure(Failure.POLL_BAD_SHAPE, f"{what}: answer over {MAX_RESPONSE // 2**20} MB", http_status=r.status_code)
             status, ctype = r.status_code, r.headers.get("content-type", "")
             retry = _retry_after(r.headers.get("retry-after"))
     except httpx.TimeoutException:
-        raise PollFailure("poll_timeout", f"{what}: no answer within the timeout") from None
+        raise PollFailure(Failure.POLL_TIMEOUT, f"{what}: no answer within the timeout") from None
     except httpx.TransportError as exc:
         reason = redact(exc) or type(exc).__name__
-        raise PollFailure("poll_connect_error", f"{what}: cannot connect ({reason})") from None
+        raise PollFailure(Failure.POLL_CONNECT_ERROR, f"{what}: cannot connect ({reason})") from None
     if status in (401, 403):
-        raise PollFailure("poll_auth", f"{what}: HTTP {status}, credentials refused", http_status=status)
+        raise PollFailure(Failure.POLL_AUTH, f"{what}: HTTP {status}, credentials refused", http_status=status)
     if status == 404:
-        raise PollFailure("poll_not_found", f"{what}: HTTP 404", http_status=status)
+        raise PollFailure(Failure.POLL_NOT_FOUND, f"{what}: HTTP 404", http_status=status)
     if status == 429:
-        raise PollFailure("poll_rate_limited", f"{what}: HTTP 429, rate limited" + (f", retry after {retry:g} s" if retry else ""),
+        raise PollFailure(Failure.POLL_RATE_LIMITED, f"{what}: HTTP 429, rate limited" + (f", retry after {retry:g} s" if retry else ""),
                           http_status=status, retry_after=retry)
     if status >= 500:
-        raise PollFailure("poll_server_error", f"{what}: HTTP {status}", http_status=status, retry_after=retry)
+        raise PollFailure(Failure.POLL_SERVER_ERROR, f"{what}: HTTP {status}", http_status=status, retry_after=retry)
     if status >= 400:
-        raise PollFailure("poll_http_error", f"{what}: HTTP {status}", http_status=status)
+        raise PollFailure(Failure.POLL_HTTP_ERROR, f"{what}: HTTP {status}", http_status=status)
     if "html" in ctype or bytes(body[:200]).lstrip().startswith(b"<"):
-        raise PollFailure("poll_html_body", f"{what}: the answer is an HTML page, not JSON", http_status=status)
+        raise PollFailure(Failure.POLL_HTML_BODY, f"{what}: the answer is an HTML page, not JSON", http_status=status)
     return status, bytes(body)
 
 
-class Reader:
-    """Read-only questions to the database, run in a thread so the event loop never blocks."""
-
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self._conn: sqlite3.Connection | None = None
-
-    def _c(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = open_readonly(self.db)
-        return self._conn
-
-    async def __call__(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        return await asyncio.to_thread(lambda: fn(self._c(), *args, **kw))
-
-
-class Poller(Protocol):
-    provider: str
-
-    async def poll_once(self) -> PollOutcome: ...
-
-    async def refresh(self, message_id: str) -> PollOutcome: ...
-
-
 @dataclass
-class _Base:
+class Poller:
+    """What both pollers share: storing only what is new, classifying failures, one message on demand."""
+
     client: httpx.AsyncClient
     committer: Committer
     reader: Reader
     redact: Redactor
-    window: timedelta = timedelta(hours=72)
+    window: timedelta = WATCH_WINDOW
     provider: str = field(default="", init=False)
 
     async def _store_new(self, events: list[Event]) -> int:
         """Submit the events not yet stored for their messages; return how many were new."""
         unique = list({(e.message_id, e.event_key): e for e in events}.values())
-        stored = await self.reader(queries.stored_keys, [(e.message_id, e.event_key) for e in unique])
+        stored = await asyncio.to_thread(self.reader.stored_keys, [(e.message_id, e.event_key) for e in unique])
         fresh = [e for e in unique if (e.message_id, e.event_key) not in stored]
         applied = await asyncio.gather(*(self.committer.submit(e) for e in fresh))
         return sum(not a.duplicate for a in applied)
 
     def _failed(self, outcome: PollOutcome, exc: PollFailure) -> PollOutcome:
         outcome.ok = False
-        outcome.error_code, outcome.error = exc.code, self.redact(exc)
+        outcome.error_code, outcome.error = exc.kind.value, self.redact(exc)
         outcome.http_status = outcome.http_status or exc.http_status
         outcome.api_code, outcome.retry_after = exc.api_code, exc.retry_after
         return outcome
@@ -194,19 +162,19 @@ class _Base:
         except PollFailure as exc:
             self._failed(outcome, exc)
         except StoreError as exc:
-            self._failed(outcome, PollFailure("store_unavailable", f"database: {exc}"))
+            self._failed(outcome, PollFailure(Failure.STORE_UNAVAILABLE, f"database: {exc}"))
         outcome.finished_at = fmt(now_utc())
         outcome.seconds = round(time.perf_counter() - started, 3)
         return outcome
 
 
 @dataclass
-class EazitaPoller(_Base):
+class EazitaPoller(Poller):
     """Every cycle: the account's recent reports, then the open messages by `messageid` lists."""
 
-    api_key: str = ""
-    password: str = ""
-    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Karachi"))
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    password: Secret = field(default_factory=lambda: Secret(""))
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo(eazita.DEFAULT_TIMEZONE))
 
     def __post_init__(self) -> None:
         self.provider = "eazita"
@@ -215,7 +183,7 @@ class EazitaPoller(_Base):
         return await self._report(outcome, ids)
 
     async def _report(self, outcome: PollOutcome, ids: list[str] | None) -> list[Event]:
-        params = {"api": self.api_key, "pass": self.password, "contents": "gsm,source"}
+        params = {"api": self.api_key.reveal(), "pass": self.password.reveal(), "contents": "gsm,source"}
         what = "GET /sms/delivery" + (f" for {len(ids)} open messages" if ids else "")
         if ids:
             params["messageid"] = ",".join(ids)
@@ -224,7 +192,7 @@ class EazitaPoller(_Base):
         try:
             report = eazita.parse_response(body, tz=self.tz, received_at=now_utc(), source="poll")
         except ProviderAPIError as exc:
-            raise PollFailure("poll_api_error", f"{what}: Eazita code {exc.code}: {self.redact(exc.message)}",
+            raise PollFailure(Failure.POLL_API_ERROR, f"{what}: Eazita code {exc.code}: {self.redact(exc.message)}",
                               http_status=status, api_code=exc.code) from None
         except ParseError as exc:
             raise _unreadable(exc, what, status) from None
@@ -238,7 +206,7 @@ class EazitaPoller(_Base):
     async def _cycle(self, outcome: PollOutcome) -> None:
         events = await self._report(outcome, None)
         since = fmt(now_utc() - self.window)
-        open_ids = await self.reader(queries.open_messages, "eazita", since=since, limit=10_000)
+        open_ids = await asyncio.to_thread(self.reader.open_messages, "eazita", since=since, limit=EAZITA_OPEN_PER_CYCLE)
         seen = {e.provider_message_id for e in events}
         wanted = [i for i in open_ids if i not in seen and i.isdigit()]
         for i in range(0, len(wanted), EAZITA_IDS_PER_REQUEST):
@@ -247,11 +215,11 @@ class EazitaPoller(_Base):
 
 
 @dataclass
-class ZecktaStatusPoller(_Base):
+class ZecktaStatusPoller(Poller):
     """Asks the Status API about open Zeckta messages silent for longer than `status_after`,
     and about one message on demand (`refresh`)."""
 
-    api_key: str = ""
+    api_key: Secret = field(default_factory=lambda: Secret(""))
     status_after: timedelta = timedelta(minutes=10)
     concurrency: int = 4
 
@@ -264,11 +232,11 @@ class ZecktaStatusPoller(_Base):
     async def _ask(self, message_id: str) -> tuple[int, Event | None]:
         what = "GET /v1/messaging/sms/messages/{id}"
         status, body = await fetch(self.client, f"/v1/messaging/sms/messages/{message_id}",
-                                   headers={"Authorization": f"Bearer {self.api_key}"}, redact=self.redact, what=what)
+                                   headers={"Authorization": f"Bearer {self.api_key.reveal()}"}, redact=self.redact, what=what)
         try:
             mid, raw = zeckta.parse_status_answer(body)
         except ProviderAPIError as exc:
-            raise PollFailure("poll_api_error", f"{what}: {self.redact(exc.message)}", http_status=status) from None
+            raise PollFailure(Failure.POLL_API_ERROR, f"{what}: {self.redact(exc.message)}", http_status=status) from None
         except ParseError as exc:
             raise _unreadable(exc, what, status) from None
         if not raw:
@@ -288,7 +256,7 @@ class ZecktaStatusPoller(_Base):
         answers = await asyncio.gather(*(one(m) for m in ids), return_exceptions=True)
         # A message the API does not know is that message's problem, not the poll's; only when
         # every one is unknown (a wrong base URL, another account's ids) is it the poll's.
-        unknown = [a for a in answers if isinstance(a, PollFailure) and a.code == "poll_not_found"]
+        unknown = [a for a in answers if isinstance(a, PollFailure) and a.kind is Failure.POLL_NOT_FOUND]
         if unknown and len(unknown) < len(answers):
             outcome.bad_rows += len(unknown)
             answers = [a for a in answers if a not in unknown]
@@ -297,7 +265,7 @@ class ZecktaStatusPoller(_Base):
         if others:
             raise others[0]
         events = [a for a in answers if isinstance(a, Event)]
-        current = await self.reader(queries.raw_statuses, [e.message_id for e in events])
+        current = await asyncio.to_thread(self.reader.raw_statuses, [e.message_id for e in events])
         # Only a change is news: the same status as stored is not an event.
         changed = [e for e in events if (current.get(e.message_id) or "").lower() != e.raw_status.lower()]
         if failures:
@@ -307,7 +275,7 @@ class ZecktaStatusPoller(_Base):
 
     async def _cycle(self, outcome: PollOutcome) -> None:
         now = now_utc()
-        ids = await self.reader(queries.open_messages, "zeckta", since=fmt(now - self.window),
+        ids = await asyncio.to_thread(self.reader.open_messages, "zeckta", since=fmt(now - self.window),
                                 older_than=fmt(now - self.status_after), limit=ZECKTA_PER_CYCLE)
         outcome.new_events = await self._store_new(await self._ask_all(outcome, ids))
 
@@ -352,4 +320,4 @@ async def run_poller(poller: Poller, committer: Committer, interval: float, stop
         try:
             await asyncio.wait_for(stop.wait(), delay)
         except asyncio.TimeoutError:
-            pass
+            pass  # the interval passed without a stop: poll again

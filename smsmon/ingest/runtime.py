@@ -1,51 +1,195 @@
-"""Builds the configured pollers from settings, for `serve`, `poll` and the app."""
+"""The ingest of one process: the writer thread, the callback listener and the configured
+pollers, started and stopped together, in whatever asyncio loop runs them (`serve`'s own, or
+the app's under `watch` and `demo`). `smsmon poll` runs it without a listener.
+
+    ingest = Ingest(settings, listener=ListenerConfig(...))
+    await ingest.start()          # the writer, then the listener, then the pollers' clients
+    ingest.run_pollers()          # each configured poller every interval, in the background
+    ...                           # ingest.health says how it goes; ingest.refresh(id) asks now
+    await ingest.stop()           # pollers, then the listener (requests in flight finish), then the writer
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from typing import Callable
 
 import httpx
 
 from smsmon import __version__
+from smsmon.config import Settings
+from smsmon.errors import SmsmonError
 from smsmon.ingest.committer import Committer
-from smsmon.ingest.poller import EazitaPoller, Poller, Reader, ZecktaStatusPoller
+from smsmon.ingest.listener import Listener, ListenerConfig
+from smsmon.ingest.poller import EazitaPoller, Poller, PollOutcome, ZecktaStatusPoller, run_poller
 from smsmon.redact import Redactor
+from smsmon.store.reader import Reader
+
+log = logging.getLogger("smsmon.ingest")
 
 USER_AGENT = f"smsmon/{__version__}"
+CONNECT_TIMEOUT_S = 10.0
+NOT_CONFIGURED = ("no poller is configured: set SMSMON_EAZITA_API_KEY and SMSMON_EAZITA_PASSWORD for Eazita, "
+                  "SMSMON_ZECKTA_API_KEY for Zeckta's Status API (or the [eazita] / [zeckta] sections of the config file)")
 
 
 @dataclass
 class Scheduled:
     poller: Poller
     interval: float
+    base_url: str
 
 
-async def build_pollers(settings, committer: Committer, stack: AsyncExitStack,  # type: ignore[no-untyped-def]
-                        only: str | None = None) -> list[Scheduled]:
-    """The pollers whose credentials are configured (or just `only`). Their HTTP clients close
-    with `stack`."""
-    redact = Redactor(settings.secrets)
-    reader = Reader(committer.db_path)
-    window = settings.window
-    out: list[Scheduled] = []
-    if settings.eazita_configured and only in (None, "eazita"):
-        client = await stack.enter_async_context(httpx.AsyncClient(
-            base_url=settings.eazita_url, timeout=httpx.Timeout(settings.seconds("eazita_timeout"), connect=10.0),
-            headers={"User-Agent": USER_AGENT}))
-        out.append(Scheduled(EazitaPoller(client, committer, reader, redact, window, api_key=settings.eazita_api_key,
-                                          password=settings.eazita_password, tz=settings.tz),
-                             settings.seconds("eazita_interval")))
-    if settings.zeckta_configured and only in (None, "zeckta"):
-        client = await stack.enter_async_context(httpx.AsyncClient(
-            base_url=settings.zeckta_url, timeout=httpx.Timeout(settings.seconds("zeckta_timeout"), connect=10.0),
-            headers={"User-Agent": USER_AGENT}))
-        out.append(Scheduled(ZecktaStatusPoller(client, committer, reader, redact, window, api_key=settings.zeckta_api_key,
-                                                status_after=timedelta(seconds=settings.seconds("zeckta_status_after"))),
-                             settings.seconds("zeckta_interval")))
-    return out
+@dataclass
+class Health:
+    """How this process's ingest is doing, for the app's health line."""
+
+    listening: str | None = None
+    callback_url: str | None = None
+    pollers: list[str] = field(default_factory=list)
+    polls: dict[str, PollOutcome] = field(default_factory=dict)  # provider -> its latest outcome
 
 
-NOT_CONFIGURED = ("no poller is configured: set SMSMON_EAZITA_API_KEY and SMSMON_EAZITA_PASSWORD for Eazita, "
-                  "SMSMON_ZECKTA_API_KEY for Zeckta's Status API (or the [eazita] / [zeckta] sections of the config file)")
+class Ingest:
+    description = "live"  # how the app names what it shows
+
+    def __init__(self, settings: Settings, *, listener: ListenerConfig | None = None, pollers: bool = True,
+                 only: str | None = None, busy_timeout: float = 5.0,
+                 on_commit: Callable[[int], None] | None = None) -> None:
+        """`pollers=False` runs no poller; `only` runs only that provider's. `on_commit` is told
+        the newest events.id after each commit, on the writer thread (the app's nudge); it may
+        be set until `start()`."""
+        self.settings = settings
+        self.listener_config = listener
+        self.with_pollers = pollers
+        self.only = only
+        self.busy_timeout = busy_timeout
+        self.on_commit = on_commit
+        self.committer: Committer | None = None
+        self.listener: Listener | None = None
+        self.scheduled: list[Scheduled] = []
+        self.health = Health()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._clients = AsyncExitStack()
+        self._reader: Reader | None = None
+
+    @property
+    def configured_pollers(self) -> list[str]:
+        """The providers whose credentials are set (and that `only` allows)."""
+        s = self.settings
+        configured = [p for p, ok in (("eazita", s.eazita.configured), ("zeckta", s.zeckta.configured)) if ok]
+        return [p for p in configured if self.only in (None, p)] if self.with_pollers else []
+
+    async def start(self) -> None:
+        """Open the database, bind the listener, build the pollers. Raises StoreError or
+        ListenerError (everything started so far is stopped again)."""
+        self.committer = Committer(self.settings.db, busy_timeout=self.busy_timeout, on_commit=self.on_commit)
+        await asyncio.to_thread(self.committer.start)
+        try:
+            if self.listener_config is not None:
+                self.listener = Listener(self.committer, self.listener_config)
+                self.health.listening = await self.listener.start()
+                self.health.callback_url = self.listener.callback_url
+            self._reader = Reader(self.settings.db, window=self.settings.watch_window)
+            self.scheduled = await self._build_pollers()
+            self.health.pollers = [s.poller.provider for s in self.scheduled]
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _build_pollers(self) -> list[Scheduled]:
+        s = self.settings
+        redact = Redactor(s.secrets)
+        out: list[Scheduled] = []
+        assert self.committer is not None and self._reader is not None
+
+        async def client(base_url: str, timeout: float) -> httpx.AsyncClient:
+            return await self._clients.enter_async_context(httpx.AsyncClient(
+                base_url=base_url, timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
+                headers={"User-Agent": USER_AGENT}))
+
+        providers = self.configured_pollers
+        if "eazita" in providers:
+            c = await client(s.eazita.url, s.eazita.timeout.total_seconds())
+            out.append(Scheduled(EazitaPoller(c, self.committer, self._reader, redact, s.watch_window,
+                                              api_key=s.eazita.api_key, password=s.eazita.password,  # type: ignore[arg-type]
+                                              tz=s.eazita.timezone),
+                                 s.eazita.interval.total_seconds(), s.eazita.url))
+        if "zeckta" in providers:
+            c = await client(s.zeckta.url, s.zeckta.timeout.total_seconds())
+            out.append(Scheduled(ZecktaStatusPoller(c, self.committer, self._reader, redact, s.watch_window,
+                                                    api_key=s.zeckta.api_key,  # type: ignore[arg-type]
+                                                    status_after=s.zeckta.status_after),
+                                 s.zeckta.interval.total_seconds(), s.zeckta.url))
+        return out
+
+    def run_pollers(self) -> None:
+        """Run every poller at its interval in the background until `stop()`."""
+        assert self.committer is not None
+        for s in self.scheduled:
+            self._tasks.append(asyncio.create_task(run_poller(s.poller, self.committer, s.interval, self._stop,
+                                                              on_outcome=self._polled)))
+
+    def add_task(self, task: asyncio.Task) -> None:
+        """Another background task that lives and stops with the ingest (the demo's traffic)."""
+        self._tasks.append(task)
+
+    def _polled(self, outcome: PollOutcome) -> None:
+        self.health.polls[outcome.provider] = outcome
+
+    async def poll_once(self) -> list[PollOutcome]:
+        """One cycle of each poller, side by side, each recorded in poll_runs."""
+        assert self.committer is not None
+        outcomes = list(await asyncio.gather(*(s.poller.poll_once() for s in self.scheduled)))
+        for o in outcomes:
+            await self.committer.poll_run(o.run_row())
+            self._polled(o)
+        return outcomes
+
+    def can_refresh(self, message_id: str) -> bool:
+        return message_id.partition(":")[0] in self.health.pollers
+
+    async def refresh(self, message_id: str) -> PollOutcome:
+        """Ask the provider about one message (`provider:id`) now, and record the poll."""
+        assert self.committer is not None
+        provider, _, pid = message_id.partition(":")
+        for s in self.scheduled:
+            if s.poller.provider == provider:
+                outcome = await s.poller.refresh(pid)
+                await self.committer.poll_run(outcome.run_row())
+                self._polled(outcome)
+                return outcome
+        raise SmsmonError(f"{provider} is not configured: {NOT_CONFIGURED.split(': ', 1)[1]}")
+
+    @property
+    def last_callback(self) -> str | None:
+        return self.listener.last_callback_at if self.listener else None
+
+    async def stop(self) -> None:
+        """Stop the pollers, then the listener (requests in flight are answered), then commit
+        what is queued and close the database. Safe to call twice."""
+        self._stop.set()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.listener:
+            await self.listener.stop()
+            self.listener = None
+        await self._clients.aclose()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self.committer is not None:
+            await asyncio.to_thread(self.committer.stop)
+
+    async def __aenter__(self) -> "Ingest":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -20,13 +20,14 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from smsmon.errors import ParseError, ProviderAPIError
-from smsmon.lifecycle import Event, Flag, fingerprint, is_final, make_event, normalize
+from smsmon.lifecycle import KEY_PREFIX, Event, Flag, derived_key, fingerprint, is_final, make_event, normalize
+from smsmon import normalize as n
 from smsmon.providers import _coerce as c
 from smsmon.timeutil import fmt, parse_local
 
 PROVIDER = "eazita"
 SKEW = timedelta(minutes=10)
-DEFAULT_TIMEZONE = "Asia/Karachi"
+DEFAULT_TIMEZONE = "Asia/Karachi"  # inferred (PROVIDER-NOTES.md): the provider is in Pakistan; a setting
 
 
 class _Row(msgspec.Struct):
@@ -66,9 +67,9 @@ def rows_from_envelope(env: Any) -> list[Any]:
     code_value = env.code if isinstance(env, _Envelope) else env.get("code")
     error = env.error if isinstance(env, _Envelope) else env.get("error")
     data = env.data if isinstance(env, _Envelope) else env.get("data")
-    code = c.code(code_value)
+    code = n.code(code_value)
     if code != "1":
-        raise ProviderAPIError(PROVIDER, code or "missing", c.text(error) or "no error text given")
+        raise ProviderAPIError(PROVIDER, code or "missing", n.text(error) or "no error text given")
     if data is None:
         return []
     if not isinstance(data, list):
@@ -94,7 +95,7 @@ def report_from_rows(rows: list[Any], *, tz: ZoneInfo, received_at: datetime, so
 
 
 def _date(value: Any, name: str, tz: ZoneInfo) -> tuple[datetime | None, str]:
-    raw = c.text(value)
+    raw = n.text(value)
     if raw is None or raw.startswith("0000"):
         return None, ""
     try:
@@ -104,7 +105,7 @@ def _date(value: Any, name: str, tz: ZoneInfo) -> tuple[datetime | None, str]:
 
 
 def _country(value: Any) -> str | None:
-    t = c.text(value)
+    t = n.text(value)
     if t and t.isdigit() and len(t) % 2 == 0 and len(t) <= 6 and t[: len(t) // 2] == t[len(t) // 2 :]:
         return t[: len(t) // 2]  # "9292" -> "92": the prefix doubled, as in Eazita's own sample
     return t
@@ -126,14 +127,14 @@ def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "p
         flags.add(Flag.CLOCK_SKEW)
     if done is not None and sent is not None and done < sent:
         flags.add(Flag.CLOCK_SKEW)
-    error_code = c.code(r.error_code)
+    error_code = n.code(r.error_code)
     # The key comes from the provider's own date text, so a row without dates polled again
     # is still the same event.
-    key = fingerprint(PROVIDER, message_id, raw_status, error_code, when_raw) & 0xFFFFFFFFFFFFFFFF
+    key = derived_key(KEY_PREFIX[PROVIDER], fingerprint(PROVIDER, message_id, raw_status, error_code, when_raw))
     return make_event(
         provider=PROVIDER,
         provider_message_id=message_id,
-        event_key=f"ez:{key:016x}",
+        event_key=key,
         source=source,
         event_type=None,
         raw_status=raw_status[:64],
@@ -141,12 +142,12 @@ def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "p
         event_time=fmt(when if when is not None else received_at),
         received_at=fmt(received_at),
         attrs={
-            "src": c.text(r.source),
-            "dest": c.phone(r.gsm),
-            "cost": c.number(r.price),
-            "network": c.text(r.network),
+            "src": n.text(r.source),
+            "dest": n.phone(r.gsm),
+            "cost": n.number(r.price),
+            "network": n.text(r.network),
             "country_code": _country(r.country_code),
-            "reference": c.text(r.reference),
+            "reference": n.text(r.reference),
         },
         flags=flags,
         raw=c.encode(row),

@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from smsmon.errors import ParseError, ProviderAPIError
-from smsmon.lifecycle import Event, Flag, fingerprint, make_event
-from smsmon.phone import calling_code
+from smsmon.lifecycle import STATUS_API_KEY_PREFIX, Event, Flag, derived_key, fingerprint, make_event
+from smsmon import normalize as n
 from smsmon.providers import _coerce as c
 from smsmon.timeutil import fmt, parse_iso
 
@@ -85,9 +85,9 @@ def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: s
     if event_type.upper().startswith("MESSAGE_"):
         raw_status = event_type[len("MESSAGE_") :]
     else:
-        raw_status = c.text(cb.message.status) or event_type
+        raw_status = n.text(cb.message.status) or event_type
     m = cb.message
-    dest = c.phone(m.dest)
+    dest = n.phone(m.dest)
     return make_event(
         provider=PROVIDER,
         provider_message_id=uuid,
@@ -98,13 +98,13 @@ def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: s
         event_time=fmt(when),
         received_at=fmt(received_at),
         attrs={
-            "src": c.text(m.src),
+            "src": n.text(m.src),
             "dest": dest,
-            "country_code": calling_code(dest),  # Zeckta gives no country: derived from the number
-            "segments": c.integer(m.segments),
-            "units": c.number(m.units),
-            "attempts": c.integer(m.attempts),
-            "cost": c.number(m.cost),
+            "country_code": n.calling_code(dest),  # Zeckta gives no country: derived from the number
+            "segments": n.integer(m.segments),
+            "units": n.number(m.units),
+            "attempts": n.integer(m.attempts),
+            "cost": n.number(m.cost),
         },
         flags=flags,
         raw=raw,
@@ -116,7 +116,7 @@ def parse_status_answer(body: bytes) -> tuple[str, str]:
     `success` is false, ParseError when the body is not the documented shape."""
     answer = c.decode(_status_decoder, body)
     if not answer.success:
-        raise ProviderAPIError(PROVIDER, "success=false", c.text(answer.message) or "no message given")
+        raise ProviderAPIError(PROVIDER, "success=false", n.text(answer.message) or "no message given")
     if answer.data is None:
         raise ParseError("missing required field `data`")
     return c.required_id(answer.data.messageId, "data.messageId"), answer.data.status.strip()
@@ -125,11 +125,11 @@ def parse_status_answer(body: bytes) -> tuple[str, str]:
 def status_event(message_id: str, raw_status: str, *, received_at: datetime, raw: str) -> Event:
     """A Status API answer as an event. The API gives no event time, so the time is when we
     asked; the key depends only on message and status, so asking again is idempotent."""
-    key = fingerprint(PROVIDER, message_id, raw_status, None, "") & 0xFFFFFFFFFFFFFFFF
+    key = derived_key(STATUS_API_KEY_PREFIX, fingerprint(PROVIDER, message_id, raw_status, None, ""))
     return make_event(
         provider=PROVIDER,
         provider_message_id=message_id,
-        event_key=f"zs:{key:016x}",
+        event_key=key,
         source="status_api",
         raw_status=raw_status,
         event_time=fmt(received_at),

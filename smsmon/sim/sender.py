@@ -175,7 +175,7 @@ async def send(target: str, *, rate: float, count: int | None, seed: int = 1, mi
                         await asyncio.wait_for(stop.wait(), delay)
                         break
                     except asyncio.TimeoutError:
-                        pass
+                        pass  # the time to send came before a stop: send
                 else:
                     await asyncio.sleep(delay)
             report.sent += 1

@@ -1,4 +1,5 @@
-"""The read side: message pages, timelines, lookups, facets, stats, new events (SPEC §2, §9).
+"""The read side: message pages, timelines, lookups, new events (SPEC §2, §9); the figures
+(stats, facets) are in stats.py, on the same plans.
 
 Every query is index-backed so it answers in milliseconds on a million events:
 - pages are ordered by the time of each message's latest event (then rowid), and keyset-paged
@@ -13,35 +14,29 @@ Every query is index-backed so it answers in milliseconds on a million events:
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator
 
 from smsmon.errors import Ambiguous, LookupFailed
 from smsmon.filters import Filter
-from smsmon.lifecycle import PROVIDERS, Outcome, Status, is_stale, outcome_of
-from smsmon.providers._coerce import phone
+from smsmon.lifecycle import PROVIDERS, WATCH_WINDOW, Outcome, Status, is_stale, outcome_of
+from smsmon.normalize import phone, phone_forms
 from smsmon.store.schema import MESSAGE_COLUMNS, STORED_FLAGS, flag_condition
 from smsmon.timeutil import fmt, now_utc
 
-WATCH_WINDOW = timedelta(hours=72)
 PAGE = 50
 SMALL = 5000  # a driving index that selects fewer rows than this is read whole and sorted
-_PUBLIC_COLS = [c for c in MESSAGE_COLUMNS if c not in ("status_key", "attr_at", "seq")]
-_COLS = "rowid AS seq, " + ", ".join(_PUBLIC_COLS)
-Cursor = tuple[str, int]  # (last_event_at, seq) of the last row of a page
-FACET_DIMS = ("status", "outcome", "provider", "error_code", "network", "country_code")
+TOP = 20  # rows of a ranking (failures by code, network, ...)
+# The columns of a message a reader sees (not the merge rule's bookkeeping), and its rowid: the
+# tie-break of page order, which `ix_messages_time` carries (rowid, not seq: the index holds it).
+PUBLIC_COLUMNS = [c for c in MESSAGE_COLUMNS if c not in ("status_key", "attr_at", "seq")]
+_COLS = "rowid, " + ", ".join(PUBLIC_COLUMNS)
+Cursor = tuple[str, int]  # (last_event_at, rowid) of the last row of a page
 _OUTCOME_STATUSES = {o.value: [s.value for s in Status if any(outcome_of(p, s) is o for p in PROVIDERS)] for o in Outcome}
 
 
 def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _phone_forms(number: str) -> tuple[str, ...]:
-    """A number as stored with and without its leading +."""
-    bare = number.lstrip("+")
-    return (bare, "+" + bare) if bare.isdigit() else (number,)
 
 
 def _text_ids_sql(text: str) -> tuple[str, list[Any]]:
@@ -60,7 +55,7 @@ def _text_ids_sql(text: str) -> tuple[str, list[Any]]:
             for p in PROVIDERS:
                 prefix("id", f"{p}:{value}")
     number = phone(text) or text
-    for form in _phone_forms(number):
+    for form in phone_forms(number):
         prefix("dest", form)
     prefix("reference", text)
     return " UNION ".join(branches), params
@@ -92,11 +87,11 @@ def _conditions(f: Filter, now: datetime, window: timedelta, t: str = "") -> tup
         parts = []
         for v in f.dests:
             if v.endswith("*"):
-                forms = _phone_forms(v[:-1])
+                forms = phone_forms(v[:-1])
                 parts += [f"{t}dest LIKE ? ESCAPE '\\'"] * len(forms)
                 params.extend(_like_prefix(x) for x in forms)
             else:
-                forms = _phone_forms(v)
+                forms = phone_forms(v)
                 parts.append(f"{t}dest IN ({','.join('?' * len(forms))})")
                 params.extend(forms)
         conds.append("(" + " OR ".join(parts) + ")")
@@ -194,7 +189,7 @@ def page(
 
 
 def cursor(row: dict[str, Any]) -> Cursor:
-    return (row["last_event_at"], row["seq"])
+    return (row["last_event_at"], row["rowid"])
 
 
 _ORDERED = ("ix_messages_open", "ix_messages_flag_")
@@ -216,18 +211,6 @@ def _plan(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta)
     return "", conds, params
 
 
-def iter_messages(conn: sqlite3.Connection, f: Filter | None = None, *, batch: int = 1000, now: datetime | None = None,
-                  window: timedelta = WATCH_WINDOW) -> Iterator[dict[str, Any]]:
-    """Every matching message, newest first, a keyset page at a time."""
-    after = None
-    while True:
-        rows = page(conn, f, after=after, limit=batch, now=now, window=window)
-        yield from rows
-        if len(rows) < batch:
-            return
-        after = cursor(rows[-1])
-
-
 def message(conn: sqlite3.Connection, message_id: str, *, now: datetime | None = None,
             window: timedelta = WATCH_WINDOW) -> dict[str, Any] | None:
     r = conn.execute(f"SELECT {_COLS} FROM messages WHERE id = ?", (message_id,)).fetchone()
@@ -245,7 +228,7 @@ def timeline(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def resolve(conn: sqlite3.Connection, query: str, *, limit: int = 20) -> str:
+def resolve(conn: sqlite3.Connection, query: str, *, limit: int = TOP) -> str:
     """Find one message by `provider:id`, bare provider id or uuid, reference, or phone number.
     Raises LookupFailed, or Ambiguous with the candidates (newest first)."""
     q = query.strip()
@@ -258,7 +241,7 @@ def resolve(conn: sqlite3.Connection, query: str, *, limit: int = 20) -> str:
     number = phone(q)
     if number and number.lstrip("+").isdigit():
         sql.append("SELECT id, last_event_at FROM messages WHERE dest IN (?, ?)")
-        params.extend(_phone_forms(number))
+        params.extend(phone_forms(number))
     found = conn.execute(" UNION ".join(sql) + f" ORDER BY last_event_at DESC LIMIT {limit + 1}", params).fetchall()
     if not found:
         raise LookupFailed(f"no message matches {q!r} (tried ids, references and phone numbers)")
@@ -280,141 +263,20 @@ def events_after(conn: sqlite3.Connection, after_id: int, *, limit: int = 500) -
     return [dict(r) for r in rows]
 
 
-def iter_events(conn: sqlite3.Connection, f: Filter | None = None, *, batch: int = 1000,
-                now: datetime | None = None, window: timedelta = WATCH_WINDOW) -> Iterator[dict[str, Any]]:
-    """Every event (in arrival order) of the messages matching the filter."""
+def events_of(conn: sqlite3.Connection, f: Filter | None = None, *, after: int = 0, limit: int = 1000,
+              now: datetime | None = None, window: timedelta = WATCH_WINDOW) -> list[dict[str, Any]]:
+    """Events (in arrival order, from id `after` on) of the messages matching the filter."""
     f = f or Filter()
     conds, params = _conditions(f, now or now_utc(), window, t="m.")
     join = "" if f.empty else " JOIN messages m ON m.seq = e.message_seq"
     where = " AND ".join(["e.id > ?", *conds])
     sql = (f"SELECT e.id, e.event_key, e.message_id, e.provider, e.source, e.event_type, e.raw_status, e.status,"
            f" e.error_code, e.event_time, e.received_at, e.flags, e.raw FROM events e{join} WHERE {where} ORDER BY e.id LIMIT ?")
-    last = 0
-    while True:
-        rows = conn.execute(sql, [last, *params, batch]).fetchall()
-        for r in rows:
-            yield dict(r)
-        if len(rows) < batch:
-            return
-        last = rows[-1]["id"]
+    return [dict(r) for r in conn.execute(sql, [after, *params, limit])]
 
 
 def latest_event_id(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
-
-
-def facets(conn: sqlite3.Connection, dim: str, f: Filter | None = None, *, limit: int = 20,
-           now: datetime | None = None, window: timedelta = WATCH_WINDOW) -> list[tuple[str | None, int]]:
-    """Message counts per value of `dim` (status, outcome, provider, error_code, network,
-    country_code), largest first. Unfiltered counts are maintained by the writer."""
-    if dim not in FACET_DIMS:
-        raise ValueError(f"unknown facet {dim!r}")
-    if f is None or f.empty:
-        rows = conn.execute(
-            "SELECT value, n FROM facet_counts WHERE dim = ? AND n > 0 ORDER BY n DESC, value LIMIT ?", (dim, limit)
-        ).fetchall()
-        return [(v or None, n) for v, n in rows]
-    hint, conds, params = _plan(conn, f, now or now_utc(), window)
-    rows = conn.execute(
-        f"SELECT {dim}, count(*) AS n FROM messages{hint} WHERE {' AND '.join(conds)} GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?",
-        [*params, limit],
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
-
-
-@dataclass
-class Stats:
-    messages: int
-    events: int
-    outcomes: dict[str, int]
-    delivery_rate: float | None  # delivered / (delivered + not delivered)
-    median_seconds: float | None  # first event to DELIVERED
-    p90_seconds: float | None
-    stale: int
-    failures_by_code: list[tuple[str, str | None, int]]  # provider, error code, count
-    failures_by_network: list[tuple[str | None, int]]
-    failures_by_status: list[tuple[str, str, int]]  # provider, raw status, count
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "messages": self.messages, "events": self.events, "outcomes": self.outcomes,
-            "delivery_rate": self.delivery_rate, "median_seconds_to_deliver": self.median_seconds,
-            "p90_seconds_to_deliver": self.p90_seconds, "stale": self.stale,
-            "failures_by_code": [{"provider": p, "error_code": c, "count": n} for p, c, n in self.failures_by_code],
-            "failures_by_network": [{"network": net, "count": n} for net, n in self.failures_by_network],
-            "failures_by_status": [{"provider": p, "raw_status": r, "count": n} for p, r, n in self.failures_by_status],
-        }
-
-
-def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | None = None,
-          window: timedelta = WATCH_WINDOW) -> Stats:
-    """Delivery rate, time to deliver, outcomes, stale count and failures, for everything or a filter."""
-    now = now or now_utc()
-    cutoff = fmt(now - window)
-    if f is None or f.empty:
-        outcomes = dict(conn.execute("SELECT value, n FROM facet_counts WHERE dim = 'outcome' AND n > 0").fetchall())
-        delivered = outcomes.get(Outcome.DELIVERED, 0)
-        median = _percentile_indexed(conn, delivered, 0.5)
-        p90 = _percentile_indexed(conn, delivered, 0.9)
-        stale = conn.execute("SELECT count(*) FROM messages INDEXED BY ix_messages_open WHERE is_final = 0 AND last_event_at < ?",
-                             (cutoff,)).fetchone()[0]
-        events = latest_event_id(conn)
-        top = "SELECT value, n FROM facet_counts WHERE dim = ? AND n > 0 ORDER BY n DESC, value LIMIT 20"
-        by_code = [(*v.split(":", 1), n) for v, n in conn.execute(top, ("fail_code",))]
-        by_code = [(p, c or None, n) for p, c, n in by_code]
-        by_network = [(v or None, n) for v, n in conn.execute(top, ("fail_network",))]
-        by_status = [(*v.split(":", 1), n) for v, n in conn.execute(top, ("fail_status",))]
-    else:
-        hint, conds, params = _plan(conn, f, now, window)
-        where = " AND ".join(conds)
-        rows = conn.execute(
-            f"SELECT outcome, count(*), sum(events_count), sum(is_final = 0 AND last_event_at < ?) FROM messages{hint}"
-            f" WHERE {where} GROUP BY 1", [cutoff, *params]).fetchall()
-        outcomes = {r[0]: r[1] for r in rows}
-        events = sum(r[2] for r in rows)
-        stale = sum(r[3] for r in rows)
-        delivered = outcomes.get(Outcome.DELIVERED, 0)
-        secs = [r[0] for r in conn.execute(
-            f"SELECT deliver_seconds FROM messages{hint} WHERE {where} AND deliver_seconds IS NOT NULL", params)]
-        secs.sort()
-        median = _percentile(secs, 0.5)
-        p90 = _percentile(secs, 0.9)
-        failed_where = f"{where} AND outcome = 'NOT_DELIVERED'"
-        by_code = conn.execute(f"SELECT provider, error_code, count(*) AS n FROM messages{hint} WHERE {failed_where}"
-                               " GROUP BY 1, 2 ORDER BY n DESC LIMIT 20", params).fetchall()
-        by_network = conn.execute(f"SELECT network, count(*) AS n FROM messages{hint} WHERE {failed_where}"
-                                  " GROUP BY 1 ORDER BY n DESC LIMIT 20", params).fetchall()
-        by_status = conn.execute(f"SELECT provider, raw_status, count(*) AS n FROM messages{hint} WHERE {failed_where}"
-                                 " GROUP BY 1, 2 ORDER BY n DESC LIMIT 20", params).fetchall()
-    total = sum(outcomes.values())
-    failed = outcomes.get(Outcome.NOT_DELIVERED, 0)
-    return Stats(
-        messages=total,
-        events=events,
-        outcomes={o.value: outcomes.get(o.value, 0) for o in Outcome},
-        delivery_rate=delivered / (delivered + failed) if delivered + failed else None,
-        median_seconds=median,
-        p90_seconds=p90,
-        stale=stale,
-        failures_by_code=[(r[0], r[1], r[2]) for r in by_code],
-        failures_by_network=[(r[0] or None, r[1]) for r in by_network],
-        failures_by_status=[(r[0], r[1], r[2]) for r in by_status],
-    )
-
-
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-def _percentile_indexed(conn: sqlite3.Connection, count: int, q: float) -> float | None:
-    if not count:
-        return None
-    row = conn.execute(
-        "SELECT deliver_seconds FROM messages INDEXED BY ix_messages_latency WHERE deliver_seconds IS NOT NULL"
-        " ORDER BY deliver_seconds LIMIT 1 OFFSET ?", (min(count - 1, int(q * count)),)).fetchone()
-    return row[0] if row else None
 
 
 def dead_letters(conn: sqlite3.Connection, *, limit: int = 200) -> list[dict[str, Any]]:
@@ -453,3 +315,75 @@ def raw_statuses(conn: sqlite3.Connection, message_ids: Iterable[str]) -> dict[s
         if (row := conn.execute(q, (mid,)).fetchone()) is not None:
             out[mid] = row[0]
     return out
+
+
+def open_statuses(conn: sqlite3.Connection, provider: str) -> dict[str, str | None]:
+    """provider id -> raw status of every open message of a provider (the demo's fake Status
+    API learns the messages already in a database from this)."""
+    return dict(conn.execute("SELECT provider_message_id, raw_status FROM messages INDEXED BY ix_messages_open"
+                             " WHERE is_final = 0 AND provider = ?", (provider,)).fetchall())
+
+
+def latest_poll_runs(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """provider -> its newest `poll_runs` row."""
+    return {r["provider"]: dict(r) for r in conn.execute(
+        "SELECT * FROM poll_runs WHERE id IN (SELECT max(id) FROM poll_runs GROUP BY provider)")}
+
+
+def dead_letter_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+
+
+def message_count(conn: sqlite3.Connection) -> int:
+    """Every message, from the writer's maintained counts."""
+    return conn.execute("SELECT coalesce(sum(n), 0) FROM facet_counts WHERE dim = 'provider'").fetchone()[0]
+
+
+def events_per_minute(conn: sqlite3.Connection, first_id: int) -> dict[str, int]:
+    """"YYYY-MM-DDTHH:MM" -> events received that minute, of the events from `first_id` on."""
+    return dict(conn.execute(
+        "SELECT substr(received_at, 1, 16), count(*) FROM events WHERE id >= ? GROUP BY 1", (first_id,)).fetchall())
+
+
+def first_event_received_since(conn: sqlite3.Connection, since: str) -> int:
+    """The id of the first event received at or after `since`, by bisecting events.id on
+    arrival time (ids grow with arrival) instead of scanning the table."""
+    lo, hi = 1, latest_event_id(conn) + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        row = conn.execute("SELECT received_at FROM events WHERE id >= ? ORDER BY id LIMIT 1", (mid,)).fetchone()
+        if row is None or row[0] >= since:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def finals_since(conn: sqlite3.Connection, since: str) -> Iterator[tuple[str, str, float | None]]:
+    """(final_at, outcome, deliver_seconds) of the messages that became final since `since`."""
+    yield from conn.execute(
+        "SELECT final_at, outcome, deliver_seconds FROM messages INDEXED BY ix_messages_time"
+        " WHERE last_event_at >= ? AND final_at >= ?", (since, since))
+
+
+def error_code_networks(conn: sqlite3.Connection, code: str, provider: str | None) -> list[tuple[str | None, int]]:
+    """(network, messages) carrying an error code, most first."""
+    cond, params = "error_code = ?", [code]
+    if provider in PROVIDERS:
+        cond += " AND provider = ?"
+        params.append(provider)
+    return [(r[0], r[1]) for r in conn.execute(
+        f"SELECT network, count(*) FROM messages WHERE {cond} GROUP BY 1 ORDER BY 2 DESC", params)]
+
+
+def sample_messages(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, dict[str, Any] | None, Cursor | None]:
+    """For benchmarks: a message with a reference and a number, and a Zeckta message, from the
+    middle of the table (so lookups are not of its first pages), and the page cursor there."""
+    half = message_count(conn) // 2
+    sample = conn.execute("SELECT * FROM messages WHERE reference IS NOT NULL AND dest IS NOT NULL AND rowid > ? LIMIT 1",
+                          (half // 2,)).fetchone()
+    zeckta = conn.execute("SELECT * FROM messages WHERE provider = 'zeckta' AND rowid > ? LIMIT 1", (half,)).fetchone()
+    middle = conn.execute("SELECT last_event_at, rowid FROM messages INDEXED BY ix_messages_time"
+                          " ORDER BY last_event_at LIMIT 1 OFFSET ?", (half,)).fetchone()
+    return (dict(sample) if sample else None, dict(zeckta) if zeckta else None,
+            (middle[0], middle[1]) if middle else None)

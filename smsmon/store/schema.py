@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import sqlite_utils
+from smsmon.errors import NotSmsmonDatabase, SchemaTooNew, StoreError, StoreUnavailable
 
-from smsmon.errors import SchemaTooNew, StoreError, StoreUnavailable
+if TYPE_CHECKING:  # imported when migrating only: readers start faster without it
+    import sqlite_utils
 
 BUSY_TIMEOUT_S = 5.0
 # Small pages: writes land on random pages of the unique indexes (uuids), and every dirty page
 # goes whole to the WAL and again to the file at checkpoint. 2 KiB pages cut WAL bytes per event
 # by a third and raised commits of 64 callbacks from 12.6k to 21.3k events/s (measured).
 PAGE_SIZE = 2048
-CACHE_KIB = 128 * 1024
-WAL_AUTOCHECKPOINT_PAGES = 10_000  # checkpoint per ~40 MB of WAL: pages rewritten often are copied once  # page cache per connection: keeps the hot indexes of a 1M-event database in memory
+CACHE_KIB = 128 * 1024  # page cache per connection: keeps the hot indexes of a 1M-event database in memory
+WAL_AUTOCHECKPOINT_PAGES = 10_000  # checkpoint per ~20 MB of WAL (2 KiB pages): pages rewritten often are copied once
+MMAP_BYTES = 256 * 1024 * 1024
 
 STORED_FLAGS = ("unmapped", "regression_ignored", "late_dlr", "late_event", "terminal_conflict", "clock_skew")
 
@@ -85,7 +87,7 @@ EVENT_COLUMNS = {
 }
 
 
-def _v1(db: sqlite_utils.Database) -> None:
+def _v1(db: "sqlite_utils.Database") -> None:
     db["messages"].create(MESSAGE_COLUMNS, pk="id", not_null={"seq", "provider", "provider_message_id", "status"})
     db["messages"].create_index(["seq"], index_name="ux_messages_seq", unique=True)
     db["events"].create(
@@ -128,7 +130,7 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["poll_runs"].create_index(["provider", "id"], index_name="ix_poll_runs_provider")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -152,22 +154,35 @@ def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = B
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA cache_size=-{cache_kib}")
         conn.execute("PRAGMA temp_store=MEMORY")
-        conn.execute(f"PRAGMA mmap_size={268435456 if mmap else 0}")
+        conn.execute(f"PRAGMA mmap_size={MMAP_BYTES if mmap else 0}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise _store_error(exc, path) from None
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from None
     except OSError as exc:
         raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from None
     return conn
 
 
-def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
+# SQLite's primary result codes (https://sqlite.org/rescode.html) that smsmon tells apart.
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+def store_error(exc: sqlite3.Error, path: str | Path) -> StoreError:
+    """The one translation of SQLite's failures into smsmon's, by SQLite's own result code:
+    what may pass (locked, disk full or failing, not writable just now) is StoreUnavailable, so
+    the listener answers 503 and the provider retries; a file that is not a database (or is
+    damaged) is NotSmsmonDatabase; anything else is a StoreError with SQLite's words."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in (_BUSY, _LOCKED):
         return StoreUnavailable(f"database {path} is locked by another process")
-    if "not a database" in text or "malformed" in text:
-        return StoreError(f"{path} is not an smsmon database (SQLite says: {text})")
-    return StoreError(f"cannot open {path}: {text}")
+    if primary in (_NOTADB, _CORRUPT):
+        return NotSmsmonDatabase(f"{path} is not an smsmon database or is damaged (SQLite says: {exc})")
+    if primary in (_FULL, _IOERR):
+        return StoreUnavailable(f"database {path} unavailable: {exc}")
+    if primary in (_READONLY, _CANTOPEN):
+        return StoreUnavailable(f"cannot open {path} for writing: {exc}" if primary == _READONLY else f"cannot open {path}: {exc}")
+    return StoreError(f"database {path}: {exc}")
 
 
 def version(conn: sqlite3.Connection) -> int:
@@ -180,7 +195,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     if current > SCHEMA_VERSION:
         raise SchemaTooNew(f"this database has schema version {current}; this smsmon knows up to {SCHEMA_VERSION}: upgrade smsmon")
     if current == 0 and conn.execute("SELECT count(*) FROM sqlite_master WHERE name='messages'").fetchone()[0]:
-        raise StoreError("this SQLite file has a `messages` table but is not an smsmon database")
+        raise NotSmsmonDatabase("this SQLite file has a `messages` table but is not an smsmon database")
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn)
     for step in range(current, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
@@ -199,11 +216,14 @@ def open_readonly(path: str | Path, *, cache_kib: int = CACHE_KIB, mmap: bool = 
     conn = connect(path, readonly=True, cache_kib=cache_kib, mmap=mmap)
     try:
         v = version(conn)
-    except sqlite3.DatabaseError as exc:
-        raise _store_error(exc, Path(path)) from None
+    except sqlite3.Error as exc:
+        conn.close()
+        raise store_error(exc, path) from None
     if v == 0:
-        raise StoreError(f"{path} is not an smsmon database (no smsmon schema in it)")
+        conn.close()
+        raise NotSmsmonDatabase(f"{path} is not an smsmon database (no smsmon schema in it)")
     if v > SCHEMA_VERSION:
+        conn.close()
         raise SchemaTooNew(f"{path} has schema version {v}; this smsmon knows up to {SCHEMA_VERSION}: upgrade smsmon")
     conn.row_factory = sqlite3.Row
     return conn

@@ -9,6 +9,7 @@ events the batch holds.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
@@ -17,9 +18,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import msgspec
 
-from smsmon.errors import StoreError, StoreUnavailable
-from smsmon.lifecycle import Event, MessageState, Outcome, Status, apply
-from smsmon.store.schema import MESSAGE_COLUMNS, connect, migrate
+from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Outcome, Status, apply
+from smsmon.store.schema import MESSAGE_COLUMNS, connect, migrate, store_error
 from smsmon.timeutil import seconds_between
 
 DEAD_LETTER_LIMIT = 10_000
@@ -100,7 +100,6 @@ def _facet_values(state: MessageState) -> tuple[str | None, ...]:
 
 
 def _state_from_row(r: dict[str, Any]) -> MessageState:
-    attrs = {k: r[k] for k in ("src", "dest", "segments", "units", "attempts", "cost", "network", "country_code", "reference") if r[k] is not None}
     return MessageState(
         provider=r["provider"],
         provider_message_id=r["provider_message_id"],
@@ -109,7 +108,7 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
         error_code=r["error_code"],
         status_at=r["status_at"],
         status_key=r["status_key"],
-        attrs=attrs,
+        attrs={k: r[k] for k in ATTRIBUTES if r[k] is not None},
         attr_at=_attr_decoder.decode(r["attr_at"]) if r["attr_at"] else {},
         first_event_at=r["first_event_at"],
         last_event_at=r["last_event_at"],
@@ -120,18 +119,22 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
 
 
 def _message_row(slot: _Slot) -> tuple:
+    """The `messages` row of a slot, in MESSAGE_COLUMNS order."""
     s = slot.state
-    a = s.attrs
     deliver = None
     if s.status is Status.DELIVERED and s.first_event_at and s.status_at:
         deliver = max(0.0, seconds_between(s.first_event_at, s.status_at))
-    return (
-        s.id, slot.seq, s.provider, s.provider_message_id, a.get("src"), a.get("dest"), s.status.value, s.raw_status,
-        s.outcome.value, int(s.is_final), s.error_code, a.get("network"), a.get("country_code"), a.get("segments"),
-        a.get("units"), a.get("attempts"), a.get("cost"), a.get("reference"), s.first_event_at, s.last_event_at,
-        s.final_at, s.events_count, s.duplicates_count, _flags_text(s.flags), s.status_at, s.status_key,
-        _attr_encoder.encode(s.attr_at).decode() if s.attr_at else None, slot.last_event_id, slot.updated_at, deliver,
-    )
+    row = {
+        **{k: s.attrs.get(k) for k in ATTRIBUTES},
+        "id": s.id, "seq": slot.seq, "provider": s.provider, "provider_message_id": s.provider_message_id,
+        "status": s.status.value, "raw_status": s.raw_status, "outcome": s.outcome.value, "is_final": int(s.is_final),
+        "error_code": s.error_code, "first_event_at": s.first_event_at, "last_event_at": s.last_event_at,
+        "final_at": s.final_at, "events_count": s.events_count, "duplicates_count": s.duplicates_count,
+        "flags": _flags_text(s.flags), "status_at": s.status_at, "status_key": s.status_key,
+        "attr_at": _attr_encoder.encode(s.attr_at).decode() if s.attr_at else None,
+        "last_event_id": slot.last_event_id, "updated_at": slot.updated_at, "deliver_seconds": deliver,
+    }
+    return tuple(row[c] for c in _MSG_COLS)
 
 
 def _chunks(items: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
@@ -156,14 +159,31 @@ class Writer:
             migrate(self.conn)
         except sqlite3.Error as exc:
             self.conn.close()
-            raise _as_store_error(exc) from None
+            raise store_error(exc, self.path) from None
+        except BaseException:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         try:
             self.conn.execute("PRAGMA optimize")
         except sqlite3.Error:
-            pass
+            pass  # only a planner hint: closing matters more
         self.conn.close()
+
+    def checkpoint_if_wal_over(self, limit: int) -> None:
+        """Copy the WAL back into the database when it has grown past `limit` bytes: under
+        continuous writes a checkpoint from another connection may never finish, and the WAL
+        would grow without bound."""
+        try:
+            if os.stat(f"{self.path}-wal").st_size > limit:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (OSError, sqlite3.Error):
+            pass  # a checkpoint is an optimisation: the next commit tries again
+
+    def latest_event_id(self) -> int:
+        """The newest `events.id`: the watermark a new reader starts from."""
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
     def __enter__(self) -> "Writer":
         return self
@@ -194,7 +214,7 @@ class Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _as_store_error(exc) from None
+            raise store_error(exc, self.path) from None
         try:
             result = work()
             conn.execute("COMMIT")
@@ -203,9 +223,9 @@ class Writer:
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
-                pass
+                pass  # SQLite may have rolled back itself (disk full, I/O error); the original error matters
             if isinstance(exc, sqlite3.Error):
-                raise _as_store_error(exc) from None
+                raise store_error(exc, self.path) from None
             raise
 
     def _apply(self, events: Sequence[Event]) -> list[Applied]:
@@ -304,10 +324,19 @@ class Writer:
         self.conn.execute("DELETE FROM poll_runs WHERE id <= ?", ((cur.lastrowid or 0) - self.poll_run_limit,))
 
 
-def _as_store_error(exc: sqlite3.Error) -> StoreError:
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and any(
-        s in text for s in ("locked", "busy", "disk I/O", "full", "unable to open", "readonly")
-    ):
-        return StoreUnavailable(f"database unavailable: {text}")
-    return StoreError(f"database error: {text}")
+class Checkpointer:
+    """A second connection that copies the WAL back into the database (PASSIVE: it never waits
+    for the writer), so that a commit never waits for a checkpoint."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.conn = connect(path, busy_timeout=0.1)
+
+    def checkpoint(self) -> None:
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # busy or failing now: the next round tries again
+
+    def close(self) -> None:
+        self.checkpoint()
+        self.conn.close()

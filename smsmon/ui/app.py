@@ -1,233 +1,248 @@
-"""SmsmonApp: owns the data access, the live ingest (watch and demo) and the refresh loop.
+"""SmsmonApp: the screens, the live ingest it is given (watch, demo; none when browsing) and the
+refresh loop.
 
 New data reaches the screens one way (SPEC §2): the writer's commits nudge the app with a
 DataChanged message (coalesced), or, when another process writes (browse), a timer notices the
-events table's rowid grew; either way a thread worker reads everything the screen shows past
-the watermark and the screen applies it. The UI thread never touches SQLite.
+events table's rowid grew; either way a thread worker (the Gateway) reads everything the screen
+shows past the watermark and the app hands it down to the main screen. Screens and widgets post
+what the user asked for upward (a filter, the next page, a message to open, the provider to be
+asked); the app answers by reading and handing results down. The UI thread never touches SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import Worker, WorkerState
 
-from smsmon import filters
+from smsmon import filters, logs
+from smsmon.errors import SmsmonError
 from smsmon.filters import Filter
-from smsmon.ingest.live import DemoIngest, LiveIngest
-from smsmon.lifecycle import Status, outcome_of
-from smsmon.store.queries import Cursor
+from smsmon.lifecycle import WATCH_WINDOW
+from smsmon.store.reader import Reader
+from smsmon.store.views import Snapshot
 from smsmon.timeutil import now_utc
 from smsmon.ui.commands import SmsmonCommands
-from smsmon.ui.data import Data, Snapshot
+from smsmon.ui.gateway import Gateway
 from smsmon.ui.messages import DataChanged
+from smsmon.ui.screens.dead_letters import DeadLettersScreen
+from smsmon.ui.screens.help import HelpScreen
 from smsmon.ui.screens.insights import InsightsScreen
 from smsmon.ui.screens.main import MainScreen
 from smsmon.ui.screens.message import MessageScreen
-from smsmon.ui.screens.other import DeadLettersScreen, HelpScreen
+from smsmon.ui.widgets.filter_bar import FilterBar
+from smsmon.ui.widgets.health import HealthInfo, PollState
+from smsmon.ui.widgets.messages_table import MessagesTable
 
-BROWSE_CHECK_S = 1.0
+PAGE = 200  # rows of the messages table read at a time
+LIVE_TICK_S = 0.25  # how often a nudge is turned into a refresh, at most
+BROWSE_CHECK_S = 1.0  # how often browsing looks for rows another process added
 
 
 class SmsmonApp(App):
     CSS_PATH = "smsmon.tcss"
     TITLE = "smsmon"
     COMMANDS = App.COMMANDS | {SmsmonCommands}
-    BINDINGS = [Binding("ctrl+p", "command_palette", "Commands", show=False)]
+    BINDINGS = [Binding("ctrl+p", "command_palette", "Commands", show=False), Binding("p", "pause", "Pause"),
+                Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit")]
 
-    def __init__(self, db_path: Path, *, mode: str = "browse", settings: Any = None, listener_config: Any = None,
-                 window: timedelta = timedelta(hours=72), seed: int = 1, now: Callable[[], datetime] = now_utc,
-                 show_clock: bool = True) -> None:
-        """`now` and `show_clock` are for pictures that must come out the same every time."""
+    def __init__(self, db: Path, *, ingest: Any = None, window: timedelta = WATCH_WINDOW,
+                 now: Callable[[], datetime] = now_utc, show_clock: bool = True) -> None:
+        """`ingest` (an smsmon.ingest.runtime.Ingest, not yet started) makes the app live; without
+        one it browses. `now` and `show_clock` are for pictures that must come out the same every time."""
         super().__init__()
+        self.db = Path(db)
+        self.ingest = ingest
+        self.window = window
         self.now = now
         self.show_clock = show_clock
-        self.db_path = Path(db_path)
-        self.mode = mode
-        self.settings = settings
-        self.listener_config = listener_config
-        self.window = window
-        self.seed = seed
-        self.data = Data(self.db_path)
-        self.ingest: LiveIngest | None = None
+        self.gateway = Gateway(self, self.db, window=window)
         self.filter = Filter()
-        self.filter_text = ""
         self.paused = False
         self.watermark = 0
         self.per_minute: Counter = Counter()
-        self.last_cursor: Cursor | None = None
-        self._dirty = True
-        self._full = True
-        self._busy = False
-        self._loading_more = False
         self.refreshes = 0  # how many snapshots were applied (tests and the UI benchmark wait on it)
+        self.main = MainScreen(self.now, show_clock=show_clock)
+        self._dirty = True
+        self._refresh: Worker | None = None
+        self._last: Snapshot | None = None
+        self._restore_logging: Callable[[], None] | None = None
+
+    @property
+    def filter_text(self) -> str:
+        return self.filter.source
+
+    @property
+    def busy(self) -> bool:
+        """A refresh or a page is being read."""
+        return (self._refresh is not None and self._refresh.is_running) or self.main.fetching_page
 
     # ── start and stop ───────────────────────────────────────────────────────
     async def on_mount(self) -> None:
-        # Ingest logs must not reach the terminal under the app (Python's last-resort handler
-        # would write warnings to stderr): the screens show health and failures instead.
-        smsmon_log = logging.getLogger("smsmon")
-        self._saved_logging = (smsmon_log.handlers[:], smsmon_log.propagate)
-        smsmon_log.handlers[:] = [logging.NullHandler()]
-        smsmon_log.propagate = False
-        self.sub_title = {"watch": "live", "demo": "demo: simulated providers", "browse": "offline"}[self.mode]
-        await self.push_screen(MainScreen())
-        if self.mode in ("watch", "demo"):
+        self._restore_logging = logs.silenced()  # the screens show health and failures instead
+        self.sub_title = self.ingest.description if self.ingest else "offline"
+        await self.push_screen(self.main)
+        if self.ingest is not None:
             loop = asyncio.get_running_loop()
-            nudge = lambda event_id: loop.call_soon_threadsafe(self.post_message, DataChanged(event_id))  # noqa: E731
-            cls = DemoIngest if self.mode == "demo" else LiveIngest
-            kwargs = {"seed": self.seed} if self.mode == "demo" else {}
-            self.ingest = cls(self.settings, self.listener_config, on_data=nudge, **kwargs)
+            self.ingest.on_commit = lambda event_id: loop.call_soon_threadsafe(self.post_message, DataChanged(event_id))
             try:
                 await self.ingest.start()
-            except Exception as exc:  # noqa: BLE001 - shown to the user, not a traceback
+            except SmsmonError as exc:
                 self.ingest = None
                 self.exit(return_code=1, message=f"error: {exc}")
                 return
-        self.set_interval(0.25 if self.mode != "browse" else BROWSE_CHECK_S, self._tick)
+            self.ingest.run_pollers()
+        self.set_interval(LIVE_TICK_S if self.ingest else BROWSE_CHECK_S, self._tick)
         self._tick()
 
     async def on_unmount(self) -> None:
-        if self.ingest:
+        if self.ingest is not None:
             await self.ingest.stop()
-        saved = getattr(self, "_saved_logging", None)
-        if saved is not None:  # as it was before the app: the app's quiet is not everyone's
-            smsmon_log = logging.getLogger("smsmon")
-            smsmon_log.handlers[:], smsmon_log.propagate = saved
+        self.gateway.close()
+        if self._restore_logging is not None:  # as it was before the app: the app's quiet is not everyone's
+            self._restore_logging()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A read that failed: smsmon's own errors (the database went away, is locked) are said
+        in a notification; anything else is a bug and ends the app with it."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, SmsmonError):
+            self.notify(str(error), severity="error", timeout=10)
+            if event.worker.group == "more":
+                self.main.page_failed()
+        else:
+            self.exit(return_code=1, message=f"internal error: {type(error).__name__}: {error}")
 
     # ── refreshing ───────────────────────────────────────────────────────────
     def on_data_changed(self, message: DataChanged) -> None:
         self._dirty = True
-        if self.screen_stack and isinstance(self.screen, MessageScreen) and not self.paused:
-            self.screen.on_data_changed()
-
-    def request_refresh(self, *, full: bool = False) -> None:
-        self._dirty = True
-        self._full = self._full or full
-        self._tick()
+        if isinstance(self.screen, MessageScreen) and not self.paused:
+            self.screen.load()
 
     def _tick(self) -> None:
-        if self.paused or self._busy:
+        if self.paused or (self._refresh is not None and self._refresh.is_running):
             return
-        if self._dirty or self.mode == "browse":
-            self._busy = True
-            self._dirty = False
-            self.snapshot(self._full)
-            self._full = False
+        if self._dirty or self.ingest is None:
+            self._start_refresh(full=False)
 
-    @work(thread=True, group="refresh")
-    def snapshot(self, full: bool) -> None:
-        try:
-            if not self.data.exists():
-                self.call_from_thread(self._no_database)
-                return
-            if self.mode == "browse" and not full and self.watermark and self.data.latest() == self.watermark:
-                return  # another process has written nothing new
-            now = self.now()
-            snap = self.data.snapshot(self.filter, self.watermark, now=now, window=self.window)
-            changed_ids = list({e["message_id"] for e in snap.new_events})
-            changed = self.data.rows_by_id(changed_ids, now=now, window=self.window)
-            self.call_from_thread(self._apply, snap, changed, now, full)
-        finally:
-            self._busy = False
+    def refresh_now(self, *, full: bool = True) -> None:
+        """Read now, replacing any read in progress (the newest request wins)."""
+        if not self.paused:
+            self._start_refresh(full=full)
 
-    def _apply(self, snap: Snapshot, changed: dict[str, Any], now: Any, full: bool) -> None:
+    def _start_refresh(self, full: bool) -> None:
+        self._dirty = False
+        now, flt, watermark, live = self.now(), self.filter, self.watermark, self.ingest is not None
+
+        def fetch(r: Reader) -> tuple[Snapshot, dict[str, Any]] | None:
+            if not live and not full and watermark and r.latest_event_id() == watermark:
+                return None  # another process has written nothing new
+            snap = r.dashboard(flt, watermark, limit=PAGE, now=now)
+            changed = r.messages_by_id({e["message_id"] for e in snap.new_events}, now=now)
+            return snap, changed
+
+        self._refresh = self.gateway.read(fetch, lambda result: self._apply(result, now, full), group="refresh",
+                                          exclusive=full)
+
+    def _apply(self, result: tuple[Snapshot, dict[str, Any]] | None, now: datetime, full: bool) -> None:
+        if result is None:
+            return
+        snap, changed = result
         if self.watermark == 0:
             self.per_minute = snap.per_minute
         else:
             self.per_minute.update(snap.per_minute)
         self.watermark = snap.watermark
-        main = self._main()
-        if main is not None:
-            main.apply(snap, changed, now, full=full)
+        self._last = snap
+        self.main.show(snap, changed, self._health(snap), now, per_minute=self.per_minute, full=full)
         self.refreshes += 1
         if self.refreshes == 1:
             gc.freeze()  # what start-up made lives as long as the app: keep full collections short
 
-    def _no_database(self) -> None:
-        main = self._main()
-        if main is not None:
-            from smsmon.store.queries import Stats
+    def _health(self, snap: Snapshot) -> HealthInfo:
+        """One record for the health line: this process's ingest when live, the database's poll
+        runs when browsing."""
+        if self.ingest is not None:
+            h = self.ingest.health
+            return HealthInfo(live=True, db=self.db, callback_url=h.callback_url, last_callback=self.ingest.last_callback,
+                              pollers=tuple(h.pollers), paused=self.paused,
+                              polls={p: PollState(o.ok, o.finished_at, o.error_code) for p, o in h.polls.items()})
+        return HealthInfo(live=False, db=self.db, pollers=tuple(sorted(snap.polls)), paused=self.paused,
+                          polls={p: PollState(bool(r["ok"]), r["finished_at"], r["error_code"]) for p, r in snap.polls.items()})
 
-            empty = Stats(0, 0, {}, None, None, None, 0, [], [], [])
-            main.apply(Snapshot([], empty, [], 0, Counter()), {}, self.now(), full=True)
+    # ── what the screens and widgets ask for ────────────────────────────────
+    def on_filter_bar_changed(self, message: FilterBar.Changed) -> None:
+        self._use_filter(message.filter)
 
-    def _main(self) -> MainScreen | None:
-        for screen in self.screen_stack:
-            if isinstance(screen, MainScreen):
-                return screen
-        return None
-
-    def load_more(self) -> None:
-        if self._loading_more or self.last_cursor is None:
-            return
-        self._loading_more = True
-        self._more(self.last_cursor)
-
-    @work(thread=True, group="more")
-    def _more(self, after: Cursor) -> None:
-        rows: list[dict[str, Any]] = []
-        now = self.now()
-        try:
-            rows = self.data.more(self.filter, after, now=now, window=self.window)
-        finally:
-            self.call_from_thread(self._appended, rows, now)
-
-    def _appended(self, rows: list[dict[str, Any]], now: Any) -> None:
-        """On the UI thread: add the page, and if the cursor is still near the end (the user kept
-        going while it loaded), fetch the next one."""
-        self._loading_more = False
-        main = self._main()
-        if main is None or not rows:
-            return
-        main.append(rows, now)
-        table = main.query_one("#messages")
-        if table.cursor_row >= table.row_count - 10:  # type: ignore[attr-defined]
-            self.load_more()
-
-    # ── what the screens and the palette ask for ────────────────────────────
     def set_filter(self, text: str) -> None:
-        """Raises FilterError for the caller to show."""
-        self.filter = filters.parse(text, self.now())
-        self.filter_text = self.filter.source
-        main = self._main()
-        if main is not None:
-            main.show_filter()
-        self.sub_title = self.sub_title.split(" · ")[0] + (f" · filter: {self.filter_text}" if self.filter_text else "")
-        self.request_refresh(full=True)
+        """From the command palette. Raises FilterError for the caller to show."""
+        self._use_filter(filters.parse(text, self.now()))
+        self.main.show_filter(self.filter.source)
+
+    def _use_filter(self, flt: Filter) -> None:
+        self.filter = flt
+        self.sub_title = self.sub_title.split(" · ")[0] + (f" · filter: {flt.source}" if flt.source else "")
+        self.refresh_now(full=True)
+
+    def on_messages_table_need_more(self, message: MessagesTable.NeedMore) -> None:
+        now, flt, table = self.now(), self.filter, message.table
+
+        def then(rows: list[dict[str, Any]]) -> None:
+            if flt is self.filter:  # else a new filter replaced the table meanwhile
+                table.append(rows, now)
+
+        self.gateway.read(lambda r: r.page(flt, after=message.after, limit=PAGE, now=now), then, group="more")
+
+    def on_messages_table_opened(self, message: MessagesTable.Opened) -> None:
+        self.push_screen(MessageScreen(message.message_id, self.gateway, self.now, show_clock=self.show_clock))
+
+    def on_main_screen_newest_wanted(self, message: MainScreen.NewestWanted) -> None:
+        self.refresh_now(full=True)
+
+    def on_message_screen_ask_provider(self, message: MessageScreen.AskProvider) -> None:
+        self.run_worker(self._ask_provider(message.screen), group="ask")
+
+    async def _ask_provider(self, screen: MessageScreen) -> None:
+        mid = screen.message_id
+        if self.ingest is None:
+            self.notify("offline: browsing a database, no provider to ask", severity="warning")
+            return
+        if not self.ingest.can_refresh(mid):
+            self.notify(f"no poller is configured for {mid.partition(':')[0]}", severity="warning")
+            return
+        self.notify(f"asking the provider about {mid} …")
+        outcome = await self.ingest.refresh(mid)
+        if outcome.ok:
+            self.notify(f"{outcome.new_events} new events" if outcome.new_events else "no change")
+        else:
+            self.notify(f"{outcome.error_code}: {outcome.error}", severity="error")
+        screen.load()
+
+    def action_pause(self) -> None:
+        self.toggle_pause()
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused
         self.notify("paused: live updates held (p resumes)" if self.paused else "resumed")
+        if self._last is not None:
+            self.main.show_health(self._health(self._last), self.now())
         if not self.paused:
-            self.request_refresh(full=True)
-        main = self._main()
-        if main is not None:
-            main.show_pause()
-
-    def open_message(self, message_id: str) -> None:
-        self.push_screen(MessageScreen(message_id))
+            self.refresh_now(full=True)
 
     def action_insights(self) -> None:
-        self.push_screen(InsightsScreen())
+        self.push_screen(InsightsScreen(self.gateway, self.filter, self.window, self.now, show_clock=self.show_clock))
 
     def action_dead_letters(self) -> None:
-        self.push_screen(DeadLettersScreen())
+        self.push_screen(DeadLettersScreen(self.gateway, show_clock=self.show_clock))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
-
-    @staticmethod
-    def outcome_of(event: dict[str, Any]) -> str:
-        try:
-            return outcome_of(event["provider"], Status(event["status"])).value
-        except ValueError:
-            return "UNKNOWN"
+        self.push_screen(HelpScreen(show_clock=False))

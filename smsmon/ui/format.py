@@ -6,7 +6,9 @@ from datetime import datetime
 
 from smsmon.timeutil import parse_iso
 
-OUTCOME_STYLE = {"DELIVERED": "green", "NOT_DELIVERED": "red", "IN_FLIGHT": "yellow", "UNKNOWN": "magenta"}
+# Outcome -> the suffix of the component classes that colour it (`messages-table--delivered`);
+# the colours themselves are theme variables, in smsmon.tcss.
+OUTCOME_CLASSES = {"DELIVERED": "delivered", "NOT_DELIVERED": "not-delivered", "IN_FLIGHT": "in-flight", "UNKNOWN": "unknown"}
 
 
 def ago(iso: str | None, now: datetime) -> str:

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any, Callable
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from smsmon import catalogue
-from smsmon.phone import country_name
+from smsmon.filters import Filter
+from smsmon.normalize import country_name
 from smsmon.timeutil import human_duration
-
-if TYPE_CHECKING:
-    from smsmon.ui.app import SmsmonApp
+from smsmon.ui.gateway import Gateway
+from smsmon.ui.screens.base import SubScreen
 
 
 def _table(title: str, columns: list[str]) -> Table:
@@ -28,14 +27,17 @@ def _table(title: str, columns: list[str]) -> Table:
     return t
 
 
-class InsightsScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("question_mark", "app.help", "Help"),
-                Binding("q", "app.quit", "Quit")]
-
-    app: "SmsmonApp"
+class InsightsScreen(SubScreen):
+    def __init__(self, gateway: Gateway, flt: Filter, window: timedelta, clock: Callable[[], datetime], *,
+                 show_clock: bool = True) -> None:
+        super().__init__(show_clock=show_clock)
+        self.gateway = gateway
+        self.filter = flt
+        self.window = window
+        self.clock = clock
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=self.app.show_clock)
+        yield from self.header()
         with VerticalScroll():
             with Horizontal(id="charts"):
                 with Vertical():
@@ -45,16 +47,12 @@ class InsightsScreen(Screen):
                     yield Static("median time to deliver per hour, last 24 h", id="latency-label")
                     yield Sparkline([], id="latency-chart")
             yield Static("loading …", id="insights")
-        yield Footer()
+        yield from self.footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "insights" + (f" · filter: {self.app.filter_text}" if self.app.filter_text else "")
-        self.load()
-
-    @work(thread=True, exclusive=True, group="insights")
-    def load(self) -> None:
-        data = self.app.data.insights(self.app.filter, now=self.app.now(), window=self.app.window)
-        self.app.call_from_thread(self._show, data)
+        self.sub_title = "insights" + (f" · filter: {self.filter.source}" if self.filter.source else "")
+        now = self.clock()
+        self.gateway.read(lambda r: r.insights(self.filter, now=now), self._show, group="insights")
 
     def _show(self, data: dict[str, Any]) -> None:
         s = data["stats"]
@@ -82,13 +80,11 @@ class InsightsScreen(Screen):
         by_country = _table("Failures by country", ["failed", "country"])
         for code, n in data["countries"]:
             by_country.add_row(f"{n:,}", country_name(code))
-        stale = _table(f"Stale messages ({s.stale:,}: not final, silent for {human_duration(self.app.window.total_seconds())})",
+        stale = _table(f"Stale messages ({s.stale:,}: not final, silent for {human_duration(self.window.total_seconds())})",
                        ["last event", "message", "status", "to"])
         for m in data["stale"]:
             stale.add_row(m["last_event_at"][:16].replace("T", " "), m["id"], m["status"], m["dest"] or "")
         head = Text(f"{s.messages:,} messages · delivery rate "
                     f"{'—' if s.delivery_rate is None else f'{s.delivery_rate:.1%}'} · median {human_duration(s.median_seconds)}"
                     f" · p90 {human_duration(s.p90_seconds)}", style="bold")
-        from rich.console import Group
-
         self.query_one("#insights", Static).update(Group(head, by_status, by_code, by_network, by_country, stale))

@@ -4,29 +4,32 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
 
-from smsmon.ui.format import OUTCOME_STYLE, clock
+from smsmon.lifecycle import Status, outcome_of
+from smsmon.ui.format import OUTCOME_CLASSES, clock
 
 SOURCE_LABEL = {"callback": "cb ", "poll": "poll", "status_api": "api ", "import": "imp "}
+
+
+def event_outcome(event: dict[str, Any]) -> str:
+    try:
+        return outcome_of(event["provider"], Status(event["status"])).value
+    except ValueError:
+        return "UNKNOWN"
 
 
 class EventStream(Widget):
     """Keeps the newest events and draws them at its current width when it renders (so a line
     is cut the same way whenever the events arrived, before or after layout)."""
 
-    DEFAULT_CSS = """
-    EventStream {
-        overflow: hidden hidden;
-    }
-    """
+    COMPONENT_CLASSES = {f"event-stream--{c}" for c in OUTCOME_CLASSES.values()}
 
-    def __init__(self, outcome_of: Callable[[dict[str, Any]], str], keep: int = 200, **kwargs: Any) -> None:
+    def __init__(self, keep: int = 200, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.outcome_of = outcome_of
         self.items: deque[tuple[dict[str, Any] | int, datetime]] = deque(maxlen=keep)
 
     def add(self, events: list[dict[str, Any]], skipped: int, now: datetime) -> None:
@@ -41,7 +44,8 @@ class EventStream(Widget):
             line = Text(f"… {item} more", style="dim")
         else:
             line = Text(clock(item["received_at"], now) + " ")
-            line.append(f"{item['status']:<13}", style=OUTCOME_STYLE.get(self.outcome_of(item), ""))
+            style = self.get_component_rich_style(f"event-stream--{OUTCOME_CLASSES[event_outcome(item)]}", partial=True)
+            line.append(f"{item['status']:<13}", style=style)
             line.append(f" {SOURCE_LABEL.get(item['source'], item['source'])} {item['message_id']}")
             if item["flags"]:
                 line.append(f" {item['flags']}", style="dim")

@@ -1,29 +1,31 @@
-"""Text and file output of the read-side commands: explanations, drill-down, stats, exports."""
+"""What the commands print: explanations, a message's drill-down, stats, exports, JSON and
+progress. Renders plain data the store returns; reads nothing itself."""
 
 from __future__ import annotations
 
 import csv
 import json
-import sqlite3
+import sys
 import textwrap
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
+
+import click
 
 from smsmon import catalogue
 from smsmon.catalogue import Entry
-from smsmon.errors import StoreError
-from smsmon.store import queries
-from smsmon.store.schema import open_readonly
+from smsmon.store.queries import PUBLIC_COLUMNS
+from smsmon.store.stats import Stats
 from smsmon.timeutil import human_duration, seconds_between
 
 EVENT_EXPORT_COLUMNS = ["id", "event_key", "message_id", "provider", "source", "event_type", "raw_status", "status",
                         "error_code", "event_time", "received_at", "flags", "raw"]
-MESSAGE_EXPORT_COLUMNS = [*queries._PUBLIC_COLS, "stale"]
+MESSAGE_EXPORT_COLUMNS = [*PUBLIC_COLUMNS, "stale"]
+WIDTH = 96
 
 
 def _wrap(text: str, indent: str = "  ") -> str:
-    return textwrap.fill(text, width=96, initial_indent=indent, subsequent_indent=indent)
+    return textwrap.fill(text, width=WIDTH, initial_indent=indent, subsequent_indent=indent)
 
 
 def render_entry(e: Entry, seen: dict[str, Any] | None = None) -> str:
@@ -42,57 +44,6 @@ def render_entry(e: Entry, seen: dict[str, Any] | None = None) -> str:
         else:
             lines.append(f"  not seen in {seen['database']}")
     return "\n".join(lines)
-
-
-def sightings(db: Path, code: str, provider: str | None) -> dict[str, Any] | None:
-    """How often an (unrecognized) error code appears in the database, by network."""
-    if not db.exists():
-        return None
-    try:
-        conn = open_readonly(db)
-        cond, params = "error_code = ?", [code.strip()]
-        if provider in ("zeckta", "eazita"):
-            cond += " AND provider = ?"
-            params.append(provider)
-        rows = conn.execute(f"SELECT network, count(*) FROM messages WHERE {cond} GROUP BY 1 ORDER BY 2 DESC", params).fetchall()
-    except (StoreError, sqlite3.Error):
-        return None
-    return {"database": str(db), "messages": sum(r[1] for r in rows), "networks": [(r[0], r[1]) for r in rows]}
-
-
-def _flag_entries(flags: str | None) -> list[dict[str, str]]:
-    out = []
-    for flag in (flags or "").split(","):
-        if flag:
-            found = catalogue.lookup(flag, "smsmon")
-            out.append({"flag": flag, "title": found[0].title if found else flag, "meaning": found[0].meaning if found else ""})
-    return out
-
-
-def message_detail(conn: sqlite3.Connection, message_id: str, window: timedelta) -> dict[str, Any]:
-    """Everything `show` prints about one message, as plain data."""
-    msg = queries.message(conn, message_id, window=window)
-    if msg is None:
-        raise StoreError(f"message {message_id} vanished")
-    events = queries.timeline(conn, message_id)
-    prev = None
-    for ev in events:
-        ev["since_previous_seconds"] = seconds_between(prev, ev["event_time"]) if prev else None
-        prev = ev["event_time"]
-        try:
-            ev["raw"] = json.loads(ev["raw"]) if ev["raw"] else None
-        except ValueError:
-            pass
-        ev["flags_explained"] = _flag_entries(ev["flags"])
-    status = catalogue.explain_status(msg["provider"], msg["raw_status"])
-    error = catalogue.explain_error(msg["provider"], msg["error_code"])
-    flags = _flag_entries(msg["flags"]) + ([] if not msg["stale"] else _flag_entries("stale"))
-    return {
-        "message": msg,
-        "events": events,
-        "explanation": {"status": status.to_dict(), "error_code": error.to_dict() if error else None},
-        "flags": flags,
-    }
 
 
 def _t(iso: str | None) -> str:
@@ -134,7 +85,7 @@ def render_detail(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_stats(s: queries.Stats, source: str, window: timedelta) -> str:
+def render_stats(s: Stats, source: str, window: timedelta) -> str:
     rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
     lines = [f"{s.messages:,} messages, {s.events:,} events" + (f"  (filter: {source})" if source else ""),
              f"  delivery rate {rate}   (delivered / delivered + not delivered)",
@@ -180,3 +131,18 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, columns:
             n += 1
         out.write("\n]\n" if n else "]\n")
     return n
+
+
+def json_out(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def progress(verb: str, unit: str) -> Callable[[int], None] | None:
+    """A progress line on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(n: int) -> None:
+        click.echo(f"\r{verb}: {n:,} {unit}", err=True, nl=False)
+
+    return report

@@ -24,7 +24,7 @@ def _rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     except OSError:
-        pass
+        pass  # no /proc (not Linux): the peak below is the next best figure
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -43,7 +43,7 @@ async def browse_figures(db: Path, say: Callable[[str], None]) -> dict[str, Any]
 
     rss_before = _rss_mb()
     started = time.perf_counter()
-    app = SmsmonApp(db, mode="browse")
+    app = SmsmonApp(db)
     async with app.run_test(size=SIZE) as pilot:
         table = lambda: app.screen.query_one("#messages", DataTable)  # noqa: E731
         await _until(pilot, lambda: app.refreshes >= 1 and table().row_count > 0)
@@ -61,7 +61,7 @@ async def browse_figures(db: Path, say: Callable[[str], None]) -> dict[str, Any]
         await pilot.press("i")
         await pilot.pause(1.0)
         rss = _rss_mb()
-        loaded = table().row_count if not hasattr(app.screen, "sub_title") or app.screen is None else None
+        loaded = app.main.table.row_count
     say(f"  first paint on {db.name}: {first_paint * 1000:.0f} ms (target < 1000 ms)")
     say(f"  RSS while browsing (after 15 pages, 5 messages, a filter, insights): {rss:.0f} MB"
         f" (of which {rss_before:.0f} MB before the app started; target < 200 MB)")
@@ -75,10 +75,11 @@ async def keypress_figures(tmp: Path, rate: int, presses: int, say: Callable[[st
 
     from smsmon import config
     from smsmon.ingest.listener import ListenerConfig
+    from smsmon.ingest.runtime import Ingest
     from smsmon.ui.app import SmsmonApp
 
-    settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": str(tmp / "watch.db")})
-    app = SmsmonApp(settings.db_path, mode="watch", settings=settings, listener_config=ListenerConfig(port=0))
+    settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": tmp / "watch.db"})
+    app = SmsmonApp(settings.db, ingest=Ingest(settings, listener=ListenerConfig(port=0)), window=settings.watch_window)
     latencies: list[float] = []
     async with app.run_test(size=SIZE) as pilot:
         await _until(pilot, lambda: app.ingest is not None and app.ingest.health.listening is not None)
@@ -126,8 +127,7 @@ def ui_bench(*, db: Path | None, events: int, rate: int, presses: int, say: Call
     import tempfile
 
     from smsmon.sim.generate import fill
-    from smsmon.store import queries
-    from smsmon.store.schema import open_readonly
+    from smsmon.store.reader import Reader
 
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="smsmon-bench-ui-") as tmp:
@@ -135,9 +135,8 @@ def ui_bench(*, db: Path | None, events: int, rate: int, presses: int, say: Call
         if not path.exists():
             say(f"building a {events:,}-event database at {path} (once; about 2 minutes per million) ...")
             fill(path, events=events, seed=1, days=30)
-        conn = open_readonly(path)
-        size = queries.latest_event_id(conn)
-        conn.close()
+        with Reader(path) as reader:
+            size = reader.latest_event_id()
         say(f"browsing a database of {size:,} events")
         figures["browse"] = dict(asyncio.run(browse_figures(path, say)), events=size)
         figures["keys"] = asyncio.run(keypress_figures(Path(tmp), rate, presses, say))

@@ -16,7 +16,6 @@ import random
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from smsmon.errors import SmsmonError
+from smsmon.store.reader import Reader
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -97,7 +97,7 @@ class Server:
 
 
 def bare_server() -> Server:
-    return Server([sys.executable, "-m", "smsmon.bench_ingest"], r"bare listening on (\S+)")
+    return Server([sys.executable, "-m", "smsmon.bench.ingest"], r"bare listening on (\S+)")
 
 
 def smsmon_server(db: Path) -> Server:
@@ -115,9 +115,8 @@ async def _bare_main() -> None:
     app.router.add_post("/callbacks/zeckta", ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
     print(f"bare listening on http://127.0.0.1:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -239,11 +238,8 @@ def run_steady(url: str, rate: int, seconds: int, seed: int) -> Result:
 
 # ── the benchmark ───────────────────────────────────────────────────────────────
 def _events(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-    finally:
-        conn.close()
+    with Reader(db) as reader:
+        return reader.latest_event_id()
 
 
 def ingest_bench(*, seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,

@@ -1,0 +1,65 @@
+"""The Textual app: watch (live), demo (live, simulated providers), browse (offline)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from smsmon.cli import cli
+from smsmon.cli.options import ADDRESS, CONTEXT, settings_options
+
+
+def _run_app(settings: Any, ingest: Any) -> None:
+    from smsmon.ui.app import SmsmonApp
+
+    app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window)
+    app.run()
+    if app.return_code:
+        raise click.exceptions.Exit(app.return_code)
+
+
+@cli.command(context_settings=CONTEXT)
+@settings_options(listener=True)
+def watch(settings: Any, listener: Any) -> None:
+    """The live app: the callback listener and the configured pollers, into the database, on screen.
+
+    Same listener options as `smsmon serve`. Keys: / filter, enter open, p pause, i insights,
+    d dead letters, ? help, q quit.
+    """
+    from smsmon.ingest.runtime import Ingest
+
+    _run_app(settings, Ingest(settings, listener=listener))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same simulated traffic.")
+@click.option("--listen", type=ADDRESS, default="127.0.0.1:0", show_default=True,
+              help="Where the demo's listener listens (0: any free port).")
+@settings_options()
+def demo(seed: int, listen: Any, settings: Any) -> None:
+    """The live app against simulated providers: no credentials needed.
+
+    A fake Eazita API on loopback, polled by the real poller; simulated Zeckta callbacks posted to
+    the real listener; all stored by the real writer in a fresh database (or --db).
+    """
+    from smsmon.ingest.listener import ListenerConfig
+    from smsmon.sim.demo import DemoIngest
+
+    if settings.sources.get("db") == "default":
+        settings = settings.override({"db": Path(tempfile.mkdtemp(prefix="smsmon-demo-")) / "demo.db"}, source="demo")
+    _run_app(settings, DemoIngest(settings, ListenerConfig(host=listen.host, port=listen.port), seed=seed))
+    click.echo(f"the demo's database is {settings.db}: `smsmon browse --db {settings.db}` to look again", err=True)
+
+
+@cli.command(context_settings=CONTEXT)
+@settings_options()
+def browse(settings: Any) -> None:
+    """The app on a database, offline: no listener, no pollers. Follows rows another process
+    (`smsmon serve` on the same file) adds."""
+    from smsmon.store.reader import Reader
+
+    Reader(settings.db).open().close()  # a clear error now rather than an empty screen
+    _run_app(settings, None)

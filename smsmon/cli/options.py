@@ -1,0 +1,132 @@
+"""Options shared by several commands, declared once: the database and config file, the
+listener's, `--json`, `--filter`; and the parameter types that turn a mistake on the command
+line into click's usage error (exit 2) instead of a failure later."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from smsmon.config import Address
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class AddressType(click.ParamType):
+    name = "HOST:PORT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Address:
+        if isinstance(value, Address):
+            return value
+        try:
+            return Address.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class NetworkType(click.ParamType):
+    name = "CIDR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from smsmon.errors import ListenerError
+        from smsmon.ingest.listener import parse_networks
+
+        try:
+            return parse_networks([str(value)])[0]
+        except ListenerError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class FilterType(click.ParamType):
+    """A filter expression, parsed now (relative times count from the moment the command starts)."""
+
+    name = "FILTER"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from smsmon import filters
+        from smsmon.errors import FilterError
+        from smsmon.timeutil import now_utc
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return filters.parse(value, now_utc())
+        except FilterError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ZoneType(click.ParamType):
+    name = "ZONE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from smsmon.timeutil import zone
+
+        try:
+            return zone(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+ADDRESS, NETWORK, FILTER, ZONE = AddressType(), NetworkType(), FilterType(), ZoneType()
+
+
+_SETTINGS_OPTIONS = [
+    click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="SQLite database [env SMSMON_DB; default: the user data dir]."),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="TOML config file [env SMSMON_CONFIG; default: the user config dir]."),
+]
+_LISTENER_OPTIONS = [
+    click.option("--listen", type=ADDRESS, default=None, help="Where to listen [setting listen; default 127.0.0.1:8787]."),
+    click.option("--token", default=None, help="Callback token [env SMSMON_CALLBACK_TOKEN, which keeps it out of `ps`]."),
+    click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS certificate (PEM)."),
+    click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS private key (PEM)."),
+    click.option("--allow-from", type=NETWORK, multiple=True, help="Only these addresses may call (repeatable); others get 403."),
+    click.option("--insecure", is_flag=True, help="Allow a non-loopback address without a token."),
+]
+
+
+def settings_options(*, listener: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--db and --config (and with `listener`, the callback listener's options); the command
+    receives `settings` (smsmon.config.Settings) and, with `listener`, a checked ListenerConfig."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def wrapper(*args: Any, db: Path | None, config_file: Path | None, **kwargs: Any) -> Any:
+            from smsmon import config
+
+            flags: dict[str, Any] = {"db": db}
+            if listener:
+                flags.update({"listen": kwargs.pop("listen"), "listener.token": kwargs.pop("token")})
+                network = {k: kwargs.pop(k) for k in ("tls_cert", "tls_key", "allow_from", "insecure")}
+            settings = config.load(config_file, flags=flags)
+            if listener:
+                kwargs["listener"] = listener_config(settings, **network)
+            return f(*args, settings=settings, **kwargs)
+
+        for option in reversed(_SETTINGS_OPTIONS + (_LISTENER_OPTIONS if listener else [])):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def listener_config(settings: Any, *, tls_cert: Path | None = None, tls_key: Path | None = None,
+                    allow_from: tuple[Any, ...] = (), insecure: bool = False) -> Any:
+    from smsmon.ingest.listener import ListenerConfig
+
+    config = ListenerConfig(host=settings.listen.host, port=settings.listen.port, token=settings.listener.token,
+                            allow_from=list(allow_from), tls_cert=tls_cert, tls_key=tls_key, insecure=insecure)
+    config.check()
+    return config
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")(f)
+
+
+def filter_option(help: str = "A filter, as in the app: status:, provider:, since:2h, ...") -> Callable[..., Any]:
+    return click.option("--filter", "-f", "flt", type=FILTER, default="", help=help)

@@ -1,0 +1,133 @@
+"""Commands that read a database: explain, show, stats, export. None of them creates one."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from smsmon.cli import UserError, cli
+from smsmon.cli.options import CONTEXT, filter_option, json_option, settings_options
+from smsmon.cli.output import json_out
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("code")
+@click.option("--provider", type=click.Choice(["zeckta", "eazita", "smsmon"]), help="Only this provider's meaning.")
+@json_option
+@settings_options()
+def explain(code: str, provider: str | None, as_json: bool, settings: Any) -> None:
+    """Explain a status, error code, API code, flag or failure.
+
+    \b
+    smsmon explain DELIVERED        both providers' meaning
+    smsmon explain 101              an Eazita error code
+    smsmon explain -2 --provider eazita
+    smsmon explain late_dlr         a flag smsmon sets
+    An unrecognized code is explained as such, with how often it was seen in the database.
+    """
+    from smsmon import catalogue
+    from smsmon.cli.output import render_entry
+    from smsmon.errors import StoreError
+    from smsmon.store.reader import Reader
+
+    entries = catalogue.explain(code, provider)
+    seen = None
+    if not entries[0].recognized and settings.db.exists():
+        try:
+            with Reader(settings.db) as reader:
+                seen = reader.sightings(code, provider)
+        except StoreError:
+            seen = None  # no usable database: the explanation stands without the sightings
+    if as_json:
+        out = [e.to_dict() for e in entries]
+        if seen is not None:
+            out[0]["seen"] = seen
+        json_out(out)
+        return
+    for i, entry in enumerate(entries):
+        if i:
+            click.echo()
+        click.echo(render_entry(entry, seen if i == 0 else None))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("message")
+@json_option
+@settings_options()
+def show(message: str, as_json: bool, settings: Any) -> None:
+    """One message's drill-down: facts, timeline, explanations, raw payloads.
+
+    MESSAGE is `provider:id`, or a bare id, uuid, reference or phone number when only one
+    message matches (otherwise the candidates are listed).
+    """
+    from smsmon.cli.output import render_detail
+    from smsmon.errors import Ambiguous
+    from smsmon.store.reader import Reader
+
+    with Reader(settings.db, window=settings.watch_window) as reader:
+        try:
+            mid = reader.resolve(message)
+        except Ambiguous as exc:
+            if as_json:
+                json_out({"error": str(exc), "candidates": exc.candidates})
+            else:
+                click.echo(f"error: {exc}", err=True)
+                for c in exc.candidates:
+                    click.echo(f"  {c['id']:<50} {c['status']:<14} {c['dest'] or '':<16} {c['last_event_at'] or ''}", err=True)
+            raise click.exceptions.Exit(1) from None
+        detail = reader.detail(mid)
+    if as_json:
+        json_out(detail)
+    else:
+        click.echo(render_detail(detail))
+
+
+@cli.command(context_settings=CONTEXT)
+@filter_option()
+@json_option
+@settings_options()
+def stats(flt: Any, as_json: bool, settings: Any) -> None:
+    """Delivery rate, time to deliver, outcomes, stale messages, failures by code and network."""
+    from smsmon.cli.output import render_stats
+    from smsmon.store.reader import Reader
+
+    with Reader(settings.db, window=settings.watch_window) as reader:
+        result = reader.stats(flt)
+    if as_json:
+        json_out(dict(result.to_dict(), filter=flt.source or None, database=str(settings.db)))
+    else:
+        click.echo(render_stats(result, flt.source, settings.watch_window))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--table", type=click.Choice(["messages", "events"]), default="messages", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "ndjson"]), default="csv", show_default=True)
+@filter_option("Only messages matching this filter (for events: their events).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@settings_options()
+def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Any) -> None:
+    """Export messages or events as CSV, JSON or NDJSON.
+
+    \b
+    smsmon export --format csv -o messages.csv
+    smsmon export --table events --format ndjson --filter "status:failed since:24h" | jq .
+    """
+    from smsmon.cli.output import EVENT_EXPORT_COLUMNS, MESSAGE_EXPORT_COLUMNS, write_export
+    from smsmon.store.reader import Reader
+
+    with Reader(settings.db, window=settings.watch_window) as reader:
+        rows = reader.iter_messages(flt) if table == "messages" else reader.iter_events(flt)
+        try:
+            stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror}") from None
+        try:
+            columns = MESSAGE_EXPORT_COLUMNS if table == "messages" else EVENT_EXPORT_COLUMNS
+            n = write_export(rows, fmt, stream, columns)
+        finally:
+            if output:
+                stream.close()
+    click.echo(f"exported {n} {table}" + (f" to {output}" if output else ""), err=True)

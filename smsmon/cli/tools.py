@@ -1,0 +1,185 @@
+"""Tools: config (the effective settings), simulate (callbacks into a listener), sim generate (a
+realistic database), bench (figures)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from smsmon.cli import UserError, cli
+from smsmon.cli.options import CONTEXT, json_option, settings_options
+from smsmon.cli.output import json_out, progress
+
+
+# ── config ──────────────────────────────────────────────────────────────────────
+@cli.command("config", context_settings=CONTEXT)
+@json_option
+@settings_options()
+def config_(as_json: bool, settings: Any) -> None:
+    """Show the effective settings, secrets masked, and where each came from."""
+    rows = settings.shown()
+    if as_json:
+        json_out([{"setting": k, "value": v, "source": src} for k, v, src in rows])
+        return
+    width = max(len(k) for k, _, _ in rows)
+    for k, v, src in rows:
+        click.echo(f"{k:<{width}}  {v:<40}  {src}")
+
+
+# ── sim ─────────────────────────────────────────────────────────────────────────
+@cli.group(context_settings=CONTEXT)
+def sim() -> None:
+    """Simulated provider traffic."""
+
+
+@sim.command(context_settings=CONTEXT)
+@click.option("--messages", type=click.IntRange(1), default=None, help="How many messages (default 1000).")
+@click.option("--events", type=click.IntRange(1), default=None, help="Instead of --messages: about this many stored events.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same traffic.")
+@click.option("--days", type=click.FloatRange(0.01), default=7.0, show_default=True, help="Spread over this many days up to now.")
+@settings_options()
+def generate(messages: int | None, events: int | None, seed: int, days: float, settings: Any) -> None:
+    """Fill a database with realistic traffic through the real parsers and writer.
+
+    Both providers, every status, known and unknown error codes, several networks,
+    out-of-order and duplicate events.
+    """
+    from smsmon.sim.generate import fill
+
+    result = fill(settings.db, messages=messages, events=events, seed=seed, days=days,
+                  progress=progress("generating", "events"))
+    click.echo(f"stored {result.new} events ({result.duplicates} duplicates) for {result.messages} messages"
+               f" in {settings.db} at {result.rate:,.0f} events/s", err=True)
+
+
+# ── simulate ────────────────────────────────────────────────────────────────────
+@cli.command(context_settings=CONTEXT)
+@click.option("--target", default=None, metavar="URL",
+              help="Callback URL [default: the local listener, http://127.0.0.1:8787/callbacks/zeckta, with the token if set].")
+@click.option("--rate", type=click.FloatRange(0.1, 100_000), default=20.0, show_default=True, help="Callbacks a second.")
+@click.option("--count", type=click.IntRange(1), default=100, show_default=True, help="How many callbacks.")
+@click.option("--forever", is_flag=True, help="Keep sending until Ctrl+C (ignores --count).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same callbacks.")
+@click.option("--duplicates", type=float, default=0.03, show_default=True, help="Share of callbacks sent twice.")
+@click.option("--out-of-order", type=float, default=0.05, show_default=True, help="Share held up to arrive after a later one.")
+@click.option("--unknown", type=float, default=0.01, show_default=True, help="Share of messages with an unknown event type.")
+@click.option("--malformed", type=float, default=0.01, show_default=True, help="Share of messages followed by a malformed body.")
+@click.option("--json", "as_json", is_flag=True, help="The summary as JSON on stdout.")
+@settings_options()
+def simulate(target: str | None, rate: float, count: int, forever: bool, seed: int, duplicates: float, out_of_order: float,
+             unknown: float, malformed: float, as_json: bool, settings: Any) -> None:
+    """Send realistic Zeckta delivery callbacks to a listener, like `stripe trigger`.
+
+    \b
+    smsmon serve &                              # in one terminal
+    smsmon simulate --count 500 --rate 50       # in another
+    smsmon simulate --target https://example.org/callbacks/zeckta/TOKEN --forever
+    """
+    import asyncio
+
+    from smsmon.ingest.listener import CALLBACK_PATH
+    from smsmon.redact import Redactor
+    from smsmon.sim.sender import Mix, send
+
+    mix = Mix(duplicates, out_of_order, unknown, malformed)
+    try:
+        mix.check()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if target is None:
+        token = f"/{settings.listener.token.reveal()}" if settings.listener.token else ""
+        target = f"http://{settings.listen}{CALLBACK_PATH}{token}"
+    shown = Redactor(settings.secrets)(target)
+    click.echo(f"sending {'callbacks until Ctrl+C' if forever else f'{count:,} callbacks'} to {shown} at {rate:g}/s"
+               f" (seed {seed})", err=True)
+
+    def show_progress(report: Any) -> None:
+        if sys.stderr.isatty():
+            click.echo("\r" + report.line(), err=True, nl=False)
+
+    async def run() -> Any:
+        stop = asyncio.Event()
+        if forever:
+            import signal
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        return await send(target, rate=rate, count=None if forever else count, seed=seed, mix=mix, stop=stop,
+                          on_progress=show_progress)
+
+    report = asyncio.run(run())
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    click.echo(report.line(), err=True)
+    if as_json:
+        json_out(report.to_dict())
+    if report.errors and report.errors == report.sent:
+        raise UserError(f"could not reach {shown}: {report.last_error} (is `smsmon serve` running there?)")
+
+
+# ── bench ───────────────────────────────────────────────────────────────────────
+@cli.group(context_settings=CONTEXT)
+def bench() -> None:
+    """Benchmarks that print figures."""
+
+
+@bench.command("store", context_settings=CONTEXT)
+@click.option("--events", "size", type=click.IntRange(1000), default=1_000_000, show_default=True,
+              help="Size of the large database.")
+@click.option("--fresh-events", type=click.IntRange(1000), default=100_000, show_default=True,
+              help="Events written to a fresh database.")
+@click.option("--db", "large_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the large database here and reuse it next time (default: a temporary file).")
+@click.option("--repeat", type=click.IntRange(3), default=21, show_default=True, help="Runs of each read query.")
+@click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
+def bench_store(size: int, fresh_events: int, large_db: Path | None, repeat: int, as_json: bool) -> None:
+    """Writer throughput (batches of 500, synchronous=FULL) on a fresh and on a large database,
+    and the time of each read query on the large one."""
+    from smsmon.bench.store import store_bench
+
+    figures = store_bench(size=size, fresh_events=fresh_events, large_db=large_db, repeat=repeat,
+                          say=lambda s: click.echo(s, err=True))
+    if as_json:
+        json_out(figures)
+
+
+@bench.command("ingest", context_settings=CONTEXT)
+@click.option("--seconds", type=click.IntRange(1), default=10, show_default=True, help="Length of each run.")
+@click.option("--connections", type=click.IntRange(1), default=64, show_default=True, help="Concurrent connections.")
+@click.option("--rate", type=click.IntRange(1), default=1000, show_default=True, help="Callbacks/s of the steady-rate run.")
+@click.option("--large-db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A large database to run against (built when missing; default: a temporary one).")
+@click.option("--large-events", type=click.IntRange(1000), default=1_000_000, show_default=True,
+              help="Size of the large database when it is built.")
+@click.option("--skip-large", is_flag=True, help="Leave out the run against a large database.")
+@click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
+def bench_ingest(seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
+                 as_json: bool) -> None:
+    """Callbacks/s and latency of `smsmon serve` next to a bare aiohttp endpoint, under the same
+    load (wrk when installed), on a fresh and on a large database; and p99 at a steady rate."""
+    from smsmon.bench.ingest import ingest_bench
+
+    figures = ingest_bench(seconds=seconds, connections=connections, rate=rate, large_db=large_db,
+                           large_events=large_events, skip_large=skip_large, say=lambda s: click.echo(s, err=True))
+    if as_json:
+        json_out(figures)
+
+
+@bench.command("ui", context_settings=CONTEXT)
+@click.option("--db", "large_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A large database to browse (built when missing; default: a temporary one).")
+@click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True, help="Size of the database when built.")
+@click.option("--rate", type=click.IntRange(1), default=500, show_default=True, help="Callbacks/s into watch during the key test.")
+@click.option("--presses", type=click.IntRange(5), default=100, show_default=True, help="Key presses to time.")
+@click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
+def bench_ui(large_db: Path | None, events: int, rate: int, presses: int, as_json: bool) -> None:
+    """Time to first paint and memory while browsing a large database; key-press latency while
+    `smsmon simulate` pushes callbacks into `watch`."""
+    from smsmon.bench.ui import ui_bench
+
+    figures = ui_bench(db=large_db, events=events, rate=rate, presses=presses, say=lambda s: click.echo(s, err=True))
+    if as_json:
+        json_out(figures)

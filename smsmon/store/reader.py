@@ -1,0 +1,151 @@
+"""Reader: everything the commands, the app and the pollers read, on one read-only connection.
+
+The connection opens on first use and is shared by whichever thread asks, one at a time (the
+app starts a thread per worker: a connection per thread would pile up, each with its own page
+cache). Every method blocks on SQLite: call it from a thread, never from an event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from smsmon.filters import Filter
+from smsmon.lifecycle import WATCH_WINDOW
+from smsmon.store import queries, views
+from smsmon.store import stats as figures
+from smsmon.store.schema import CACHE_KIB, open_readonly
+
+EXPORT_BATCH = 1000  # rows read at a time when iterating everything
+
+
+class Reader:
+    def __init__(self, path: str | Path, *, cache_kib: int = CACHE_KIB, mmap: bool = True,
+                 window: timedelta = WATCH_WINDOW) -> None:
+        self.path = Path(path)
+        self.window = window
+        self._cache_kib, self._mmap = cache_kib, mmap
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+
+    def open(self) -> "Reader":
+        """Open now, to fail early with a clear StoreError (a missing file, not a database)."""
+        with self._lock:
+            self._c()
+        return self
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = open_readonly(self.path, cache_kib=self._cache_kib, mmap=self._mmap)
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "Reader":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self._c(), *args, **kwargs)
+
+    # ── messages ─────────────────────────────────────────────────────────────
+    def page(self, f: Filter | None = None, *, after: queries.Cursor | None = None, limit: int = queries.PAGE,
+             now: datetime | None = None) -> list[dict[str, Any]]:
+        return self._run(queries.page, f, after=after, limit=limit, now=now, window=self.window)
+
+    def message(self, message_id: str, *, now: datetime | None = None) -> dict[str, Any] | None:
+        return self._run(queries.message, message_id, now=now, window=self.window)
+
+    def messages_by_id(self, ids: Iterable[str], *, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+        def read(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            return {i: r for i in ids if (r := queries.message(conn, i, now=now, window=self.window))}
+        return self._run(read)
+
+    def timeline(self, message_id: str) -> list[dict[str, Any]]:
+        return self._run(queries.timeline, message_id)
+
+    def resolve(self, query: str) -> str:
+        return self._run(queries.resolve, query)
+
+    def detail(self, message_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+        return self._run(views.message_detail, message_id, window=self.window, now=now)
+
+    def iter_messages(self, f: Filter | None = None, *, now: datetime | None = None,
+                      batch: int = EXPORT_BATCH) -> Iterator[dict[str, Any]]:
+        """Every matching message, a page at a time (the lock is held per page, not throughout)."""
+        after = None
+        while True:
+            rows = self.page(f, after=after, limit=batch, now=now)
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = queries.cursor(rows[-1])
+
+    def iter_events(self, f: Filter | None = None, *, now: datetime | None = None,
+                    batch: int = EXPORT_BATCH) -> Iterator[dict[str, Any]]:
+        """Every event of the matching messages, in arrival order, a batch at a time."""
+        after = 0
+        while True:
+            rows = self._run(queries.events_of, f, after=after, limit=batch, now=now, window=self.window)
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = rows[-1]["id"]
+
+    # ── figures ──────────────────────────────────────────────────────────────
+    def stats(self, f: Filter | None = None, *, now: datetime | None = None) -> figures.Stats:
+        return self._run(figures.stats, f, now=now, window=self.window)
+
+    def facets(self, dim: str, f: Filter | None = None, *, limit: int = queries.TOP,
+               now: datetime | None = None) -> list[tuple[str | None, int]]:
+        return self._run(figures.facets, dim, f, limit=limit, now=now, window=self.window)
+
+    def dashboard(self, f: Filter, watermark: int, *, limit: int, now: datetime) -> views.Snapshot:
+        return self._run(views.dashboard, f, watermark, limit=limit, now=now, window=self.window)
+
+    def insights(self, f: Filter, *, now: datetime) -> dict[str, Any]:
+        return self._run(views.insights, f, now=now, window=self.window)
+
+    def sightings(self, code: str, provider: str | None) -> dict[str, Any]:
+        return self._run(views.sightings, code, provider, str(self.path))
+
+    # ── new data, dead letters, polls ────────────────────────────────────────
+    def latest_event_id(self) -> int:
+        return self._run(queries.latest_event_id)
+
+    def events_after(self, after_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
+        return self._run(queries.events_after, after_id, limit=limit)
+
+    def dead_letters(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        return self._run(queries.dead_letters, limit=limit)
+
+    def poll_runs(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        return self._run(queries.poll_runs, limit=limit)
+
+    # ── for the pollers and the demo ─────────────────────────────────────────
+    def open_messages(self, provider: str, *, since: str, older_than: str | None = None, limit: int = 1000) -> list[str]:
+        return self._run(queries.open_messages, provider, since=since, older_than=older_than, limit=limit)
+
+    def open_statuses(self, provider: str) -> dict[str, str | None]:
+        return self._run(queries.open_statuses, provider)
+
+    def stored_keys(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        return self._run(queries.stored_keys, pairs)
+
+    def raw_statuses(self, message_ids: Iterable[str]) -> dict[str, str | None]:
+        return self._run(queries.raw_statuses, message_ids)
+
+    # ── for benchmarks ───────────────────────────────────────────────────────
+    def sample_messages(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None, queries.Cursor | None]:
+        return self._run(queries.sample_messages)
+

@@ -1,0 +1,142 @@
+"""Composed read models: what a screen or a command shows at once, built from the queries.
+
+- `dashboard()`: the main screen's snapshot: a page of messages, the summary, the new events
+  past a watermark and their per-minute counts, the latest poll of each provider, dead letters;
+- `message_detail()`: one message with its timeline, explanations and flags in words (`show`,
+  the message screen);
+- `insights()`: failures by status, code, network and country, the hourly series, stale messages;
+- `sightings()`: where an unrecognized error code was seen.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from smsmon import catalogue
+from smsmon.errors import LookupFailed
+from smsmon.filters import Filter
+from smsmon.lifecycle import Outcome
+from smsmon.store import queries
+from smsmon.store import stats as figures
+from smsmon.timeutil import fmt, parse_iso, seconds_between
+
+STREAM_EVENTS = 200  # new events a snapshot carries at most: the newest of a burst
+SPARK_MINUTES = 30
+HOURS = 24
+STALE_SHOWN = 50
+COUNTRIES_SHOWN = 15
+
+
+@dataclass
+class Snapshot:
+    rows: list[dict[str, Any]]
+    stats: figures.Stats
+    new_events: list[dict[str, Any]]
+    watermark: int
+    per_minute: Counter  # "YYYY-MM-DDTHH:MM" -> events received that minute (only the new ones)
+    polls: dict[str, dict[str, Any]] = field(default_factory=dict)  # provider -> latest poll_runs row
+    dead_letters: int = 0
+    total_messages: int = 0
+
+    @classmethod
+    def empty(cls) -> "Snapshot":
+        return cls([], figures.Stats(0, 0, {}, None, None, None, 0, [], [], []), [], 0, Counter())
+
+
+def dashboard(conn: sqlite3.Connection, f: Filter, watermark: int, *, limit: int, now: datetime,
+              window: timedelta) -> Snapshot:
+    top = queries.latest_event_id(conn)
+    new: list[dict[str, Any]] = []
+    if top > watermark:
+        new = queries.events_after(conn, max(watermark, top - STREAM_EVENTS), limit=STREAM_EVENTS)
+    if watermark == 0:  # first look: only the last half hour counts for the sparkline
+        since = fmt(now - timedelta(minutes=SPARK_MINUTES))
+        per_minute = Counter(queries.events_per_minute(conn, queries.first_event_received_since(conn, since)))
+    else:
+        per_minute = Counter(queries.events_per_minute(conn, watermark + 1))
+    return Snapshot(
+        rows=queries.page(conn, f, limit=limit, now=now, window=window),
+        stats=figures.stats(conn, f, now=now, window=window),
+        new_events=new, watermark=top, per_minute=per_minute, polls=queries.latest_poll_runs(conn),
+        dead_letters=queries.dead_letter_count(conn), total_messages=queries.message_count(conn),
+    )
+
+
+def hourly(conn: sqlite3.Connection, now: datetime, hours: int = HOURS) -> list[dict[str, Any]]:
+    """Delivery rate and median time to deliver per hour of final status, the last `hours`."""
+    since = fmt(now - timedelta(hours=hours))
+    buckets: dict[str, dict[str, Any]] = {}
+    for final_at, outcome, secs in queries.finals_since(conn, since):
+        hour = final_at[:13]
+        b = buckets.setdefault(hour, {"delivered": 0, "failed": 0, "secs": []})
+        if outcome == Outcome.DELIVERED:
+            b["delivered"] += 1
+            if secs is not None:
+                b["secs"].append(secs)
+        elif outcome == Outcome.NOT_DELIVERED:
+            b["failed"] += 1
+    out = []
+    start = parse_iso(since).replace(minute=0, second=0, microsecond=0)
+    for i in range(hours + 1):
+        key = fmt(start + timedelta(hours=i))[:13]
+        b = buckets.get(key, {"delivered": 0, "failed": 0, "secs": []})
+        done = b["delivered"] + b["failed"]
+        secs = sorted(b["secs"])
+        out.append({"hour": key, "rate": b["delivered"] / done if done else None,
+                    "median": secs[len(secs) // 2] if secs else None, "final": done})
+    return out
+
+
+def insights(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedelta) -> dict[str, Any]:
+    stats = figures.stats(conn, f, now=now, window=window)
+    failed = Filter(outcomes=(Outcome.NOT_DELIVERED.value,), since=f.since, until=f.until, providers=f.providers)
+    countries = figures.facets(conn, "country_code", failed, limit=COUNTRIES_SHOWN, now=now, window=window)
+    stale = queries.page(conn, Filter(special=("stale",)), limit=STALE_SHOWN, now=now, window=window)
+    return {"stats": stats, "countries": countries, "hours": hourly(conn, now), "stale": stale}
+
+
+def _flag_entries(flags: str | None) -> list[dict[str, str]]:
+    out = []
+    for flag in (flags or "").split(","):
+        if flag:
+            found = catalogue.lookup(flag, "smsmon")
+            out.append({"flag": flag, "title": found[0].title if found else flag, "meaning": found[0].meaning if found else ""})
+    return out
+
+
+def message_detail(conn: sqlite3.Connection, message_id: str, *, window: timedelta,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """Everything `show` prints about one message, as plain data."""
+    msg = queries.message(conn, message_id, now=now, window=window)
+    if msg is None:
+        raise LookupFailed(f"message {message_id} is not in the database")
+    events = queries.timeline(conn, message_id)
+    prev = None
+    for ev in events:
+        ev["since_previous_seconds"] = seconds_between(prev, ev["event_time"]) if prev else None
+        prev = ev["event_time"]
+        try:
+            ev["raw"] = json.loads(ev["raw"]) if ev["raw"] else None
+        except ValueError:
+            pass  # not JSON after all: shown as the text it is
+        ev["flags_explained"] = _flag_entries(ev["flags"])
+    status = catalogue.explain_status(msg["provider"], msg["raw_status"])
+    error = catalogue.explain_error(msg["provider"], msg["error_code"])
+    flags = _flag_entries(msg["flags"]) + ([] if not msg["stale"] else _flag_entries("stale"))
+    return {
+        "message": msg,
+        "events": events,
+        "explanation": {"status": status.to_dict(), "error_code": error.to_dict() if error else None},
+        "flags": flags,
+    }
+
+
+def sightings(conn: sqlite3.Connection, code: str, provider: str | None, database: str) -> dict[str, Any]:
+    """How often an (unrecognized) error code appears in the database, by network."""
+    networks = queries.error_code_networks(conn, code.strip(), provider)
+    return {"database": database, "messages": sum(n for _, n in networks), "networks": networks}

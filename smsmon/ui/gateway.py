@@ -1,0 +1,38 @@
+"""The app's one way to the store. Each read runs in a thread worker on one shared Reader, and
+its result reaches a callback on the UI thread, unless a newer read of the same group has
+replaced it meanwhile (the newest request wins). The UI thread never touches SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from textual.app import App
+from textual.worker import Worker, get_current_worker
+
+from smsmon.lifecycle import WATCH_WINDOW
+from smsmon.store.reader import Reader
+
+T = TypeVar("T")
+UI_CACHE_KIB = 32 * 1024  # the app's page cache: enough for the hot indexes, not the whole file
+
+
+class Gateway:
+    def __init__(self, app: App, db: Path, *, window: Any = WATCH_WINDOW) -> None:
+        self.app = app
+        self.reader = Reader(db, cache_kib=UI_CACHE_KIB, mmap=False, window=window)
+
+    def read(self, fetch: Callable[[Reader], T], then: Callable[[T], None], *, group: str,
+             exclusive: bool = True) -> Worker:
+        """Run `fetch(reader)` in a thread; hand its result to `then` on the UI thread. With
+        `exclusive`, a read of the same group still running is cancelled and its result dropped."""
+
+        def work() -> None:
+            result = fetch(self.reader)
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(then, result)
+
+        return self.app.run_worker(work, thread=True, group=group, exclusive=exclusive, exit_on_error=False)
+
+    def close(self) -> None:
+        self.reader.close()
