@@ -278,7 +278,7 @@ def test_export_into_a_closed_pipe_is_quiet(sample_db) -> None:
 
 @pytest.mark.parametrize("command", ["watch", "demo", "browse", "explain", "show", "stats", "export", "import", "serve", "poll",
                                      "simulate", "config", "sim", "sim generate", "bench", "bench store", "bench ingest",
-                                     "bench ui"])
+                                     "bench ui", "bench attack"])
 def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
     r = run(*command.split(), "--help")
     assert r.exit_code == 0 and "Usage:" in r.stdout

@@ -183,3 +183,26 @@ def bench_ui(large_db: Path | None, events: int, rate: int, presses: int, as_jso
     figures = ui_bench(db=large_db, events=events, rate=rate, presses=presses, say=lambda s: click.echo(s, err=True))
     if as_json:
         json_out(figures)
+
+
+@bench.command("attack", context_settings=CONTEXT)
+@click.option("--quick", is_flag=True, help="The short version (as CI runs it): fewer, smaller attacks; the same rules.")
+@click.option("--area", "areas", multiple=True, type=click.Choice(["listener", "provider", "database"]),
+              help="Only this area (repeatable; default: all).")
+@json_option
+def bench_attack(quick: bool, areas: tuple[str, ...], as_json: bool) -> None:
+    """Attack a real `smsmon serve` and the pollers as an attacker, a broken provider or a careless
+    operator would, and print what was tried and what happened. Exits 1 if a rule broke: a 500,
+    an acknowledged event lost, a secret in a log or a file, memory out of bounds."""
+    import tempfile
+
+    from smsmon.bench.attack import AREAS, attack_bench
+
+    with tempfile.TemporaryDirectory(prefix="smsmon-attack-") as tmp:
+        results = attack_bench(tmp=Path(tmp), quick=quick, areas=areas or AREAS, say=lambda s: click.echo(s, err=True))
+    failed = [r for r in results if not r.ok]
+    click.echo(f"{len(results)} attacks, {len(failed)} broke a rule", err=True)
+    if as_json:
+        json_out([r.to_dict() for r in results])
+    if failed:
+        raise click.exceptions.Exit(1)
