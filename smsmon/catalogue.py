@@ -291,6 +291,10 @@ for _c, _t, _m, _causes, _a, _r, _g in [
     (Failure.POLL_INVALID_JSON, "Provider answered invalid JSON", "The provider's answer could not be parsed as JSON.", ["Truncated answer.", "Provider bug."], "Wait for the next poll; report it if it repeats.", R.LATER, G.PROVIDER),
     (Failure.POLL_BAD_SHAPE, "Provider answer has the wrong shape", "The answer was JSON but not in the documented shape.", ["API changed."], "Report it; smsmon may need an update.", R.LATER, G.PROVIDER),
     (Failure.POLL_API_ERROR, "Provider API returned an error", "The API answered with an error envelope (Eazita `code` other than 1). Its code has its own entry.", ["See the API code."], "Run `smsmon explain <code> --provider eazita`.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.STORE_GONE, "Database file removed or replaced", "The database file that `smsmon serve` (or `watch`) was writing was removed, replaced by another file, or truncated while it ran. From that moment nothing is acknowledged (callbacks get 503, so the provider retries) and nothing is written, so that no event lands in a file that is no longer at the path and the old write-ahead log is never applied to another file.",
+     ["The file was deleted or moved by hand or by a clean-up job.", "A backup was restored over it while smsmon ran.", "A disk or mount problem."], "Put the right file at the path and restart smsmon; callbacks answered 503 meanwhile are retried by the provider. Events acknowledged before the change are in the file that stood at the path then.", R.AFTER_FIX, G.UNKNOWN),
+    (Failure.STORE_DAMAGED, "Database file damaged", "SQLite found the database file damaged (or not a database at all). smsmon neither reads nor writes it further.",
+     ["A crash of the disk or the machine with a cache that lies about flushing.", "The file was copied while it was being written.", "It is not an smsmon database."], "Recover what can be read into a new file with `sqlite3 FILE \".recover\" | sqlite3 NEW.db`, then point smsmon at the new file.", R.AFTER_FIX, G.UNKNOWN),
 ]:
     _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
 

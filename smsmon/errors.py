@@ -12,8 +12,9 @@ the kind of a failure is its class, or a `Failure` member for the ones the catal
      ├── PollFailure           one poll failed, classified (.kind) and with every credential masked
      └── StoreError            the database cannot be used
           ├── StoreUnavailable locked past the busy timeout, disk full, I/O error: try again later
+          │    └── DatabaseGone  the file at the path was removed, replaced or truncated under a writer
           ├── SchemaTooNew     the database was written by a newer smsmon
-          └── NotSmsmonDatabase the file is not an smsmon database (or is damaged)
+          └── NotSmsmonDatabase the file is not an smsmon database, or is damaged
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Failure(enum.StrEnum):
     POLL_INVALID_JSON = "poll_invalid_json"
     POLL_BAD_SHAPE = "poll_bad_shape"
     POLL_API_ERROR = "poll_api_error"
+    STORE_GONE = "store_gone"
+    STORE_DAMAGED = "store_damaged"
 
 
 class SmsmonError(Exception):
@@ -109,6 +112,15 @@ class StoreError(SmsmonError):
 
 class StoreUnavailable(StoreError):
     """A transient store failure (locked, disk I/O): the caller may retry later; nothing was committed."""
+
+
+class DatabaseGone(StoreUnavailable):
+    """The database file this writer opened is no longer the file at its path (removed,
+    replaced or truncated): nothing more may be acknowledged until smsmon is restarted."""
+
+    def __init__(self, message: str, how: str) -> None:
+        super().__init__(message)
+        self.how = how  # "removed", "replaced" or "truncated"
 
 
 class SchemaTooNew(StoreError):

@@ -15,6 +15,8 @@ from smsmon.cli.options import ADDRESS, CONTEXT, settings_options
 def _run_app(settings: Any, ingest: Any) -> None:
     from smsmon.ui.app import SmsmonApp
 
+    if ingest is not None:
+        ingest.preflight()  # a clear line now, not a flash of the app before it
     app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window)
     app.run()
     if app.return_code:

@@ -47,6 +47,7 @@ def serve(busy_timeout: float, no_poll: bool, settings: Any, listener: Any) -> N
 
     logs.to_stderr(Redactor(settings.secrets))
     ingest = Ingest(settings, listener=listener, pollers=not no_poll, busy_timeout=busy_timeout)
+    ingest.preflight()
 
     async def run() -> None:
         stop = _stop_on_signals()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from smsmon.errors import StoreError, StoreUnavailable
+from smsmon.errors import DatabaseGone, Failure, NotSmsmonDatabase, StoreError, StoreUnavailable
 from smsmon.lifecycle import Event
 from smsmon.store.writer import Applied, Checkpointer, DeadLetter, Writer
 
@@ -29,6 +29,7 @@ log = logging.getLogger("smsmon.committer")
 
 MAX_BATCH = 500
 CHECKPOINT_EVERY_S = 0.5
+VERIFY_EVERY_S = 1.0  # when idle, check this often that the file at the path is still the database being written
 WAL_LIMIT = 4 * 1024 * 1024  # small: the WAL stays in cache and the writer's catch-up copy is short (measured best)
 _STOP = object()
 
@@ -65,6 +66,7 @@ class Committer:
         self.batched_items = 0
         self.commit_seconds = 0.0  # time spent applying and committing
         self.last_error: str | None = None
+        self.gone: DatabaseGone | None = None  # set once the file at the path stopped being this database: no commit after
 
     # ── lifecycle ─────────────────────────────────────────────────────────────
     def start(self) -> None:
@@ -114,7 +116,11 @@ class Committer:
         assert self._writer is not None
         stop = False
         while not stop:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=VERIFY_EVERY_S)
+            except queue.Empty:
+                self._verify()
+                continue
             if first is _STOP:
                 break
             batch: list[_Item] = [first]  # type: ignore[list-item]
@@ -128,9 +134,36 @@ class Committer:
                     break
                 batch.append(item)  # type: ignore[arg-type]
             self._commit(batch)
-        self._writer.close()
+        if self.gone is None:
+            self._writer.close()
+
+    def _verify(self) -> None:
+        if self.gone is None:
+            try:
+                self._writer.verify_file()  # type: ignore[union-attr]
+            except DatabaseGone as exc:
+                self._lost_the_file(exc)
+
+    def _lost_the_file(self, exc: DatabaseGone) -> None:
+        """From now on nothing is committed or acknowledged. The connections close at once: the
+        last one to close copies the write-ahead log into the file it belongs to (the old one)
+        and deletes it, so that it can never be applied to the file now at the path."""
+        self.gone, self.last_error = exc, str(exc)
+        self._stopping.set()
+        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
+            self._checkpointer.join(5)
+        if exc.how != "truncated":
+            self._writer.finish_in_old_file()  # type: ignore[union-attr]
+        self._writer.close()  # type: ignore[union-attr]
+        moved = self._writer.abandon_wal()  # type: ignore[union-attr]
+        log.error("%s: %s. Nothing more is acknowledged (callbacks get 503 and the provider retries them); "
+                  "put the right file at the path and restart smsmon.%s", Failure.STORE_GONE, exc,
+                  f" Changes not yet in the old file are kept in {moved}." if moved else "")
 
     def _commit(self, batch: list[_Item]) -> None:
+        if self.gone is not None:
+            self._resolve([(i, None, self.gone) for i in batch])
+            return
         events = [i for i in batch if i.kind == "event"]
         letters = [i for i in batch if i.kind == "dead_letter"]
         runs = [i for i in batch if i.kind == "poll_run"]
@@ -138,9 +171,14 @@ class Committer:
         try:
             applied = self._writer.apply([i.payload for i in events], dead_letters=[i.payload for i in letters],  # type: ignore[union-attr]
                                          poll_runs=[i.payload for i in runs])
+        except DatabaseGone as exc:
+            self._lost_the_file(exc)
+            self._resolve([(i, None, exc) for i in batch])
+            return
         except StoreError as exc:
             self.last_error = str(exc)
-            log.warning("commit failed, %d callbacks answered 503: %s", len(batch), exc)
+            kind = Failure.STORE_DAMAGED if isinstance(exc, NotSmsmonDatabase) else Failure.STORE_UNAVAILABLE
+            log.warning("%s: commit failed, %d callbacks answered 503: %s", kind, len(batch), exc)
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
             self._resolve([(i, None, error) for i in batch])
             return
@@ -181,7 +219,7 @@ class Committer:
 
     def _checkpoint_loop(self) -> None:
         try:
-            checkpointer = Checkpointer(self.db_path)
+            checkpointer = Checkpointer(self._writer)  # type: ignore[arg-type]
         except StoreError:
             return  # the writer's own bound on the WAL still holds
         try:

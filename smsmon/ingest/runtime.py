@@ -27,6 +27,7 @@ from smsmon.ingest.listener import Listener, ListenerConfig
 from smsmon.ingest.poller import EazitaPoller, Poller, PollOutcome, ZecktaStatusPoller, run_poller
 from smsmon.redact import Redactor
 from smsmon.store.reader import Reader
+from smsmon.store.schema import CHECK_BUDGET_S, check_integrity, check_writable
 
 log = logging.getLogger("smsmon.ingest")
 
@@ -76,6 +77,7 @@ class Ingest:
         self._tasks: list[asyncio.Task] = []
         self._clients = AsyncExitStack()
         self._reader: Reader | None = None
+        self._checked = False
 
     @property
     def configured_pollers(self) -> list[str]:
@@ -84,9 +86,22 @@ class Ingest:
         configured = [p for p, ok in (("eazita", s.eazita.configured), ("zeckta", s.zeckta.configured)) if ok]
         return [p for p in configured if self.only in (None, p)] if self.with_pollers else []
 
+    def preflight(self) -> None:
+        """Refuse a database that cannot be written, or is damaged, with one clear line, before
+        anything starts (the CLI calls this before it draws the app). Checks as much of a large
+        file as CHECK_BUDGET_S allows and says so."""
+        if self._checked:
+            return
+        check_writable(self.settings.db)
+        if not check_integrity(self.settings.db):
+            log.info("checked %s for damage for %g s and found none; the rest of it was not checked (`sqlite3 %s "
+                     "\"PRAGMA integrity_check\"` checks all of it)", self.settings.db, CHECK_BUDGET_S, self.settings.db)
+        self._checked = True
+
     async def start(self) -> None:
         """Open the database, bind the listener, build the pollers. Raises StoreError or
         ListenerError (everything started so far is stopped again)."""
+        await asyncio.to_thread(self.preflight)
         self.committer = Committer(self.settings.db, busy_timeout=self.busy_timeout, on_commit=self.on_commit)
         await asyncio.to_thread(self.committer.start)
         try:
@@ -164,6 +179,11 @@ class Ingest:
                 self._polled(outcome)
                 return outcome
         raise SmsmonError(f"{provider} is not configured: {NOT_CONFIGURED.split(': ', 1)[1]}")
+
+    @property
+    def store_error(self) -> str | None:
+        """Why the database cannot take writes now (locked, disk full, the file gone), or None."""
+        return self.committer.last_error if self.committer is not None else None
 
     @property
     def last_callback(self) -> str | None:

@@ -17,7 +17,7 @@ from smsmon.filters import Filter
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.store import queries, views
 from smsmon.store import stats as figures
-from smsmon.store.schema import CACHE_KIB, open_readonly
+from smsmon.store.schema import CACHE_KIB, open_readonly, store_error
 
 EXPORT_BATCH = 1000  # rows read at a time when iterating everything
 
@@ -55,8 +55,13 @@ class Reader:
         self.close()
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """`fn(connection, ...)` under the lock; SQLite's failures become smsmon's (a damaged
+        file says so and what to do, a locked one that it is locked)."""
         with self._lock:
-            return fn(self._c(), *args, **kwargs)
+            try:
+                return fn(self._c(), *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.path) from None
 
     # ── messages ─────────────────────────────────────────────────────────────
     def page(self, f: Filter | None = None, *, after: queries.Cursor | None = None, limit: int = queries.PAGE,

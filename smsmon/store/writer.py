@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,14 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import msgspec
 
 from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Outcome, Status, apply
-from smsmon.store.schema import MESSAGE_COLUMNS, connect, migrate, store_error
+from smsmon.errors import DatabaseGone
+from smsmon.store.schema import MESSAGE_COLUMNS, check_writable, connect, migrate, store_error
 from smsmon.timeutil import seconds_between
 
 DEAD_LETTER_LIMIT = 10_000
 POLL_RUN_LIMIT = 100_000
 DEAD_LETTER_BODY = 64 * 1024
+DEAD_LETTER_BYTES = 16 * 1024 * 1024  # and at most this many bytes of bodies in all (at least 256 full-size ones)
 CHUNK = 500
 POLL_RUN_COLUMNS = ("provider", "started_at", "finished_at", "ok", "http_status", "api_code", "rows_seen", "new_events",
                     "error_code", "error")
@@ -81,6 +84,21 @@ class _Slot:
     last_event_id: int | None
     updated_at: str | None
     before: tuple[str | None, ...]  # facet values before this batch
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _identity_or_none(path: Path) -> tuple[int, int] | None:
+    try:
+        return _identity(path)
+    except OSError:
+        return None
 
 
 def _flags_text(flags: Iterable[str]) -> str | None:
@@ -146,23 +164,77 @@ class Writer:
     """The single writer of one database. Not thread-safe: give it to one thread or task."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0, dead_letter_limit: int = DEAD_LETTER_LIMIT,
-                 poll_run_limit: int = POLL_RUN_LIMIT, autocheckpoint: bool = True) -> None:
+                 dead_letter_bytes: int = DEAD_LETTER_BYTES, poll_run_limit: int = POLL_RUN_LIMIT,
+                 autocheckpoint: bool = True) -> None:
         """`autocheckpoint=False` leaves WAL checkpoints to someone else (the committer's
         background thread), so that commits never wait for one."""
         self.path = Path(path)
         self.dead_letter_limit = dead_letter_limit
+        self.dead_letter_bytes = dead_letter_bytes
         self.poll_run_limit = poll_run_limit
+        check_writable(self.path)
         self.conn = connect(self.path, busy_timeout=busy_timeout)
         if not autocheckpoint:
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
         try:
-            migrate(self.conn)
+            migrate(self.conn, self.path)
         except sqlite3.Error as exc:
             self.conn.close()
             raise store_error(exc, self.path) from None
         except BaseException:
             self.conn.close()
             raise
+        self._identity = _identity(self.path)
+        self._wal_identities = {sfx: _identity_or_none(Path(f"{self.path}{sfx}")) for sfx in ("-wal", "-shm")}
+
+    def abandon_wal(self) -> Path | None:
+        """After the file at the path stopped being this database: move this database's
+        write-ahead log out of the way (and drop its shared-memory index), so that whatever file
+        is at the path next never has it applied. SQLite itself leaves them when the database was
+        unlinked or renamed. Returns where the log went, for the operator (it holds the changes
+        not yet copied into the old file). Call after close()."""
+        moved = None
+        for sfx, identity in self._wal_identities.items():
+            name = Path(f"{self.path}{sfx}")
+            if identity is None or _identity_or_none(name) != identity:
+                continue  # not ours (or gone): leave it
+            try:
+                if sfx == "-wal":
+                    moved = name.with_name(f"{name.name}.abandoned-{time.strftime('%Y%m%dT%H%M%S')}")
+                    os.replace(name, moved)
+                else:
+                    name.unlink()
+            except OSError:
+                pass  # cannot move it (read-only, vanished): the error line already names the file
+        return moved
+
+    def verify_file(self) -> None:
+        """Raise DatabaseGone unless the file at the path is still the one this writer opened, with
+        an SQLite header: removed, replaced (`mv other.db live.db`) and truncated files are caught
+        here, before a commit and before one is acknowledged."""
+        try:
+            now = _identity(self.path)
+            with open(self.path, "rb") as f:
+                header = f.read(len(SQLITE_HEADER))
+        except FileNotFoundError:
+            raise DatabaseGone(f"the database file {self.path} was removed while smsmon was writing it", "removed") from None
+        except OSError as exc:
+            raise DatabaseGone(f"the database file {self.path} cannot be read any more: {exc.strerror}", "removed") from None
+        if now != self._identity:
+            raise DatabaseGone(f"the database file {self.path} was replaced by another file while smsmon was writing it",
+                               "replaced")
+        if header != SQLITE_HEADER:
+            raise DatabaseGone(f"the database file {self.path} was truncated or overwritten while smsmon was writing it",
+                               "truncated")
+
+    def finish_in_old_file(self) -> None:
+        """Copy the write-ahead log into the file this writer opened, through its own open
+        descriptor: after a remove or a replace that is the old file (where the log belongs), not
+        the one now at the path. Never after a truncation (the same file, emptied)."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # what stays in the log is kept with it by abandon_wal
 
     def close(self) -> None:
         try:
@@ -177,9 +249,10 @@ class Writer:
         would grow without bound."""
         try:
             if os.stat(f"{self.path}-wal").st_size > limit:
+                self.verify_file()  # never copy pages into a file that is not this database any more
                 self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except (OSError, sqlite3.Error):
-            pass  # a checkpoint is an optimisation: the next commit tries again
+        except (OSError, sqlite3.Error, DatabaseGone):
+            pass  # a checkpoint is an optimisation: the next commit tries again (and finds a lost file)
 
     def latest_event_id(self) -> int:
         """The newest `events.id`: the watermark a new reader starts from."""
@@ -210,7 +283,11 @@ class Writer:
         return self._transaction(work)
 
     def _transaction(self, work):  # type: ignore[no-untyped-def]
+        """Run `work` in one transaction. The file is checked before and after: what was
+        committed into a file that is no longer at the path raises DatabaseGone, so that the
+        caller never acknowledges it."""
         conn = self.conn
+        self.verify_file()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -218,7 +295,6 @@ class Writer:
         try:
             result = work()
             conn.execute("COMMIT")
-            return result
         except BaseException as exc:
             try:
                 conn.execute("ROLLBACK")
@@ -227,6 +303,8 @@ class Writer:
             if isinstance(exc, sqlite3.Error):
                 raise store_error(exc, self.path) from None
             raise
+        self.verify_file()
+        return result
 
     def _apply(self, events: Sequence[Event]) -> list[Applied]:
         conn = self.conn
@@ -302,15 +380,23 @@ class Writer:
         self._transaction(lambda: self._dead_letters([DeadLetter(received_at, remote, path, reason, body)]))
 
     def _dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        """Bodies are cut to 64 KiB; the oldest rows beyond the bound are dropped."""
-        cur = self.conn.cursor()
-        cur.executemany(
-            "INSERT INTO dead_letters (received_at, remote, path, reason, body) VALUES (?,?,?,?,?)",
-            [(d.received_at, d.remote, d.path, d.reason[:500], d.body[:DEAD_LETTER_BODY].decode("utf-8", "replace"))
-             for d in letters],
-        )
+        """Bodies are cut to 64 KiB; the oldest rows beyond the bounds (rows, and bytes of
+        bodies in all) are dropped."""
+        rows = []
+        for d in letters:
+            body = d.body[:DEAD_LETTER_BODY].decode("utf-8", "replace")
+            rows.append((d.received_at, d.remote, d.path, d.reason[:500], body, len(body.encode())))
+        self.conn.executemany(
+            "INSERT INTO dead_letters (received_at, remote, path, reason, body, size) VALUES (?,?,?,?,?,?)", rows)
         newest = self.conn.execute("SELECT max(id) FROM dead_letters").fetchone()[0]
         self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (newest - self.dead_letter_limit,))
+        # The bytes bound: sizes are read from their own index, never from the (large) rows.
+        total = self.conn.execute("SELECT coalesce(sum(size), 0) FROM dead_letters INDEXED BY ix_dead_letters_size").fetchone()[0]
+        if total > self.dead_letter_bytes:
+            cut = self.conn.execute(
+                "SELECT id FROM (SELECT id, sum(size) OVER (ORDER BY id) AS upto FROM dead_letters INDEXED BY ix_dead_letters_size)"
+                " WHERE upto >= ? ORDER BY id LIMIT 1", (total - self.dead_letter_bytes,)).fetchone()[0]
+            self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (cut,))
 
     def record_poll_run(self, **run: object) -> None:
         """Record one poll (columns of `poll_runs`) in its own transaction."""
@@ -326,16 +412,19 @@ class Writer:
 
 class Checkpointer:
     """A second connection that copies the WAL back into the database (PASSIVE: it never waits
-    for the writer), so that a commit never waits for a checkpoint."""
+    for the writer), so that a commit never waits for a checkpoint. It copies only into the file
+    its writer verified: a checkpoint into a truncated file would make it look whole again."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.conn = connect(path, busy_timeout=0.1)
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.conn = connect(writer.path, busy_timeout=0.1)
 
     def checkpoint(self) -> None:
         try:
+            self.writer.verify_file()
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass  # busy or failing now: the next round tries again
+        except (sqlite3.Error, DatabaseGone):
+            pass  # busy or failing now: the next round tries again; a lost file is the writer's to report
 
     def close(self) -> None:
         self.checkpoint()

@@ -174,7 +174,7 @@ class SmsmonApp(App):
         if self.ingest is not None:
             h = self.ingest.health
             return HealthInfo(live=True, db=self.db, callback_url=h.callback_url, last_callback=self.ingest.last_callback,
-                              pollers=tuple(h.pollers), paused=self.paused,
+                              pollers=tuple(h.pollers), paused=self.paused, store_error=self.ingest.store_error,
                               polls={p: PollState(o.ok, o.finished_at, o.error_code) for p, o in h.polls.items()})
         return HealthInfo(live=False, db=self.db, pollers=tuple(sorted(snap.polls)), paused=self.paused,
                           polls={p: PollState(bool(r["ok"]), r["finished_at"], r["error_code"]) for p, r in snap.polls.items()})

@@ -30,6 +30,7 @@ class HealthInfo:
     pollers: tuple[str, ...] = ()  # live: the configured pollers; browsing: those with poll runs
     polls: dict[str, PollState] = field(default_factory=dict)
     paused: bool = False
+    store_error: str | None = None  # live: why the database takes no writes now
 
 
 class HealthLine(Static):
@@ -51,6 +52,8 @@ class HealthLine(Static):
                 parts.append(f"{label}{ago(p.finished_at, now)}: " + ("[$success]ok[/]" if p.ok else f"[$error]{p.error_code}[/]"))
         if h.live and not h.pollers:
             parts.append("   [dim]no pollers configured[/]")
+        if h.store_error:
+            parts.append(f"   [b $error]NOT STORING: {escape(h.store_error)}[/]")
         if h.paused:
             parts.append("   [b $warning]PAUSED (p resumes)[/]")
         self.update("".join(parts))
