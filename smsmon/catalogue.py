@@ -58,7 +58,7 @@ class Entry:
     retryable: Retryable
     permanent: Permanent
     group: Group
-    sureness: str = "documented"  # or "inferred"
+    sureness: str = "documented"  # or "inferred"; "unknown" for a code nobody documents
     normalized: str | None = None  # for provider statuses: the normalized status
     recognized: bool = True
 
@@ -257,7 +257,9 @@ _add("terminal_conflict", "smsmon", F, "Conflicting final statuses",
      "Check the timeline; ask the provider which result is right. For multipart messages a segment may have failed.",
      R.NA, P.UNKNOWN, G.PROVIDER)
 _add("clock_skew", "smsmon", F, "Suspicious time",
-     "The event's time is more than 10 minutes in the future, or its done time is before its sent time.",
+     "The event's time is more than 10 minutes after smsmon received it (in the future), or its done time is before its sent "
+     "time. An event from the future counts at the time smsmon received it when messages are ordered and filtered by time, "
+     "so one bad clock cannot keep a message at the top; its own time is still shown and still decides between finals.",
      ["The provider's clock is off.", "Wrong time zone setting for Eazita (eazita.timezone)."],
      "Check the eazita.timezone setting and this machine's clock.", R.NA, P.NO, G.PROVIDER)
 _add("stale", "smsmon", F, "No news for too long",
@@ -356,7 +358,7 @@ def unrecognized(code: str, provider: str | None = None) -> Entry:
     hint = GSM_MAP_HINTS.get(code) if (provider in (None, "eazita") and _NUMERIC.match(code)) else None
     meaning = f"{code!r} is not a code {provider or 'either provider'} documents."
     causes = ["The provider passed through a code from the network, or added a new code."]
-    sureness = "documented"
+    sureness = "unknown"
     if hint:
         meaning += (f" Eazita's error_code was once named `gsmerror`, so it may be a GSM MAP error passed through from the "
                     f"network; in GSM MAP numbering {code} means {hint}.")
@@ -372,10 +374,32 @@ def explain(code: str, provider: str | None = None) -> list[Entry]:
     return lookup(code, provider) or [unrecognized(code, provider)]
 
 
-def explain_error(provider: str, error_code: str | None) -> Entry | None:
-    """The entry for a message's error code, or None when there is no code."""
+def suggest(code: str, provider: str | None = None, n: int = 3) -> list[str]:
+    """The known codes closest to a code nobody documents (`DELIVERD` -> DELIVERED), best first."""
+    import difflib
+
+    known = dict.fromkeys(e.code for e in ENTRIES if provider in (None, e.provider))
+    by_upper = {k.upper(): k for k in known}
+    return [by_upper[m] for m in difflib.get_close_matches(code.strip().upper(), list(by_upper), n=n, cutoff=0.6)]
+
+
+# Eazita's error code 0 means "no error"; on a message that failed it can only mean that no code was given.
+NO_CODE_GIVEN = Entry(
+    "0", "eazita", Kind.ERROR_CODE, "No code given",
+    "Eazita sent error code 0 (its \"no error\") with a message that did not arrive: it gave no reason for the failure. "
+    "The message's status says what happened; its explanation is the one to follow.",
+    ("Eazita fills in error_code for some failures only (NOT_ALLOWED and REJECTED rows often carry 0).",),
+    "Go by the status's explanation; if many failures carry no code, ask Eazita for the reason with a few message ids.",
+    R.NA, P.UNKNOWN, G.UNKNOWN, "inferred")
+
+
+def explain_error(provider: str, error_code: str | None, *, failed: bool = False) -> Entry | None:
+    """The entry for a message's error code, or None when there is no code. `failed`: the
+    message was not delivered, so a code that means "no error" means "no code given"."""
     if error_code is None:
         return None
+    if failed and provider == "eazita" and _canonical(error_code) == "0":
+        return NO_CODE_GIVEN
     found = [e for e in lookup(error_code, provider) if e.kind is Kind.ERROR_CODE]
     return found[0] if found else unrecognized(error_code, provider)
 

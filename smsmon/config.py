@@ -26,7 +26,7 @@ import platformdirs
 from smsmon.errors import ConfigError
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.providers.eazita import DEFAULT_TIMEZONE
-from smsmon.timeutil import parse_duration, zone
+from smsmon.timeutil import DisplayZone, parse_duration, zone
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 MASK = "****"
@@ -131,6 +131,21 @@ def _address(value: Any) -> Address:
     return Address.parse(_text(value))
 
 
+def _region(value: Any) -> str:
+    text = _text(value).upper()
+    if len(text) != 2 or not text.isalpha():
+        raise ValueError(f"{text!r} is not a region: use a two-letter country code such as GH or PK")
+    from phonenumbers import SUPPORTED_REGIONS
+
+    if text not in SUPPORTED_REGIONS:
+        raise ValueError(f"{text!r} is not a country code phone numbers are known for")
+    return text
+
+
+def _display_zone(value: Any) -> DisplayZone:
+    return DisplayZone.parse(_text(value))
+
+
 def _setting(default: str | None, env: str | None, help: str, parse: Callable[[Any], Any] = _text, *,
              secret: bool = False) -> Any:
     """A field of a settings class: its default as text (parsed here), environment variable and help."""
@@ -181,6 +196,12 @@ class Settings:
     listen: Address = _setting(DEFAULT_LISTEN, "SMSMON_LISTEN", "address the callback listener binds", _address)
     watch_window: timedelta = _setting(f"{WATCH_WINDOW.total_seconds() / 3600:g}h", "SMSMON_WATCH_WINDOW", "a non-final message with no event for this long is stale",
                                        _duration)
+    display_timezone: DisplayZone = _setting("UTC", "SMSMON_DISPLAY_TIMEZONE",
+                                             "the zone times are shown in: UTC, local, or a name such as Africa/Accra "
+                                             "(--json and exports stay UTC)", _display_zone)
+    default_region: str | None = _setting(None, "SMSMON_DEFAULT_REGION",
+                                          "country whose local format phone numbers are read in (e.g. GH): "
+                                          "0241234567 is then +233241234567", _region)
     listener: ListenerSettings = field(default_factory=ListenerSettings)
     eazita: EazitaSettings = field(default_factory=EazitaSettings)
     zeckta: ZecktaSettings = field(default_factory=ZecktaSettings)
@@ -270,7 +291,7 @@ def _build(raw: Mapping[str, Any], sources: dict[str, str]) -> Settings:
     parsed: dict[str, Any] = {}
     for key, spec in SPECS.items():
         value = raw.get(key)
-        if value is None or isinstance(value, (Secret, timedelta, ZoneInfo, Address, Path)):
+        if value is None or isinstance(value, (Secret, timedelta, ZoneInfo, Address, Path, DisplayZone)):
             parsed[key] = value
             continue
         try:

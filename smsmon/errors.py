@@ -14,6 +14,7 @@ the kind of a failure is its class, or a `Failure` member for the ones the catal
           ├── StoreUnavailable locked past the busy timeout, disk full, I/O error: try again later
           │    └── DatabaseGone  the file at the path was removed, replaced or truncated under a writer
           ├── SchemaTooNew     the database was written by a newer smsmon
+          ├── SchemaTooOld     ... by an older one, and cannot be upgraded here
           └── NotSmsmonDatabase the file is not an smsmon database, or is damaged
 """
 
@@ -125,6 +126,10 @@ class DatabaseGone(StoreUnavailable):
 
 class SchemaTooNew(StoreError):
     """The database was written by a newer smsmon."""
+
+
+class SchemaTooOld(StoreError):
+    """The database was written by an older smsmon and must be upgraded before it is read."""
 
 
 class NotSmsmonDatabase(StoreError):

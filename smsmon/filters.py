@@ -44,10 +44,11 @@ class Filter:
     since: datetime | None = None
     until: datetime | None = None
     source: str = field(default="", compare=False)
+    text_number: str = ""  # the free text read as the start of a local phone number, in international form
 
     @property
     def empty(self) -> bool:
-        return all(not getattr(self, f.name) for f in fields(self) if f.name != "source")
+        return all(not getattr(self, f.name) for f in fields(self) if f.name not in ("source", "text_number"))
 
 
 def _values(raw: str) -> list[str]:

@@ -11,6 +11,13 @@ is the greatest event under one total order (`order_key`):
 Attributes (src, dest, segments, ...) take the latest non-null value by (event time, event key).
 What arrival order *did* produce is recorded as flags on the event and the message.
 
+Times (SPEC §11): a message's send time is the earliest send time of its events (a Zeckta
+SUBMITTED/BUFFERED/SENT event's own time, an Eazita row's `sent_date`); its time to deliver runs
+from there to the DELIVERED event's time, and is unknown (None) without a send time. Its latest
+activity (`last_event_at`, which orders pages and answers since/until) counts an event dated in
+the future past the allowed skew at its arrival time instead, so one bad clock cannot pin it.
+All three are minima and maxima, so arrival order cannot change them.
+
 Duplicates (same event key, or same fingerprint of provider, message, raw status, error code
 and event time) change nothing (rule 1). So a fingerprint twin that carries other attributes
 than the first copy is ignored with them, and the first copy's event key is the one that
@@ -25,10 +32,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-from smsmon.timeutil import fmt
+from smsmon.timeutil import fmt, parse_iso
 
 PROVIDERS = ("zeckta", "eazita")
 WATCH_WINDOW = timedelta(hours=72)  # default: an open message silent this long is stale (rule 8)
+SKEW = timedelta(minutes=10)  # an event time further than this ahead of its arrival is a clock problem
 # Prefixes of the event keys smsmon derives for events that carry no id of their own (pulled
 # data): the key is the prefix and the 64-bit fingerprint in hex.
 KEY_PREFIX = {"zeckta": "ze", "eazita": "ez"}
@@ -111,6 +119,9 @@ MAPPING: dict[str, dict[str, Status]] = {
 }
 
 ATTRIBUTES = ("src", "dest", "segments", "units", "attempts", "cost", "network", "country_code", "reference")
+# Statuses whose event time is a time the message was sent (Zeckta's own lifecycle: accepted for
+# delivery, buffered, handed to the carrier). QUEUED, SCHEDULED and PROCESSING come before a send.
+SEND_STEPS = frozenset({Status.SUBMITTED, Status.BUFFERED, Status.SENT})
 
 
 def raw_key(provider: str, raw: str | None) -> str:
@@ -190,6 +201,7 @@ class Event:
     flags: frozenset[str] = frozenset()
     raw: str = "{}"
     fingerprint: int = 0
+    sent_at: str | None = None  # when the message was sent, as this event tells (see `send_time`)
 
     @property
     def message_id(self) -> str:
@@ -198,6 +210,17 @@ class Event:
     @property
     def order(self) -> tuple[Any, ...]:
         return order_key(self.provider, self.status, self.event_time, self.event_key)
+
+    @property
+    def trusted_time(self) -> str:
+        """The event time, or the arrival time when the event time is further ahead of it than
+        SKEW allows (a bad clock): what orders messages and answers since/until."""
+        return self.received_at if is_ahead(self.event_time, self.received_at) else self.event_time
+
+
+def is_ahead(event_time: str, received_at: str) -> bool:
+    """An event time further in the future than SKEW allows, seen from its arrival (canonical strings)."""
+    return event_time > received_at and event_time > fmt(parse_iso(received_at) + SKEW)
 
 
 def make_event(
@@ -214,9 +237,12 @@ def make_event(
     attrs: Mapping[str, Any] | None = None,
     flags: Iterable[str] = (),
     raw: str = "{}",
+    sent_at: str | None = None,
 ) -> Event:
     """Build an Event, normalizing the status and computing the fingerprint. When no event
-    key is given (pulled data has none), the fingerprint is the key, so a repeated poll is a duplicate."""
+    key is given (pulled data has none), the fingerprint is the key, so a repeated poll is a duplicate.
+    `sent_at` is when the message was sent as this event tells it, where it tells one (the
+    provider's parser decides: a Zeckta send step's own time, an Eazita row's sent_date)."""
     status = normalize(provider, raw_status)
     fp = fingerprint(provider, provider_message_id, raw_status, error_code, event_time)
     flags = set(flags)
@@ -237,6 +263,7 @@ def make_event(
         flags=frozenset(str(f) for f in flags),
         raw=raw,
         fingerprint=fp,
+        sent_at=sent_at,
     )
 
 
@@ -254,7 +281,8 @@ class MessageState:
     attrs: dict[str, Any] = field(default_factory=dict)
     attr_at: dict[str, list[str]] = field(default_factory=dict)  # attr -> [event_time, event_key]
     first_event_at: str | None = None
-    last_event_at: str | None = None
+    last_event_at: str | None = None  # the latest trusted time (Event.trusted_time)
+    sent_at: str | None = None  # the earliest send time of its events
     events_count: int = 0
     duplicates_count: int = 0
     flags: set[str] = field(default_factory=set)
@@ -276,6 +304,15 @@ class MessageState:
         return self.status_at if self.is_final else None
 
     @property
+    def deliver_seconds(self) -> float | None:
+        """From the first known send time to delivery; None when not delivered, when no send time
+        is known, or when the delivery is dated before the send (a clock problem), never 0 for unknown."""
+        if self.status is not Status.DELIVERED or self.sent_at is None or self.status_at is None:
+            return None
+        seconds = (parse_iso(self.status_at) - parse_iso(self.sent_at)).total_seconds()
+        return seconds if seconds >= 0 else None
+
+    @property
     def order(self) -> tuple[Any, ...] | None:
         if self.status is Status.UNKNOWN or self.status_at is None or self.status_key is None:
             return None
@@ -291,8 +328,11 @@ def apply(state: MessageState, event: Event) -> frozenset[str]:
     state.events_count += 1
     if state.first_event_at is None or event.event_time < state.first_event_at:
         state.first_event_at = event.event_time
-    if state.last_event_at is None or event.event_time > state.last_event_at:
-        state.last_event_at = event.event_time
+    trusted = event.trusted_time
+    if state.last_event_at is None or trusted > state.last_event_at:
+        state.last_event_at = trusted
+    if event.sent_at is not None and (state.sent_at is None or event.sent_at < state.sent_at):
+        state.sent_at = event.sent_at
 
     if event.status is Status.UNKNOWN:
         flags.add(Flag.UNMAPPED)

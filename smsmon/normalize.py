@@ -8,6 +8,7 @@ import and the first screen does not need it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -69,6 +70,63 @@ def phone(value: Any) -> str | None:
         return None
     squeezed = _PHONE_JUNK.sub("", t)
     return squeezed if _PHONE.fullmatch(squeezed) else t
+
+
+class LocalNumber(ValueError):
+    """A number in a country's local format (a leading 0) with no region to read it in."""
+
+
+def e164(value: Any, region: str | None = None) -> str | None:
+    """A phone number in E.164 (`+233241234567`) where it is one: given with its +, as
+    international digits without it (`233241234567`), or in local format (`0241234567`) read in
+    `region` (ISO 3166 code, e.g. GH). Anything else comes back as `phone()` gives it; so does a
+    local number without a region (`strict` callers raise LocalNumber for it instead)."""
+    p = phone(value)
+    if p is None or not _PHONE.fullmatch(p) or p.startswith("+"):
+        return p  # already E.164-shaped (the common case costs nothing), or not a number at all
+    return _e164_digits(p, region.upper() if region else None)
+
+
+def e164_strict(value: Any, region: str | None = None) -> str | None:
+    """`e164`, but a local number that cannot be read without a region raises LocalNumber."""
+    p = phone(value)
+    if p and p.startswith("0") and _PHONE.fullmatch(p) and not region:
+        raise LocalNumber(f"{p} looks like a local number: set default_region (e.g. GH) to read it, or type it with its +country code")
+    return e164(p, region)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _e164_digits(digits: str, region: str | None) -> str:
+    import phonenumbers
+
+    # A trunk 0 says local; otherwise try the digits as international first.
+    candidates = [(digits, region)] if digits.startswith("0") else [("+" + digits, None), (digits, region)]
+    for text, reg in candidates:
+        if reg is None and not text.startswith("+"):
+            continue
+        try:
+            number = phonenumbers.parse(text, reg)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return digits
+
+
+def international_prefix(text: str, region: str | None) -> str | None:
+    """The start of a number typed in `region`'s local format, in international form: with
+    region GH, `024` is `+23324` (the trunk prefix 0 becomes the country code). None when the text
+    is not such a start, or no region is given."""
+    digits = _PHONE_JUNK.sub("", text or "")
+    if not region or not digits.isdigit():
+        return None
+    import phonenumbers
+
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
+    trunk = metadata.national_prefix if metadata else None
+    if not trunk or not digits.startswith(trunk):
+        return None
+    return f"+{metadata.country_code}{digits[len(trunk):]}"
 
 
 def phone_forms(number: str) -> tuple[str, ...]:

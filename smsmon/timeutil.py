@@ -7,7 +7,7 @@ so they sort as text in time order.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = timezone.utc
@@ -106,3 +106,78 @@ def human_duration(s: float | None) -> str:
     if abs(s) < 86400:
         return f"{s / 3600:.1f}h"
     return f"{s / 86400:.1f}d"
+
+
+class DisplayZone:
+    """The zone times are shown in (setting `display_timezone`): UTC, the machine's local zone,
+    or a named zone. `label` names it in column headers; `show()` formats a stored time."""
+
+    def __init__(self, name: str, tz: tzinfo) -> None:
+        self.name = name
+        self.tz = tz
+
+    @classmethod
+    def parse(cls, text: str) -> "DisplayZone":
+        t = text.strip()
+        if t.upper() == "UTC":
+            return cls("UTC", UTC)
+        if t.lower() == "local":
+            return cls("local", _local_zone())
+        return cls(t, zone(t))
+
+    @property
+    def label(self) -> str:
+        if self.name == "local":
+            key = getattr(self.tz, "key", None)
+            return f"local, {key}" if key else f"local, UTC{datetime.now(self.tz).strftime('%z')}"
+        return self.name
+
+    def show(self, iso: str | None, *, seconds: bool = True, fraction: bool = False) -> str:
+        """`2026-06-09 18:04:57` (with `.487` when `fraction`) in this zone; an em dash for none."""
+        if not iso:
+            return "—"
+        dt = parse_iso(iso).astimezone(self.tz)
+        text = dt.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+        return text + f".{dt.microsecond // 1000:03d}" if fraction else text
+
+    def clock(self, iso: str | None, now: datetime) -> str:
+        """HH:MM:SS when it is today in this zone, else the date and time to the minute."""
+        if not iso:
+            return "—"
+        dt = parse_iso(iso).astimezone(self.tz)
+        return dt.strftime("%H:%M:%S") if dt.date() == now.astimezone(self.tz).date() else dt.strftime("%Y-%m-%d %H:%M")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DisplayZone) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+def _local_zone() -> tzinfo:
+    """The machine's zone: $TZ or /etc/localtime's name where there is one, else its offset now."""
+    import os
+
+    for name in (os.environ.get("TZ", "").lstrip(":"), _localtime_name()):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return datetime.now().astimezone().tzinfo or UTC
+
+
+def _localtime_name() -> str | None:
+    import os
+
+    try:
+        target = os.readlink("/etc/localtime")
+    except OSError:
+        return None
+    return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else None
+
+
+UTC_ZONE = DisplayZone("UTC", UTC)

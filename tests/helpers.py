@@ -64,11 +64,14 @@ def message_events(draw):
     n = draw(st.integers(1, 7))
     events, seen = [], set()
     for i in range(n):
+        # Few distinct times (many ties), and now and then one from a clock a year ahead.
+        event_time = draw(st.sampled_from([*(f"2026-11-23T10:0{m}:00.000000Z" for m in range(5)), "2027-11-23T10:00:00.000000Z"]))
         ev = make_event(
             provider=provider, provider_message_id="m", source="callback",
             raw_status=draw(st.sampled_from(statuses)),
-            event_time=f"2026-11-23T10:0{draw(st.integers(0, 4))}:00.000000Z",  # few distinct times: many ties
-            received_at="2026-11-23T10:10:00.000000Z",
+            event_time=event_time,
+            received_at=draw(st.sampled_from(["2026-11-23T10:10:00.000000Z", "2026-11-23T10:03:30.000000Z"])),
+            sent_at=draw(st.sampled_from([None, "2026-11-23T09:59:00.000000Z", "2026-11-23T10:01:00.000000Z"])),
             event_key=draw(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"])) + str(i),
             error_code=draw(st.sampled_from([None, "0", "101", "8"])),
             attrs={"cost": draw(st.sampled_from([None, 0.01, 0.02])), "network": draw(st.sampled_from([None, "Zong", "Jazz"]))},

@@ -162,7 +162,7 @@ def test_a_fingerprint_twin_changes_nothing_even_with_other_attributes() -> None
 
 def summary(state):
     return (state.status, state.outcome, state.raw_status, state.error_code, state.attrs, state.first_event_at,
-            state.last_event_at, state.events_count, state.final_at)
+            state.last_event_at, state.events_count, state.final_at, state.sent_at, state.deliver_seconds)
 
 
 @settings(max_examples=300, deadline=None)

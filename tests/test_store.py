@@ -124,9 +124,10 @@ def test_the_writer_agrees_with_the_pure_merge_in_any_order_and_batching(tmp_pat
             i += n
         w.apply(events[:1])  # a replay
         m = w.conn.execute("SELECT status, error_code, first_event_at, last_event_at, events_count, duplicates_count,"
-                           " network, cost FROM messages").fetchone()
+                           " network, cost, sent_at, deliver_seconds FROM messages").fetchone()
     assert m == (expected.status.value, expected.error_code, expected.first_event_at, expected.last_event_at,
-                 expected.events_count, expected.duplicates_count + 1, expected.attrs.get("network"), expected.attrs.get("cost"))
+                 expected.events_count, expected.duplicates_count + 1, expected.attrs.get("network"), expected.attrs.get("cost"),
+                 expected.sent_at, expected.deliver_seconds)
 
 
 def test_maintained_counts_match_the_table(writer: Writer) -> None:

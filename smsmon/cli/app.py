@@ -17,7 +17,8 @@ def _run_app(settings: Any, ingest: Any) -> None:
 
     if ingest is not None:
         ingest.preflight()  # a clear line now, not a flash of the app before it
-    app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window)
+    app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window, zone=settings.display_timezone,
+                    region=settings.default_region)
     app.run()
     if app.return_code:
         raise click.exceptions.Exit(app.return_code)

@@ -12,14 +12,14 @@ from typing import Any, Callable, Iterable, TextIO
 
 import click
 
-from smsmon import catalogue
+from smsmon import catalogue, present
 from smsmon.catalogue import Entry
 from smsmon.store.queries import PUBLIC_COLUMNS
 from smsmon.store.stats import Stats
-from smsmon.timeutil import human_duration, seconds_between
+from smsmon.timeutil import UTC_ZONE, DisplayZone, human_duration
 
 EVENT_EXPORT_COLUMNS = ["id", "event_key", "message_id", "provider", "source", "event_type", "raw_status", "status",
-                        "error_code", "event_time", "received_at", "flags", "raw"]
+                        "error_code", "event_time", "received_at", "sent_at", "flags", "raw"]
 MESSAGE_EXPORT_COLUMNS = [*PUBLIC_COLUMNS, "stale"]
 WIDTH = 96
 
@@ -28,11 +28,13 @@ def _wrap(text: str, indent: str = "  ") -> str:
     return textwrap.fill(text, width=WIDTH, initial_indent=indent, subsequent_indent=indent)
 
 
-def render_entry(e: Entry, seen: dict[str, Any] | None = None) -> str:
+def render_entry(e: Entry, seen: dict[str, Any] | None = None, suggestions: list[str] | None = None) -> str:
     head = f"{e.code}  {e.title}"
     where = "unrecognized" if not e.recognized else {"smsmon": "smsmon"}.get(e.provider, e.provider.capitalize())
     kind = e.kind.value.replace("_", " ")
     lines = [head, f"  {where} {kind}" + (f" → smsmon {e.normalized}" if e.normalized else ""), "", _wrap(e.meaning)]
+    if suggestions:
+        lines += ["", f"  Did you mean: {', '.join(suggestions)}?  (smsmon explain {suggestions[0]})"]
     if e.causes:
         lines += ["", "  Likely causes:"] + [_wrap(f"- {c}", "    ")[0:] for c in e.causes]
     lines += ["", "  What to do:", _wrap(e.action, "    "), ""]
@@ -46,50 +48,64 @@ def render_entry(e: Entry, seen: dict[str, Any] | None = None) -> str:
     return "\n".join(lines)
 
 
-def _t(iso: str | None) -> str:
-    return (iso or "—").replace("T", " ").replace("Z", "")[:23]
+def _table(header: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Columns as wide as their widest cell (the last one as it comes)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in [header, *rows]]
 
 
-def render_detail(d: dict[str, Any]) -> str:
+def render_detail(d: dict[str, Any], zone: DisplayZone = UTC_ZONE) -> str:
     m = d["message"]
-    lines = [f"{m['id']}", f"  status   {m['status']} ({m['raw_status']} from {m['provider']})   outcome {m['outcome']}"
-             + ("   STALE" if m["stale"] else "")]
-    facts = [("to", m["dest"]), ("from", m["src"]), ("reference", m["reference"]), ("network", m["network"]),
-             ("country", m["country_code"]), ("error code", m["error_code"]), ("segments", m["segments"]),
-             ("cost", m["cost"])]
-    lines.append("  " + "   ".join(f"{k} {v}" for k, v in facts if v is not None))
-    took = seconds_between(m["first_event_at"], m["final_at"]) if m["final_at"] and m["first_event_at"] else None
-    lines.append(f"  first event {_t(m['first_event_at'])}   final {_t(m['final_at'])}"
-                 + (f" ({human_duration(took)} after the first event)" if took is not None else ""))
-    lines.append(f"  events {m['events_count']}   duplicates {m['duplicates_count']}")
+    facts = present.facts(m, zone)
+    width = max(len(label) for label, _ in facts)
+    lines = [f"{m['id']}   (times in {zone.label})"] + [f"  {label:<{width}}  {text}" for label, text in facts]
     for f in d["flags"]:
         lines.append(_wrap(f"! {f['flag']}: {f['title']}. {f['meaning']}", "  "))
-    lines += ["", "Timeline (by event time, then arrival)",
-              f"  {'event time (UTC)':<23}  {'status':<13} {'raw':<14} {'source':<10} {'after prev':>10}  {'received (UTC)':<23}  flags"]
-    for ev in d["events"]:
-        lines.append(f"  {_t(ev['event_time']):<23}  {ev['status']:<13} {ev['raw_status'][:14]:<14} {ev['source']:<10}"
-                     f" {human_duration(ev['since_previous_seconds']) if ev['since_previous_seconds'] is not None else '':>10}"
-                     f"  {_t(ev['received_at']):<23}  {ev['flags'] or ''}")
+    lines += ["", "Timeline (by event time, then arrival)"]
+    lines += _table(present.timeline_header(zone), present.timeline_rows(d["events"], zone))
     ex = d["explanation"]
     st = ex["status"]
     lines += ["", f"Status: {st['title']} ({st['provider']} {st['code']})", _wrap(st["meaning"]), _wrap("What to do: " + st["action"])]
     if ex["error_code"]:
         ec = ex["error_code"]
         lines += ["", f"Error code {ec['code']}: {ec['title']}", _wrap(ec["meaning"]), _wrap("What to do: " + ec["action"])]
+    lines += _next_steps(d, zone)
     lines += ["", "Raw payloads"]
     for ev in d["events"]:
-        lines.append(f"  #{ev['id']} {ev['source']} {ev['raw_status']} received {_t(ev['received_at'])}")
+        lines.append(f"  #{ev['id']} {ev['source']} {ev['raw_status']} received {zone.show(ev['received_at'], fraction=True)}")
         raw = ev["raw"]
         text = json.dumps(raw, indent=2, ensure_ascii=False) if not isinstance(raw, str) else raw
         lines += ["    " + ln for ln in text.splitlines()]
     return "\n".join(lines)
 
 
+def _next_steps(d: dict[str, Any], zone: DisplayZone) -> list[str]:
+    """What the investigation needs next: the provider's word on an open message, how common the
+    failure is right now, the other messages to the same number."""
+    m, lines = d["message"], []
+    if d["ask_provider"]:
+        lines += ["", f"Still open: ask the provider now with  {d['ask_provider']}"]
+    if (f := d["failure_now"]) is not None:
+        lines += ["", f"This failure in the last {f['window']}: {plural(f['messages'], 'message')} with the same provider,"
+                      f" status and error code" + (f", {f['on_network']:,} of them on {f['network']}" if f.get("on_network") is not None else "")]
+        lines.append(f"  smsmon stats --filter '{f.get('network_filter') or f['filter']}'")
+    if d["same_number"]:
+        lines += ["", f"Other messages to {m['dest']} (newest first)"]
+        lines += _table(["last event", "status", "error", "message"],
+                        [[zone.show(r["last_event_at"]), r["status"], r["error_code"] or "", r["id"]] for r in d["same_number"]])
+    return lines
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def render_stats(s: Stats, source: str, window: timedelta) -> str:
     rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
-    lines = [f"{s.messages:,} messages, {s.events:,} events" + (f"  (filter: {source})" if source else ""),
+    lines = [f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}" + (f"  (filter: {source})" if source else ""),
              f"  delivery rate {rate}   (delivered / delivered + not delivered)",
-             f"  time to deliver: median {human_duration(s.median_seconds)}, p90 {human_duration(s.p90_seconds)}",
+             f"  time to deliver: median {human_duration(s.median_seconds)},"
+             f" p90 {human_duration(s.p90_seconds)}  (from the first known send time)",
              "  " + "   ".join(f"{k.lower().replace('_', ' ')} {v:,}" for k, v in s.outcomes.items()),
              f"  stale (no news for {human_duration(window.total_seconds())}, not final): {s.stale:,}"]
     if s.failures_by_status:
@@ -100,7 +116,7 @@ def render_stats(s: Stats, source: str, window: timedelta) -> str:
     if coded:
         lines += ["", "Failures by error code"]
         for provider, code, n in coded:
-            entry = catalogue.explain_error(provider, code)
+            entry = catalogue.explain_error(provider, code, failed=True)
             lines.append(f"  {n:>8,}  {provider:<7} {code:<6} {entry.title if entry else ''}")
         uncoded = sum(n for _, c, n in s.failures_by_code if c is None)
         if uncoded:

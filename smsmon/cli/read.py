@@ -13,7 +13,7 @@ from smsmon.cli.options import CONTEXT, filter_option, json_option, settings_opt
 from smsmon.cli.output import json_out
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=dict(CONTEXT, ignore_unknown_options=True))  # `explain -2`: a code, not an option
 @click.argument("code")
 @click.option("--provider", type=click.Choice(["zeckta", "eazita", "smsmon"]), help="Only this provider's meaning.")
 @json_option
@@ -33,7 +33,10 @@ def explain(code: str, provider: str | None, as_json: bool, settings: Any) -> No
     from smsmon.errors import StoreError
     from smsmon.store.reader import Reader
 
+    if code.startswith("--"):
+        raise click.UsageError(f"no such option: {code}")
     entries = catalogue.explain(code, provider)
+    suggestions = catalogue.suggest(code, provider) if not entries[0].recognized else []
     seen = None
     if not entries[0].recognized and settings.db.exists():
         try:
@@ -45,12 +48,14 @@ def explain(code: str, provider: str | None, as_json: bool, settings: Any) -> No
         out = [e.to_dict() for e in entries]
         if seen is not None:
             out[0]["seen"] = seen
+        if suggestions:
+            out[0]["suggestions"] = suggestions
         json_out(out)
         return
     for i, entry in enumerate(entries):
         if i:
             click.echo()
-        click.echo(render_entry(entry, seen if i == 0 else None))
+        click.echo(render_entry(entry, seen if i == 0 else None, suggestions if i == 0 else None))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -60,14 +65,16 @@ def explain(code: str, provider: str | None, as_json: bool, settings: Any) -> No
 def show(message: str, as_json: bool, settings: Any) -> None:
     """One message's drill-down: facts, timeline, explanations, raw payloads.
 
-    MESSAGE is `provider:id`, or a bare id, uuid, reference or phone number when only one
-    message matches (otherwise the candidates are listed).
+    MESSAGE is `provider:id`, or a bare id, uuid, reference, phone number (any format; local
+    ones in the default_region setting) or the eventId of one of its callbacks, when only one
+    message matches (otherwise the candidates are listed). Times are shown in display_timezone;
+    --json gives them in UTC.
     """
     from smsmon.cli.output import render_detail
     from smsmon.errors import Ambiguous
     from smsmon.store.reader import Reader
 
-    with Reader(settings.db, window=settings.watch_window) as reader:
+    with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
         try:
             mid = reader.resolve(message)
         except Ambiguous as exc:
@@ -76,13 +83,14 @@ def show(message: str, as_json: bool, settings: Any) -> None:
             else:
                 click.echo(f"error: {exc}", err=True)
                 for c in exc.candidates:
-                    click.echo(f"  {c['id']:<50} {c['status']:<14} {c['dest'] or '':<16} {c['last_event_at'] or ''}", err=True)
+                    when = settings.display_timezone.show(c["last_event_at"])
+                    click.echo(f"  {c['id']:<50} {c['status']:<14} {c['dest'] or '':<16} {when}", err=True)
             raise click.exceptions.Exit(1) from None
         detail = reader.detail(mid)
     if as_json:
         json_out(detail)
     else:
-        click.echo(render_detail(detail))
+        click.echo(render_detail(detail, settings.display_timezone))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -94,7 +102,7 @@ def stats(flt: Any, as_json: bool, settings: Any) -> None:
     from smsmon.cli.output import render_stats
     from smsmon.store.reader import Reader
 
-    with Reader(settings.db, window=settings.watch_window) as reader:
+    with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
         result = reader.stats(flt)
     if as_json:
         json_out(dict(result.to_dict(), filter=flt.source or None, database=str(settings.db)))
@@ -118,7 +126,7 @@ def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Any) -
     from smsmon.cli.output import EVENT_EXPORT_COLUMNS, MESSAGE_EXPORT_COLUMNS, write_export
     from smsmon.store.reader import Reader
 
-    with Reader(settings.db, window=settings.watch_window) as reader:
+    with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
         rows = reader.iter_messages(flt) if table == "messages" else reader.iter_events(flt)
         try:
             stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout

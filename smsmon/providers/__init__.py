@@ -17,16 +17,19 @@ from smsmon.providers import eazita, zeckta
 Recognizer = tuple[str, Callable[[dict[str, Any]], bool], Callable[..., list[Event]]]
 
 
-def _zeckta_callback(obj: dict[str, Any], *, tz: ZoneInfo, received_at: datetime, source: str) -> list[Event]:
-    return [zeckta.callback_from_object(obj, received_at=received_at, source=source)]
+def _zeckta_callback(obj: dict[str, Any], *, tz: ZoneInfo, received_at: datetime, source: str,
+                     region: str | None) -> list[Event]:
+    return [zeckta.callback_from_object(obj, received_at=received_at, source=source, region=region)]
 
 
-def _eazita_row(obj: dict[str, Any], *, tz: ZoneInfo, received_at: datetime, source: str) -> list[Event]:
-    return [eazita.row_event(obj, tz=tz, received_at=received_at, source=source)]
+def _eazita_row(obj: dict[str, Any], *, tz: ZoneInfo, received_at: datetime, source: str, region: str | None) -> list[Event]:
+    return [eazita.row_event(obj, tz=tz, received_at=received_at, source=source, region=region)]
 
 
-def _eazita_response(obj: dict[str, Any], *, tz: ZoneInfo, received_at: datetime, source: str) -> list[Event]:
-    report = eazita.report_from_rows(eazita.rows_from_envelope(obj), tz=tz, received_at=received_at, source=source)
+def _eazita_response(obj: dict[str, Any], *, tz: ZoneInfo, received_at: datetime, source: str,
+                     region: str | None) -> list[Event]:
+    report = eazita.report_from_rows(eazita.rows_from_envelope(obj), tz=tz, received_at=received_at, source=source,
+                                     region=region)
     if report.errors:
         index, reason = report.errors[0]
         more = f" (and {len(report.errors) - 1} more rows)" if len(report.errors) > 1 else ""
@@ -41,12 +44,13 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
 )
 
 
-def events_from_object(obj: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "import") -> list[Event]:
+def events_from_object(obj: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "import",
+                       region: str | None = None) -> list[Event]:
     """Recognize a decoded JSON object and turn it into events. Raises ParseError (or
     ProviderAPIError for an Eazita error envelope)."""
     if not isinstance(obj, dict):
         raise ParseError(f"expected a JSON object, got {type(obj).__name__}")
     for _name, matches, convert in RECOGNIZERS:
         if matches(obj):
-            return convert(obj, tz=tz, received_at=received_at, source=source)
+            return convert(obj, tz=tz, received_at=received_at, source=source, region=region)
     raise ParseError("not a Zeckta callback (eventId), an Eazita report row (message_id) or an Eazita response (code)")

@@ -13,20 +13,19 @@ Quirks survived here (PROVIDER-NOTES.md): numbers as strings, `reference: null`,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from smsmon.errors import ParseError, ProviderAPIError
-from smsmon.lifecycle import KEY_PREFIX, Event, Flag, derived_key, fingerprint, is_final, make_event, normalize
+from smsmon.lifecycle import KEY_PREFIX, SKEW, Event, Flag, derived_key, fingerprint, is_final, make_event, normalize
 from smsmon import normalize as n
 from smsmon.providers import _coerce as c
 from smsmon.timeutil import fmt, parse_local
 
 PROVIDER = "eazita"
-SKEW = timedelta(minutes=10)
 DEFAULT_TIMEZONE = "Asia/Karachi"  # inferred (PROVIDER-NOTES.md): the provider is in Pakistan; a setting
 
 
@@ -77,18 +76,20 @@ def rows_from_envelope(env: Any) -> list[Any]:
     return data
 
 
-def parse_response(body: bytes, *, tz: ZoneInfo, received_at: datetime, source: str = "poll") -> Report:
+def parse_response(body: bytes, *, tz: ZoneInfo, received_at: datetime, source: str = "poll",
+                   region: str | None = None) -> Report:
     """A whole response body -> Report. The envelope being wrong raises (ParseError, or
     ProviderAPIError for `code != 1`); a bad row is reported in `errors` and the rest kept."""
     env = c.decode(_envelope_decoder, body)
-    return report_from_rows(rows_from_envelope(env), tz=tz, received_at=received_at, source=source)
+    return report_from_rows(rows_from_envelope(env), tz=tz, received_at=received_at, source=source, region=region)
 
 
-def report_from_rows(rows: list[Any], *, tz: ZoneInfo, received_at: datetime, source: str) -> Report:
+def report_from_rows(rows: list[Any], *, tz: ZoneInfo, received_at: datetime, source: str,
+                     region: str | None = None) -> Report:
     report = Report(rows=len(rows))
     for i, row in enumerate(rows):
         try:
-            report.events.append(row_event(row, tz=tz, received_at=received_at, source=source))
+            report.events.append(row_event(row, tz=tz, received_at=received_at, source=source, region=region))
         except ParseError as exc:
             report.errors.append((i, exc.reason))
     return report
@@ -111,7 +112,7 @@ def _country(value: Any) -> str | None:
     return t
 
 
-def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "poll") -> Event:
+def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "poll", region: str | None = None) -> Event:
     """One report row (decoded JSON) -> Event. Raises ParseError."""
     r = c.convert(row, _Row)
     message_id = c.required_id(r.message_id, "message_id")
@@ -143,7 +144,7 @@ def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "p
         received_at=fmt(received_at),
         attrs={
             "src": n.text(r.source),
-            "dest": n.phone(r.gsm),
+            "dest": n.e164(r.gsm, region),
             "cost": n.number(r.price),
             "network": n.text(r.network),
             "country_code": _country(r.country_code),
@@ -151,4 +152,5 @@ def row_event(row: Any, *, tz: ZoneInfo, received_at: datetime, source: str = "p
         },
         flags=flags,
         raw=c.encode(row),
+        sent_at=fmt(sent) if sent is not None else None,  # a row is two facts: sent then, and its status at done_date
     )

@@ -9,19 +9,18 @@ Status API: {"success": true, "data": {"messageId": "...", "status": "delivered"
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from smsmon.errors import ParseError, ProviderAPIError
-from smsmon.lifecycle import STATUS_API_KEY_PREFIX, Event, Flag, derived_key, fingerprint, make_event
+from smsmon.lifecycle import SEND_STEPS, SKEW, STATUS_API_KEY_PREFIX, Event, Flag, derived_key, fingerprint, make_event, normalize
 from smsmon import normalize as n
 from smsmon.providers import _coerce as c
 from smsmon.timeutil import fmt, parse_iso
 
 PROVIDER = "zeckta"
-SKEW = timedelta(minutes=10)
 
 
 class _Message(msgspec.Struct):
@@ -57,19 +56,20 @@ _callback_decoder = msgspec.json.Decoder(_Callback)
 _status_decoder = msgspec.json.Decoder(_StatusAnswer)
 
 
-def parse_callback(body: bytes, *, received_at: datetime, source: str = "callback") -> Event:
-    """A callback body as received -> one Event. Raises ParseError naming the problem."""
+def parse_callback(body: bytes, *, received_at: datetime, source: str = "callback", region: str | None = None) -> Event:
+    """A callback body as received -> one Event. Raises ParseError naming the problem. `region`
+    reads a destination in local format (setting default_region)."""
     cb = c.decode(_callback_decoder, body)
-    return _callback_event(cb, raw=body.decode("utf-8", "replace"), received_at=received_at, source=source)
+    return _callback_event(cb, raw=body.decode("utf-8", "replace"), received_at=received_at, source=source, region=region)
 
 
-def callback_from_object(obj: Any, *, received_at: datetime, source: str = "import") -> Event:
+def callback_from_object(obj: Any, *, received_at: datetime, source: str = "import", region: str | None = None) -> Event:
     """An already-decoded callback (an import line) -> one Event."""
     cb = c.convert(obj, _Callback)
-    return _callback_event(cb, raw=c.encode(obj), received_at=received_at, source=source)
+    return _callback_event(cb, raw=c.encode(obj), received_at=received_at, source=source, region=region)
 
 
-def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: str) -> Event:
+def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: str, region: str | None) -> Event:
     event_id = c.required_id(cb.eventId, "eventId")
     uuid = c.required_id(cb.message.uuid, "message.uuid")
     event_type = cb.eventType.strip()
@@ -87,7 +87,7 @@ def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: s
     else:
         raw_status = n.text(cb.message.status) or event_type
     m = cb.message
-    dest = n.phone(m.dest)
+    dest = n.e164(m.dest, region)  # E.164 where it is a number; the raw payload keeps what was sent
     return make_event(
         provider=PROVIDER,
         provider_message_id=uuid,
@@ -95,7 +95,7 @@ def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: s
         source=source,
         event_type=event_type[:64],
         raw_status=raw_status[:64],
-        event_time=fmt(when),
+        event_time=(event_time := fmt(when)),
         received_at=fmt(received_at),
         attrs={
             "src": n.text(m.src),
@@ -108,6 +108,8 @@ def _callback_event(cb: _Callback, *, raw: str, received_at: datetime, source: s
         },
         flags=flags,
         raw=raw,
+        # A send step's own time is a send time. (Not the Status API's: its time is when smsmon asked.)
+        sent_at=event_time if normalize(PROVIDER, raw_status) in SEND_STEPS else None,
     )
 
 

@@ -20,7 +20,8 @@ from typing import Any, Iterable, Iterator
 from smsmon.errors import Ambiguous, LookupFailed
 from smsmon.filters import Filter
 from smsmon.lifecycle import PROVIDERS, WATCH_WINDOW, Outcome, Status, is_stale, outcome_of
-from smsmon.normalize import phone, phone_forms
+from smsmon.normalize import LocalNumber, e164_strict, phone, phone_forms
+from smsmon.store import keyindex
 from smsmon.store.schema import MESSAGE_COLUMNS, STORED_FLAGS, flag_condition
 from smsmon.timeutil import fmt, now_utc
 
@@ -39,7 +40,7 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _text_ids_sql(text: str) -> tuple[str, list[Any]]:
+def _text_ids_sql(text: str, number: str = "") -> tuple[str, list[Any]]:
     """Free text: the ids of messages whose id, provider id, number or reference starts with it,
     each branch an index range."""
     branches, params = [], []
@@ -54,8 +55,7 @@ def _text_ids_sql(text: str) -> tuple[str, list[Any]]:
         else:
             for p in PROVIDERS:
                 prefix("id", f"{p}:{value}")
-    number = phone(text) or text
-    for form in phone_forms(number):
+    for form in dict.fromkeys([*phone_forms(phone(text) or text), *([number] if number else [])]):
         prefix("dest", form)
     prefix("reference", text)
     return " UNION ".join(branches), params
@@ -114,7 +114,7 @@ def _conditions(f: Filter, now: datetime, window: timedelta, t: str = "") -> tup
         conds.append(f"{t}last_event_at < ?")
         params.append(fmt(f.until))
     if f.text:
-        sub, sub_params = _text_ids_sql(f.text)
+        sub, sub_params = _text_ids_sql(f.text, f.text_number)
         conds.append(f"{t}id IN ({sub})")
         params.extend(sub_params)
     return conds, params
@@ -149,7 +149,7 @@ def _drivers(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedel
     if f.dests and not any(v.endswith("*") for v in f.dests):
         out.append((0, "ix_messages_dest"))
     if f.text:
-        sub, params = _text_ids_sql(f.text)
+        sub, params = _text_ids_sql(f.text, f.text_number)
         out.append((_probe(conn, f"SELECT 1 FROM ({sub})", params), "sqlite_autoindex_messages_1"))
     for flag in f.flags:
         if flag in STORED_FLAGS:
@@ -221,30 +221,36 @@ def timeline(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
     """A message's events by event time, then arrival."""
     rows = conn.execute(
         "SELECT id, event_key, message_id, provider, source, event_type, raw_status, status, error_code, event_time,"
-        " received_at, flags, raw FROM events WHERE message_seq = (SELECT seq FROM messages WHERE id = ?)"
+        " received_at, sent_at, flags, raw FROM events WHERE message_seq = (SELECT seq FROM messages WHERE id = ?)"
         " ORDER BY event_time, id",
         (message_id,),
     ).fetchall()
     return [dict(r) for r in rows]
 
 
-def resolve(conn: sqlite3.Connection, query: str, *, limit: int = TOP) -> str:
-    """Find one message by `provider:id`, bare provider id or uuid, reference, or phone number.
-    Raises LookupFailed, or Ambiguous with the candidates (newest first)."""
+def resolve(conn: sqlite3.Connection, query: str, *, limit: int = TOP, region: str | None = None) -> str:
+    """Find one message by `provider:id`, bare provider id or uuid, reference, phone number (in
+    any format; local ones read in `region`) or the event id of one of its events. Raises
+    LookupFailed, or Ambiguous with the candidates (newest first)."""
     q = query.strip()
     if not q:
-        raise LookupFailed("give a message id, reference or phone number")
+        raise LookupFailed("give a message id, reference, phone number or event id")
     ids = [q] if q.split(":", 1)[0] in PROVIDERS else [f"{p}:{q}" for p in PROVIDERS]
+    ids += keyindex.find(conn, q)  # an event id names its message
     sql = [f"SELECT id, last_event_at FROM messages WHERE id IN ({','.join('?' * len(ids))})",
            "SELECT id, last_event_at FROM messages WHERE reference = ?"]
     params: list[Any] = [*ids, q]
-    number = phone(q)
+    local_hint = None
+    try:
+        number = e164_strict(q, region)
+    except LocalNumber as exc:
+        number, local_hint = None, str(exc)
     if number and number.lstrip("+").isdigit():
         sql.append("SELECT id, last_event_at FROM messages WHERE dest IN (?, ?)")
         params.extend(phone_forms(number))
     found = conn.execute(" UNION ".join(sql) + f" ORDER BY last_event_at DESC LIMIT {limit + 1}", params).fetchall()
     if not found:
-        raise LookupFailed(f"no message matches {q!r} (tried ids, references and phone numbers)")
+        raise LookupFailed(local_hint or f"no message matches {q!r} (tried ids, event ids, references and phone numbers)")
     if len(found) == 1:
         return found[0][0]
     cands = conn.execute(
@@ -271,7 +277,8 @@ def events_of(conn: sqlite3.Connection, f: Filter | None = None, *, after: int =
     join = "" if f.empty else " JOIN messages m ON m.seq = e.message_seq"
     where = " AND ".join(["e.id > ?", *conds])
     sql = (f"SELECT e.id, e.event_key, e.message_id, e.provider, e.source, e.event_type, e.raw_status, e.status,"
-           f" e.error_code, e.event_time, e.received_at, e.flags, e.raw FROM events e{join} WHERE {where} ORDER BY e.id LIMIT ?")
+           f" e.error_code, e.event_time, e.received_at, e.sent_at, e.flags, e.raw FROM events e{join} WHERE {where}"
+           " ORDER BY e.id LIMIT ?")
     return [dict(r) for r in conn.execute(sql, [after, *params, limit])]
 
 
@@ -387,3 +394,16 @@ def sample_messages(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, di
                           " ORDER BY last_event_at LIMIT 1 OFFSET ?", (half,)).fetchone()
     return (dict(sample) if sample else None, dict(zeckta) if zeckta else None,
             (middle[0], middle[1]) if middle else None)
+
+
+def count(conn: sqlite3.Connection, f: Filter, *, now: datetime | None = None, window: timedelta = WATCH_WINDOW) -> int:
+    """How many messages match a filter, on the filter's plan."""
+    hint, conds, params = _plan(conn, f, now or now_utc(), window)
+    return conn.execute(f"SELECT count(*) FROM messages{hint} WHERE {' AND '.join(conds) or '1'}", params).fetchone()[0]
+
+
+def same_number(conn: sqlite3.Connection, dest: str, but: str, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The other messages to a number, newest first."""
+    return [dict(r) for r in conn.execute(
+        "SELECT id, status, outcome, error_code, last_event_at FROM messages WHERE dest = ? AND id != ?"
+        " ORDER BY last_event_at DESC LIMIT ?", (dest, but, limit))]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from smsmon.errors import FilterError, SchemaTooOld, StoreError
 from smsmon.filters import Filter
+from smsmon.normalize import LocalNumber, e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.store import queries, views
 from smsmon.store import stats as figures
@@ -24,9 +27,12 @@ EXPORT_BATCH = 1000  # rows read at a time when iterating everything
 
 class Reader:
     def __init__(self, path: str | Path, *, cache_kib: int = CACHE_KIB, mmap: bool = True,
-                 window: timedelta = WATCH_WINDOW) -> None:
+                 window: timedelta = WATCH_WINDOW, region: str | None = None) -> None:
+        """`window`: the watch window (stale messages); `region`: where local phone numbers in
+        lookups and filters are read (setting default_region)."""
         self.path = Path(path)
         self.window = window
+        self.region = region
         self._cache_kib, self._mmap = cache_kib, mmap
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
@@ -39,8 +45,22 @@ class Reader:
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = open_readonly(self.path, cache_kib=self._cache_kib, mmap=self._mmap)
+            try:
+                self._conn = open_readonly(self.path, cache_kib=self._cache_kib, mmap=self._mmap)
+            except SchemaTooOld as exc:
+                self._upgrade(exc)
+                self._conn = open_readonly(self.path, cache_kib=self._cache_kib, mmap=self._mmap)
         return self._conn
+
+    def _upgrade(self, exc: SchemaTooOld) -> None:
+        """A database from an older smsmon is upgraded in place where it can be written (the
+        writer says so on stderr); a read-only one cannot be read by this smsmon."""
+        from smsmon.store.writer import Writer
+
+        try:
+            Writer(self.path).close()
+        except StoreError as why:
+            raise SchemaTooOld(f"{exc}, and it cannot be upgraded here: {why}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -54,6 +74,23 @@ class Reader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def localize(self, f: Filter | None) -> Filter | None:
+        """Phone numbers of a filter as they are stored (E.164): `dest:0241234567` and
+        `dest:024*` read in the region, free text that starts a local number searched in
+        international form too. A local number without a region is a FilterError that says so."""
+        if f is None or not (f.dests or f.text):
+            return f
+        dests = []
+        for v in f.dests:
+            if v.endswith("*"):
+                dests.append((international_prefix(v[:-1], self.region) or v[:-1]) + "*")
+                continue
+            try:
+                dests.append(e164_strict(v, self.region) or v)
+            except LocalNumber as exc:
+                raise FilterError(f"dest: {exc}") from None
+        return replace(f, dests=tuple(dests), text_number=international_prefix(f.text, self.region) or "")
+
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """`fn(connection, ...)` under the lock; SQLite's failures become smsmon's (a damaged
         file says so and what to do, a locked one that it is locked)."""
@@ -66,7 +103,7 @@ class Reader:
     # ── messages ─────────────────────────────────────────────────────────────
     def page(self, f: Filter | None = None, *, after: queries.Cursor | None = None, limit: int = queries.PAGE,
              now: datetime | None = None) -> list[dict[str, Any]]:
-        return self._run(queries.page, f, after=after, limit=limit, now=now, window=self.window)
+        return self._run(queries.page, self.localize(f), after=after, limit=limit, now=now, window=self.window)
 
     def message(self, message_id: str, *, now: datetime | None = None) -> dict[str, Any] | None:
         return self._run(queries.message, message_id, now=now, window=self.window)
@@ -80,7 +117,7 @@ class Reader:
         return self._run(queries.timeline, message_id)
 
     def resolve(self, query: str) -> str:
-        return self._run(queries.resolve, query)
+        return self._run(queries.resolve, query, region=self.region)
 
     def detail(self, message_id: str, *, now: datetime | None = None) -> dict[str, Any]:
         return self._run(views.message_detail, message_id, window=self.window, now=now)
@@ -101,7 +138,7 @@ class Reader:
         """Every event of the matching messages, in arrival order, a batch at a time."""
         after = 0
         while True:
-            rows = self._run(queries.events_of, f, after=after, limit=batch, now=now, window=self.window)
+            rows = self._run(queries.events_of, self.localize(f), after=after, limit=batch, now=now, window=self.window)
             yield from rows
             if len(rows) < batch:
                 return
@@ -109,17 +146,17 @@ class Reader:
 
     # ── figures ──────────────────────────────────────────────────────────────
     def stats(self, f: Filter | None = None, *, now: datetime | None = None) -> figures.Stats:
-        return self._run(figures.stats, f, now=now, window=self.window)
+        return self._run(figures.stats, self.localize(f), now=now, window=self.window)
 
     def facets(self, dim: str, f: Filter | None = None, *, limit: int = queries.TOP,
                now: datetime | None = None) -> list[tuple[str | None, int]]:
-        return self._run(figures.facets, dim, f, limit=limit, now=now, window=self.window)
+        return self._run(figures.facets, dim, self.localize(f), limit=limit, now=now, window=self.window)
 
     def dashboard(self, f: Filter, watermark: int, *, limit: int, now: datetime) -> views.Snapshot:
-        return self._run(views.dashboard, f, watermark, limit=limit, now=now, window=self.window)
+        return self._run(views.dashboard, self.localize(f), watermark, limit=limit, now=now, window=self.window)
 
     def insights(self, f: Filter, *, now: datetime) -> dict[str, Any]:
-        return self._run(views.insights, f, now=now, window=self.window)
+        return self._run(views.insights, self.localize(f), now=now, window=self.window)
 
     def sightings(self, code: str, provider: str | None) -> dict[str, Any]:
         return self._run(views.sightings, code, provider, str(self.path))

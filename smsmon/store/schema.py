@@ -6,6 +6,7 @@ to i + 1. A database written by a newer smsmon is refused rather than damaged.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote
 
-from smsmon.errors import NotSmsmonDatabase, SchemaTooNew, StoreError, StoreUnavailable
+from smsmon.errors import NotSmsmonDatabase, SchemaTooNew, SchemaTooOld, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:  # imported when migrating only: readers start faster without it
     import sqlite_utils
+
+log = logging.getLogger("smsmon.store")
 
 BUSY_TIMEOUT_S = 5.0
 # Small pages: writes land on random pages of the unique indexes (uuids), and every dirty page
@@ -38,7 +41,8 @@ def flag_condition(flag: str, t: str = "") -> str:
     return f"{t}flags LIKE '%{flag}%'"
 
 
-MESSAGE_COLUMNS = {
+# The columns as version 1 created them; later versions add theirs at the end (ALTER TABLE).
+_V1_MESSAGE_COLUMNS = {
     "id": str,  # provider:provider_message_id
     "seq": int,  # 1, 2, 3... in order of first arrival: what events point at (stable under VACUUM, unlike rowid)
     "provider": str,
@@ -68,10 +72,10 @@ MESSAGE_COLUMNS = {
     "attr_at": str,  # JSON: attribute -> [event_time, event_key] of the value's source
     "last_event_id": int,  # events.id of the message's most recently stored event
     "updated_at": str,  # when that event was received
-    "deliver_seconds": float,  # first event to DELIVERED, for latency percentiles
+    "deliver_seconds": float,  # first known send time to DELIVERED (NULL when unknown), for latency percentiles
 }
 
-EVENT_COLUMNS = {
+_V1_EVENT_COLUMNS = {
     "id": int,
     "event_key": str,
     "message_id": str,
@@ -88,13 +92,15 @@ EVENT_COLUMNS = {
     "raw": str,
     "fingerprint": int,
 }
+MESSAGE_COLUMNS = {**_V1_MESSAGE_COLUMNS, "sent_at": str}  # v3: the earliest send time of its events
+EVENT_COLUMNS = {**_V1_EVENT_COLUMNS, "sent_at": str}  # v3: when the message was sent, as this event tells
 
 
 def _v1(db: "sqlite_utils.Database") -> None:
-    db["messages"].create(MESSAGE_COLUMNS, pk="id", not_null={"seq", "provider", "provider_message_id", "status"})
+    db["messages"].create(_V1_MESSAGE_COLUMNS, pk="id", not_null={"seq", "provider", "provider_message_id", "status"})
     db["messages"].create_index(["seq"], index_name="ux_messages_seq", unique=True)
     db["events"].create(
-        EVENT_COLUMNS,
+        _V1_EVENT_COLUMNS,
         pk="id",
         foreign_keys=[("message_id", "messages", "id")],
         not_null={"event_key", "message_id", "message_seq", "provider", "source", "status", "event_time", "received_at"},
@@ -140,7 +146,16 @@ def _v2(db: "sqlite_utils.Database") -> None:
     db.execute("CREATE INDEX ix_dead_letters_size ON dead_letters(size)")
 
 
-MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1, _v2]
+def _v3(db: "sqlite_utils.Database") -> None:
+    """Send times (SPEC §11): each event's and each message's; time to deliver from the first
+    send time (NULL when none is known, no longer from the first event); a message's latest
+    activity counts events from the future at their arrival time; phone numbers in E.164."""
+    from smsmon.store.migrate_v3 import upgrade
+
+    upgrade(db.conn)
+
+
+MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -296,6 +311,9 @@ def migrate(conn: sqlite3.Connection, path: str | Path = "this database") -> int
     import sqlite_utils
 
     db = sqlite_utils.Database(conn)
+    if 0 < current < SCHEMA_VERSION:
+        log.warning("upgrading %s from schema version %d to %d (once; it can take half a minute per million events) ...",
+                    path, current, SCHEMA_VERSION)
     for step in range(current, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -323,5 +341,8 @@ def open_readonly(path: str | Path, *, cache_kib: int = CACHE_KIB, mmap: bool = 
     if v > SCHEMA_VERSION:
         conn.close()
         raise SchemaTooNew(f"{path} has schema version {v}; this smsmon knows up to {SCHEMA_VERSION}: upgrade smsmon")
+    if v < SCHEMA_VERSION:
+        conn.close()
+        raise SchemaTooOld(f"{path} was written by an older smsmon (schema version {v}; this one reads {SCHEMA_VERSION})")
     conn.row_factory = sqlite3.Row
     return conn

@@ -69,8 +69,9 @@ def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | 
     if f is None or f.empty:
         outcomes = dict(conn.execute("SELECT value, n FROM facet_counts WHERE dim = 'outcome' AND n > 0").fetchall())
         delivered = outcomes.get(Outcome.DELIVERED, 0)
-        median = _percentile_indexed(conn, delivered, 0.5)
-        p90 = _percentile_indexed(conn, delivered, 0.9)
+        timed = conn.execute("SELECT coalesce(sum(n), 0) FROM facet_counts WHERE dim = 'timed'").fetchone()[0]
+        median = _percentile_indexed(conn, timed, 0.5)
+        p90 = _percentile_indexed(conn, timed, 0.9)
         stale = conn.execute("SELECT count(*) FROM messages INDEXED BY ix_messages_open WHERE is_final = 0 AND last_event_at < ?",
                              (cutoff,)).fetchone()[0]
         events = latest_event_id(conn)

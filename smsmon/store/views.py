@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,13 +23,15 @@ from smsmon.filters import Filter
 from smsmon.lifecycle import Outcome
 from smsmon.store import queries
 from smsmon.store import stats as figures
-from smsmon.timeutil import fmt, parse_iso, seconds_between
+from smsmon.timeutil import fmt, now_utc, parse_iso, seconds_between
 
 STREAM_EVENTS = 200  # new events a snapshot carries at most: the newest of a burst
 SPARK_MINUTES = 30
 HOURS = 24
 STALE_SHOWN = 50
 COUNTRIES_SHOWN = 15
+SAME_NUMBER_SHOWN = 10
+RECENT, RECENT_TEXT = timedelta(hours=24), "24h"  # "right now", for how common a failure is
 
 
 @dataclass
@@ -109,9 +111,34 @@ def _flag_entries(flags: str | None) -> list[dict[str, str]]:
     return out
 
 
+def _quoted(value: str) -> str:
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+def failure_now(conn: sqlite3.Connection, msg: dict[str, Any], *, now: datetime, window: timedelta) -> dict[str, Any]:
+    """How common this message's failure is right now: messages of the last 24 h with the same
+    provider, status and error code, overall and on the same network; with the filters that
+    show them (the app opens them with a key)."""
+    since = now - RECENT
+    same = Filter(providers=(msg["provider"],), statuses=(msg["status"],),
+                  errors=(msg["error_code"],) if msg["error_code"] is not None else (), since=since)
+    expr = f"provider:{msg['provider']} status:{msg['status'].lower()}" + (
+        f" error:{msg['error_code']}" if msg["error_code"] is not None else "") + f" since:{RECENT_TEXT}"
+    out: dict[str, Any] = {"window": RECENT_TEXT, "messages": queries.count(conn, same, now=now, window=window),
+                           "filter": expr, "network": msg["network"]}
+    if msg["network"]:
+        on = replace(same, networks=(msg["network"],))
+        out["on_network"] = queries.count(conn, on, now=now, window=window)
+        out["network_filter"] = f"{expr} network:{_quoted(msg['network'])}"
+    return out
+
+
 def message_detail(conn: sqlite3.Connection, message_id: str, *, window: timedelta,
                    now: datetime | None = None) -> dict[str, Any]:
-    """Everything `show` prints about one message, as plain data."""
+    """Everything `show` prints about one message, as plain data: the message, its timeline,
+    explanations and flags in words, the other messages to its number, how common its failure
+    is right now, and the command that asks the provider about it while it is open."""
+    now = now or now_utc()
     msg = queries.message(conn, message_id, now=now, window=window)
     if msg is None:
         raise LookupFailed(f"message {message_id} is not in the database")
@@ -125,14 +152,18 @@ def message_detail(conn: sqlite3.Connection, message_id: str, *, window: timedel
         except ValueError:
             pass  # not JSON after all: shown as the text it is
         ev["flags_explained"] = _flag_entries(ev["flags"])
+    failed = msg["outcome"] == Outcome.NOT_DELIVERED
     status = catalogue.explain_status(msg["provider"], msg["raw_status"])
-    error = catalogue.explain_error(msg["provider"], msg["error_code"])
+    error = catalogue.explain_error(msg["provider"], msg["error_code"], failed=failed)
     flags = _flag_entries(msg["flags"]) + ([] if not msg["stale"] else _flag_entries("stale"))
     return {
         "message": msg,
         "events": events,
         "explanation": {"status": status.to_dict(), "error_code": error.to_dict() if error else None},
         "flags": flags,
+        "same_number": queries.same_number(conn, msg["dest"], message_id, limit=SAME_NUMBER_SHOWN) if msg["dest"] else [],
+        "failure_now": failure_now(conn, msg, now=now, window=window) if failed else None,
+        "ask_provider": None if msg["is_final"] else f"smsmon poll --message {message_id}",
     }
 
 

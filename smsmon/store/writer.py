@@ -21,8 +21,8 @@ import msgspec
 
 from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Outcome, Status, apply
 from smsmon.errors import DatabaseGone
+from smsmon.store import keyindex
 from smsmon.store.schema import MESSAGE_COLUMNS, check_writable, connect, migrate, store_error
-from smsmon.timeutil import seconds_between
 
 DEAD_LETTER_LIMIT = 10_000
 POLL_RUN_LIMIT = 100_000
@@ -34,14 +34,14 @@ POLL_RUN_COLUMNS = ("provider", "started_at", "finished_at", "ok", "http_status"
 # Maintained message counts per value. A value of None is not counted: the fail_* dimensions
 # count only messages not delivered.
 FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network",
-          "fail_status")
+          "fail_status", "timed")  # timed: delivered with a known time to deliver (the percentiles' population)
 
 _MSG_COLS = tuple(MESSAGE_COLUMNS)
 _INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
 _UPDATE_MESSAGE = f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _MSG_COLS[1:])} WHERE id = ?"
 _INSERT_EVENT = (
     "INSERT INTO events (id, event_key, message_id, message_seq, provider, source, event_type, raw_status, status,"
-    " error_code, event_time, received_at, flags, raw, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " error_code, event_time, received_at, flags, raw, fingerprint, sent_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _BUMP_FACET = (
     "INSERT INTO facet_counts (dim, value, n) VALUES (?, ?, ?)"
@@ -114,6 +114,7 @@ def _facet_values(state: MessageState) -> tuple[str | None, ...]:
         f"{state.provider}:{state.error_code or ''}" if failed else None,
         (a.get("network") or "") if failed else None,
         f"{state.provider}:{state.raw_status}" if failed else None,
+        "1" if state.deliver_seconds is not None else None,
     )
 
 
@@ -130,6 +131,7 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
         attr_at=_attr_decoder.decode(r["attr_at"]) if r["attr_at"] else {},
         first_event_at=r["first_event_at"],
         last_event_at=r["last_event_at"],
+        sent_at=r["sent_at"],
         events_count=r["events_count"],
         duplicates_count=r["duplicates_count"],
         flags=set(r["flags"].split(",")) if r["flags"] else set(),
@@ -139,9 +141,6 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
 def _message_row(slot: _Slot) -> tuple:
     """The `messages` row of a slot, in MESSAGE_COLUMNS order."""
     s = slot.state
-    deliver = None
-    if s.status is Status.DELIVERED and s.first_event_at and s.status_at:
-        deliver = max(0.0, seconds_between(s.first_event_at, s.status_at))
     row = {
         **{k: s.attrs.get(k) for k in ATTRIBUTES},
         "id": s.id, "seq": slot.seq, "provider": s.provider, "provider_message_id": s.provider_message_id,
@@ -150,7 +149,8 @@ def _message_row(slot: _Slot) -> tuple:
         "final_at": s.final_at, "events_count": s.events_count, "duplicates_count": s.duplicates_count,
         "flags": _flags_text(s.flags), "status_at": s.status_at, "status_key": s.status_key,
         "attr_at": _attr_encoder.encode(s.attr_at).decode() if s.attr_at else None,
-        "last_event_id": slot.last_event_id, "updated_at": slot.updated_at, "deliver_seconds": deliver,
+        "last_event_id": slot.last_event_id, "updated_at": slot.updated_at, "deliver_seconds": s.deliver_seconds,
+        "sent_at": s.sent_at,
     }
     return tuple(row[c] for c in _MSG_COLS)
 
@@ -343,7 +343,7 @@ class Writer:
             flags = apply(slot.state, ev)
             event_rows.append((
                 next_id, ev.event_key, mid, slot.seq, ev.provider, ev.source, ev.event_type, ev.raw_status, ev.status.value,
-                ev.error_code, ev.event_time, ev.received_at, _flags_text(flags), ev.raw, ev.fingerprint,
+                ev.error_code, ev.event_time, ev.received_at, _flags_text(flags), ev.raw, ev.fingerprint, ev.sent_at,
             ))
             slot.last_event_id = next_id
             slot.updated_at = ev.received_at
@@ -355,6 +355,7 @@ class Writer:
         conn.executemany(_INSERT_MESSAGE, new_rows)
         conn.executemany(_UPDATE_MESSAGE, [row[1:] + row[:1] for row in old_rows])
         conn.executemany(_INSERT_EVENT, event_rows)
+        keyindex.add(conn, [(row[0], row[1]) for row in event_rows])
         self._bump_facets(slots.values())
         return results
 

@@ -28,7 +28,7 @@ from smsmon.filters import Filter
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.store.reader import Reader
 from smsmon.store.views import Snapshot
-from smsmon.timeutil import now_utc
+from smsmon.timeutil import UTC_ZONE, DisplayZone, now_utc
 from smsmon.ui.commands import SmsmonCommands
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.messages import DataChanged
@@ -53,23 +53,26 @@ class SmsmonApp(App):
     BINDINGS = [Binding("ctrl+p", "command_palette", "Commands", show=False), Binding("p", "pause", "Pause"),
                 Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit")]
 
-    def __init__(self, db: Path, *, ingest: Any = None, window: timedelta = WATCH_WINDOW,
-                 now: Callable[[], datetime] = now_utc, show_clock: bool = True) -> None:
+    def __init__(self, db: Path, *, ingest: Any = None, window: timedelta = WATCH_WINDOW, zone: DisplayZone = UTC_ZONE,
+                 region: str | None = None, now: Callable[[], datetime] = now_utc, show_clock: bool = True) -> None:
         """`ingest` (an smsmon.ingest.runtime.Ingest, not yet started) makes the app live; without
-        one it browses. `now` and `show_clock` are for pictures that must come out the same every time."""
+        one it browses. `zone` is where times are shown (display_timezone), `region` where local
+        phone numbers typed in a filter are read (default_region). `now` and `show_clock` are for
+        pictures that must come out the same every time."""
         super().__init__()
         self.db = Path(db)
         self.ingest = ingest
         self.window = window
+        self.zone = zone
         self.now = now
         self.show_clock = show_clock
-        self.gateway = Gateway(self, self.db, window=window)
+        self.gateway = Gateway(self, self.db, window=window, region=region)
         self.filter = Filter()
         self.paused = False
         self.watermark = 0
         self.per_minute: Counter = Counter()
         self.refreshes = 0  # how many snapshots were applied (tests and the UI benchmark wait on it)
-        self.main = MainScreen(self.now, show_clock=show_clock)
+        self.main = MainScreen(self.now, zone=zone, show_clock=show_clock)
         self._dirty = True
         self._refresh: Worker | None = None
         self._last: Snapshot | None = None
@@ -203,7 +206,17 @@ class SmsmonApp(App):
         self.gateway.read(lambda r: r.page(flt, after=message.after, limit=PAGE, now=now), then, group="more")
 
     def on_messages_table_opened(self, message: MessagesTable.Opened) -> None:
-        self.push_screen(MessageScreen(message.message_id, self.gateway, self.now, show_clock=self.show_clock))
+        self.push_screen(MessageScreen(message.message_id, self.gateway, self.now, zone=self.zone, live=self.ingest is not None,
+                                       show_clock=self.show_clock))
+
+    def on_message_screen_filter_wanted(self, message: MessageScreen.FilterWanted) -> None:
+        """Show the messages of a filter a message screen offered (the same failure, say)."""
+        self.switch_to_main()
+        self.set_filter(message.expression)
+
+    def switch_to_main(self) -> None:
+        while len(self.screen_stack) > 2 and self.screen is not self.main:
+            self.pop_screen()
 
     def on_main_screen_newest_wanted(self, message: MainScreen.NewestWanted) -> None:
         self.refresh_now(full=True)
@@ -239,10 +252,11 @@ class SmsmonApp(App):
             self.refresh_now(full=True)
 
     def action_insights(self) -> None:
-        self.push_screen(InsightsScreen(self.gateway, self.filter, self.window, self.now, show_clock=self.show_clock))
+        self.push_screen(InsightsScreen(self.gateway, self.filter, self.window, self.now, zone=self.zone,
+                                        show_clock=self.show_clock))
 
     def action_dead_letters(self) -> None:
-        self.push_screen(DeadLettersScreen(self.gateway, show_clock=self.show_clock))
+        self.push_screen(DeadLettersScreen(self.gateway, zone=self.zone, show_clock=self.show_clock))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(show_clock=False))

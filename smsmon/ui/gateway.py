@@ -18,9 +18,9 @@ UI_CACHE_KIB = 32 * 1024  # the app's page cache: enough for the hot indexes, no
 
 
 class Gateway:
-    def __init__(self, app: App, db: Path, *, window: Any = WATCH_WINDOW) -> None:
+    def __init__(self, app: App, db: Path, *, window: Any = WATCH_WINDOW, region: str | None = None) -> None:
         self.app = app
-        self.reader = Reader(db, cache_kib=UI_CACHE_KIB, mmap=False, window=window)
+        self.reader = Reader(db, cache_kib=UI_CACHE_KIB, mmap=False, window=window, region=region)
 
     def read(self, fetch: Callable[[Reader], T], then: Callable[[T], None], *, group: str,
              exclusive: bool = True) -> Worker:

@@ -7,6 +7,7 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
+from smsmon.timeutil import UTC_ZONE, DisplayZone
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
 
@@ -14,9 +15,10 @@ SHOWN = 500
 
 
 class DeadLettersScreen(SubScreen):
-    def __init__(self, gateway: Gateway, *, show_clock: bool = True) -> None:
+    def __init__(self, gateway: Gateway, *, zone: DisplayZone = UTC_ZONE, show_clock: bool = True) -> None:
         super().__init__(show_clock=show_clock)
         self.gateway = gateway
+        self.zone = zone
         self.letters: dict[str, dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
@@ -28,7 +30,7 @@ class DeadLettersScreen(SubScreen):
     def on_mount(self) -> None:
         self.sub_title = "dead letters: callbacks answered 400, kept with the reason"
         table = self.query_one(DataTable)
-        for c in ("received (UTC)", "from", "path", "reason"):
+        for c in (f"received ({self.zone.label})", "from", "path", "reason"):
             table.add_column(c)
         self.gateway.read(lambda r: r.dead_letters(limit=SHOWN), self._show, group="letters")
 
@@ -37,7 +39,7 @@ class DeadLettersScreen(SubScreen):
         table.clear()
         self.letters = {str(r["id"]): r for r in rows}
         for r in rows:
-            table.add_row(r["received_at"][:19].replace("T", " "), r["remote"] or "", r["path"], r["reason"], key=str(r["id"]))
+            table.add_row(self.zone.show(r["received_at"]), r["remote"] or "", r["path"], r["reason"], key=str(r["id"]))
         if not rows:
             self.query_one("#letter-body", Static).update("No dead letters: every callback so far was well formed.")
 

@@ -15,7 +15,7 @@ from textual.widgets import Sparkline, Static
 from smsmon import catalogue
 from smsmon.filters import Filter
 from smsmon.normalize import country_name
-from smsmon.timeutil import human_duration
+from smsmon.timeutil import UTC_ZONE, DisplayZone, human_duration
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
 
@@ -29,8 +29,9 @@ def _table(title: str, columns: list[str]) -> Table:
 
 class InsightsScreen(SubScreen):
     def __init__(self, gateway: Gateway, flt: Filter, window: timedelta, clock: Callable[[], datetime], *,
-                 show_clock: bool = True) -> None:
+                 zone: DisplayZone = UTC_ZONE, show_clock: bool = True) -> None:
         super().__init__(show_clock=show_clock)
+        self.zone = zone
         self.gateway = gateway
         self.filter = flt
         self.window = window
@@ -68,7 +69,7 @@ class InsightsScreen(SubScreen):
 
         by_code = _table("Failures by error code", ["failed", "provider", "code", "meaning", "what to do"])
         for provider, code, n in s.failures_by_code:
-            e = catalogue.explain_error(provider, code)
+            e = catalogue.explain_error(provider, code, failed=True)
             by_code.add_row(f"{n:,}", provider, code or "—", e.title if e else "no code (Zeckta sends none)",
                             e.action if e else "see failures by status")
         by_status = _table("Failures by status", ["failed", "provider", "status", "meaning"])
@@ -81,9 +82,9 @@ class InsightsScreen(SubScreen):
         for code, n in data["countries"]:
             by_country.add_row(f"{n:,}", country_name(code))
         stale = _table(f"Stale messages ({s.stale:,}: not final, silent for {human_duration(self.window.total_seconds())})",
-                       ["last event", "message", "status", "to"])
+                       [f"last event ({self.zone.label})", "message", "status", "to"])
         for m in data["stale"]:
-            stale.add_row(m["last_event_at"][:16].replace("T", " "), m["id"], m["status"], m["dest"] or "")
+            stale.add_row(self.zone.show(m["last_event_at"], seconds=False), m["id"], m["status"], m["dest"] or "")
         head = Text(f"{s.messages:,} messages · delivery rate "
                     f"{'—' if s.delivery_rate is None else f'{s.delivery_rate:.1%}'} · median {human_duration(s.median_seconds)}"
                     f" · p90 {human_duration(s.p90_seconds)}", style="bold")

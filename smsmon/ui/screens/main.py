@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from smsmon.store.views import Snapshot
+from smsmon.timeutil import UTC_ZONE, DisplayZone
 from smsmon.ui.screens.base import SmsmonScreen
 from smsmon.ui.widgets.event_stream import EventStream
 from smsmon.ui.widgets.filter_bar import FilterBar
@@ -47,9 +48,10 @@ class MainScreen(SmsmonScreen):
     class NewestWanted(Message):
         """`g`: back to the newest message, and a fresh first page."""
 
-    def __init__(self, clock: Callable[[], datetime], *, show_clock: bool = True) -> None:
+    def __init__(self, clock: Callable[[], datetime], *, zone: DisplayZone = UTC_ZONE, show_clock: bool = True) -> None:
         super().__init__(show_clock=show_clock)
         self.clock = clock
+        self.zone = zone
 
     def compose(self) -> ComposeResult:
         yield from self.header()
@@ -57,8 +59,8 @@ class MainScreen(SmsmonScreen):
         yield HealthLine(id="health")
         yield FilterBar(self.clock, id="filter-bar")
         with Horizontal(id="body"):
-            yield MessagesTable(id="messages")
-            yield EventStream(keep=STREAM_KEEP, id="stream")
+            yield MessagesTable(id="messages", zone=self.zone)
+            yield EventStream(keep=STREAM_KEEP, id="stream", zone=self.zone)
         yield Static(id="empty")
         yield from self.footer()
 

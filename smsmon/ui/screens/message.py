@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Group
@@ -18,19 +19,26 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
+from smsmon import present
 from smsmon.lifecycle import Status, outcome_of
-from smsmon.normalize import country_name
-from smsmon.timeutil import human_duration, seconds_between
+from smsmon.timeutil import UTC_ZONE, DisplayZone
+from smsmon.ui.clipboard import copy_confirmed
 from smsmon.ui.format import OUTCOME_CLASSES
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
 
 
 class DetailView(Static):
-    """Draws a message's detail (as `store.views.message_detail` gives it)."""
+    """Draws a message's detail (as `store.views.message_detail` gives it), with the same facts
+    and timeline as `smsmon show` (smsmon.present)."""
 
     COMPONENT_CLASSES = {f"detail--{c}" for c in OUTCOME_CLASSES.values()} | {"detail--flag", "detail--panel",
                                                                                "detail--panel-failed"}
+
+    def __init__(self, *args: Any, zone: DisplayZone = UTC_ZONE, live: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.zone = zone
+        self.live = live
 
     def style_of(self, name: str) -> Style:
         return self.get_component_rich_style(f"detail--{name}", partial=True)
@@ -47,28 +55,16 @@ class DetailView(Static):
         facts = Table.grid(padding=(0, 2))
         facts.add_column(style="bold")
         facts.add_column()
-        facts.add_row("status", Text(f"{m['status']} ({m['raw_status']} from {m['provider']})  outcome {m['outcome']}"
-                                     + ("  STALE" if m["stale"] else ""),
-                                     style=Style(bold=True) + self.style_of(OUTCOME_CLASSES.get(m["outcome"], "unknown"))))
-        for label, key in (("to", "dest"), ("from", "src"), ("reference", "reference"), ("network", "network"),
-                           ("country", "country_code"), ("error code", "error_code"), ("segments", "segments"), ("cost", "cost")):
-            if m[key] is not None:
-                facts.add_row(label, country_name(m[key]) if key == "country_code" else str(m[key]))
-        took = seconds_between(m["first_event_at"], m["final_at"]) if m["final_at"] and m["first_event_at"] else None
-        facts.add_row("first event", m["first_event_at"] or "—")
-        facts.add_row("final", (m["final_at"] or "not yet")
-                      + (f"  ({human_duration(took)} after the first event)" if took is not None else ""))
-        facts.add_row("events", f"{m['events_count']} stored, {m['duplicates_count']} duplicates acknowledged")
+        for i, (label, text) in enumerate(present.facts(m, self.zone)):
+            style = Style(bold=True) + self.style_of(OUTCOME_CLASSES.get(m["outcome"], "unknown")) if i == 0 else None
+            facts.add_row(label, Text(text, style=style) if style else text)
 
-        timeline = Table(title="Timeline, by event time", title_justify="left", expand=True, header_style="bold")
-        for col in ("event time (UTC)", "status", "raw", "source", "after previous", "received (UTC)", "flags"):
+        timeline = Table(title=f"Timeline, by event time (times in {self.zone.label})", title_justify="left", expand=True,
+                         header_style="bold")
+        for col in present.TIMELINE_COLUMNS:
             timeline.add_column(col)
-        for ev in d["events"]:
-            flags = "; ".join(f"{f['flag']}: {f['title']}" for f in ev["flags_explained"])
-            prev = ev["since_previous_seconds"]
-            timeline.add_row(ev["event_time"].replace("T", " ")[:23], Text(ev["status"], style=self.outcome_style(ev["provider"], ev["status"])),
-                             ev["raw_status"], ev["source"], "" if prev is None else "+" + human_duration(prev),
-                             ev["received_at"].replace("T", " ")[:23], flags)
+        for ev, row in zip(d["events"], present.timeline_rows(d["events"], self.zone)):
+            timeline.add_row(row[0], Text(row[1], style=self.outcome_style(ev["provider"], ev["status"])), *row[2:])
 
         parts: list[Any] = [facts]
         for f in d["flags"]:
@@ -88,19 +84,46 @@ class DetailView(Static):
             body.append(f"retryable {e['retryable']} · permanent {e['permanent']} · group {e['group']} · meaning {e['sureness']}",
                         style="dim")
             parts.append(Panel(body, title=f"{title} {e['code']}: {e['title']}", title_align="left", border_style=border))
+        parts += self._next_steps(d)
         for ev in d["events"]:
             raw = ev["raw"]
             text = json.dumps(raw, indent=2, ensure_ascii=False) if not isinstance(raw, str) else raw
             parts.append(Panel(Syntax(text, "json", theme="ansi_dark", word_wrap=True),
-                               title=f"#{ev['id']} {ev['source']} {ev['raw_status']}, received {ev['received_at']}",
+                               title=f"#{ev['id']} {ev['source']} {ev['raw_status']}, received {self.zone.show(ev['received_at'], fraction=True)}",
                                title_align="left", border_style="dim"))
         self.update(Group(*parts))
+
+    def _next_steps(self, d: dict[str, Any]) -> list[Any]:
+        """The provider's word on an open message, how common the failure is, the same number."""
+        m, out = d["message"], []
+        if d["ask_provider"]:
+            how = "press r, or run " if self.live else "run "
+            out.append(Text.assemble(("Still open: ", "bold"), f"to ask the provider now, {how}", (d["ask_provider"], "bold")))
+        if (f := d["failure_now"]) is not None:
+            text = Text.assemble(("This failure in the last ", "bold"), (f["window"], "bold"), ": ",
+                                 f"{f['messages']:,} messages with the same provider, status and error code (f shows them)")
+            if f.get("on_network") is not None:
+                text.append(f"; {f['on_network']:,} of them on {f['network']} (n shows those)")
+            out.append(text)
+        if d["same_number"]:
+            table = Table(title=f"Other messages to {m['dest']}, newest first", title_justify="left", header_style="bold",
+                          expand=True)
+            for col in (f"last event ({self.zone.label})", "status", "error", "message"):
+                table.add_column(col)
+            for r in d["same_number"]:
+                table.add_row(self.zone.show(r["last_event_at"]), Text(r["status"], style=self.style_of(
+                    OUTCOME_CLASSES.get(r["outcome"], "unknown"))), r["error_code"] or "", r["id"])
+            out.append(table)
+        return out
 
 
 class MessageScreen(SubScreen):
     BINDINGS = [
         Binding("c", "copy", "Copy JSON"),
+        Binding("s", "save", "Save JSON", show=False),
         Binding("r", "ask_provider", "Ask provider"),
+        Binding("f", "same_failure", "Same failure"),
+        Binding("n", "same_failure_network", "On this network"),
     ]
 
     class AskProvider(Message):
@@ -114,22 +137,44 @@ class MessageScreen(SubScreen):
         def message_id(self) -> str:
             return self.screen.message_id
 
-    def __init__(self, message_id: str, gateway: Gateway, clock: Callable[[], datetime], *, show_clock: bool = True) -> None:
+    class FilterWanted(Message):
+        """`f`, `n`: show the messages of this filter (on the main screen)."""
+
+        def __init__(self, expression: str) -> None:
+            super().__init__()
+            self.expression = expression
+
+    def __init__(self, message_id: str, gateway: Gateway, clock: Callable[[], datetime], *, zone: DisplayZone = UTC_ZONE,
+                 live: bool = False, show_clock: bool = True) -> None:
         super().__init__(show_clock=show_clock)
         self.message_id = message_id
         self.gateway = gateway
         self.clock = clock
+        self.zone = zone
+        self.live = live
         self.detail: dict[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.header()
         with VerticalScroll(id="detail-scroll"):
-            yield DetailView(f"loading {self.message_id} …", id="detail")
+            yield DetailView(f"loading {self.message_id} …", id="detail", zone=self.zone, live=self.live)
         yield from self.footer()
 
     def on_mount(self) -> None:
         self.sub_title = self.message_id
         self.load()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`r` exists only when live; `f`/`n` only for a failure (and `n` only with a network).
+        (False hides a key from the footer; None would show it greyed.)"""
+        if action == "ask_provider":
+            return self.live
+        failure = (self.detail or {}).get("failure_now")
+        if action == "same_failure":
+            return bool(failure)
+        if action == "same_failure_network":
+            return bool(failure and failure.get("network_filter"))
+        return True
 
     def load(self) -> None:
         now = self.clock()
@@ -138,12 +183,42 @@ class MessageScreen(SubScreen):
     def _show(self, detail: dict[str, Any]) -> None:
         self.detail = detail
         self.query_one(DetailView).show(detail)
+        self.refresh_bindings()
+
+    def _json(self) -> str:
+        return json.dumps(self.detail, default=str, ensure_ascii=False, indent=2)
 
     def action_copy(self) -> None:
-        if self.detail:
-            self.app.copy_to_clipboard(json.dumps(self.detail, default=str, ensure_ascii=False, indent=2))
-            self.notify(f"{self.message_id} copied as JSON")
+        if not self.detail:
+            return
+        text = self._json()
+        self.app.copy_to_clipboard(text)  # OSC 52: the terminal may or may not take it
+        went = copy_confirmed(text)
+        if went:
+            self.notify(f"{self.message_id} copied as JSON to {' and '.join(went)}")
+        else:
+            self.notify(f"{self.message_id} sent to the terminal's clipboard (OSC 52), which not every terminal accepts;"
+                        " press s to save it to a file instead", timeout=8)
+
+    def action_save(self) -> None:
+        if not self.detail:
+            return
+        path = Path.cwd() / f"smsmon-{self.message_id.replace(':', '-')}.json"
+        try:
+            path.write_text(self._json() + "\n")
+        except OSError as exc:
+            self.notify(f"cannot write {path}: {exc.strerror}", severity="error")
+            return
+        self.notify(f"saved to {path}")
 
     def action_ask_provider(self) -> None:
         self.post_message(self.AskProvider(self))
 
+    def action_same_failure(self) -> None:
+        if self.detail and self.detail.get("failure_now"):
+            self.post_message(self.FilterWanted(self.detail["failure_now"]["filter"]))
+
+    def action_same_failure_network(self) -> None:
+        failure = (self.detail or {}).get("failure_now") or {}
+        if failure.get("network_filter"):
+            self.post_message(self.FilterWanted(failure["network_filter"]))

@@ -10,7 +10,8 @@ from rich.text import Text
 from textual.widget import Widget
 
 from smsmon.lifecycle import Status, outcome_of
-from smsmon.ui.format import OUTCOME_CLASSES, clock
+from smsmon.timeutil import UTC_ZONE, DisplayZone
+from smsmon.ui.format import OUTCOME_CLASSES
 
 SOURCE_LABEL = {"callback": "cb ", "poll": "poll", "status_api": "api ", "import": "imp "}
 
@@ -28,8 +29,9 @@ class EventStream(Widget):
 
     COMPONENT_CLASSES = {f"event-stream--{c}" for c in OUTCOME_CLASSES.values()}
 
-    def __init__(self, keep: int = 200, **kwargs: Any) -> None:
+    def __init__(self, keep: int = 200, *, zone: DisplayZone = UTC_ZONE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.zone = zone
         self.items: deque[tuple[dict[str, Any] | int, datetime]] = deque(maxlen=keep)
 
     def add(self, events: list[dict[str, Any]], skipped: int, now: datetime) -> None:
@@ -43,7 +45,7 @@ class EventStream(Widget):
         if isinstance(item, int):
             line = Text(f"… {item} more", style="dim")
         else:
-            line = Text(clock(item["received_at"], now) + " ")
+            line = Text(self.zone.clock(item["received_at"], now) + " ")
             style = self.get_component_rich_style(f"event-stream--{OUTCOME_CLASSES[event_outcome(item)]}", partial=True)
             line.append(f"{item['status']:<13}", style=style)
             line.append(f" {SOURCE_LABEL.get(item['source'], item['source'])} {item['message_id']}")

@@ -13,7 +13,8 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from smsmon.store.queries import Cursor, cursor
-from smsmon.ui.format import OUTCOME_CLASSES, clock, short_id
+from smsmon.timeutil import UTC_ZONE, DisplayZone
+from smsmon.ui.format import OUTCOME_CLASSES, short_id
 
 # (label, key, width): fixed widths, so the table looks the same however the rows arrived, and
 # updating a cell never re-measures a column.
@@ -44,14 +45,18 @@ class MessagesTable(DataTable):
             super().__init__()
             self.message_id = message_id
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, zone: DisplayZone = UTC_ZONE, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.zone = zone
         self.next_after: Cursor | None = None  # where the next page starts; None: nothing more to load
         self.fetching = False
         self.waiting = 0  # messages updated outside what is shown, since the last full refresh
 
     def on_mount(self) -> None:
         for label, key, width in COLUMNS:
+            if key == "when":
+                label = f"{label} ({self.zone.label})"
+                width = max(width, len(label))
             self.add_column(label, key=key, width=width)
 
     def outcome_style(self, outcome: str) -> Style:
@@ -62,7 +67,7 @@ class MessagesTable(DataTable):
         status = Text(m["status"], style=style + Style(dim=True) if m["stale"] else style)
         if m["stale"]:
             status.append(" stale", style="dim italic")
-        return [clock(m["last_event_at"], now), status, m["provider"], short_id(m["provider_message_id"]), m["dest"] or "",
+        return [self.zone.clock(m["last_event_at"], now), status, m["provider"], short_id(m["provider_message_id"]), m["dest"] or "",
                 m["error_code"] or "", m["network"] or "", str(m["events_count"]), (m["flags"] or "").replace(",", " ")]
 
     @property
