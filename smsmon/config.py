@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 import platformdirs
 
 from smsmon.errors import ConfigError
-from smsmon.lifecycle import WATCH_WINDOW
-from smsmon.providers.eazita import DEFAULT_TIMEZONE
+from smsmon.defaults import EAZITA_TIMEZONE as DEFAULT_TIMEZONE
+from smsmon.defaults import WATCH_WINDOW
 from smsmon.timeutil import DisplayZone, parse_duration, zone
 
 DEFAULT_LISTEN = "127.0.0.1:8787"

@@ -27,15 +27,16 @@ breaks ties: the one case where arrival order shows.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
+from smsmon.defaults import WATCH_WINDOW
 from smsmon.timeutil import fmt, parse_iso
 
 PROVIDERS = ("zeckta", "eazita")
-WATCH_WINDOW = timedelta(hours=72)  # default: an open message silent this long is stale (rule 8)
 SKEW = timedelta(minutes=10)  # an event time further than this ahead of its arrival is a clock problem
 # Prefixes of the event keys smsmon derives for events that carry no id of their own (pulled
 # data): the key is the prefix and the 64-bit fingerprint in hex.
@@ -309,14 +310,19 @@ class MessageState:
         is known, or when the delivery is dated before the send (a clock problem), never 0 for unknown."""
         if self.status is not Status.DELIVERED or self.sent_at is None or self.status_at is None:
             return None
-        seconds = (parse_iso(self.status_at) - parse_iso(self.sent_at)).total_seconds()
-        return seconds if seconds >= 0 else None
+        return _deliver_seconds(self.sent_at, self.status_at)
 
     @property
     def order(self) -> tuple[Any, ...] | None:
         if self.status is Status.UNKNOWN or self.status_at is None or self.status_key is None:
             return None
         return order_key(self.provider, self.status, self.status_at, self.status_key)
+
+
+@functools.lru_cache(maxsize=4096)  # the writer asks for the same message's several times a batch
+def _deliver_seconds(sent_at: str, delivered_at: str) -> float | None:
+    seconds = (parse_iso(delivered_at) - parse_iso(sent_at)).total_seconds()
+    return seconds if seconds >= 0 else None
 
 
 def apply(state: MessageState, event: Event) -> frozenset[str]:

@@ -244,12 +244,18 @@ def test_sim_generate_fills_a_database(tmp_path) -> None:
     assert json.loads(run("stats", "--json", "--db", str(db)).stdout)["messages"] == 200
 
 
-def test_bench_store_prints_figures(tmp_path) -> None:
-    r = run("bench", "store", "--events", "3000", "--fresh-events", "1000", "--repeat", "3", "--json")
-    assert r.exit_code == 0
+def test_bench_store_prints_figures_per_size_beside_sqlite3(tmp_path) -> None:
+    r = run("bench", "store", "--size", "3000", "--size", "6000", "--dir", str(tmp_path), "--fresh-events", "1000",
+            "--repeat", "3", "--json")
+    assert r.exit_code == 0, r.stderr
     figures = json.loads(r.stdout)
-    assert figures["write_fresh_events_per_s"] > 0 and "page: newest 50" in figures["reads_ms"]
-    assert "writer, fresh database" in r.stderr and "read queries" in r.stderr
+    assert figures["write_fresh_events_per_s"] > 0 and set(figures["sizes"]) == {"3000", "6000"}
+    assert figures["sizes"]["6000"]["bytes_per_event"] > 0 and figures["sizes"]["6000"]["export_csv_rows_per_s"] > 0
+    views = figures["views_ms"]
+    assert {"filter (none)", "filter status:failed", "next page", "insights", "message screen (zeckta)", "dead letters"} <= set(views)
+    assert set(views["filter status:failed"]) == {"3000", "6000"}
+    assert figures["sqlite3_ms"]["filter status:failed"] > 0  # the same question at the sqlite3 shell, beside it
+    assert "what a person waits for" in r.stderr and (tmp_path / "bench-6000.db").exists()  # kept for the next run
 
 
 # ── the real entry point ─────────────────────────────────────────────────────────
@@ -295,3 +301,20 @@ def test_bench_ingest_prints_figures() -> None:
     stored, acknowledged = figures["fresh_stored_vs_acknowledged"]
     assert stored >= acknowledged > 0  # every acknowledged callback was stored
     assert "load generator:" in r.stderr and "vs bare" in r.stderr
+
+
+def test_every_command_is_known_to_the_lazy_loader() -> None:
+    import subprocess
+    import sys
+
+    from smsmon.cli import LAZY
+
+    code = ("import importlib, json; from smsmon.cli import cli, LAZY\n"
+            "[importlib.import_module('smsmon.cli.' + m) for m in set(LAZY.values())]\n"
+            "print(json.dumps(sorted(cli.commands)))")
+    defined = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert defined == sorted(LAZY)
+    # and `smsmon browse` does not load what serve needs
+    loaded = subprocess.run([sys.executable, "-c", "import sys; from smsmon.cli import cli; cli.get_command(None, 'browse');"
+                             " print(' '.join(sys.modules))"], capture_output=True, text=True, check=True).stdout.split()
+    assert "aiohttp" not in loaded and "httpx" not in loaded and "smsmon.cli.ingest" not in loaded

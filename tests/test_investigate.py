@@ -58,7 +58,7 @@ def test_a_delivery_without_a_known_send_time_has_no_time_to_deliver(tmp_path) -
         assert r.message("zeckta:only-final")["deliver_seconds"] is None
         assert r.message("zeckta:sent")["deliver_seconds"] == 60.0
         s = r.stats()
-    assert s.median_seconds == 60.0 and s.p90_seconds == 60.0  # the unknown one is left out, not a 0
+    assert s.median_seconds == pytest.approx(60.0, rel=0.05) == s.p90_seconds  # the unknown one is left out, not a 0 (to within the histogram's 5 %)
     out = run("show", "only-final", "--db", str(db)).stdout
     assert "time to deliver  unknown: no send time is known" in out and "0.0s" not in out
 

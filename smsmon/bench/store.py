@@ -1,26 +1,49 @@
-"""`smsmon bench store`: the writer's throughput in batches of 500 with synchronous=FULL, on a fresh
-database and on a large one, and the median / slowest time of each read query on the large one.
+"""`smsmon bench store`: what the store costs as the database grows, on databases of 1M and 3M
+events (and 10M with --large), built once by `smsmon sim generate` and kept:
+
+- the writer's throughput (batches of 500, synchronous=FULL) on a fresh database and on each;
+- every view a person waits for, as the app asks for it: a filter with its summary line (the
+  dashboard), the next page, insights with and without a filter, the message screen, dead
+  letters; each beside the same question typed at the sqlite3 shell (process start included),
+  as a ratio from the same run;
+- bytes on disk per event, and export speed (rows/s, NDJSON and CSV).
+The figures are printed per size, so that a cost that grows with the size shows as a curve.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from smsmon import filters
 from smsmon.errors import SmsmonError
+from smsmon.filters import Filter
 from smsmon.sim.generate import fill, generate_events
-from smsmon.store.queries import cursor
-from smsmon.store.stats import FACET_DIMS
+from smsmon.store.queries import cursor, where_sql
 from smsmon.store.reader import Reader
 from smsmon.store.writer import Writer
 from smsmon.timeutil import now_utc
 
 TARGET_WRITE = 15_000
-TARGET_READ_MS = 50.0
+TARGET_VIEW_MS = 200.0
+SIZES = (1_000_000, 3_000_000)
+LARGE = 10_000_000
+Say = Callable[[str], None]
+
+
+@dataclass
+class View:
+    name: str
+    run: Callable[[], Any]
+    sqlite: str | None = None  # the same question at the sqlite3 shell
 
 
 def _write_rate(db: Path, events: list) -> float:
@@ -29,37 +52,6 @@ def _write_rate(db: Path, events: list) -> float:
         for i in range(0, len(events), 500):
             w.apply(events[i : i + 500])
         return len(events) / (time.perf_counter() - started)
-
-
-def store_bench(*, size: int, fresh_events: int, large_db: Path | None, repeat: int, say: Callable[[str], None]) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="smsmon-bench-") as tmp:
-        tmpdir = Path(tmp)
-        say(f"generating {fresh_events:,} events in memory ...")
-        now = now_utc()
-        fresh = _take(generate_events(fresh_events, seed=101, now=now), fresh_events)
-        rate = _write_rate(tmpdir / "fresh.db", fresh)
-        figures["write_fresh_events_per_s"] = round(rate)
-        say(f"writer, fresh database: {rate:,.0f} events/s over {len(fresh):,} events "
-            f"(target >= {TARGET_WRITE:,}: {'ok' if rate >= TARGET_WRITE else 'MISSED'})")
-
-        db = large_db or tmpdir / "large.db"
-        have = _events_in(db)
-        if have < size * 0.98:
-            if have:
-                raise SmsmonError(f"{db} holds {have:,} events, fewer than {size:,}: remove it or pass --events {have}")
-            say(f"building a {size:,}-event database at {db} through the writer (about a minute per million) ...")
-            result = fill(db, events=size, seed=1, days=30, now=now)
-            say(f"  built: {result.new:,} events, {result.messages:,} messages, {result.rate:,.0f} events/s including generation")
-        have = _events_in(db)
-        figures["large_events"] = have
-        extra = _take(generate_events(20_000, seed=202, now=now), 50_000)
-        rate = _write_rate(db, extra)
-        figures["write_large_events_per_s"] = round(rate)
-        say(f"writer, database of {have:,} events: {rate:,.0f} events/s over {len(extra):,} more events")
-
-        figures["reads_ms"] = _read_bench(db, repeat, say)
-    return figures
 
 
 def _take(it: Any, n: int) -> list:
@@ -81,68 +73,149 @@ def _events_in(db: Path) -> int:
         return 0
 
 
-def _read_bench(db: Path, repeat: int, say: Callable[[str], None]) -> dict[str, dict[str, float]]:
-    r = Reader(db).open()
+def ensure(db: Path, size: int, say: Say) -> int:
+    """A database of about `size` events at `db`, built (with progress) when missing."""
+    have = _events_in(db)
+    if have >= size * 0.95:
+        return have
+    if db.exists():
+        raise SmsmonError(f"{db} holds {have:,} events, fewer than {size:,}: remove it to rebuild")
+    say(f"building a {size:,}-event database at {db} (once; about a minute and a half per million) ...")
+    step = max(1, size // 20)
+    shown = [0]
+
+    def progress(n: int) -> None:
+        if n - shown[0] >= step:
+            shown[0] = n
+            say(f"  {n:,} of {size:,} events ({n / size:.0%})")
+
+    result = fill(db, events=size, seed=1, days=30, progress=progress)
+    say(f"  built: {result.new:,} events, {result.messages:,} messages, {result.rate:,.0f} events/s")
+    return result.new
+
+
+def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """(first run, median of the others), in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times[0], statistics.median(times[1:])
+
+
+def _sqlite_ms(db: Path, sql: str, repeat: int) -> float | None:
+    """The sqlite3 shell answering `sql` (process start included), median in ms."""
+    shell = shutil.which("sqlite3")
+    if shell is None:
+        return None
+
+    def run() -> None:
+        subprocess.run([shell, "-readonly", str(db), sql], capture_output=True, check=True)
+
+    return _timed(run, max(3, repeat // 2))[1]
+
+
+def views(r: Reader, db: Path) -> list[View]:
     now = now_utc()
-    sample, zeckta, middle = r.sample_messages()
-    if sample is None or zeckta is None or middle is None:
-        raise SmsmonError(f"{db} is too small or too one-sided to benchmark reads on")
+    sample, zeckta, _middle = r.sample_messages()
+    if sample is None or zeckta is None:
+        raise SmsmonError(f"{db} is too small or too one-sided to benchmark on")
     first = r.page(now=now)
-    uuid_part = zeckta["provider_message_id"][9:18]
+    eazita_id = next((m["id"] for m in first if m["provider"] == "eazita"), zeckta["id"])
 
-    def flt(text: str) -> filters.Filter:
-        return filters.parse(text, now)
+    def summary(f: Filter) -> str:
+        return (f"SELECT outcome, count(*), sum(events_count), avg(deliver_seconds) FROM messages"
+                f" WHERE {where_sql(f, now=now, window=r.window)} GROUP BY outcome")
 
-    cases: list[tuple[str, Callable[[], Any]]] = [
-        ("page: newest 50", lambda: r.page(now=now)),
-        ("page: next 50 (keyset)", lambda: r.page(after=cursor(first[-1]), now=now)),
-        ("page: middle of the table", lambda: r.page(after=middle, now=now)),
-        ("filter status:failed", lambda: r.page(flt("status:failed"), now=now)),
-        ("filter status:failed,rejected,expired", lambda: r.page(flt("status:failed,rejected,expired"), now=now)),
-        ("filter status:not_delivered", lambda: r.page(flt("status:not_delivered"), now=now)),
-        ("filter status:stale", lambda: r.page(flt("status:stale"), now=now)),
-        ("filter provider:eazita", lambda: r.page(flt("provider:eazita"), now=now)),
-        ("filter dest:<number>", lambda: r.page(flt(f"dest:{sample['dest']}"), now=now)),
-        ("filter dest:+23324*", lambda: r.page(flt("dest:+23324*"), now=now)),
-        ("filter error:101", lambda: r.page(flt("error:101"), now=now)),
-        ("filter error:8 network:Zong", lambda: r.page(flt("error:8 network:Zong"), now=now)),
-        ("filter network:Telenor", lambda: r.page(flt("network:Telenor"), now=now)),
-        ("filter since:2h", lambda: r.page(flt("since:2h"), now=now)),
-        ("filter since:20d until:19d", lambda: r.page(flt("since:20d until:19d"), now=now)),
-        ("filter provider:eazita status:failed since:24h", lambda: r.page(flt("provider:eazita status:failed since:24h"), now=now)),
-        ("filter flag:terminal_conflict", lambda: r.page(flt("flag:terminal_conflict"), now=now)),
-        ("filter free text (part of a uuid)", lambda: r.page(flt(uuid_part), now=now)),
-        ("filter free text (no match)", lambda: r.page(flt("no-such-thing"), now=now)),
-        ("timeline of a message", lambda: r.timeline(zeckta["id"])),
-        ("message by id", lambda: r.message(zeckta["id"], now=now)),
-        ("resolve a uuid", lambda: r.resolve(zeckta["provider_message_id"])),
-        ("resolve a reference", lambda: _resolve_any(r, sample["reference"])),
-        ("resolve a phone number", lambda: _resolve_any(r, sample["dest"])),
-        ("new events after a watermark", lambda: r.events_after(r.latest_event_id() - 500)),
-        *[(f"facet {d}", (lambda d=d: r.facets(d))) for d in FACET_DIMS],
-        ("facet network, since:24h", lambda: r.facets("network", flt("since:24h"), now=now)),
-        ("stats", lambda: r.stats(now=now)),
-        ("stats since:24h", lambda: r.stats(flt("since:24h"), now=now)),
+    out = []
+    for label, text in (("(none)", ""), *((t, t) for t in ("status:failed", "status:not_delivered", "status:stale",
+                                                             "status:open", "provider:zeckta", "provider:eazita status:failed")),
+                        ("dest:<a number>", f"dest:{sample['dest']}"), *((t, t) for t in (
+                            "dest:+23324*", "error:101", "network:Zong", "flag:late_dlr", "since:2h", "since:24h",
+                            "since:7d until:1d")), ("<the start of a uuid>", zeckta["provider_message_id"][:8]),
+                        ("<text that matches nothing>", "no-such-thing"),
+                        *((t, t) for t in ("provider:eazita status:failed since:24h network:Zong error:8",))):
+        f = filters.parse(text, now)
+        out.append(View(f"filter {label}", lambda f=f: r.dashboard(f, 0, limit=200, now=now), summary(f)))
+    out += [
+        View("next page", lambda: r.page(after=cursor(first[-1]), limit=200, now=now),
+             f"SELECT * FROM messages WHERE last_event_at <= '{first[-1]['last_event_at']}'"
+             " ORDER BY last_event_at DESC LIMIT 200"),
+        View("insights", lambda: r.insights(Filter(), now=now), summary(Filter())),
+        View("insights provider:zeckta", lambda: r.insights(filters.parse("provider:zeckta", now), now=now),
+             summary(filters.parse("provider:zeckta", now))),
+        View("insights status:failed since:24h", lambda: r.insights(filters.parse("status:failed since:24h", now), now=now),
+             summary(filters.parse("status:failed since:24h", now))),
+        View("message screen (zeckta)", lambda: r.detail(zeckta["id"], now=now),
+             f"SELECT * FROM events WHERE message_id = '{zeckta['id']}'"),
+        View("message screen (eazita)", lambda: r.detail(eazita_id, now=now),
+             f"SELECT * FROM events WHERE message_id = '{eazita_id}'"),
+        View("dead letters", lambda: r.dead_letters(limit=500), "SELECT * FROM dead_letters ORDER BY id DESC LIMIT 500"),
     ]
-    out: dict[str, dict[str, float]] = {}
-    say(f"\nread queries on {db} ({repeat} runs each; first run reported apart, as it may be cold)")
-    say(f"  {'query':<48} {'first':>8} {'median':>8} {'max':>8}")
-    for name, fn in cases:
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1000)
-        med, worst = statistics.median(times[1:]), max(times[1:])
-        out[name] = {"first_ms": round(times[0], 2), "median_ms": round(med, 2), "max_ms": round(worst, 2)}
-        mark = "" if med < TARGET_READ_MS else "  OVER 50 ms"
-        say(f"  {name:<48} {times[0]:>7.1f}  {med:>7.2f}  {worst:>7.2f}{mark}")
-    r.close()
     return out
 
 
-def _resolve_any(reader: Reader, q: str) -> None:
-    try:
-        reader.resolve(q)
-    except SmsmonError:
-        pass  # several messages share it: the lookup ran all the same
+def _export_rate(r: Reader, fmt: str, limit: int = 200_000) -> float:
+    from smsmon.cli.output import MESSAGE_EXPORT_COLUMNS, write_export
+
+    rows = r.iter_messages()
+    started = time.perf_counter()
+    n = write_export((row for _, row in zip(range(limit), rows)), fmt, io.StringIO(), MESSAGE_EXPORT_COLUMNS)
+    return n / (time.perf_counter() - started)
+
+
+def store_bench(*, sizes: tuple[int, ...], folder: Path, fresh_events: int, repeat: int, say: Say) -> dict[str, Any]:
+    figures: dict[str, Any] = {"sizes": {}}
+    folder.mkdir(parents=True, exist_ok=True)
+    say(f"databases in {folder} (kept: a second run reuses them)")
+    now = now_utc()
+    with tempfile.TemporaryDirectory(prefix="smsmon-bench-") as tmp:
+        fresh = _take(generate_events(fresh_events, seed=101, now=now), fresh_events)
+        rate = _write_rate(Path(tmp) / "fresh.db", fresh)
+    figures["write_fresh_events_per_s"] = round(rate)
+    say(f"writer, fresh database: {rate:,.0f} events/s over {len(fresh):,} events "
+        f"(target >= {TARGET_WRITE:,}: {'ok' if rate >= TARGET_WRITE else 'MISSED'})")
+    table: dict[str, dict[int, tuple[float, float]]] = {}
+    shell: dict[str, float | None] = {}
+    for size in sizes:
+        db = folder / (f"bench-{size // 1_000_000}m.db" if size % 1_000_000 == 0 else f"bench-{size}.db")
+        have = ensure(db, size, say)
+        extra = _take(generate_events(20_000, seed=202 + size // 1_000_000, now=now), 50_000)
+        rate = _write_rate(db, extra)
+        have = _events_in(db)
+        per_event = os.path.getsize(db) / have
+        entry: dict[str, Any] = {"events": have, "write_events_per_s": round(rate), "bytes_per_event": round(per_event)}
+        say(f"\n{have:,} events: writer {rate:,.0f} events/s; {per_event:,.0f} bytes on disk per event")
+        with Reader(db) as r:
+            for v in views(r, db):
+                table.setdefault(v.name, {})[size] = _timed(v.run, repeat)
+                if size == sizes[-1]:
+                    shell[v.name] = _sqlite_ms(db, v.sqlite, repeat) if v.sqlite else None
+            for fmt in ("ndjson", "csv"):
+                entry[f"export_{fmt}_rows_per_s"] = round(_export_rate(r, fmt))
+        say(f"  export: {entry['export_ndjson_rows_per_s']:,} rows/s NDJSON, {entry['export_csv_rows_per_s']:,} rows/s CSV")
+        figures["sizes"][size] = entry
+    _print_views(table, shell, sizes, say)
+    figures["views_ms"] = {name: {str(size): {"first": round(first, 1), "median": round(median, 1)}
+                                  for size, (first, median) in by_size.items()} for name, by_size in table.items()}
+    figures["sqlite3_ms"] = {name: round(ms, 1) if ms is not None else None for name, ms in shell.items()}
+    return figures
+
+
+def _print_views(table: dict[str, dict[int, tuple[float, float]]], shell: dict[str, float | None], sizes: tuple[int, ...],
+                 say: Say) -> None:
+    heads = "".join(f"{f'{s / 1_000_000:g}M':>16}" for s in sizes)
+    say(f"\nwhat a person waits for, ms: median (first run), {'' if len(sizes) < 2 else 'per size; '}"
+        f"the sqlite3 shell on the largest, and smsmon ÷ sqlite3")
+    say(f"  {'view':<58}{heads}{'sqlite3':>10}{'ratio':>8}")
+    for name, by_size in table.items():
+        cells = ""
+        for s in sizes:
+            first, median = by_size[s]
+            flag = "!" if median > TARGET_VIEW_MS else " "
+            cells += f"{median:>8.1f} ({first:>5.0f}){flag}"
+        ms = shell.get(name)
+        ratio = f"{by_size[sizes[-1]][1] / ms:>7.2f}x" if ms else ""
+        say(f"  {name[:58]:<58}{cells}{(f'{ms:>9.1f}' if ms else ''):>10}{ratio:>8}")
+    say(f"  (! over {TARGET_VIEW_MS:.0f} ms)")

@@ -13,6 +13,7 @@ traceback with SMSMON_DEBUG=1. Machine output (--json, exports) goes to stdout.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
@@ -33,9 +34,26 @@ class UserError(click.ClickException):
         click.secho(f"error: {self.format_message()}", fg="red", err=True)
 
 
+# Where each command is defined: a module is imported only when one of its commands runs (or
+# for --help), so that `smsmon browse` starts without loading what `serve` needs.
+LAZY = {"watch": "app", "demo": "app", "browse": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
+        "explain": "read", "show": "read", "stats": "read", "export": "read", "config": "tools", "simulate": "tools",
+        "sim": "tools", "bench": "tools"}
+
+
 class SmsmonGroup(click.Group):
     """Gives every subcommand the same way out: smsmon's errors as one line, a closed pipe
-    as success, Ctrl+C as 130, a bug as "internal error"."""
+    as success, Ctrl+C as 130, a bug as "internal error". Loads command modules lazily."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in LAZY:
+            importlib.import_module(f"smsmon.cli.{LAZY[name]}")
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in sorted(set(LAZY.values())):
+            importlib.import_module(f"smsmon.cli.{module}")
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -75,8 +93,8 @@ def cli(ctx: click.Context) -> None:
     With no command, `smsmon` runs `smsmon watch`.
     """
     if ctx.invoked_subcommand is None:
-        from smsmon.cli.app import watch
-
+        watch = cli.get_command(ctx, "watch")
+        assert watch is not None
         ctx.invoke(watch)
 
 
@@ -84,5 +102,3 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point (`smsmon`, `python -m smsmon`)."""
     cli.main(args=argv, prog_name="smsmon")
 
-
-from smsmon.cli import app, ingest, read, tools  # noqa: E402,F401  (each registers its commands on `cli`)

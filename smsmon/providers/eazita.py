@@ -22,11 +22,12 @@ import msgspec
 from smsmon.errors import ParseError, ProviderAPIError
 from smsmon.lifecycle import KEY_PREFIX, SKEW, Event, Flag, derived_key, fingerprint, is_final, make_event, normalize
 from smsmon import normalize as n
+from smsmon.defaults import EAZITA_TIMEZONE
 from smsmon.providers import _coerce as c
 from smsmon.timeutil import fmt, parse_local
 
 PROVIDER = "eazita"
-DEFAULT_TIMEZONE = "Asia/Karachi"  # inferred (PROVIDER-NOTES.md): the provider is in Pakistan; a setting
+DEFAULT_TIMEZONE = EAZITA_TIMEZONE
 
 
 class _Row(msgspec.Struct):

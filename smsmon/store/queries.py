@@ -22,6 +22,7 @@ from smsmon.filters import Filter
 from smsmon.lifecycle import PROVIDERS, WATCH_WINDOW, Outcome, Status, is_stale, outcome_of
 from smsmon.normalize import LocalNumber, e164_strict, phone, phone_forms
 from smsmon.store import keyindex
+from smsmon.store.payloads import codec_for
 from smsmon.store.schema import MESSAGE_COLUMNS, STORED_FLAGS, flag_condition
 from smsmon.timeutil import fmt, now_utc
 
@@ -225,7 +226,13 @@ def timeline(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
         " ORDER BY event_time, id",
         (message_id,),
     ).fetchall()
-    return [dict(r) for r in rows]
+    codec = codec_for(conn)
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["raw"] = codec.unpack(d["raw"])
+        out.append(d)
+    return out
 
 
 def resolve(conn: sqlite3.Connection, query: str, *, limit: int = TOP, region: str | None = None) -> str:
@@ -279,7 +286,13 @@ def events_of(conn: sqlite3.Connection, f: Filter | None = None, *, after: int =
     sql = (f"SELECT e.id, e.event_key, e.message_id, e.provider, e.source, e.event_type, e.raw_status, e.status,"
            f" e.error_code, e.event_time, e.received_at, e.sent_at, e.flags, e.raw FROM events e{join} WHERE {where}"
            " ORDER BY e.id LIMIT ?")
-    return [dict(r) for r in conn.execute(sql, [after, *params, limit])]
+    codec = codec_for(conn)
+    out = []
+    for r in conn.execute(sql, [after, *params, limit]):
+        d = dict(r)
+        d["raw"] = codec.unpack(d["raw"])
+        out.append(d)
+    return out
 
 
 def latest_event_id(conn: sqlite3.Connection) -> int:
@@ -346,10 +359,10 @@ def message_count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT coalesce(sum(n), 0) FROM facet_counts WHERE dim = 'provider'").fetchone()[0]
 
 
-def events_per_minute(conn: sqlite3.Connection, first_id: int) -> dict[str, int]:
-    """"YYYY-MM-DDTHH:MM" -> events received that minute, of the events from `first_id` on."""
-    return dict(conn.execute(
-        "SELECT substr(received_at, 1, 16), count(*) FROM events WHERE id >= ? GROUP BY 1", (first_id,)).fetchall())
+def events_per_minute(conn: sqlite3.Connection, since: str) -> dict[str, int]:
+    """"YYYY-MM-DDTHH:MM" -> events received that minute, from the minute of `since` on (the
+    writer keeps these counts)."""
+    return dict(conn.execute("SELECT minute, n FROM events_minute WHERE minute >= ?", (since[:16],)).fetchall())
 
 
 def first_event_received_since(conn: sqlite3.Connection, since: str) -> int:
@@ -364,13 +377,6 @@ def first_event_received_since(conn: sqlite3.Connection, since: str) -> int:
         else:
             lo = mid + 1
     return lo
-
-
-def finals_since(conn: sqlite3.Connection, since: str) -> Iterator[tuple[str, str, float | None]]:
-    """(final_at, outcome, deliver_seconds) of the messages that became final since `since`."""
-    yield from conn.execute(
-        "SELECT final_at, outcome, deliver_seconds FROM messages INDEXED BY ix_messages_time"
-        " WHERE last_event_at >= ? AND final_at >= ?", (since, since))
 
 
 def error_code_networks(conn: sqlite3.Connection, code: str, provider: str | None) -> list[tuple[str | None, int]]:
@@ -407,3 +413,14 @@ def same_number(conn: sqlite3.Connection, dest: str, but: str, *, limit: int = 1
     return [dict(r) for r in conn.execute(
         "SELECT id, status, outcome, error_code, last_event_at FROM messages WHERE dest = ? AND id != ?"
         " ORDER BY last_event_at DESC LIMIT ?", (dest, but, limit))]
+
+
+def where_sql(f: Filter, *, now: datetime, window: timedelta = WATCH_WINDOW) -> str:
+    """The filter as one SQL WHERE clause on `messages`, with its values written in: what a
+    person would type at the sqlite3 shell (the benchmarks time that beside smsmon)."""
+    conds, params = _conditions(f, now, window)
+    sql = " AND ".join(conds) or "1"
+    for p in params:
+        literal = str(p) if isinstance(p, (int, float)) else "'" + str(p).replace("'", "''") + "'"
+        sql = sql.replace("?", literal, 1)
+    return sql

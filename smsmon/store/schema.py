@@ -155,7 +155,14 @@ def _v3(db: "sqlite_utils.Database") -> None:
     upgrade(db.conn)
 
 
-MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1, _v2, _v3]
+def _v4(db: "sqlite_utils.Database") -> None:
+    """Compressed payloads, compact attribute stamps, the aggregates (issue 11)."""
+    from smsmon.store.migrate_v4 import upgrade
+
+    upgrade(db.conn)
+
+
+MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -311,8 +318,10 @@ def migrate(conn: sqlite3.Connection, path: str | Path = "this database") -> int
     import sqlite_utils
 
     db = sqlite_utils.Database(conn)
+    if current == 0:  # a new file: let prune give space back a little at a time (set before the first table)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     if 0 < current < SCHEMA_VERSION:
-        log.warning("upgrading %s from schema version %d to %d (once; it can take half a minute per million events) ...",
+        log.warning("upgrading %s from schema version %d to %d (once; about two minutes per million events) ...",
                     path, current, SCHEMA_VERSION)
     for step in range(current, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")

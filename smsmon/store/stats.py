@@ -1,40 +1,34 @@
-"""Figures over the messages: delivery rate, time to deliver, outcomes, stale messages,
-failures by status, code and network (`stats`), and counts per value of one column (`facets`).
-Unfiltered, they come from the counts the writer maintains; filtered, from the rows the
-filter's plan selects."""
+"""Figures over the messages: delivery rate, time to deliver, outcomes, stale messages, failures
+by status, code and network (`stats`), counts per value of one column (`facets`), the hourly
+series (`hourly`).
+
+Where they come from, cheapest first:
+- nothing filtered: the counts the writer maintains (`facet_counts`);
+- a filter of provider, status (and outcome, open, final, stale), error code, network and time:
+  the aggregates (aggregates.py), whole days from `agg_day`, whole hours from `agg_hour`, and only
+  the minutes at the edges of since/until from the messages themselves: a few hundred rows
+  whatever the size of the database;
+- a filter the aggregates cannot answer (free text, a number, a flag): the matching messages,
+  read on the filter's plan, at most RAW_LIMIT of them (the figures then say they are partial).
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterable
 
 from smsmon.filters import Filter
-from smsmon.lifecycle import WATCH_WINDOW, Outcome
+from smsmon.lifecycle import WATCH_WINDOW, Outcome, is_final, normalize, outcome_of
+from smsmon.store import aggregates
 from smsmon.store.queries import TOP, _plan, latest_event_id
-from smsmon.timeutil import fmt, now_utc
+from smsmon.timeutil import UTC, fmt, now_utc
 
 FACET_DIMS = ("status", "outcome", "provider", "error_code", "network", "country_code")
-
-
-def facets(conn: sqlite3.Connection, dim: str, f: Filter | None = None, *, limit: int = TOP,
-           now: datetime | None = None, window: timedelta = WATCH_WINDOW) -> list[tuple[str | None, int]]:
-    """Message counts per value of `dim` (status, outcome, provider, error_code, network,
-    country_code), largest first. Unfiltered counts are maintained by the writer."""
-    if dim not in FACET_DIMS:
-        raise ValueError(f"unknown facet {dim!r}")
-    if f is None or f.empty:
-        rows = conn.execute(
-            "SELECT value, n FROM facet_counts WHERE dim = ? AND n > 0 ORDER BY n DESC, value LIMIT ?", (dim, limit)
-        ).fetchall()
-        return [(v or None, n) for v, n in rows]
-    hint, conds, params = _plan(conn, f, now or now_utc(), window)
-    rows = conn.execute(
-        f"SELECT {dim}, count(*) AS n FROM messages{hint} WHERE {' AND '.join(conds)} GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?",
-        [*params, limit],
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
+RAW_LIMIT = 100_000  # messages read for a filter the aggregates cannot answer (~0.15 s of reading)
+Dims = tuple[str, str, str, str, str]  # provider, raw_status, error_code, network, country_code ('' for none)
 
 
 @dataclass
@@ -43,12 +37,13 @@ class Stats:
     events: int
     outcomes: dict[str, int]
     delivery_rate: float | None  # delivered / (delivered + not delivered)
-    median_seconds: float | None  # first event to DELIVERED
+    median_seconds: float | None  # first known send time to DELIVERED
     p90_seconds: float | None
     stale: int
     failures_by_code: list[tuple[str, str | None, int]]  # provider, error code, count
     failures_by_network: list[tuple[str | None, int]]
     failures_by_status: list[tuple[str, str, int]]  # provider, raw status, count
+    partial: bool = False  # counted over the first RAW_LIMIT matching messages only
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,76 +53,332 @@ class Stats:
             "failures_by_code": [{"provider": p, "error_code": c, "count": n} for p, c, n in self.failures_by_code],
             "failures_by_network": [{"network": net, "count": n} for net, n in self.failures_by_network],
             "failures_by_status": [{"provider": p, "raw_status": r, "count": n} for p, r, n in self.failures_by_status],
+            "partial": self.partial,
         }
+
+
+@dataclass
+class Tally:
+    """Messages counted by their dimensions; delivered ones' times to deliver by bucket."""
+
+    n: Counter = field(default_factory=Counter)
+    events: Counter = field(default_factory=Counter)
+    latency: Counter = field(default_factory=Counter)
+    partial: bool = False
+
+    def add(self, dims: Dims, n: int, events: int) -> None:
+        self.n[dims] += n
+        self.events[dims] += events
+
+
+# ── which messages a filter keeps, by their dimensions ──────────────────────────
+def aggregable(f: Filter) -> bool:
+    """A filter the aggregates answer exactly: no free text, number or stored flag."""
+    return not (f.text or f.dests or any(flag != "stale" for flag in f.flags))
+
+
+def _keeps(f: Filter, provider: str, raw: str, code: str, net: str, country: str, *, open_only: bool = False) -> bool:
+    status = normalize(provider, raw)
+    if f.providers and provider not in f.providers:
+        return False
+    if f.statuses and status.value not in f.statuses:
+        return False
+    if f.outcomes and outcome_of(provider, status).value not in f.outcomes:
+        return False
+    final = is_final(provider, status)
+    if ("open" in f.special or "stale" in f.special or "stale" in f.flags or open_only) and final:
+        return False
+    if "final" in f.special and not final:
+        return False
+    if f.errors and code not in f.errors:
+        return False
+    if f.networks and net not in f.networks:
+        return False
+    return True
+
+
+def _prefilter(f: Filter) -> tuple[str, list[Any]]:
+    """SQL terms on the columns both the aggregates and the messages have, to read fewer rows."""
+    conds, params = [], []
+    for column, values in (("provider", f.providers), ("error_code", f.errors), ("network", f.networks)):
+        if values:
+            conds.append(f"coalesce({column}, '') IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    return " AND ".join(conds) or "1", params
+
+
+# ── time ranges: whole days, whole hours, the minutes at the edges ──────────────
+def _floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil(t: datetime, floor: Any, step: timedelta) -> datetime:
+    f = floor(t)
+    return f if f == t else f + step
+
+
+def _floor_day(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
+def pieces(lo: datetime | None, hi: datetime | None) -> tuple[list[tuple[str | None, str | None]],
+                                                                 list[tuple[str, str]], list[tuple[str, str]]]:
+    """[lo, hi) (None: unbounded) as day spans, hour spans and raw ranges, each [from, to) in the
+    keys of its table (`2026-11-23`, `2026-11-23T10`, a canonical time)."""
+    days: list[tuple[str | None, str | None]] = []
+    hours: list[tuple[str, str]] = []
+    raw: list[tuple[str, str]] = []
+    lo_h = _ceil(lo, _floor_hour, HOUR) if lo else None
+    hi_h = _floor_hour(hi) if hi else None
+    if lo and hi and (lo_h >= hi_h):  # type: ignore[operator]
+        return days, hours, [(fmt(lo), fmt(hi))] if lo < hi else []
+    if lo and lo < lo_h:  # type: ignore[operator]
+        raw.append((fmt(lo), fmt(lo_h)))  # type: ignore[arg-type]
+    if hi and hi_h < hi:  # type: ignore[operator]
+        raw.append((fmt(hi_h), fmt(hi)))  # type: ignore[arg-type]
+    lo_d = _ceil(lo_h, _floor_day, DAY) if lo_h else None
+    hi_d = _floor_day(hi_h) if hi_h else None
+    if lo_d and hi_d and lo_d >= hi_d:
+        hours.append((fmt(lo_h)[:13], fmt(hi_h)[:13]))  # type: ignore[arg-type]
+        return days, hours, raw
+    if lo_h and lo_h < lo_d:  # type: ignore[operator]
+        hours.append((fmt(lo_h)[:13], fmt(lo_d)[:13]))  # type: ignore[arg-type]
+    if hi_d and hi_d < hi_h:  # type: ignore[operator]
+        hours.append((fmt(hi_d)[:13], fmt(hi_h)[:13]))  # type: ignore[arg-type]
+    days.append((fmt(lo_d)[:10] if lo_d else None, fmt(hi_d)[:10] if hi_d else None))
+    return days, hours, raw
+
+
+def _span_sql(lo: str | None, hi: str | None) -> tuple[str, list[str]]:
+    conds, params = [], []
+    if lo is not None:
+        conds.append("span >= ?")
+        params.append(lo)
+    if hi is not None:
+        conds.append("span < ?")
+        params.append(hi)
+    return " AND ".join(conds) or "1", params
+
+
+def collect(conn: sqlite3.Connection, f: Filter, lo: datetime | None, hi: datetime | None, *,
+            open_only: bool = False) -> Tally:
+    """The messages of an aggregable filter whose latest activity is in [lo, hi)."""
+    tally = Tally()
+    pre, pre_params = _prefilter(f)
+    days, hours, raw = pieces(lo, hi)
+    wants_latency = not open_only and _keeps_delivered(f)
+    for table, spans in (("day", days), ("hour", hours)):
+        for span_lo, span_hi in spans:
+            where, params = _span_sql(span_lo, span_hi)
+            for row in conn.execute(
+                    f"SELECT provider, raw_status, error_code, network, country_code, sum(n), sum(events) FROM agg_{table}"
+                    f" WHERE {where} AND {pre} GROUP BY 1, 2, 3, 4, 5", [*params, *pre_params]):
+                if _keeps(f, *row[:5], open_only=open_only):
+                    tally.add(row[:5], row[5], row[6])
+            if wants_latency:
+                for p, code, net, country, b, n in conn.execute(
+                        f"SELECT provider, error_code, network, country_code, bucket, sum(n) FROM agg_latency_{table}"
+                        f" WHERE {where} AND {pre} GROUP BY 1, 2, 3, 4, 5", [*params, *pre_params]):
+                    if _keeps(f, p, "DELIVERED", code, net, country):
+                        tally.latency[b] += n
+    for raw_lo, raw_hi in raw:
+        rows = conn.execute(
+            "SELECT provider, coalesce(raw_status, ''), coalesce(error_code, ''), coalesce(network, ''),"
+            " coalesce(country_code, ''), events_count, deliver_seconds FROM messages INDEXED BY ix_messages_time"
+            f" WHERE last_event_at >= ? AND last_event_at < ? AND {pre}", [raw_lo, raw_hi, *pre_params])
+        _tally_rows(tally, f, rows, open_only=open_only, latency=wants_latency)
+    return tally
+
+
+def _keeps_delivered(f: Filter) -> bool:
+    """Whether delivered messages can match at all (else no time to deliver is read)."""
+    return _keeps(replace(f, providers=(), errors=(), networks=()), "zeckta", "DELIVERED", "", "", "")
+
+
+def _tally_rows(tally: Tally, f: Filter, rows: Iterable[tuple], *, open_only: bool = False, latency: bool = True) -> None:
+    for p, raw_status, code, net, country, events, seconds in rows:
+        if _keeps(f, p, raw_status, code, net, country, open_only=open_only):
+            tally.add((p, raw_status, code, net, country), 1, events)
+            if latency and seconds is not None:
+                tally.latency[aggregates.bucket(seconds)] += 1
+
+
+def _raw(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta) -> tuple[Tally, int]:
+    """The matching messages themselves, at most RAW_LIMIT: (tally, stale among them)."""
+    hint, conds, params = _plan(conn, f, now, window)
+    cutoff = fmt(now - window)
+    rows = conn.execute(
+        "SELECT provider, coalesce(raw_status, ''), coalesce(error_code, ''), coalesce(network, ''),"
+        f" coalesce(country_code, ''), events_count, deliver_seconds, is_final = 0 AND last_event_at < ? FROM messages{hint}"
+        f" WHERE {' AND '.join(conds) or '1'} LIMIT ?", [cutoff, *params, RAW_LIMIT + 1]).fetchall()
+    tally = Tally(partial=len(rows) > RAW_LIMIT)
+    rows = rows[:RAW_LIMIT]
+    everything = Filter()
+    _tally_rows(tally, everything, (r[:7] for r in rows))
+    return tally, sum(r[7] for r in rows)
+
+
+def _range(f: Filter, now: datetime, window: timedelta) -> tuple[datetime | None, datetime | None]:
+    lo, hi = f.since, f.until
+    if "stale" in f.special or "stale" in f.flags:  # open and silent since before the watch window
+        cutoff = now - window
+        hi = min(hi, cutoff) if hi else cutoff
+    return lo, hi
+
+
+def tally(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedelta) -> tuple[Tally, int]:
+    """(the messages of a filter, how many of them are stale), from wherever is cheapest."""
+    if not aggregable(f):
+        return _raw(conn, f, now, window)
+    lo, hi = _range(f, now, window)
+    main = collect(conn, f, lo, hi)
+    cutoff = now - window
+    stale_hi = min(hi, cutoff) if hi else cutoff
+    stale = sum(collect(conn, f, lo, stale_hi, open_only=True).n.values()) if not lo or lo < stale_hi else 0
+    return main, stale
+
+
+# ── figures from a tally ─────────────────────────────────────────────────────────
+def percentile(histogram: Counter, q: float) -> float | None:
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = min(total - 1, int(q * total))
+    seen = 0
+    for b in sorted(histogram):
+        seen += histogram[b]
+        if seen > rank:
+            return round(aggregates.bucket_value(b), 3)
+    return None  # unreachable: the ranks add up to total
+
+
+def _top(counter: Counter) -> list[tuple[Any, int]]:
+    return sorted(((k, n) for k, n in counter.items() if n > 0), key=lambda kv: (-kv[1], str(kv[0])))[:TOP]
+
+
+def failures_by_country(t: Tally, limit: int = TOP) -> list[tuple[str | None, int]]:
+    out: Counter = Counter()
+    for (p, raw, _code, _net, country), n in t.n.items():
+        if outcome_of(p, normalize(p, raw)) is Outcome.NOT_DELIVERED:
+            out[country or None] += n
+    return sorted(((c, n) for c, n in out.items() if n), key=lambda kv: (-kv[1], str(kv[0])))[:limit]
+
+
+def figures(t: Tally, stale: int, events: int | None = None) -> Stats:
+    outcomes: Counter = Counter()
+    by_code: Counter = Counter()
+    by_network: Counter = Counter()
+    by_status: Counter = Counter()
+    for (p, raw, code, net, _country), n in t.n.items():
+        outcome = outcome_of(p, normalize(p, raw))
+        outcomes[outcome.value] += n
+        if outcome is Outcome.NOT_DELIVERED:
+            by_code[(p, code or None)] += n
+            by_network[net or None] += n
+            by_status[(p, raw)] += n
+    delivered, failed = outcomes[Outcome.DELIVERED.value], outcomes[Outcome.NOT_DELIVERED.value]
+    return Stats(
+        messages=sum(outcomes.values()),
+        events=events if events is not None else sum(t.events.values()),
+        outcomes={o.value: outcomes.get(o.value, 0) for o in Outcome},
+        delivery_rate=delivered / (delivered + failed) if delivered + failed else None,
+        median_seconds=percentile(t.latency, 0.5),
+        p90_seconds=percentile(t.latency, 0.9),
+        stale=stale,
+        failures_by_code=[(p, c, n) for (p, c), n in _top(by_code)],
+        failures_by_network=[(net, n) for net, n in _top(by_network)],
+        failures_by_status=[(p, raw, n) for (p, raw), n in _top(by_status)],
+        partial=t.partial,
+    )
 
 
 def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | None = None,
           window: timedelta = WATCH_WINDOW) -> Stats:
     """Delivery rate, time to deliver, outcomes, stale count and failures, for everything or a filter."""
     now = now or now_utc()
-    cutoff = fmt(now - window)
     if f is None or f.empty:
-        outcomes = dict(conn.execute("SELECT value, n FROM facet_counts WHERE dim = 'outcome' AND n > 0").fetchall())
-        delivered = outcomes.get(Outcome.DELIVERED, 0)
-        timed = conn.execute("SELECT coalesce(sum(n), 0) FROM facet_counts WHERE dim = 'timed'").fetchone()[0]
-        median = _percentile_indexed(conn, timed, 0.5)
-        p90 = _percentile_indexed(conn, timed, 0.9)
-        stale = conn.execute("SELECT count(*) FROM messages INDEXED BY ix_messages_open WHERE is_final = 0 AND last_event_at < ?",
-                             (cutoff,)).fetchone()[0]
-        events = latest_event_id(conn)
-        top = f"SELECT value, n FROM facet_counts WHERE dim = ? AND n > 0 ORDER BY n DESC, value LIMIT {TOP}"
-        by_code = [(*v.split(":", 1), n) for v, n in conn.execute(top, ("fail_code",))]
-        by_code = [(p, c or None, n) for p, c, n in by_code]
-        by_network = [(v or None, n) for v, n in conn.execute(top, ("fail_network",))]
-        by_status = [(*v.split(":", 1), n) for v, n in conn.execute(top, ("fail_status",))]
-    else:
-        hint, conds, params = _plan(conn, f, now, window)
-        where = " AND ".join(conds)
-        rows = conn.execute(
-            f"SELECT outcome, count(*), sum(events_count), sum(is_final = 0 AND last_event_at < ?) FROM messages{hint}"
-            f" WHERE {where} GROUP BY 1", [cutoff, *params]).fetchall()
-        outcomes = {r[0]: r[1] for r in rows}
-        events = sum(r[2] for r in rows)
-        stale = sum(r[3] for r in rows)
-        delivered = outcomes.get(Outcome.DELIVERED, 0)
-        secs = [r[0] for r in conn.execute(
-            f"SELECT deliver_seconds FROM messages{hint} WHERE {where} AND deliver_seconds IS NOT NULL", params)]
-        secs.sort()
-        median = _percentile(secs, 0.5)
-        p90 = _percentile(secs, 0.9)
-        failed_where = f"{where} AND outcome = 'NOT_DELIVERED'"
-        by_code = conn.execute(f"SELECT provider, error_code, count(*) AS n FROM messages{hint} WHERE {failed_where}"
-                               f" GROUP BY 1, 2 ORDER BY n DESC LIMIT {TOP}", params).fetchall()
-        by_network = conn.execute(f"SELECT network, count(*) AS n FROM messages{hint} WHERE {failed_where}"
-                                  f" GROUP BY 1 ORDER BY n DESC LIMIT {TOP}", params).fetchall()
-        by_status = conn.execute(f"SELECT provider, raw_status, count(*) AS n FROM messages{hint} WHERE {failed_where}"
-                                 f" GROUP BY 1, 2 ORDER BY n DESC LIMIT {TOP}", params).fetchall()
-    total = sum(outcomes.values())
-    failed = outcomes.get(Outcome.NOT_DELIVERED, 0)
+        return _unfiltered(conn, now, window)
+    t, stale = tally(conn, f, now=now, window=window)
+    return figures(t, stale)
+
+
+def _unfiltered(conn: sqlite3.Connection, now: datetime, window: timedelta) -> Stats:
+    """Everything, from the maintained counts: a few dozen rows."""
+    counts: dict[str, dict[str, int]] = {}
+    for dim, value, n in conn.execute("SELECT dim, value, n FROM facet_counts WHERE n > 0"):
+        counts.setdefault(dim, {})[value] = n
+    outcomes = counts.get("outcome", {})
+    delivered, failed = outcomes.get(Outcome.DELIVERED.value, 0), outcomes.get(Outcome.NOT_DELIVERED.value, 0)
+    latency = Counter({int(b): n for b, n in counts.get("latency", {}).items()})
+    stale = conn.execute("SELECT count(*) FROM messages INDEXED BY ix_messages_open WHERE is_final = 0 AND last_event_at < ?",
+                         (fmt(now - window),)).fetchone()[0]
+
+    def top(dim: str) -> list[tuple[str, int]]:
+        return sorted(counts.get(dim, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
+
     return Stats(
-        messages=total,
-        events=events,
+        messages=sum(outcomes.values()), events=latest_event_id(conn),
         outcomes={o.value: outcomes.get(o.value, 0) for o in Outcome},
         delivery_rate=delivered / (delivered + failed) if delivered + failed else None,
-        median_seconds=median,
-        p90_seconds=p90,
-        stale=stale,
-        failures_by_code=[(r[0], r[1], r[2]) for r in by_code],
-        failures_by_network=[(r[0] or None, r[1]) for r in by_network],
-        failures_by_status=[(r[0], r[1], r[2]) for r in by_status],
+        median_seconds=percentile(latency, 0.5), p90_seconds=percentile(latency, 0.9), stale=stale,
+        failures_by_code=[(v.split(":", 1)[0], v.split(":", 1)[1] or None, n) for v, n in top("fail_code")],
+        failures_by_network=[(v or None, n) for v, n in top("fail_network")],
+        failures_by_status=[(v.split(":", 1)[0], v.split(":", 1)[1], n) for v, n in top("fail_status")],
     )
 
 
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+def facets(conn: sqlite3.Connection, dim: str, f: Filter | None = None, *, limit: int = TOP,
+           now: datetime | None = None, window: timedelta = WATCH_WINDOW) -> list[tuple[str | None, int]]:
+    """Message counts per value of `dim` (status, outcome, provider, error_code, network,
+    country_code), largest first."""
+    if dim not in FACET_DIMS:
+        raise ValueError(f"unknown facet {dim!r}")
+    if f is None or f.empty:
+        rows = conn.execute(
+            "SELECT value, n FROM facet_counts WHERE dim = ? AND n > 0 ORDER BY n DESC, value LIMIT ?", (dim, limit)
+        ).fetchall()
+        return [(v or None, n) for v, n in rows]
+    t, _ = tally(conn, f, now=now or now_utc(), window=window)
+    out: Counter = Counter()
+    for (p, raw, code, net, country), n in t.n.items():
+        status = normalize(p, raw)
+        value = {"status": status.value, "outcome": outcome_of(p, status).value, "provider": p, "error_code": code,
+                 "network": net, "country_code": country}[dim]
+        out[value or None] += n
+    return sorted(((v, n) for v, n in out.items() if n), key=lambda kv: (-kv[1], str(kv[0])))[:limit]
 
 
-def _percentile_indexed(conn: sqlite3.Connection, count: int, q: float) -> float | None:
-    if not count:
-        return None
-    row = conn.execute(
-        "SELECT deliver_seconds FROM messages INDEXED BY ix_messages_latency WHERE deliver_seconds IS NOT NULL"
-        " ORDER BY deliver_seconds LIMIT 1 OFFSET ?", (min(count - 1, int(q * count)),)).fetchone()
-    return row[0] if row else None
+def hourly(conn: sqlite3.Connection, f: Filter, *, now: datetime, hours: int = 24) -> list[dict[str, Any]]:
+    """Per hour of latest activity, the last `hours`: delivery rate (delivered / finished), median
+    time to deliver, finished messages. Each hour is one span of the hourly aggregates."""
+    f = f if aggregable(f) else Filter()  # the series follows what the aggregates can tell apart
+    start = _floor_hour(now.astimezone(UTC)) - timedelta(hours=hours)
+    pre, pre_params = _prefilter(f)
+    delivered: Counter = Counter()
+    finished: Counter = Counter()
+    for span, p, raw, code, net, country, n in conn.execute(
+            f"SELECT span, provider, raw_status, error_code, network, country_code, n FROM agg_hour WHERE span >= ? AND {pre}",
+            [fmt(start)[:13], *pre_params]):
+        if _keeps(f, p, raw, code, net, country):
+            outcome = outcome_of(p, normalize(p, raw))
+            if outcome in (Outcome.DELIVERED, Outcome.NOT_DELIVERED):
+                finished[span] += n
+                delivered[span] += n if outcome is Outcome.DELIVERED else 0
+    latency: dict[str, Counter] = {}
+    if _keeps_delivered(f):
+        for span, p, code, net, country, b, n in conn.execute(
+                f"SELECT span, provider, error_code, network, country_code, bucket, n FROM agg_latency_hour"
+                f" WHERE span >= ? AND {pre}", [fmt(start)[:13], *pre_params]):
+            if _keeps(f, p, "DELIVERED", code, net, country):
+                latency.setdefault(span, Counter())[b] += n
+    out = []
+    for i in range(hours + 1):
+        key = fmt(start + timedelta(hours=i))[:13]
+        done = finished.get(key, 0)
+        out.append({"hour": key, "rate": delivered[key] / done if done else None,
+                    "median": percentile(latency.get(key, Counter()), 0.5), "final": done})
+    return out
+

@@ -40,7 +40,7 @@ class Snapshot:
     stats: figures.Stats
     new_events: list[dict[str, Any]]
     watermark: int
-    per_minute: Counter  # "YYYY-MM-DDTHH:MM" -> events received that minute (only the new ones)
+    per_minute: Counter  # "YYYY-MM-DDTHH:MM" -> events received that minute, the last SPARK_MINUTES
     polls: dict[str, dict[str, Any]] = field(default_factory=dict)  # provider -> latest poll_runs row
     dead_letters: int = 0
     total_messages: int = 0
@@ -56,11 +56,7 @@ def dashboard(conn: sqlite3.Connection, f: Filter, watermark: int, *, limit: int
     new: list[dict[str, Any]] = []
     if top > watermark:
         new = queries.events_after(conn, max(watermark, top - STREAM_EVENTS), limit=STREAM_EVENTS)
-    if watermark == 0:  # first look: only the last half hour counts for the sparkline
-        since = fmt(now - timedelta(minutes=SPARK_MINUTES))
-        per_minute = Counter(queries.events_per_minute(conn, queries.first_event_received_since(conn, since)))
-    else:
-        per_minute = Counter(queries.events_per_minute(conn, watermark + 1))
+    per_minute = Counter(queries.events_per_minute(conn, fmt(now - timedelta(minutes=SPARK_MINUTES))))
     return Snapshot(
         rows=queries.page(conn, f, limit=limit, now=now, window=window),
         stats=figures.stats(conn, f, now=now, window=window),
@@ -69,37 +65,16 @@ def dashboard(conn: sqlite3.Connection, f: Filter, watermark: int, *, limit: int
     )
 
 
-def hourly(conn: sqlite3.Connection, now: datetime, hours: int = HOURS) -> list[dict[str, Any]]:
-    """Delivery rate and median time to deliver per hour of final status, the last `hours`."""
-    since = fmt(now - timedelta(hours=hours))
-    buckets: dict[str, dict[str, Any]] = {}
-    for final_at, outcome, secs in queries.finals_since(conn, since):
-        hour = final_at[:13]
-        b = buckets.setdefault(hour, {"delivered": 0, "failed": 0, "secs": []})
-        if outcome == Outcome.DELIVERED:
-            b["delivered"] += 1
-            if secs is not None:
-                b["secs"].append(secs)
-        elif outcome == Outcome.NOT_DELIVERED:
-            b["failed"] += 1
-    out = []
-    start = parse_iso(since).replace(minute=0, second=0, microsecond=0)
-    for i in range(hours + 1):
-        key = fmt(start + timedelta(hours=i))[:13]
-        b = buckets.get(key, {"delivered": 0, "failed": 0, "secs": []})
-        done = b["delivered"] + b["failed"]
-        secs = sorted(b["secs"])
-        out.append({"hour": key, "rate": b["delivered"] / done if done else None,
-                    "median": secs[len(secs) // 2] if secs else None, "final": done})
-    return out
-
-
 def insights(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedelta) -> dict[str, Any]:
-    stats = figures.stats(conn, f, now=now, window=window)
-    failed = Filter(outcomes=(Outcome.NOT_DELIVERED.value,), since=f.since, until=f.until, providers=f.providers)
-    countries = figures.facets(conn, "country_code", failed, limit=COUNTRIES_SHOWN, now=now, window=window)
+    """Everything the insights screen shows, for the filter in force, from one tally."""
+    if f.empty:
+        stats, countries = figures.stats(conn, f, now=now, window=window), figures.facets(
+            conn, "country_code", Filter(outcomes=(Outcome.NOT_DELIVERED.value,)), limit=COUNTRIES_SHOWN, now=now, window=window)
+    else:
+        t, stale_count = figures.tally(conn, f, now=now, window=window)
+        stats, countries = figures.figures(t, stale_count), figures.failures_by_country(t, COUNTRIES_SHOWN)
     stale = queries.page(conn, Filter(special=("stale",)), limit=STALE_SHOWN, now=now, window=window)
-    return {"stats": stats, "countries": countries, "hours": hourly(conn, now), "stale": stale}
+    return {"stats": stats, "countries": countries, "hours": figures.hourly(conn, f, now=now), "stale": stale}
 
 
 def _flag_entries(flags: str | None) -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 
@@ -21,12 +22,16 @@ import msgspec
 
 from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Outcome, Status, apply
 from smsmon.errors import DatabaseGone
-from smsmon.store import keyindex
+from smsmon.store import aggregates, keyindex
+from smsmon.store.aggregates import Deltas, Place
+from smsmon.store.payloads import Codec
+from smsmon.timeutil import fmt, parse_iso
 from smsmon.store.schema import MESSAGE_COLUMNS, check_writable, connect, migrate, store_error
 
 DEAD_LETTER_LIMIT = 10_000
 POLL_RUN_LIMIT = 100_000
 DEAD_LETTER_BODY = 64 * 1024
+EVENTS_MINUTE_KEEP = timedelta(days=2)
 DEAD_LETTER_BYTES = 16 * 1024 * 1024  # and at most this many bytes of bodies in all (at least 256 full-size ones)
 CHUNK = 500
 POLL_RUN_COLUMNS = ("provider", "started_at", "finished_at", "ok", "http_status", "api_code", "rows_seen", "new_events",
@@ -34,7 +39,7 @@ POLL_RUN_COLUMNS = ("provider", "started_at", "finished_at", "ok", "http_status"
 # Maintained message counts per value. A value of None is not counted: the fail_* dimensions
 # count only messages not delivered.
 FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network",
-          "fail_status", "timed")  # timed: delivered with a known time to deliver (the percentiles' population)
+          "fail_status", "latency")  # latency: delivered ones by time-to-deliver bucket (unfiltered percentiles)
 
 _MSG_COLS = tuple(MESSAGE_COLUMNS)
 _INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
@@ -53,7 +58,40 @@ _SEEN = (
     " OR EXISTS (SELECT 1 FROM events WHERE message_seq = ?1 AND fingerprint = ?3)"
 )
 _attr_encoder = msgspec.json.Encoder()
-_attr_decoder = msgspec.json.Decoder(dict[str, list[str]])
+_attr_decoder = msgspec.json.Decoder()
+
+
+def encode_attr_at(attr_at: dict[str, list[str]]) -> str | None:
+    """Which event each attribute's value came from, compactly: the distinct (event time, event
+    key) stamps once, then one character per attribute (in ATTRIBUTES order) naming its stamp,
+    `-` for none: `[[["2026-...Z","ez:3811..."]],"0-00000--"]`. Most attributes of a message come
+    from one or two events, so this is a fifth of a dict that repeats the stamp per attribute."""
+    if not attr_at:
+        return None
+    stamps: list[list[str]] = []
+    index = []
+    for name in ATTRIBUTES:
+        stamp = attr_at.get(name)
+        if stamp is None:
+            index.append("-")
+            continue
+        if stamp not in stamps:
+            stamps.append(stamp)
+        index.append(_STAMP_DIGITS[stamps.index(stamp)])
+    return _attr_encoder.encode([stamps, "".join(index)]).decode()
+
+
+def decode_attr_at(text: str | None) -> dict[str, list[str]]:
+    if not text:
+        return {}
+    value = _attr_decoder.decode(text)
+    if isinstance(value, dict):  # written before schema 4
+        return value
+    stamps, index = value
+    return {name: stamps[_STAMP_DIGITS.index(c)] for name, c in zip(ATTRIBUTES, index) if c != "-"}
+
+
+_STAMP_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class DeadLetter(NamedTuple):
@@ -84,6 +122,7 @@ class _Slot:
     last_event_id: int | None
     updated_at: str | None
     before: tuple[str | None, ...]  # facet values before this batch
+    place: Place | None  # where it was counted in the aggregates before this batch (None: new)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -114,7 +153,7 @@ def _facet_values(state: MessageState) -> tuple[str | None, ...]:
         f"{state.provider}:{state.error_code or ''}" if failed else None,
         (a.get("network") or "") if failed else None,
         f"{state.provider}:{state.raw_status}" if failed else None,
-        "1" if state.deliver_seconds is not None else None,
+        str(aggregates.bucket(state.deliver_seconds)) if state.deliver_seconds is not None else None,
     )
 
 
@@ -128,7 +167,7 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
         status_at=r["status_at"],
         status_key=r["status_key"],
         attrs={k: r[k] for k in ATTRIBUTES if r[k] is not None},
-        attr_at=_attr_decoder.decode(r["attr_at"]) if r["attr_at"] else {},
+        attr_at=decode_attr_at(r["attr_at"]),
         first_event_at=r["first_event_at"],
         last_event_at=r["last_event_at"],
         sent_at=r["sent_at"],
@@ -148,7 +187,7 @@ def _message_row(slot: _Slot) -> tuple:
         "error_code": s.error_code, "first_event_at": s.first_event_at, "last_event_at": s.last_event_at,
         "final_at": s.final_at, "events_count": s.events_count, "duplicates_count": s.duplicates_count,
         "flags": _flags_text(s.flags), "status_at": s.status_at, "status_key": s.status_key,
-        "attr_at": _attr_encoder.encode(s.attr_at).decode() if s.attr_at else None,
+        "attr_at": encode_attr_at(s.attr_at),
         "last_event_id": slot.last_event_id, "updated_at": slot.updated_at, "deliver_seconds": s.deliver_seconds,
         "sent_at": s.sent_at,
     }
@@ -185,6 +224,8 @@ class Writer:
             self.conn.close()
             raise
         self._identity = _identity(self.path)
+        self.codec = Codec.of(self.conn)
+        self._batches = 0
         self._wal_identities = {sfx: _identity_or_none(Path(f"{self.path}{sfx}")) for sfx in ("-wal", "-shm")}
 
     def abandon_wal(self) -> Path | None:
@@ -315,7 +356,8 @@ class Writer:
             for row in conn.execute(q, chunk):
                 r = dict(zip(_MSG_COLS, row))
                 state = _state_from_row(r)
-                slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], r["updated_at"], _facet_values(state))
+                slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], r["updated_at"], _facet_values(state),
+                                        Place(state))
 
         next_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
         next_seq = (conn.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0) + 1
@@ -328,7 +370,7 @@ class Writer:
             slot = slots.get(mid)
             if slot is None:
                 slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None, None,
-                                          (None,) * len(FACETS))
+                                          (None,) * len(FACETS), None)
                 next_seq += 1
             key, fp = (mid, ev.event_key), (mid, ev.fingerprint)
             duplicate = key in batch_keys or fp in batch_fps
@@ -343,7 +385,8 @@ class Writer:
             flags = apply(slot.state, ev)
             event_rows.append((
                 next_id, ev.event_key, mid, slot.seq, ev.provider, ev.source, ev.event_type, ev.raw_status, ev.status.value,
-                ev.error_code, ev.event_time, ev.received_at, _flags_text(flags), ev.raw, ev.fingerprint, ev.sent_at,
+                ev.error_code, ev.event_time, ev.received_at, _flags_text(flags), self.codec.pack(ev.raw), ev.fingerprint,
+                ev.sent_at,
             ))
             slot.last_event_id = next_id
             slot.updated_at = ev.received_at
@@ -356,14 +399,28 @@ class Writer:
         conn.executemany(_UPDATE_MESSAGE, [row[1:] + row[:1] for row in old_rows])
         conn.executemany(_INSERT_EVENT, event_rows)
         keyindex.add(conn, [(row[0], row[1]) for row in event_rows])
+        self._count_minutes([row[11] for row in event_rows])
         self._bump_facets(slots.values())
         return results
 
+    def _count_minutes(self, received: list[str]) -> None:
+        """Events per minute of arrival (the app's sparkline), kept for EVENTS_MINUTE_KEEP."""
+        minutes = Counter(t[:16] for t in received)
+        self.conn.executemany("INSERT INTO events_minute (minute, n) VALUES (?, ?)"
+                              " ON CONFLICT DO UPDATE SET n = n + excluded.n", minutes.items())
+        self._batches += 1
+        if self._batches % 1000 == 1 and minutes:  # now and then: old minutes go
+            oldest = fmt(parse_iso(max(minutes) + ":00Z") - EVENTS_MINUTE_KEEP)[:16]
+            self.conn.execute("DELETE FROM events_minute WHERE minute < ?", (oldest,))
+
     def _bump_facets(self, slots: Iterable[_Slot]) -> None:
+        """The maintained counts: facet_counts, and the aggregates (aggregates.py)."""
         delta: Counter[tuple[str, str]] = Counter()
+        moves = Deltas()
         for slot in slots:
             if slot.last_event_id is None:
                 continue
+            moves.move(slot.place, Place(slot.state))
             after = _facet_values(slot.state)
             if after == slot.before:
                 continue
@@ -374,6 +431,8 @@ class Writer:
                     if new is not None:
                         delta[(dim, new)] += 1
         self.conn.executemany(_BUMP_FACET, [(d, v, n) for (d, v), n in delta.items() if n])
+        for table, rows in moves.rows():
+            self.conn.executemany(aggregates.UPSERT[table], rows)
 
     # ── dead letters and poll runs ───────────────────────────────────────────
     def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes) -> None:

@@ -29,14 +29,9 @@ from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.store.reader import Reader
 from smsmon.store.views import Snapshot
 from smsmon.timeutil import UTC_ZONE, DisplayZone, now_utc
-from smsmon.ui.commands import SmsmonCommands
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.messages import DataChanged
-from smsmon.ui.screens.dead_letters import DeadLettersScreen
-from smsmon.ui.screens.help import HelpScreen
-from smsmon.ui.screens.insights import InsightsScreen
 from smsmon.ui.screens.main import MainScreen
-from smsmon.ui.screens.message import MessageScreen
 from smsmon.ui.widgets.filter_bar import FilterBar
 from smsmon.ui.widgets.health import HealthInfo, PollState
 from smsmon.ui.widgets.messages_table import MessagesTable
@@ -46,10 +41,18 @@ LIVE_TICK_S = 0.25  # how often a nudge is turned into a refresh, at most
 BROWSE_CHECK_S = 1.0  # how often browsing looks for rows another process added
 
 
+def _commands() -> type:
+    from smsmon.ui.commands import SmsmonCommands
+
+    return SmsmonCommands
+
+
+# Only the main screen is loaded at start (the others, the palette and what they draw with, such
+# as Markdown and Syntax, cost a third of the start-up time): each is imported when first opened.
 class SmsmonApp(App):
     CSS_PATH = "smsmon.tcss"
     TITLE = "smsmon"
-    COMMANDS = App.COMMANDS | {SmsmonCommands}
+    COMMANDS = App.COMMANDS | {_commands}
     BINDINGS = [Binding("ctrl+p", "command_palette", "Commands", show=False), Binding("p", "pause", "Pause"),
                 Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit")]
 
@@ -128,8 +131,8 @@ class SmsmonApp(App):
     # ── refreshing ───────────────────────────────────────────────────────────
     def on_data_changed(self, message: DataChanged) -> None:
         self._dirty = True
-        if isinstance(self.screen, MessageScreen) and not self.paused:
-            self.screen.load()
+        if not self.paused and hasattr(self.screen, "message_id"):  # a message screen: its message may have news
+            self.screen.load()  # type: ignore[attr-defined]
 
     def _tick(self) -> None:
         if self.paused or (self._refresh is not None and self._refresh.is_running):
@@ -160,10 +163,7 @@ class SmsmonApp(App):
         if result is None:
             return
         snap, changed = result
-        if self.watermark == 0:
-            self.per_minute = snap.per_minute
-        else:
-            self.per_minute.update(snap.per_minute)
+        self.per_minute = snap.per_minute
         self.watermark = snap.watermark
         self._last = snap
         self.main.show(snap, changed, self._health(snap), now, per_minute=self.per_minute, full=full)
@@ -206,10 +206,12 @@ class SmsmonApp(App):
         self.gateway.read(lambda r: r.page(flt, after=message.after, limit=PAGE, now=now), then, group="more")
 
     def on_messages_table_opened(self, message: MessagesTable.Opened) -> None:
+        from smsmon.ui.screens.message import MessageScreen
+
         self.push_screen(MessageScreen(message.message_id, self.gateway, self.now, zone=self.zone, live=self.ingest is not None,
                                        show_clock=self.show_clock))
 
-    def on_message_screen_filter_wanted(self, message: MessageScreen.FilterWanted) -> None:
+    def on_message_screen_filter_wanted(self, message: Any) -> None:
         """Show the messages of a filter a message screen offered (the same failure, say)."""
         self.switch_to_main()
         self.set_filter(message.expression)
@@ -221,10 +223,10 @@ class SmsmonApp(App):
     def on_main_screen_newest_wanted(self, message: MainScreen.NewestWanted) -> None:
         self.refresh_now(full=True)
 
-    def on_message_screen_ask_provider(self, message: MessageScreen.AskProvider) -> None:
+    def on_message_screen_ask_provider(self, message: Any) -> None:
         self.run_worker(self._ask_provider(message.screen), group="ask")
 
-    async def _ask_provider(self, screen: MessageScreen) -> None:
+    async def _ask_provider(self, screen: Any) -> None:
         mid = screen.message_id
         if self.ingest is None:
             self.notify("offline: browsing a database, no provider to ask", severity="warning")
@@ -252,11 +254,17 @@ class SmsmonApp(App):
             self.refresh_now(full=True)
 
     def action_insights(self) -> None:
+        from smsmon.ui.screens.insights import InsightsScreen
+
         self.push_screen(InsightsScreen(self.gateway, self.filter, self.window, self.now, zone=self.zone,
                                         show_clock=self.show_clock))
 
     def action_dead_letters(self) -> None:
+        from smsmon.ui.screens.dead_letters import DeadLettersScreen
+
         self.push_screen(DeadLettersScreen(self.gateway, zone=self.zone, show_clock=self.show_clock))
 
     def action_help(self) -> None:
+        from smsmon.ui.screens.help import HelpScreen
+
         self.push_screen(HelpScreen(show_clock=False))

@@ -1,0 +1,60 @@
+"""What a person waits for from process launch, in a real terminal: a command is started in a
+tmux window, and the clock runs until its screen shows what was asked for (capture-pane, polled
+every few milliseconds). The same file is opened by smsmon and by the peers a user would pick
+instead (VisiData, the sqlite3 shell) in one run, so the figures compare side by side."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+POLL_S = 0.005
+TIMEOUT_S = 60.0
+
+
+@dataclass
+class Timed:
+    name: str
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def available() -> bool:
+    return shutil.which("tmux") is not None
+
+
+def until_screen(command: str, shows: Callable[[str], bool], *, width: int = 200, height: int = 50,
+                 keys_after: list[str] | None = None) -> float:
+    """Seconds from starting `command` in a fresh tmux window until its screen `shows(text)`."""
+    session = f"smsmon-bench-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command], check=True)
+    try:
+        deadline = started + TIMEOUT_S
+        while True:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+            if shows(screen):
+                return time.perf_counter() - started
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{command!r} did not show what was expected within {TIMEOUT_S:g} s:\n{screen}")
+            time.sleep(POLL_S)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def rows_of_messages(screen: str) -> bool:
+    """A table row of messages: a provider and a message id on one line."""
+    return bool(re.search(r"(zeckta|eazita)\s+[0-9a-f]{6}", screen))
+
+
+def repeat(name: str, command: str, shows: Callable[[str], bool], times: int) -> Timed:
+    return Timed(name, [until_screen(command, shows) for _ in range(times)])
