@@ -148,9 +148,9 @@ def views(r: Reader, db: Path) -> list[View]:
         View("insights status:failed since:24h", lambda: r.insights(filters.parse("status:failed since:24h", now), now=now),
              summary(filters.parse("status:failed since:24h", now))),
         View("message screen (zeckta)", lambda: r.detail(zeckta["id"], now=now),
-             f"SELECT * FROM events WHERE message_id = '{zeckta['id']}'"),
+             f"SELECT e.* FROM events e JOIN messages m ON m.seq = e.message_seq WHERE m.id = '{zeckta['id']}'"),
         View("message screen (eazita)", lambda: r.detail(eazita_id, now=now),
-             f"SELECT * FROM events WHERE message_id = '{eazita_id}'"),
+             f"SELECT e.* FROM events e JOIN messages m ON m.seq = e.message_seq WHERE m.id = '{eazita_id}'"),
         View("dead letters", lambda: r.dead_letters(limit=500), "SELECT * FROM dead_letters ORDER BY id DESC LIMIT 500"),
     ]
     return out

@@ -48,8 +48,9 @@ def find(conn: sqlite3.Connection, key: str) -> list[str]:
               if all(bloom[p >> 3] & (1 << (p & 7)) for p in positions)]
     found: list[str] = []
     for block in blocks:
-        found += [r[0] for r in conn.execute("SELECT message_id FROM events WHERE id >= ? AND id < ? AND event_key = ?",
-                                             (block * BLOCK, (block + 1) * BLOCK, key))]
+        found += [r[0] for r in conn.execute(
+            "SELECT m.id FROM events e JOIN messages m ON m.seq = e.message_seq WHERE e.id >= ? AND e.id < ? AND e.event_key = ?",
+            (block * BLOCK, (block + 1) * BLOCK, key))]
     return list(dict.fromkeys(found))
 
 

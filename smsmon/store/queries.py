@@ -221,9 +221,9 @@ def message(conn: sqlite3.Connection, message_id: str, *, now: datetime | None =
 def timeline(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
     """A message's events by event time, then arrival."""
     rows = conn.execute(
-        "SELECT id, event_key, message_id, provider, source, event_type, raw_status, status, error_code, event_time,"
-        " received_at, sent_at, flags, raw FROM events WHERE message_seq = (SELECT seq FROM messages WHERE id = ?)"
-        " ORDER BY event_time, id",
+        "SELECT e.id, e.event_key, m.id AS message_id, m.provider, e.source, e.event_type, e.raw_status, e.status,"
+        " e.error_code, e.event_time, e.received_at, e.sent_at, e.flags, e.raw FROM events e JOIN messages m ON m.seq = e.message_seq"
+        " WHERE m.id = ? ORDER BY e.event_time, e.id",
         (message_id,),
     ).fetchall()
     codec = codec_for(conn)
@@ -270,8 +270,9 @@ def resolve(conn: sqlite3.Connection, query: str, *, limit: int = TOP, region: s
 def events_after(conn: sqlite3.Connection, after_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
     """New events by the rowid watermark (SPEC §2)."""
     rows = conn.execute(
-        "SELECT id, message_id, provider, source, event_type, raw_status, status, error_code, event_time, received_at, flags"
-        " FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit),
+        "SELECT e.id, m.id AS message_id, m.provider, e.source, e.event_type, e.raw_status, e.status, e.error_code,"
+        " e.event_time, e.received_at, e.flags FROM events e JOIN messages m ON m.seq = e.message_seq"
+        " WHERE e.id > ? ORDER BY e.id LIMIT ?", (after_id, limit),
     ).fetchall()
     return [dict(r) for r in rows]
 
@@ -281,10 +282,10 @@ def events_of(conn: sqlite3.Connection, f: Filter | None = None, *, after: int =
     """Events (in arrival order, from id `after` on) of the messages matching the filter."""
     f = f or Filter()
     conds, params = _conditions(f, now or now_utc(), window, t="m.")
-    join = "" if f.empty else " JOIN messages m ON m.seq = e.message_seq"
     where = " AND ".join(["e.id > ?", *conds])
-    sql = (f"SELECT e.id, e.event_key, e.message_id, e.provider, e.source, e.event_type, e.raw_status, e.status,"
-           f" e.error_code, e.event_time, e.received_at, e.sent_at, e.flags, e.raw FROM events e{join} WHERE {where}"
+    sql = (f"SELECT e.id, e.event_key, m.id AS message_id, m.provider, e.source, e.event_type, e.raw_status, e.status,"
+           f" e.error_code, e.event_time, e.received_at, e.sent_at, e.flags, e.raw FROM events e"
+           f" JOIN messages m ON m.seq = e.message_seq WHERE {where}"
            " ORDER BY e.id LIMIT ?")
     codec = codec_for(conn)
     out = []

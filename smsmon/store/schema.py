@@ -92,8 +92,13 @@ _V1_EVENT_COLUMNS = {
     "raw": str,
     "fingerprint": int,
 }
-MESSAGE_COLUMNS = {**_V1_MESSAGE_COLUMNS, "sent_at": str}  # v3: the earliest send time of its events
-EVENT_COLUMNS = {**_V1_EVENT_COLUMNS, "sent_at": str}  # v3: when the message was sent, as this event tells
+# The columns now (v4 rebuilt both tables leaner: see migrate_v4.py). Of a message, two are computed
+# by SQLite and take no space (GENERATED ... VIRTUAL): provider_message_id and final_at.
+MESSAGE_COLUMNS = {k: v for k, v in _V1_MESSAGE_COLUMNS.items() if k != "updated_at"} | {"sent_at": str}
+GENERATED_MESSAGE_COLUMNS = ("provider_message_id", "final_at")
+STORED_MESSAGE_COLUMNS = tuple(c for c in MESSAGE_COLUMNS if c not in GENERATED_MESSAGE_COLUMNS)
+EVENT_COLUMNS = {k: v for k, v in _V1_EVENT_COLUMNS.items() if k not in ("message_id", "provider")} | {"sent_at": str}
+SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL"}
 
 
 def _v1(db: "sqlite_utils.Database") -> None:
@@ -179,7 +184,8 @@ def connect(path: str | Path, *, readonly: bool = False, busy_timeout: float = B
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only while the file is empty
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # these two take effect only while the file is empty:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # prune can then give space back a little at a time
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
@@ -306,7 +312,8 @@ def version(conn: sqlite3.Connection) -> int:
 
 
 def migrate(conn: sqlite3.Connection, path: str | Path = "this database") -> int:
-    """Bring the schema up to date; return the version. Each step is one transaction."""
+    """Bring the schema up to date; return the version. Each step is one transaction, with
+    foreign keys checked after it rather than during (a step may rebuild a table)."""
     current = version(conn)
     if current < 0:
         raise NotSmsmonDatabase(f"{path} has schema version {current}, which no smsmon writes: it is not an smsmon database")
@@ -318,20 +325,24 @@ def migrate(conn: sqlite3.Connection, path: str | Path = "this database") -> int
     import sqlite_utils
 
     db = sqlite_utils.Database(conn)
-    if current == 0:  # a new file: let prune give space back a little at a time (set before the first table)
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     if 0 < current < SCHEMA_VERSION:
         log.warning("upgrading %s from schema version %d to %d (once; about two minutes per million events) ...",
                     path, current, SCHEMA_VERSION)
-    for step in range(current, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            MIGRATIONS[step](db)
-            conn.execute(f"PRAGMA user_version={step + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    conn.execute("PRAGMA foreign_keys=OFF")  # only outside a transaction does this take effect
+    try:
+        for step in range(current, SCHEMA_VERSION):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                MIGRATIONS[step](db)
+                if conn.execute("PRAGMA foreign_key_check").fetchone():
+                    raise NotSmsmonDatabase(f"{path}: rows point at messages that do not exist (upgrade to {step + 1} stopped)")
+                conn.execute(f"PRAGMA user_version={step + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
     return SCHEMA_VERSION
 
 

@@ -26,7 +26,7 @@ from smsmon.store import aggregates, keyindex
 from smsmon.store.aggregates import Deltas, Place
 from smsmon.store.payloads import Codec
 from smsmon.timeutil import fmt, parse_iso
-from smsmon.store.schema import MESSAGE_COLUMNS, check_writable, connect, migrate, store_error
+from smsmon.store.schema import MESSAGE_COLUMNS, STORED_MESSAGE_COLUMNS, check_writable, connect, migrate, store_error
 
 DEAD_LETTER_LIMIT = 10_000
 POLL_RUN_LIMIT = 100_000
@@ -41,22 +41,22 @@ POLL_RUN_COLUMNS = ("provider", "started_at", "finished_at", "ok", "http_status"
 FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network",
           "fail_status", "latency")  # latency: delivered ones by time-to-deliver bucket (unfiltered percentiles)
 
-_MSG_COLS = tuple(MESSAGE_COLUMNS)
+_MSG_COLS = STORED_MESSAGE_COLUMNS  # written; the generated ones are computed by SQLite
+_LOAD_MESSAGE = ", ".join(MESSAGE_COLUMNS)
 _INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
 _UPDATE_MESSAGE = f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _MSG_COLS[1:])} WHERE id = ?"
 _INSERT_EVENT = (
-    "INSERT INTO events (id, event_key, message_id, message_seq, provider, source, event_type, raw_status, status,"
-    " error_code, event_time, received_at, flags, raw, fingerprint, sent_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO events (id, event_key, message_seq, source, event_type, raw_status, status, error_code, event_time,"
+    " received_at, flags, raw, fingerprint, sent_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+RECEIVED_AT = 9  # the position of received_at in an event row
 _BUMP_FACET = (
     "INSERT INTO facet_counts (dim, value, n) VALUES (?, ?, ?)"
     " ON CONFLICT (dim, value) DO UPDATE SET n = n + excluded.n"
 )
 # Rule 1 of the merge: this event id, or this fingerprint, already stored for the message.
-_SEEN = (
-    "SELECT EXISTS (SELECT 1 FROM events WHERE message_seq = ?1 AND event_key = ?2)"
-    " OR EXISTS (SELECT 1 FROM events WHERE message_seq = ?1 AND fingerprint = ?3)"
-)
+# Rule 1 of the merge: the event ids and fingerprints already stored for a message (a few rows).
+_SEEN = "SELECT event_key, fingerprint FROM events WHERE message_seq = ?"
 _attr_encoder = msgspec.json.Encoder()
 _attr_decoder = msgspec.json.Decoder()
 
@@ -120,9 +120,9 @@ class _Slot:
     seq: int
     is_new: bool
     last_event_id: int | None
-    updated_at: str | None
     before: tuple[str | None, ...]  # facet values before this batch
     place: Place | None  # where it was counted in the aggregates before this batch (None: new)
+    seen: tuple[set[str], set[int]] | None = None  # stored event keys and fingerprints, read when first needed
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -188,7 +188,7 @@ def _message_row(slot: _Slot) -> tuple:
         "final_at": s.final_at, "events_count": s.events_count, "duplicates_count": s.duplicates_count,
         "flags": _flags_text(s.flags), "status_at": s.status_at, "status_key": s.status_key,
         "attr_at": encode_attr_at(s.attr_at),
-        "last_event_id": slot.last_event_id, "updated_at": slot.updated_at, "deliver_seconds": s.deliver_seconds,
+        "last_event_id": slot.last_event_id, "deliver_seconds": s.deliver_seconds,
         "sent_at": s.sent_at,
     }
     return tuple(row[c] for c in _MSG_COLS)
@@ -212,7 +212,9 @@ class Writer:
         self.dead_letter_bytes = dead_letter_bytes
         self.poll_run_limit = poll_run_limit
         check_writable(self.path)
-        self.conn = connect(self.path, busy_timeout=busy_timeout)
+        # No memory map for a writer: a file truncated under a mapping kills the process (SIGBUS)
+        # before it can notice and stop acknowledging (found by `smsmon bench attack --area database`).
+        self.conn = connect(self.path, busy_timeout=busy_timeout, mmap=False)
         if not autocheckpoint:
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
         try:
@@ -352,12 +354,11 @@ class Writer:
         slots: dict[str, _Slot] = {}
         mids = list({e.message_id for e in events})
         for chunk in _chunks(mids):
-            q = f"SELECT {', '.join(_MSG_COLS)} FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
+            q = f"SELECT {_LOAD_MESSAGE} FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
             for row in conn.execute(q, chunk):
-                r = dict(zip(_MSG_COLS, row))
+                r = dict(zip(MESSAGE_COLUMNS, row))
                 state = _state_from_row(r)
-                slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], r["updated_at"], _facet_values(state),
-                                        Place(state))
+                slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], _facet_values(state), Place(state))
 
         next_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
         next_seq = (conn.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0) + 1
@@ -369,13 +370,16 @@ class Writer:
             mid = ev.message_id
             slot = slots.get(mid)
             if slot is None:
-                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None, None,
+                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None,
                                           (None,) * len(FACETS), None)
                 next_seq += 1
+            if not slot.is_new and slot.seen is None:
+                stored = conn.execute(_SEEN, (slot.seq,)).fetchall()
+                slot.seen = ({k for k, _ in stored}, {f for _, f in stored})
             key, fp = (mid, ev.event_key), (mid, ev.fingerprint)
             duplicate = key in batch_keys or fp in batch_fps
-            if not duplicate and not slot.is_new:
-                duplicate = conn.execute(_SEEN, (slot.seq, ev.event_key, ev.fingerprint)).fetchone()[0] == 1
+            if not duplicate and slot.seen is not None:
+                duplicate = ev.event_key in slot.seen[0] or ev.fingerprint in slot.seen[1]
             if duplicate:
                 slot.state.duplicates_count += 1
                 results.append(Applied(ev.event_key, mid, True, None, frozenset()))
@@ -384,12 +388,10 @@ class Writer:
             batch_fps.add(fp)
             flags = apply(slot.state, ev)
             event_rows.append((
-                next_id, ev.event_key, mid, slot.seq, ev.provider, ev.source, ev.event_type, ev.raw_status, ev.status.value,
-                ev.error_code, ev.event_time, ev.received_at, _flags_text(flags), self.codec.pack(ev.raw), ev.fingerprint,
-                ev.sent_at,
+                next_id, ev.event_key, slot.seq, ev.source, ev.event_type, ev.raw_status, ev.status.value, ev.error_code,
+                ev.event_time, ev.received_at, _flags_text(flags), self.codec.pack(ev.raw), ev.fingerprint, ev.sent_at,
             ))
             slot.last_event_id = next_id
-            slot.updated_at = ev.received_at
             results.append(Applied(ev.event_key, mid, False, next_id, flags))
             next_id += 1
 
@@ -399,7 +401,7 @@ class Writer:
         conn.executemany(_UPDATE_MESSAGE, [row[1:] + row[:1] for row in old_rows])
         conn.executemany(_INSERT_EVENT, event_rows)
         keyindex.add(conn, [(row[0], row[1]) for row in event_rows])
-        self._count_minutes([row[11] for row in event_rows])
+        self._count_minutes([row[RECEIVED_AT] for row in event_rows])
         self._bump_facets(slots.values())
         return results
 
@@ -477,7 +479,7 @@ class Checkpointer:
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
-        self.conn = connect(writer.path, busy_timeout=0.1)
+        self.conn = connect(writer.path, busy_timeout=0.1, mmap=False)
 
     def checkpoint(self) -> None:
         try:
