@@ -291,6 +291,16 @@ for _c, _t, _m, _causes, _a, _r, _g in [
     (Failure.POLL_INVALID_JSON, "Provider answered invalid JSON", "The provider's answer could not be parsed as JSON.", ["Truncated answer.", "Provider bug."], "Wait for the next poll; report it if it repeats.", R.LATER, G.PROVIDER),
     (Failure.POLL_BAD_SHAPE, "Provider answer has the wrong shape", "The answer was JSON but not in the documented shape.", ["API changed."], "Report it; smsmon may need an update.", R.LATER, G.PROVIDER),
     (Failure.POLL_API_ERROR, "Provider API returned an error", "The API answered with an error envelope (Eazita `code` other than 1). Its code has its own entry.", ["See the API code."], "Run `smsmon explain <code> --provider eazita`.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.BODY_TIMEOUT, "Callback body too slow", "A request's body did not arrive whole within 5 seconds; answered 408 and the connection closed. Nothing stored.",
+     ["A very slow or broken network between the sender and smsmon.", "A slow-sending attack holding connections open."], "Nothing to do unless real callbacks are affected; then look at the network path.", R.LATER, G.UNKNOWN),
+    (Failure.BAD_TRANSFER, "Callback body could not be decoded", "The body's transfer could not be decoded (a Content-Encoding such as gzip that the bytes are not in, or broken chunked framing); answered 400. There was no readable body to keep as a dead letter.",
+     ["A sender that labels its body wrongly.", "A proxy that altered the body."], "Check what sits between the sender and smsmon; real Zeckta callbacks are plain JSON.", R.AFTER_FIX, G.UNKNOWN),
+    (Failure.TOO_MANY_CONNECTIONS, "Too many connections", "The listener held as many connections as it allows (below the open-file limit) when another came: it closed the one idle longest (or reading a body longest) to make room, or, when every connection was waiting for the database, answered 503.",
+     ["Many idle or slow connections: a flood or a misbehaving client.", "A low open-file limit (`ulimit -n`)."], "Raise the open-file limit if real traffic needs more; otherwise nothing: real callbacks still get through.", R.LATER, G.UNKNOWN),
+    (Failure.OVERLOADED, "Listener overloaded", "Over 2,000 callbacks were already waiting for the database; answered 503 with Retry-After at once, so memory stays bounded. Nothing was acknowledged.",
+     ["A burst faster than the disk can commit.", "The database locked by another process for long."], "Nothing to do if it passes: the provider retries. If it lasts, look at the disk and at other processes using the database.", R.LATER, G.UNKNOWN),
+    (Failure.INTERNAL_ERROR, "smsmon internal error", "A bug in smsmon while answering a request; answered 503 so the sender retries and nothing is lost. The log has the details once.",
+     ["A bug in smsmon."], "Report it with the log line (secrets are masked in it).", R.LATER, G.UNKNOWN),
 ]:
     _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
 
