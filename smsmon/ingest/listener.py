@@ -42,7 +42,8 @@ from smsmon import logs
 from smsmon.config import Address, Secret
 from smsmon.errors import Failure, ListenerError, ParseError, StoreError
 from smsmon.ingest.committer import Committer
-from smsmon.ingest.connections import BACKLOG, MAX_CONNECTIONS, Connections, connection_cap, defer_accept, raise_open_file_limit
+from smsmon.ingest.connections import (BACKLOG, MAX_CONNECTIONS, Connections, connection_cap, defer_accept,
+                                       raise_open_file_limit)
 from smsmon.providers import zeckta
 from smsmon.store.writer import DeadLetter
 from smsmon.timeutil import fmt, now_utc
@@ -295,7 +296,10 @@ class Listener:
                                      _first_line(exc), request.remote)
             return await _answer_and_close(request, _json(400, {
                 "ok": False, "error": f"the body could not be decoded: {_first_line(exc)}", "code": Failure.BAD_TRANSFER.value}))
-        except ConnectionError:  # the sender went away (or was closed to make room): nobody to answer
+        except (ConnectionError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and request.transport is not None:
+                raise  # not aiohttp's "Connection closed.": a bug
+            # The sender went away, or was closed to make room: there is nobody to answer.
             return _json(400, {"ok": False, "error": "connection lost"}, close=True)
 
     async def _accept(self, request: web.Request, body: bytes, received: datetime) -> web.StreamResponse:

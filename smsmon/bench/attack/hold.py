@@ -17,6 +17,11 @@ from smsmon.bench.attack.rawhttp import Answer, request
 from smsmon.bench.attack.target import Target, callback, identity, ms, unstored
 
 CONNECTS_AT_ONCE = 100  # the attacker's connects in flight, so its own accept queue does not choke first
+ATTACKER_ADDRESSES = 8  # the attacker connects from 127.0.0.2-9, the real sender from 127.0.0.1 (each address has its own ports)
+
+
+def source(i: int) -> str:
+    return f"127.0.0.{2 + i % ATTACKER_ADDRESSES}"
 
 
 @dataclass
@@ -40,7 +45,7 @@ async def _attacker(t: Target, kind: str, i: int, stop: asyncio.Event, held: Hel
     while not stop.is_set():
         try:
             async with gate:
-                reader, writer = await asyncio.open_connection(t.host, t.port)
+                reader, writer = await asyncio.open_connection(t.host, t.port, local_addr=(source(i), 0))
         except OSError:
             held.connect_failed += 1
             await asyncio.sleep(0.1)
@@ -117,7 +122,8 @@ async def hold(t: Target, *, idle: int, slow: int, seconds: float, rate: int, sa
         "slow_cut_after_s": round(statistics.median(held.slow_cut_after), 1) if held.slow_cut_after else None,
         "real": {"sent": len(answers), "ok": len(ok_ids), "statuses": dict(Counter(a.status or a.error[:40] for a in answers)),
                  "stored": len(ok_ids) - len(lost), "p50_ms": round(ms(lat, 0.5), 1), "p99_ms": round(ms(lat, 0.99), 1),
-                 "max_ms": round(max(lat, default=0) * 1000, 1)},
+                 "max_ms": round(max(lat, default=0) * 1000, 1), "over_1s": sum(x > 1 for x in lat),
+                 "slowest_ms": [round(x * 1000) for x in sorted(lat)[-8:]]},
         "before": {"sent": len(baseline), "ok": len(base), "p50_ms": round(ms(base, 0.5), 1), "p99_ms": round(ms(base, 0.99), 1)},
         "server": health.get("connections") or health,
         "peak_rss_mb": round(peak, 1),
