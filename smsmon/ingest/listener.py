@@ -164,6 +164,8 @@ class Listener:
     def __init__(self, committer: Committer, config: ListenerConfig, *, on_event: Callable[[int], None] | None = None,
                  max_in_flight: int = MAX_IN_FLIGHT, max_connections: int = MAX_CONNECTIONS,
                  body_timeout: float = BODY_TIMEOUT_S, idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+        """`max_connections` is lowered at start to what the open-file limit allows; the timeouts
+        are in seconds (smaller in tests)."""
         config.check()
         self.max_in_flight = max_in_flight
         self.max_connections = max_connections

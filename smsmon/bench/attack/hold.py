@@ -95,6 +95,7 @@ async def _real(t: Target, rng: random.Random, rate: int, seconds: float) -> lis
 
 async def hold(t: Target, *, idle: int, slow: int, seconds: float, rate: int, say: Callable[[str], None]) -> dict:
     rng = random.Random(11)
+    rss_before, _ = t.memory_mb()
     baseline = await _real(t, rng, rate, 2.0)
     held, stop, gate = Held(), asyncio.Event(), asyncio.Semaphore(CONNECTS_AT_ONCE)
     kinds = ["idle"] * (idle - idle // 2) + ["half-sent"] * (idle // 2) + ["slow body"] * slow
@@ -126,5 +127,5 @@ async def hold(t: Target, *, idle: int, slow: int, seconds: float, rate: int, sa
                  "slowest_ms": [round(x * 1000) for x in sorted(lat)[-8:]]},
         "before": {"sent": len(baseline), "ok": len(base), "p50_ms": round(ms(base, 0.5), 1), "p99_ms": round(ms(base, 0.99), 1)},
         "server": health.get("connections") or health,
-        "peak_rss_mb": round(peak, 1),
+        "peak_rss_mb": round(peak, 1), "rss_growth_mb": round(peak - rss_before, 1),
     }

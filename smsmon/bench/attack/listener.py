@@ -33,7 +33,9 @@ from smsmon.bench.attack.rawhttp import Answer, read_answer, request
 from smsmon.bench.attack.target import Target, callback
 
 AREA = "listener"
-MEMORY_LIMIT_MB = 200  # serve's peak RSS under any attack here: 512 connections with full bodies measured 144 MB
+# What an attack may add to serve's resident memory (its database page cache grows on its own, up
+# to 128 MB): 512 connections each holding 64 KB of a body added 93-122 MB (bench attack).
+MEMORY_GROWTH_LIMIT_MB = 160
 LOG_LINES_PER_S = 25  # what a flood may make the log write: 20 callback lines and their summary a second,
 LOG_LINES_EXTRA = 20  # and each kind of warning once, with its count (and the lines of the attack before, in that second)
 ATTACKER_RESERVE = 200  # this process's descriptors beyond the attacking connections
@@ -90,8 +92,8 @@ def run(ctx: Context) -> list[Result]:
     results.append(Result(
         AREA, f"log flood: {plan.flood:,} malformed requests (not HTTP, wrong token, not JSON, not gzip), 16 at a time",
         f"{plan.flood:,} requests in {flood_s:.1f} s wrote {lines} log lines ({lines / (flood_s + 1):.1f} a second); "
-        f"serve peak RSS {peak:.0f} MB; exit code {code} on SIGTERM",
-        lines <= LOG_LINES_PER_S * math.ceil(flood_s + 1) + LOG_LINES_EXTRA and peak < MEMORY_LIMIT_MB and code == 0,
+        f"serve's peak RSS over all these attacks {peak:.0f} MB; exit code {code} on SIGTERM",
+        lines <= LOG_LINES_PER_S * math.ceil(flood_s + 1) + LOG_LINES_EXTRA and code == 0,
         {"requests": plan.flood, "seconds": round(flood_s, 1), "log_lines": lines, "peak_rss_mb": round(peak, 1),
          "exit_code": code}))
 
@@ -103,7 +105,7 @@ def run(ctx: Context) -> list[Result]:
     log = t.log_text()
     accept_lines = sum("accept" in line for line in log.splitlines())
     real, before, server = f["real"], f["before"], f["server"] or {}
-    ok = (real["ok"] == real["sent"] == real["stored"] and f["peak_rss_mb"] < MEMORY_LIMIT_MB and code == 0
+    ok = (real["ok"] == real["sent"] == real["stored"] and f["rss_growth_mb"] < MEMORY_GROWTH_LIMIT_MB and code == 0
           and accept_lines <= 5 and "Traceback" not in log)
     results.append(Result(
         AREA, f"{idle:,} idle and half-sent and {slow:,} slow-body connections (a byte a second of 1,000), reopened as "
@@ -114,7 +116,8 @@ def run(ctx: Context) -> list[Result]:
         f"{server.get('refused', '?')}; slow senders cut "
         f"after {f['slow_cut_after_s']} s (median); real callbacks: {real['ok']}/{real['sent']} answered 200, "
         f"{real['stored']} stored, p50 {real['p50_ms']} ms, p99 {real['p99_ms']} ms, max {real['max_ms']} ms "
-        f"(before the attack p50 {before['p50_ms']} ms, p99 {before['p99_ms']} ms); peak RSS {f['peak_rss_mb']:.0f} MB; "
+        f"(before the attack p50 {before['p50_ms']} ms, p99 {before['p99_ms']} ms); peak RSS {f['peak_rss_mb']:.0f} MB "
+        f"(+{f['rss_growth_mb']:.0f} MB); "
         f"log lines about accept: {accept_lines}; exit code {code} on SIGTERM",
         ok, dict(f, accept_log_lines=accept_lines, exit_code=code)))
     return results
@@ -215,16 +218,17 @@ async def fat_bodies(t: Target, n: int) -> Result:
             pass  # closed to make room before it had sent it all
 
     await asyncio.gather(*(one(i) for i in range(n)))
-    _, peak = t.memory_mb()
+    held, _ = t.memory_mb()
     real = await t.send(request("POST", t.path, json.dumps(callback(random.Random(n))).encode()))
     for w in writers:
         w.close()
     connections = (await t.health()).get("connections") or {}
     return Result(AREA, f"{n:,} connections each sending 64,000 bytes of a 65,000-byte body, then nothing",
                   f"serve held at most {connections.get('most_at_once')} (cap {connections.get('cap')}); resident memory "
-                  f"{before:.0f} MB before, {peak:.0f} MB at the peak; a real callback meanwhile: {real.status or real.error}",
-                  peak < MEMORY_LIMIT_MB and real.status == 200,
-                  {"connections": n, "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1), "server": connections,
+                  f"{before:.0f} MB before, {held:.0f} MB with them held (+{held - before:.0f} MB); a real callback "
+                  f"meanwhile: {real.status or real.error}",
+                  held - before < MEMORY_GROWTH_LIMIT_MB and real.status == 200,
+                  {"connections": n, "rss_before_mb": round(before, 1), "rss_held_mb": round(held, 1), "server": connections,
                    "real": real.status})
 
 
