@@ -420,7 +420,7 @@ async def test_slow_senders_are_cut_and_hold_no_place_of_real_callbacks(db_path)
             assert answer.status == 408 and answer.headers["connection"] == "close"
             assert await reader.read() == b""  # and the connection is closed
             writer.close()
-        assert asyncio.get_running_loop().time() - started < 3
+        assert asyncio.get_running_loop().time() - started < 5
         assert listener.counts["body_timeout"] == 5
     assert rows(db_path, "SELECT event_key FROM events") == [("real",)]
 
@@ -432,7 +432,7 @@ async def test_half_sent_connections_are_closed_after_the_idle_timeout(db_path) 
         writer.write(b"POST /callbacks/zeckta HTTP/1.1\r\nHost: x\r\n")  # and never the rest
         started = asyncio.get_running_loop().time()
         assert await asyncio.wait_for(reader.read(), 5) == b""
-        assert 0.9 < asyncio.get_running_loop().time() - started < 3
+        assert 0.9 < asyncio.get_running_loop().time() - started < 5
         writer.close()
         assert listener.connections is not None and listener.connections.closed_idle == 1
 
@@ -507,3 +507,16 @@ async def test_health_tells_strangers_only_ok_or_degraded_when_a_token_is_set(db
             assert details["database"] == str(db_path) and details["connections"]["cap"] >= 1
         async with s.get(url + f"/healthz/{TOKEN[:-1]}") as r:
             assert r.status == 404
+
+
+async def test_pipelined_callbacks_on_one_connection_are_each_answered_and_stored(db_path) -> None:
+    async with serving(db_path, limits={"max_connections": 2}) as (listener, url):
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"".join(request("POST", "/callbacks/zeckta", json.dumps(callback(uuid=f"p{i}", event_id=f"p{i}")).encode())
+                              for i in range(3)))
+        answers = [await asyncio.wait_for(read_answer(reader), 5) for _ in range(3)]
+        writer.close()
+        assert [a.status for a in answers] == [200, 200, 200]
+        assert listener.connections is not None and listener.connections.closed_for_room == 0
+    assert sorted(r[0] for r in rows(db_path, "SELECT event_key FROM events")) == ["p0", "p1", "p2"]

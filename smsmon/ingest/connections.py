@@ -10,20 +10,21 @@ A connection is, at any moment, in one of these states:
     reading    a callback whose body is still arriving (the listener cuts it at its deadline)
     working    a callback whose body is in, waiting for the database
 
-A connection silent or half-sent for IDLE_TIMEOUT_S is closed (`sweep`, every second): that is
-both the header and the keep-alive timeout. At most `cap` connections are held, below the
-open-file limit, so `accept` never fails for want of a descriptor. A new connection beyond the
-cap closes the one silent the longest, else half-sent the longest, else reading a body the
-longest; one with a whole request is never closed for room. Only when every connection is
-requested or working does the new one get `503` with Retry-After. A real callback sends its
-request as it connects and is answered in milliseconds, so it is never the oldest of anything:
-under a flood of idle, half-sent or slow connections it gets through.
+On Linux a connection is handed over only once it has sent something (TCP_DEFER_ACCEPT), so
+one that never speaks costs nothing here. A connection silent or half-sent for IDLE_TIMEOUT_S is
+closed (`sweep`, every second): that is both the header and the keep-alive timeout. At most
+`cap` connections are held, below the open-file limit, so `accept` never fails for want of a
+descriptor. A new connection beyond the cap closes the one half-sent the longest, else reading
+a body the longest, else silent the longest; one with a whole request is never closed for room.
+Only when every connection is requested or working does the new one get `503` with Retry-After.
+A real callback sends its request as it connects and is answered in milliseconds, so it is never
+the oldest of anything: under a flood of idle, half-sent or slow connections it gets through
+(`smsmon bench attack --area listener`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import resource
 import socket
 import time
 from collections import deque
@@ -31,7 +32,12 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-MAX_CONNECTIONS = 512  # held at once; 512 connections each sending 64 KB of a body took serve from 51 to 144 MB (measured)
+try:
+    import resource
+except ImportError:  # Windows: no open-file limit of this kind to raise
+    resource = None  # type: ignore[assignment]
+
+MAX_CONNECTIONS = 512  # held at once: 512 connections each holding 64 KB of a body add 93-124 MB to serve (bench attack)
 # asyncio accepts up to this many connections at each wake-up, and the kernel queues as many for
 # it. A queue of 1,024 made real callbacks wait behind a flood of attacking connections (p50 451
 # ms against 7-48 ms with this one, same p99; bench attack).
@@ -48,6 +54,8 @@ OVER_CAPACITY = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent
 
 def raise_open_file_limit() -> int:
     """Raise this process's soft limit on open files to the hard one; return the soft limit now."""
+    if resource is None:
+        return MAX_CONNECTIONS + FD_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
@@ -127,7 +135,9 @@ class Connections:
             return _Refusal()
         self.pending.append(now)
         self.peak = max(self.peak, self.open)
-        return _Handler(self, loop=asyncio.get_running_loop(), keepalive_timeout=self.idle_timeout, access_log=None,
+        # aiohttp's own keep-alive timer only backs up the sweep (which also covers half-sent headers,
+        # and new connections under aiohttp 3.9, whose timer starts only after a first answer).
+        return _Handler(self, loop=asyncio.get_running_loop(), keepalive_timeout=2 * self.idle_timeout, access_log=None,
                         lingering_time=self.linger)
 
     def _make_room(self) -> bool:
@@ -182,7 +192,10 @@ class Connections:
             self.partial[handler] = since  # the idle timeout still counts from the connection's last answer or its start
 
     def start_reading(self, handler: web.RequestHandler) -> None:
-        if handler in self.requested:  # not if it was closed meanwhile
+        # Silent too: a request pipelined behind another arrived before that one's answer. Not if
+        # the connection was closed meanwhile (then it is in none of these).
+        if (handler in self.requested or self.silent.pop(handler, None) is not None  # type: ignore[call-overload]
+                or self.partial.pop(handler, None) is not None):  # type: ignore[call-overload]
             self.requested.discard(handler)  # type: ignore[arg-type]
             self.reading[handler] = self.clock()  # type: ignore[index]
 
