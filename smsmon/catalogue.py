@@ -297,6 +297,16 @@ for _c, _t, _m, _causes, _a, _r, _g in [
      ["The file was deleted or moved by hand or by a clean-up job.", "A backup was restored over it while smsmon ran.", "A disk or mount problem."], "Put the right file at the path and restart smsmon; callbacks answered 503 meanwhile are retried by the provider. Events acknowledged before the change are in the file that stood at the path then.", R.AFTER_FIX, G.UNKNOWN),
     (Failure.STORE_DAMAGED, "Database file damaged", "SQLite found the database file damaged (or not a database at all). smsmon neither reads nor writes it further.",
      ["A crash of the disk or the machine with a cache that lies about flushing.", "The file was copied while it was being written.", "It is not an smsmon database."], "Recover what can be read into a new file with `sqlite3 FILE \".recover\" | sqlite3 NEW.db`, then point smsmon at the new file.", R.AFTER_FIX, G.UNKNOWN),
+    (Failure.BODY_TIMEOUT, "Callback body too slow", "A request's body did not arrive whole within 5 seconds; answered 408 and the connection closed. Nothing stored.",
+     ["A very slow or broken network between the sender and smsmon.", "A slow-sending attack holding connections open."], "Nothing to do unless real callbacks are affected; then look at the network path.", R.LATER, G.UNKNOWN),
+    (Failure.BAD_TRANSFER, "Callback body could not be decoded", "The body's transfer could not be decoded (a Content-Encoding such as gzip that the bytes are not in, or broken chunked framing); answered 400. There was no readable body to keep as a dead letter.",
+     ["A sender that labels its body wrongly.", "A proxy that altered the body."], "Check what sits between the sender and smsmon; real Zeckta callbacks are plain JSON.", R.AFTER_FIX, G.UNKNOWN),
+    (Failure.TOO_MANY_CONNECTIONS, "Too many connections", "The listener held as many connections as it allows (below the open-file limit) when another came: it closed the one idle longest (or reading a body longest) to make room, or, when every connection was waiting for the database, answered 503.",
+     ["Many idle or slow connections: a flood or a misbehaving client.", "A low open-file limit (`ulimit -n`)."], "Raise the open-file limit if real traffic needs more; otherwise nothing: real callbacks still get through.", R.LATER, G.UNKNOWN),
+    (Failure.OVERLOADED, "Listener overloaded", "Over 2,000 callbacks were already waiting for the database; answered 503 with Retry-After at once, so memory stays bounded. Nothing was acknowledged.",
+     ["A burst faster than the disk can commit.", "The database locked by another process for long."], "Nothing to do if it passes: the provider retries. If it lasts, look at the disk and at other processes using the database.", R.LATER, G.UNKNOWN),
+    (Failure.INTERNAL_ERROR, "smsmon internal error", "A bug in smsmon while answering a request; answered 503 so the sender retries and nothing is lost. The log has the details once.",
+     ["A bug in smsmon."], "Report it with the log line (secrets are masked in it).", R.LATER, G.UNKNOWN),
 ]:
     _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
 

@@ -144,8 +144,9 @@ def calling_code(number: str | None) -> str | None:
 
     digits = number[1:4]
     for n in (1, 2, 3):
-        if len(digits) >= n and int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE:
-            return digits[:n]
+        prefix = digits[:n]
+        if len(prefix) == n and prefix.isascii() and prefix.isdigit() and int(prefix) in COUNTRY_CODE_TO_REGION_CODE:
+            return prefix
     return None
 
 

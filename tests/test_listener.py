@@ -7,13 +7,15 @@ import json
 import logging
 import sqlite3
 import ssl
+import zlib
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 import pytest
 
+from smsmon.bench.attack.rawhttp import Answer, exchange, read_answer, request
 from smsmon.ingest.committer import Committer
 from smsmon.config import Address, Secret
 from smsmon.errors import ListenerError
@@ -24,11 +26,13 @@ TOKEN = "s3cret-token-0123456789"
 
 
 @asynccontextmanager
-async def serving(db: Path, *, busy_timeout: float = 5.0, max_in_flight: int = 2000,
-                  **config: Any) -> AsyncIterator[tuple[Listener, str]]:
-    committer = Committer(db, busy_timeout=busy_timeout)
+async def serving(db: Path, *, busy_timeout: float = 5.0, max_in_flight: int = 2000, committer: Committer | None = None,
+                  limits: dict[str, float] | None = None, **config: Any) -> AsyncIterator[tuple[Listener, str]]:
+    """A real listener on a loopback port; `limits` are Listener's (body_timeout, idle_timeout, max_connections)."""
+    committer = committer or Committer(db, busy_timeout=busy_timeout)
     committer.start()
-    listener = Listener(committer, ListenerConfig(host="127.0.0.1", port=0, **config), max_in_flight=max_in_flight)
+    listener = Listener(committer, ListenerConfig(host="127.0.0.1", port=0, **config), max_in_flight=max_in_flight,
+                        **(limits or {}))
     url = await listener.start()
     try:
         yield listener, url
@@ -74,6 +78,11 @@ BAD_BODIES = [
     ("wrong types", json.dumps(dict(callback(), eventType=["MESSAGE_SENT"])).encode(), "Expected `str`, got `array`"),
     ("missing uuid", json.dumps(dict(callback(), message={"dest": "+233"})).encode(), "missing required field `uuid`"),
     ("bad time", json.dumps(dict(callback(), timestamp="last tuesday")).encode(), "`timestamp`"),
+    # Issue 9: each of these was a 500 with a traceback, no dead letter, and Zeckta retrying forever.
+    ("invalid UTF-8 in a string", json.dumps(callback(event_id="e-XX")).encode().replace(b"XX", b"\xff\xfe"),
+     "a string that is not UTF-8"),
+    ("a time before year 1 in UTC", json.dumps(dict(callback(), timestamp="0001-01-01T00:00:00+01:00")).encode(), "`timestamp`"),
+    ("a time after year 9999 in UTC", json.dumps(dict(callback(), timestamp="9999-12-31T23:59:59-01:00")).encode(), "`timestamp`"),
 ]
 
 
@@ -302,3 +311,212 @@ def test_a_busy_log_is_summed_up_once_a_second(caplog) -> None:
     assert "new       zeckta:m19 SENT" in lines[19]
     assert lines[20].endswith("... and 81 more callbacks in that second: 80 new, 1 rejected")
     assert "duplicate zeckta:m1 SENT" in lines[21]
+
+
+# ── hardening (issue 9) ──────────────────────────────────────────────────────────
+async def raw(url: str, data: bytes, *, timeout: float = 10.0) -> Answer:
+    """Exactly these bytes on a new connection, and the answer (1xx answers noted in `interim`)."""
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    return await exchange(host, int(port), data, timeout=timeout)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_callback_whose_number_has_letters_is_stored(db_path) -> None:
+    """Found by `smsmon bench attack`: `+23o...` made the calling-code lookup raise, so the callback got a 5xx forever."""
+    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+        status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="letters", dest="+23o241234567"))
+    assert (status, answer["eventId"]) == (200, "letters")
+    assert rows(db_path, "SELECT dest, country_code FROM messages") == [("+23o241234567", None)]
+
+
+@pytest.mark.parametrize("name,request_bytes", [
+    ("gzip that is not gzip", request("POST", "/callbacks/zeckta", json.dumps(callback()).encode(),
+                                      headers={"Content-Encoding": "gzip"})),
+    ("deflate cut short", request("POST", "/callbacks/zeckta", zlib.compress(json.dumps(callback()).encode())[:20],
+                                  headers={"Content-Encoding": "deflate"})),
+    ("broken chunks", b"POST /callbacks/zeckta HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
+])
+async def test_a_body_that_cannot_be_decoded_is_400_without_a_dead_letter_or_a_traceback(db_path, caplog, name,
+                                                                                         request_bytes) -> None:
+    caplog.set_level(logging.INFO)
+    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+        answer = await raw(url, request_bytes)
+        assert answer.status == 400, answer
+        status, _ = await post(s, url + "/callbacks/zeckta", callback())  # still serving
+        assert status == 200
+    assert rows(db_path, "SELECT count(*) FROM dead_letters") == [(0,)]
+    # Nothing of ours went wrong, and aiohttp did not trip over the rest of the body after the answer.
+    assert not [r for r in caplog.records if r.name.startswith("smsmon") and r.levelno >= logging.WARNING]
+    assert "Unhandled exception" not in caplog.text
+
+
+class BuggyCommitter(Committer):
+    """A real committer with a bug in its first submit (a bug of ours, in the path of a callback)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bugs = 1
+
+    async def submit(self, event):  # type: ignore[no-untyped-def]
+        if self.bugs:
+            self.bugs -= 1
+            raise KeyError("a bug")
+        return await super().submit(event)
+
+
+async def test_a_bug_of_ours_is_503_with_retry_after_never_500_and_the_retry_is_stored(db_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="smsmon")
+    async with serving(db_path, committer=BuggyCommitter(db_path)) as (listener, url), aiohttp.ClientSession() as s:
+        body = json.dumps(callback(event_id="retried"))
+        async with s.post(url + "/callbacks/zeckta", data=body) as r:
+            assert r.status == 503 and r.headers["Retry-After"] == "5"
+            assert (await r.json())["code"] == "internal_error"
+        status, answer = await post(s, url + "/callbacks/zeckta", body.encode())  # what Zeckta does next
+        assert (status, answer["duplicate"]) == (200, False)
+        assert listener.counts["internal_error"] == 1
+    assert rows(db_path, "SELECT event_key FROM events") == [("retried",)]
+    assert "internal_error: KeyError while answering POST /callbacks/zeckta" in caplog.text
+
+
+async def test_a_rejected_callback_whose_dead_letter_cannot_be_kept_is_503_then_kept(db_path) -> None:
+    async with serving(db_path, busy_timeout=0.2) as (_, url), aiohttp.ClientSession() as s:
+        blocker = sqlite3.connect(db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            async with s.post(url + "/callbacks/zeckta", data=b"{broken") as r:
+                assert r.status == 503 and r.headers["Retry-After"] == "5"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        async with s.post(url + "/callbacks/zeckta", data=b"{broken") as r:  # the retry
+            assert r.status == 400
+    assert [r[0].split(":")[0] for r in rows(db_path, "SELECT reason FROM dead_letters")] == ["invalid_json"]
+
+
+async def test_slow_senders_are_cut_and_hold_no_place_of_real_callbacks(db_path) -> None:
+    """Issue 9: waiting for the database was counted from before the body, so slow senders made every real callback 503."""
+    async with serving(db_path, max_in_flight=2, limits={"body_timeout": 1.0}) as (listener, url), \
+            aiohttp.ClientSession() as s:
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        slow = []
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /callbacks/zeckta HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            slow.append((reader, writer))
+        assert listener.connections is not None
+        await wait_until(lambda: len(listener.connections.reading) == 5)
+        assert listener.in_flight == 0
+        status, _ = await post(s, url + "/callbacks/zeckta", callback(event_id="real"))
+        assert status == 200
+        started = asyncio.get_running_loop().time()
+        for reader, writer in slow:
+            answer = await asyncio.wait_for(read_answer(reader), 5)
+            assert answer.status == 408 and answer.headers["connection"] == "close"
+            assert await reader.read() == b""  # and the connection is closed
+            writer.close()
+        assert asyncio.get_running_loop().time() - started < 5
+        assert listener.counts["body_timeout"] == 5
+    assert rows(db_path, "SELECT event_key FROM events") == [("real",)]
+
+
+async def test_half_sent_connections_are_closed_after_the_idle_timeout(db_path) -> None:
+    async with serving(db_path, limits={"idle_timeout": 1.0}) as (listener, url):
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /callbacks/zeckta HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert 0.9 < asyncio.get_running_loop().time() - started < 5
+        writer.close()
+        assert listener.connections is not None and listener.connections.closed_idle == 1
+
+
+async def test_beyond_the_cap_the_stalled_connection_makes_room_for_a_real_callback(db_path) -> None:
+    """Issue 9: 1,100 idle sockets made real callbacks time out; now the oldest stalled one is closed for them."""
+    async with serving(db_path, limits={"max_connections": 4}) as (listener, url), aiohttp.ClientSession() as s:
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        stalled = []
+        for _ in range(4):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /callbacks/zeckta HTTP/1.1\r\n")
+            stalled.append((reader, writer))
+            assert listener.connections is not None
+            await wait_until(lambda: len(listener.connections.partial) == len(stalled))
+        status, _ = await post(s, url + "/callbacks/zeckta", callback(event_id="got-in"))
+        assert status == 200
+        assert await asyncio.wait_for(stalled[0][0].read(), 5) == b""  # the oldest made room
+        for _, writer in stalled:
+            writer.close()
+        assert listener.connections.closed_for_room >= 1 and listener.connections.peak <= 4
+    assert rows(db_path, "SELECT event_key FROM events") == [("got-in",)]
+
+
+async def test_when_every_connection_waits_for_the_database_a_new_one_gets_503(db_path) -> None:
+    async with serving(db_path, busy_timeout=3.0, limits={"max_connections": 2}) as (listener, url):
+        blocker = sqlite3.connect(db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            waiting = [asyncio.create_task(raw(url, request("POST", "/callbacks/zeckta", json.dumps(
+                callback(uuid=f"m{i}", event_id=f"w{i}")).encode()))) for i in range(2)]
+            assert listener.connections is not None
+            await wait_until(lambda: len(listener.connections.working) == 2)
+            refused = await raw(url, request("POST", "/callbacks/zeckta", json.dumps(callback(event_id="third")).encode()))
+            assert (refused.status, refused.headers["retry-after"]) == (503, "5")
+            assert json.loads(refused.body)["error"] == "too many connections, retry later"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert [a.status for a in await asyncio.gather(*waiting)] == [200, 200]
+    assert sorted(r[0] for r in rows(db_path, "SELECT event_key FROM events")) == ["w0", "w1"]
+
+
+async def test_expect_100_continue_with_a_huge_length_gets_413_before_any_invitation(db_path) -> None:
+    """Issue 9: it got "100 Continue" and then 413."""
+    def head(path: str, length: int) -> bytes:
+        return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
+
+    async with serving(db_path, token=TOKEN) as (_, url):
+        huge = await raw(url, head(f"/callbacks/zeckta/{TOKEN}", 10_000_000))
+        assert (huge.status, huge.interim) == (413, [])
+        wrong = await raw(url, head("/callbacks/zeckta/wrong-token-0000", 10_000_000))
+        assert (wrong.status, wrong.interim) == (404, [])
+        body = json.dumps(callback(event_id="invited")).encode()
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(head(f"/callbacks/zeckta/{TOKEN}", len(body)))
+        assert (await asyncio.wait_for(read_answer(reader, stop_at_interim=True), 5)).interim == [100]
+        writer.write(body)
+        assert (await asyncio.wait_for(read_answer(reader), 5)).status == 200
+        writer.close()
+    assert rows(db_path, "SELECT event_key FROM events") == [("invited",)]
+
+
+async def test_health_tells_strangers_only_ok_or_degraded_when_a_token_is_set(db_path) -> None:
+    """Issue 9: /healthz showed anyone the database path and the store's errors."""
+    async with serving(db_path, token=TOKEN) as (_, url), aiohttp.ClientSession() as s:
+        async with s.get(url + "/healthz") as r:
+            assert (r.status, await r.json()) == (200, {"status": "ok"})
+        async with s.get(url + f"/healthz/{TOKEN}") as r:
+            details = await r.json()
+            assert details["database"] == str(db_path) and details["connections"]["cap"] >= 1
+        async with s.get(url + f"/healthz/{TOKEN[:-1]}") as r:
+            assert r.status == 404
+
+
+async def test_pipelined_callbacks_on_one_connection_are_each_answered_and_stored(db_path) -> None:
+    async with serving(db_path, limits={"max_connections": 2}) as (listener, url):
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"".join(request("POST", "/callbacks/zeckta", json.dumps(callback(uuid=f"p{i}", event_id=f"p{i}")).encode())
+                              for i in range(3)))
+        answers = [await asyncio.wait_for(read_answer(reader), 5) for _ in range(3)]
+        writer.close()
+        assert [a.status for a in answers] == [200, 200, 200]
+        assert listener.connections is not None and listener.connections.closed_for_room == 0
+    assert sorted(r[0] for r in rows(db_path, "SELECT event_key FROM events")) == ["p0", "p1", "p2"]

@@ -68,40 +68,53 @@ class Result:
 
 # ── servers ─────────────────────────────────────────────────────────────────────
 class Server:
-    """A server subprocess; `url` is read from what it prints."""
+    """A server subprocess; `url` is read from what it prints. With `log`, every line it prints
+    is also written to that file (the attack bench greps them); `popen` goes to subprocess.Popen."""
 
-    def __init__(self, args: list[str], pattern: str) -> None:
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def __init__(self, args: list[str], pattern: str, *, log: Path | None = None, **popen: Any) -> None:
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                                     **popen)
         self.lines: list[str] = []
         found = threading.Event()
         self.url = ""
+        sink = log.open("a") if log else None
 
         def read() -> None:
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
+                if sink:
+                    sink.write(line)
+                    sink.flush()
                 if len(self.lines) < 200:
                     self.lines.append(line)
                 if not found.is_set() and (m := re.search(pattern, line)):
                     self.url = m.group(1)
                     found.set()
             found.set()
+            if sink:
+                sink.close()
 
-        threading.Thread(target=read, daemon=True).start()
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
         if not found.wait(60) or not self.url:
             self.proc.kill()
             raise SmsmonError("benchmark server did not start:\n" + "".join(self.lines[-20:]))
 
     def stop(self) -> int:
+        """SIGTERM; the exit code, once everything it printed has been read."""
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
+        code = self.proc.wait(60)
+        self.reader.join(10)
+        return code
 
 
 def bare_server() -> Server:
     return Server([sys.executable, "-m", "smsmon.bench.ingest"], r"bare listening on (\S+)")
 
 
-def smsmon_server(db: Path) -> Server:
-    return Server([sys.executable, "-m", "smsmon", "serve", "--db", str(db), "--listen", "127.0.0.1:0"], r"listening on (\S+)")
+def smsmon_server(db: Path, *args: str, log: Path | None = None, **popen: Any) -> Server:
+    return Server([sys.executable, "-m", "smsmon", "serve", "--db", str(db), "--listen", "127.0.0.1:0", *args],
+                  r"listening on (\S+)", log=log, **popen)
 
 
 async def _bare_main() -> None:

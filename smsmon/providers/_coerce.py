@@ -23,6 +23,8 @@ def _parse_error(exc: Exception) -> ParseError:
     INVALID_JSON; JSON of the wrong shape is INVALID_PAYLOAD."""
     if isinstance(exc, RecursionError):
         return ParseError("JSON nested too deeply", Failure.INVALID_JSON)
+    if isinstance(exc, UnicodeDecodeError):  # what msgspec raises for invalid UTF-8 inside a JSON string
+        return ParseError("invalid JSON: a string that is not UTF-8", Failure.INVALID_JSON)
     msg = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         # `Object missing required field `eventId``, `Expected `str`, got `int` - at `$.timestamp``
@@ -34,7 +36,7 @@ def decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-untyp
     """Decode JSON into a typed shape; every failure is a ParseError naming the problem."""
     try:
         return decoder.decode(body)
-    except (msgspec.MsgspecError, RecursionError) as exc:
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError) as exc:
         raise _parse_error(exc) from None
 
 

@@ -73,7 +73,9 @@ MESSAGE_INDEXES = [
 
 
 def _rebuild_messages(conn: sqlite3.Connection) -> None:
-    generated = {"provider_message_id": "TEXT GENERATED ALWAYS AS (substr(id, length(provider) + 2)) VIRTUAL",
+    # By bytes (BLOB), not characters: SQLite's text functions stop at a NUL, and an id may hold one.
+    generated = {"provider_message_id": "TEXT GENERATED ALWAYS AS"
+                                        " (CAST(substr(CAST(id AS BLOB), length(CAST(provider AS BLOB)) + 2) AS TEXT)) VIRTUAL",
                  "final_at": "TEXT GENERATED ALWAYS AS (CASE WHEN is_final THEN status_at END) VIRTUAL"}
     not_null = {"seq", "provider", "status"}
     columns = ", ".join(

@@ -160,7 +160,7 @@ def _facet_values(state: MessageState) -> tuple[str | None, ...]:
 def _state_from_row(r: dict[str, Any]) -> MessageState:
     return MessageState(
         provider=r["provider"],
-        provider_message_id=r["provider_message_id"],
+        provider_message_id=r["id"][len(r["provider"]) + 1:],  # from the key itself (SQLite's text functions stop at a NUL)
         status=Status(r["status"]),
         raw_status=r["raw_status"],
         error_code=r["error_code"],

@@ -41,17 +41,25 @@ class Context:
 
 
 def attack_bench(*, tmp: Path, quick: bool, areas: tuple[str, ...], say: Callable[[str], None]) -> list[Result]:
+    """Every attack of these areas, one area after another; an area whose attacks could not run
+    at all (its target did not start, say) is one broken result, and the others still run."""
     results: list[Result] = []
     for area in areas:
         try:
             module = importlib.import_module(f"smsmon.bench.attack.{area}")
-        except ModuleNotFoundError:
-            continue  # an area not written yet
+        except ModuleNotFoundError as exc:
+            if exc.name != f"smsmon.bench.attack.{area}":
+                raise
+            say(f"── {area}: no attacks written yet ──")
+            continue
         started = time.perf_counter()
         say(f"── {area} ──")
         area_dir = tmp / area
         area_dir.mkdir(parents=True, exist_ok=True)
-        found = module.run(Context(area_dir, quick, say))
+        try:
+            found = module.run(Context(area_dir, quick, say))
+        except Exception as exc:  # the bench's own failure: reported as a broken rule, never hidden
+            found = [Result(area, f"the {area} attacks", f"could not run: {type(exc).__name__}: {exc}", False)]
         for r in found:
             say(f"  {'ok  ' if r.ok else 'FAIL'} {r.attack}\n       {r.outcome}")
         say(f"  ({time.perf_counter() - started:.1f} s)")
