@@ -44,6 +44,10 @@ class Failure(enum.StrEnum):
     POLL_INVALID_JSON = "poll_invalid_json"
     POLL_BAD_SHAPE = "poll_bad_shape"
     POLL_API_ERROR = "poll_api_error"
+    POLL_REDIRECT = "poll_redirect"
+    POLL_UNDECODABLE = "poll_undecodable"
+    POLL_TOO_LARGE = "poll_too_large"
+    POLL_INTERNAL = "poll_internal"
 
 
 class SmsmonError(Exception):
