@@ -1,8 +1,9 @@
 """`smsmon import`: newline-delimited JSON through the same parsers and writer as live data.
 
 A line that cannot be read, whatever the reason (not JSON, not UTF-8, a missing field, a time
-out of range, an Eazita error envelope, a line over 1 MiB, even a bug in a parser), is a bad line: counted, reported with its number, skipped; the rest is imported. Lines are committed
-in batches bounded by count and by bytes, so memory does not grow with the file or its lines.
+out of range, an Eazita error envelope, a line over 1 MiB, even a bug in a parser), is a bad
+line: counted, reported with its number, skipped; the rest is imported. Lines are committed in
+batches bounded by count and by bytes, so memory does not grow with the file or its lines.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from smsmon.timeutil import now_utc
 
 MAX_LINE = 1 << 20
 BATCH = 500  # events committed at a time
-# Bytes of lines held before a commit. Measured on a 1 GB file of 1,000 lines of 1 MB: batching
-# by count alone peaked at 654 MB RSS; with 8 MiB, 182 MB, of which 128 MB is SQLite's page
-# cache (store.schema.CACHE_KIB; 53 MB with a 2 MB cache), in the same 14 s.
+# Bytes of lines held before a commit. Measured (`/usr/bin/time -v smsmon import`, README) on a
+# 1 GB file of 1,000 lines of 1 MB: batching by count alone peaked at 673 MB RSS; with 8 MiB,
+# 187 MB, of which 128 MB is SQLite's page cache (store.schema.CACHE_KIB; 53 MB with a 2 MB
+# cache), in the same 9 s.
 BATCH_BYTES = 8 << 20
 KEEP_BAD = 1000
 REASON_MAX = 300  # characters of a bad line's reason kept and shown

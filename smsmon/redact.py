@@ -48,7 +48,8 @@ def _char_bytes(c: str) -> bytes:
 
 
 SCAN_CHUNK = 1 << 20  # bytes looked at a time by `found`: a 30 MB answer costs no more than 1 MB more memory
-_SPELLING_MAX = 13  # bytes one character can take in a spelling: %25E2%2582%25AC
+_SPELLING_MAX = 13  # bytes one character can take in a spelling: %25E2%2582%25AC ...
+_SPELLING_MAX_CHARS = 15  # ... and characters: %25E2%2582%25AC
 
 
 class Redactor:
@@ -63,10 +64,19 @@ class Redactor:
         # JSON's \/ \" \\ undone: itself (either case; + for a space)
         self._plain = sorted({v.encode().lower() for s in unique for v in (s, s.upper(), s.lower(), s.replace(" ", "+"))})
         self._overlap = max((len(s) for s in unique), default=0) * _SPELLING_MAX
+        self._reach = max((len(s) for s in unique), default=0) * _SPELLING_MAX_CHARS
 
     def __call__(self, text: object) -> str:
         text = str(text)
         return self._text.sub(MASK, text) if self._text else text
+
+    def cut(self, text: object, limit: int) -> str:
+        """The text masked, then cut to `limit` characters. Only as much of it is masked as can
+        reach the cut (the first `limit` characters and the longest spelling of a secret), so
+        a huge text costs little, and no spelling straddling the cut leaves a prefix behind."""
+        text = str(text)
+        masked = self(text[: limit + self._reach])
+        return masked if len(masked) <= limit else masked[: limit - 1] + "…"
 
     def found(self, data: bytes | bytearray | str) -> bool:
         """Whether a secret appears anywhere in `data`, in any spelling. Fast on large bodies

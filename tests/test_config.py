@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -105,7 +106,12 @@ def test_a_zeckta_key_must_fit_in_an_http_header_and_a_token_in_a_url(tmp_path, 
 
 def test_a_short_secret_loads_with_a_warning_that_says_why(tmp_path, monkeypatch, caplog) -> None:
     monkeypatch.setattr(config, "default_config", lambda: tmp_path / "absent.toml")
-    s = load(env={"SMSMON_ZECKTA_API_KEY": "k", "SMSMON_EAZITA_API_KEY": "long-enough-key"})
+    logger = logging.getLogger("smsmon.config")
+    logger.addHandler(caplog.handler)  # whatever a command earlier in this process did to smsmon's logging
+    try:
+        s = load(env={"SMSMON_ZECKTA_API_KEY": "k", "SMSMON_EAZITA_API_KEY": "long-enough-key"})
+    finally:
+        logger.removeHandler(caplog.handler)
     assert s.zeckta.api_key == Secret("k")
     assert s.warnings == [("zeckta.api_key (env SMSMON_ZECKTA_API_KEY) is shorter than 6 characters: smsmon masks it"
                            " wherever it appears, so log lines and errors that happen to contain those characters will"

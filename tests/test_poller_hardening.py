@@ -163,12 +163,15 @@ def test_poll_once_prints_the_classified_failure_not_an_internal_error(tmp_path)
     fake = FakeEazita(KEY, PASSWORD)
     fake.fail("bad_gzip")
     running = InThread(fake)
+    logger = logging.getLogger("smsmon")
+    saved = (logger.handlers[:], logger.propagate, logger.level)  # `poll` sends smsmon's log to stderr
     try:
         r = CliRunner().invoke(cli, ["poll", "--once", "--db", str(tmp_path / "p.db")], catch_exceptions=False, env={
             "SMSMON_EAZITA_URL": running.url, "SMSMON_EAZITA_API_KEY": KEY, "SMSMON_EAZITA_PASSWORD": PASSWORD,
             "SMSMON_CONFIG": ""})
     finally:
         running.close()
+        logger.handlers[:], logger.propagate, logger.level = saved
     assert r.exit_code == 1 and "eazita: poll_undecodable: GET /sms/delivery: the answer says it is gzip" in r.stderr
     assert "internal error" not in r.stderr and "Provider answer cannot be decoded" in r.stderr
 
@@ -267,6 +270,16 @@ def test_the_redactor_masks_every_spelling(spelling) -> None:
     redact = Redactor([KEY, PASSWORD])
     assert redact(f"<{spelling}>") == "<****>"
     assert redact.found(f"x {spelling} y".encode()) and redact.found(("x" * (1 << 20) + spelling).encode())
+
+
+def test_a_secret_straddling_a_cut_leaves_no_prefix() -> None:
+    redact = Redactor([KEY, PASSWORD])
+    for spelling in (KEY, quote(PASSWORD, safe="").lower()):
+        text = "x" * 495 + spelling + "y" * 10_000_000  # the secret crosses character 500
+        started = time.perf_counter()
+        cut = redact.cut(text, 500)
+        assert cut == "x" * 495 + "****…" and time.perf_counter() - started < 0.1  # only the head is looked at
+    assert redact.cut("z" * 600, 500) == "z" * 499 + "…"
 
 
 def test_the_redactor_leaves_other_text_alone() -> None:

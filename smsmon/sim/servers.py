@@ -184,7 +184,8 @@ class _FakeServer:
 
     @staticmethod
     async def _drip(request: web.Request, body: bytes, seconds: float) -> web.StreamResponse:
-        """A valid answer, one byte a second, for `seconds` (then the rest at once)."""
+        """A valid answer, padded with JSON whitespace to `seconds` bytes, one byte a second."""
+        body += b" " * max(0, int(seconds) - len(body))
         response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(len(body))})
         await response.prepare(request)
         sent = 0
