@@ -310,6 +310,28 @@ for _c, _t, _m, _causes, _a, _r, _g in [
 ]:
     _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
 
+# Pollers, issue 9: answers a provider should never give, and smsmon's own bugs.
+for _c, _t, _m, _causes, _a, _r, _g in [
+    (Failure.POLL_REDIRECT, "Provider answered with a redirect",
+     "The provider answered 3xx, pointing somewhere else. smsmon does not follow redirects, so the credentials never travel to a host you did not configure; the error names the host it pointed to.",
+     ["The base URL setting is out of date (http instead of https, an old host name).", "A proxy or captive portal in the way."],
+     "Set the provider's URL setting (eazita.url, zeckta.url) to where the API really is, if you trust that host.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.POLL_UNDECODABLE, "Provider answer cannot be decoded",
+     "The answer said it was compressed (gzip or deflate) but could not be inflated, or used a compression smsmon did not ask for. Nothing in it was read.",
+     ["A broken proxy or server.", "The answer was cut short on the way."], "Wait for the next poll; report it to the provider if it repeats.",
+     R.LATER, G.PROVIDER),
+    (Failure.POLL_TOO_LARGE, "Provider answer too large",
+     "The answer was larger than smsmon reads (32 MB for Eazita's reports, 64 KB for a Zeckta status), counted after decompression, so a compression bomb cannot exhaust memory. Nothing in it was stored.",
+     ["A compression bomb, or a server gone wrong.", "An account log far larger than any poll should see."],
+     "If the answer was genuine, poll more often so that each report is smaller; otherwise report it to the provider.",
+     R.LATER, G.PROVIDER),
+    (Failure.POLL_INTERNAL, "Poller failed unexpectedly",
+     "Something went wrong inside smsmon's poller: a bug, not the provider's fault. The poller recorded the failure, keeps running and tries again after a backoff.",
+     ["A bug in smsmon, triggered by an unusual answer or setting."],
+     "Report it with the error text (it never contains credentials); set SMSMON_DEBUG=1 for more detail.", R.LATER, G.UNKNOWN),
+]:
+    _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
+
 ENTRIES: tuple[Entry, ...] = tuple(_E)
 _INDEX: dict[tuple[str, str], list[Entry]] = {}
 for _entry in ENTRIES:

@@ -5,7 +5,10 @@
 in the object is its key in the TOML file: `eazita.timezone` is `[eazita] timezone = ...`.
 Each is declared once below, with its environment variable, default and help; `smsmon
 config` shows them all with where each value came from. Secrets are `Secret`s, which never
-print their value: `secret.reveal()` is the one way to get it.
+print their value: `secret.reveal()` is the one way to get it. A secret is checked as it is
+loaded: no control characters (a stray carriage return would otherwise end up quoted in an
+HTTP library's error), and a warning when it is too short to be masked without garbling
+every line that happens to contain it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import ipaddress
+import logging
 import os
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +34,9 @@ from smsmon.defaults import WATCH_WINDOW
 from smsmon.timeutil import DisplayZone, parse_duration, zone
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
-MASK = "****"
+MIN_SECRET = 6  # shorter secrets are accepted with a warning: masking "k" masks every k in every log line
+
+log = logging.getLogger("smsmon.config")
 
 
 def default_db() -> Path:
@@ -52,13 +59,11 @@ class Secret:
         return self._value
 
     def masked(self) -> str:
-        """For showing that a secret is set: its first and last two characters when it is long
-        enough that this gives nothing away, else only the mask."""
-        v = self._value
-        return MASK if len(v) < 12 else v[:2] + MASK + v[-2:]
+        """For showing that a secret is set, and nothing of it but its length: `<32 characters>`."""
+        return f"<{len(self._value)} characters>"
 
     def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
+        return "Secret(<hidden>)"
 
     __str__ = __repr__
 
@@ -104,8 +109,34 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
+def _check_secret(text: str) -> str:
+    """No control or invisible format characters (the error says where, never what the secret is)."""
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            raise ValueError(f"contains a control character (U+{ord(ch):04X}, character {i + 1} of {len(text)});"
+                             " copy the secret again without it")
+    return text
+
+
 def _secret(value: Any) -> Secret:
-    return Secret(_text(value))
+    return Secret(_check_secret(_text(value)))
+
+
+def _header_secret(value: Any) -> Secret:
+    """A secret sent in an HTTP header: printable ASCII only."""
+    text = _check_secret(_text(value))
+    if not text.isascii() or not text.isprintable():
+        raise ValueError("has characters an HTTP header cannot carry (only printable ASCII can be sent)")
+    return Secret(text)
+
+
+def _token(value: Any) -> Secret:
+    """The callback token: one segment of a URL path."""
+    text = _check_secret(_text(value))
+    if bad := sorted({ch for ch in text if ch in "/?#% " or ch.isspace()}):
+        raise ValueError(f"cannot be part of a URL path: it contains {' '.join(repr(c) for c in bad)}"
+                         " (use letters, digits, - and _, e.g. `openssl rand -hex 16`)")
+    return Secret(text)
 
 
 def _duration(value: Any) -> timedelta:
@@ -156,7 +187,7 @@ def _setting(default: str | None, env: str | None, help: str, parse: Callable[[A
 @dataclass(frozen=True)
 class ListenerSettings:
     token: Secret | None = _setting(None, "SMSMON_CALLBACK_TOKEN",
-                                    "secret path segment callbacks must carry: POST /callbacks/zeckta/<token>", _secret,
+                                    "secret path segment callbacks must carry: POST /callbacks/zeckta/<token>", _token,
                                     secret=True)
 
 
@@ -178,7 +209,8 @@ class EazitaSettings:
 
 @dataclass(frozen=True)
 class ZecktaSettings:
-    api_key: Secret | None = _setting(None, "SMSMON_ZECKTA_API_KEY", "Zeckta API key (Status API)", _secret, secret=True)
+    api_key: Secret | None = _setting(None, "SMSMON_ZECKTA_API_KEY", "Zeckta API key (Status API)", _header_secret,
+                                      secret=True)
     url: str = _setting("https://api.zeckta.com", "SMSMON_ZECKTA_URL", "Zeckta API base URL", _url)
     status_after: timedelta = _setting("10m", "SMSMON_ZECKTA_STATUS_AFTER",
                                        "ask the Status API about a non-final Zeckta message silent for this long", _duration)
@@ -216,6 +248,14 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every configured secret, revealed: what a Redactor must mask."""
         return [value.reveal() for spec, value in _values(self) if spec.secret and value is not None]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Settings that work but should change: secrets too short to mask cleanly."""
+        return [f"{spec.key} ({self.sources.get(spec.key, 'default')}) is shorter than {MIN_SECRET} characters:"
+                " smsmon masks it wherever it appears, so log lines and errors that happen to contain those"
+                " characters will be garbled; a longer secret avoids it"
+                for spec, value in _values(self) if spec.secret and value is not None and 0 < len(value) < MIN_SECRET]
 
     def get(self, key: str) -> Any:
         """A setting by its TOML key (`eazita.interval`)."""
@@ -353,4 +393,7 @@ def load(config_file: str | Path | None = None, *, env: Mapping[str, str] | None
             raise KeyError(key)  # a bug in the caller, not a user error
         if value is not None:
             raw[key], sources[key] = value, "flag"
-    return _build(raw, sources)
+    settings = _build(raw, sources)
+    for warning in settings.warnings:
+        log.warning("warning: %s", warning)
+    return settings

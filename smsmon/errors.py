@@ -53,6 +53,10 @@ class Failure(enum.StrEnum):
     POLL_API_ERROR = "poll_api_error"
     STORE_GONE = "store_gone"
     STORE_DAMAGED = "store_damaged"
+    POLL_REDIRECT = "poll_redirect"
+    POLL_UNDECODABLE = "poll_undecodable"
+    POLL_TOO_LARGE = "poll_too_large"
+    POLL_INTERNAL = "poll_internal"
 
 
 class SmsmonError(Exception):

@@ -227,6 +227,43 @@ def test_import_a_huge_line_is_skipped_not_loaded(tmp_path) -> None:
     assert "line 1: line longer than 1024 KiB" in r.stderr and "imported 1 new events" in r.stderr
 
 
+def test_import_invalid_utf8_and_times_out_of_range_are_bad_lines(tmp_path) -> None:
+    """Issue 9: one such line aborted the import (13,339 of 20,000 lines imported, no line number)."""
+    lines = [json.dumps(callback(uuid=f"u{i}", event_id=f"e{i}")).encode() for i in range(8)]
+    lines[1] = b'{"eventId": "x\xff", "eventType": "MESSAGE_SENT", "timestamp": "2026-06-09T13:04:57Z", "message": {"uuid": "u"}}'
+    lines[3] = json.dumps(callback(uuid="late", at="9999-12-31T23:59:59-05:00")).encode()
+    lines[4] = json.dumps(callback(uuid="early", at="0001-01-01T00:00:00+05:00")).encode()
+    lines[5] = json.dumps(report_row("DELIVERED", done="0001/01/01 00:00:00")).encode()
+    r = run("import", "-", "--db", str(tmp_path / "i.db"), input=b"\n".join(lines) + b"\n")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.splitlines()[:4] == [
+        "line 2: not UTF-8",
+        "line 4: `timestamp`: not an ISO-8601 time in range: '9999-12-31T23:59:59-05:00'",
+        "line 5: `timestamp`: not an ISO-8601 time in range: '0001-01-01T00:00:00+05:00'",
+        "line 6: `done_date`: time out of range: '0001/01/01 00:00:00'"]
+    assert "imported 4 new events (0 duplicates) from 8 lines" in r.stderr and "4 bad lines skipped" in r.stderr
+
+
+def test_import_batches_by_bytes_so_memory_does_not_follow_the_lines(tmp_path) -> None:
+    """Issue 9: 500 lines a batch, each up to 1 MiB, held up to 500 MiB (a 1 GB file took 668 MB)."""
+    import tracemalloc
+
+    from smsmon.importer import import_lines
+    from smsmon.timeutil import zone
+
+    big = io.BytesIO(b"".join(json.dumps(callback(uuid=f"m{i}", event_id=f"e{i}", src="x" * 1_000_000)).encode() + b"\n"
+                              for i in range(40)))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        result = import_lines(big, tmp_path / "i.db", tz=zone("UTC"))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert (result.new, result.bad_count) == (40, 0)
+    assert peak < 30 << 20  # measured: 17 MB; 47 MB when the 40 lines were one batch
+
+
 def test_import_timezone_option(tmp_path) -> None:
     db = tmp_path / "tz.db"
     row = json.dumps(report_row("DELIVERED", message_id=5, done="2026/11/23 16:00:00"))
@@ -276,10 +313,48 @@ def test_no_traceback_ever_reaches_the_user(tmp_path) -> None:
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.startswith("error:")
 
 
-def test_export_into_a_closed_pipe_is_quiet(sample_db) -> None:
-    p = subprocess.run(f"{sys.executable} -m smsmon export --db {sample_db} | head -1", shell=True, capture_output=True, text=True,
+@pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
+def test_export_into_a_closed_pipe_exits_0_and_says_nothing(sample_db, fmt) -> None:
+    """`smsmon export | head -1`: the reader leaving early is not an error (issue 9)."""
+    p = subprocess.Popen([sys.executable, "-m", "smsmon", "export", "--format", fmt, "--table", "events", "--db", str(sample_db)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(60) == 0 and first
+    assert p.stderr.read() == b""
+
+
+def test_export_to_a_full_disk_says_disk_full(sample_db) -> None:
+    """/dev/full answers every write with ENOSPC, as a full disk does."""
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "smsmon", "export", "--format", "json", "--db", str(sample_db)], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr == "error: disk full: cannot write standard output; the export is incomplete\n"
+
+
+def _limit_file_size() -> None:
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_an_export_that_fails_half_way_leaves_the_file_as_it_was(sample_db, tmp_path) -> None:
+    """Writes fail after 64 KB (the file-size limit), as on a disk that fills up half way."""
+    out = tmp_path / "messages.json"
+    out.write_text("[]\n")
+    cmd = [sys.executable, "-m", "smsmon", "export", "--format", "json", "-o", str(out), "--db", str(sample_db)]
+    p = subprocess.run(cmd, preexec_fn=_limit_file_size, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and p.stderr.startswith(f"error: cannot write {out}: File too large; nothing was written")
+    assert out.read_text() == "[]\n" and sorted(tmp_path.iterdir()) == [out]  # no half file, no temporary left
+    fresh = tmp_path / "new.json"
+    p = subprocess.run([*cmd[:-4], "-o", str(fresh), *cmd[-2:]], preexec_fn=_limit_file_size, capture_output=True, text=True,
                        timeout=60)
-    assert p.stdout.startswith("id,provider") and "Traceback" not in p.stderr
+    assert p.returncode == 1 and f"no {fresh} was left behind" in p.stderr and not fresh.exists()
+    assert run("export", "--format", "json", "-o", str(out), "--db", str(sample_db)).exit_code == 0
+    assert len(json.loads(out.read_text())) > 300 and oct(out.stat().st_mode & 0o777) != "0o600"
 
 
 @pytest.mark.parametrize("command", ["watch", "demo", "browse", "explain", "show", "stats", "export", "import", "serve", "poll",

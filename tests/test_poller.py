@@ -233,7 +233,9 @@ def test_backoff_is_exponential_jittered_and_capped() -> None:
         for _ in range(20):
             assert ceiling / 2 <= backoff(failures, 30, None, rng) <= ceiling
     assert max(backoff(20, 30, None, rng) for _ in range(100)) <= 300
-    assert backoff(1, 30, 900, rng) == 900  # the provider's Retry-After wins
+    assert backoff(1, 30, 200, rng) == 200  # the provider's Retry-After wins over a shorter backoff
+    assert backoff(1, 30, 900, rng) == 300  # ... up to the ceiling (issue 9: Retry-After 1e12)
+    assert backoff(10_000, 30, None, rng) <= 300  # no overflow after a very long outage
     assert len({round(backoff(3, 30, None, rng), 3) for _ in range(20)}) > 10  # jitter
 
 
@@ -315,7 +317,7 @@ async def test_credentials_appear_nowhere(db_path, caplog) -> None:
 
         await run_poller(w["eazita"], w["committer"], 0.01, stop, on_outcome=done)
         texts.append(repr(seen))
-        assert "(api=****, pass=****)" in seen[0].error  # the provider's echo, masked
+        assert "(api=****, pass=****;" in seen[0].error  # the provider's echo, masked
         w["zk"].api_key = "rotated"
         await w["committer"].submit(zeckta.callback_from_object(callback(uuid="s"), received_at=now_utc()))
         texts.append(repr(await w["zeckta"].refresh("s")))

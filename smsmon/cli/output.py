@@ -4,16 +4,22 @@ progress. Renders plain data the store returns; reads nothing itself."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
+import stat
 import sys
+import tempfile
 import textwrap
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 import click
 
 from smsmon import catalogue, present
 from smsmon.catalogue import Entry
+from smsmon.errors import SmsmonError
 from smsmon.store.queries import PUBLIC_COLUMNS
 from smsmon.store.stats import Stats
 from smsmon.timeutil import UTC_ZONE, DisplayZone, human_duration
@@ -147,6 +153,61 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, columns:
             n += 1
         out.write("\n]\n" if n else "]\n")
     return n
+
+
+def _write_failed(exc: OSError, where: str, after: str) -> SmsmonError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return SmsmonError(f"disk full: cannot write {where}; {after}")
+    return SmsmonError(f"cannot write {where}: {exc.strerror or exc}; {after}")
+
+
+def write_file_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
+    """Run `write` on a temporary file beside `path`, renamed over it once complete and on disk:
+    a failure (a full disk) leaves `path` as it was, never half written. A path that is not a
+    regular file (/dev/stdout, a FIFO) is written directly. Returns what `write` returns."""
+    real = Path(os.path.realpath(path))
+    if real.exists() and not stat.S_ISREG(real.stat().st_mode):
+        try:
+            with open(real, "w", newline="", encoding="utf-8") as f:
+                return write(f)
+        except OSError as exc:
+            raise _write_failed(exc, str(path), "the export is incomplete") from None
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".part", dir=real.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file would be, not mkstemp's 0600
+        with open(fd, "w", newline="", encoding="utf-8") as f:
+            n = write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, real)
+        tmp = None
+        return n
+    except OSError as exc:
+        kept = f"{path} is as it was" if real.exists() else f"no {path} was left behind"
+        raise _write_failed(exc, str(path), f"nothing was written ({kept})") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # it may never have been created; nothing else to clean up
+
+
+def write_stdout(write: Callable[[TextIO], int]) -> int:
+    """Run `write` on standard output and flush it, so that a failure happens here: a full disk
+    is an error that says so; a closed pipe (`| head`) raises BrokenPipeError, which the command
+    group turns into a quiet exit 0."""
+    try:
+        n = write(sys.stdout)
+        sys.stdout.flush()
+        return n
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _write_failed(exc, "standard output", "the export is incomplete") from None
 
 
 def json_out(data: Any) -> None:

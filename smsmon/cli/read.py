@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from smsmon.cli import UserError, cli
+from smsmon.cli import cli
 from smsmon.cli.options import CONTEXT, filter_option, json_option, settings_options
 from smsmon.cli.output import json_out
 
@@ -122,20 +121,17 @@ def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Any) -
     \b
     smsmon export --format csv -o messages.csv
     smsmon export --table events --format ndjson --filter "status:failed since:24h" | jq .
+    With -o the file is replaced only once the export is complete: a full disk leaves it as it was.
     """
-    from smsmon.cli.output import EVENT_EXPORT_COLUMNS, MESSAGE_EXPORT_COLUMNS, write_export
+    from smsmon.cli.output import (EVENT_EXPORT_COLUMNS, MESSAGE_EXPORT_COLUMNS, write_export, write_file_atomically,
+                                   write_stdout)
     from smsmon.store.reader import Reader
 
+    columns = MESSAGE_EXPORT_COLUMNS if table == "messages" else EVENT_EXPORT_COLUMNS
     with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
         rows = reader.iter_messages(flt) if table == "messages" else reader.iter_events(flt)
-        try:
-            stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-        except OSError as exc:
-            raise UserError(f"cannot write {output}: {exc.strerror}") from None
-        try:
-            columns = MESSAGE_EXPORT_COLUMNS if table == "messages" else EVENT_EXPORT_COLUMNS
-            n = write_export(rows, fmt, stream, columns)
-        finally:
-            if output:
-                stream.close()
+        if output:
+            n = write_file_atomically(output, lambda out: write_export(rows, fmt, out, columns))
+        else:
+            n = write_stdout(lambda out: write_export(rows, fmt, out, columns))
     click.echo(f"exported {n} {table}" + (f" to {output}" if output else ""), err=True)

@@ -1,11 +1,18 @@
 """Pollers (SPEC §5): Eazita delivery reports and the Zeckta Message Status API, with httpx.
 
-Each `poll_once()` returns a PollOutcome and never raises for a provider's failure: timeouts,
-refused connections, 4xx/5xx, HTML pages, invalid JSON, Eazita's `code != 1` on HTTP 200 all
-become an outcome with a catalogue failure code (`smsmon explain poll_timeout`) and a message
-with every credential masked. `run_poller()` repeats a poller at its interval, backs off
-exponentially with jitter (up to 5 minutes, longer only if the provider's Retry-After says so),
-and records every run in `poll_runs`.
+Each `poll_once()` returns a PollOutcome and never raises: timeouts, refused connections,
+4xx/5xx, redirects, HTML pages, invalid JSON, answers too large or undecodable (smsmon.ingest.fetch
+bounds each request in time and size), Eazita's `code != 1` on HTTP 200, and smsmon's own bugs
+all become an outcome with a catalogue failure code (`smsmon explain poll_timeout`) and a message
+with every credential masked. A report row that cannot be read is skipped and counted; the rest
+of the answer is kept. `run_poller()` repeats a poller at its interval until told to stop, backs
+off exponentially with jitter (up to 5 minutes, a Retry-After included), and records every run in
+`poll_runs`; nothing else ends it.
+
+A large Eazita answer is read row by row: the envelope is decoded with each row left as JSON
+text, then rows are parsed (in a thread, so a listener in the same loop keeps answering) and
+stored ROWS_PER_CHUNK at a time. Where an answer repeats a credential (a careless provider
+echoing the query string), every string in it is masked before it is parsed or stored.
 
 Only what changed becomes an event: a report row or Status API answer whose event is already
 stored for the message (same deterministic key) is skipped, so polling again is idempotent and
@@ -16,18 +23,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Callable
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
+import msgspec
 
 from smsmon.config import Secret
 from smsmon.errors import Failure, ParseError, PollFailure, ProviderAPIError, StoreError
 from smsmon.ingest.committer import Committer
+from smsmon.ingest.fetch import MAX_BACKOFF_S, fetch
 from smsmon.lifecycle import WATCH_WINDOW, Event
 from smsmon.providers import eazita, zeckta
 from smsmon.redact import Redactor
@@ -36,11 +48,19 @@ from smsmon.timeutil import fmt, now_utc
 
 log = logging.getLogger("smsmon.poller")
 
-MAX_BACKOFF_S = 300.0
 EAZITA_IDS_PER_REQUEST = 50
 EAZITA_OPEN_PER_CYCLE = 10_000  # open messages asked about per cycle, longest silent first
 ZECKTA_PER_CYCLE = 100
-MAX_RESPONSE = 32 * 1024 * 1024  # a 10,000-row report is ~2 MB; anything far larger is not a report
+# Largest answers read, counted once inflated: a 10,000-row report is ~2 MB and issue 9's
+# 145,000-row account log 30 MB; a Status API answer is ~150 bytes.
+EAZITA_MAX_ANSWER = 32 * 2**20
+ZECKTA_MAX_ANSWER = 64 * 2**10
+# Rows parsed and stored at a time. Measured (tracemalloc, a 30,000-row answer of 6 MB): Python's
+# peak is 13 MB at 500 rows a chunk, 17 MB at 2,000, 36 MB at 10,000, all equally fast; 2,000
+# keeps what each chunk costs (a thread hop, a query, a wait for the commit) rare.
+ROWS_PER_CHUNK = 2_000
+LOGGED_BAD_ROWS = 5  # per poll; the rest are counted
+ERROR_MAX = 500  # characters of an error kept in poll_runs, cut after masking
 
 
 @dataclass
@@ -58,6 +78,8 @@ class PollOutcome:
     retry_after: float | None = None
     bad_rows: int = 0
     seconds: float = 0.0
+    failures: int = 0  # set by run_poller: failed polls in a row, this one included
+    next_try_s: float | None = None  # set by run_poller: seconds until the next poll
 
     def run_row(self) -> dict[str, Any]:
         d = asdict(self)
@@ -74,44 +96,9 @@ def _unreadable(exc: ParseError, what: str, status: int) -> PollFailure:
     return PollFailure(kind, f"{what}: {exc.reason}", http_status=status)
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
-async def fetch(client: httpx.AsyncClient, path: str, *, params: dict[str, str] | None = None,
-                headers: dict[str, str] | None = None, redact: Redactor, what: str) -> tuple[int, bytes]:
-    """GET and classify every failure into a PollFailure (never leaking the query string)."""
-    try:
-        async with client.stream("GET", path, params=params, headers=headers) as r:
-            body = bytearray()
-            async for chunk in r.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_RESPONSE:
-                    raise PollFailure(Failure.POLL_BAD_SHAPE, f"{what}: answer over {MAX_RESPONSE // 2**20} MB", http_status=r.status_code)
-            status, ctype = r.status_code, r.headers.get("content-type", "")
-            retry = _retry_after(r.headers.get("retry-after"))
-    except httpx.TimeoutException:
-        raise PollFailure(Failure.POLL_TIMEOUT, f"{what}: no answer within the timeout") from None
-    except httpx.TransportError as exc:
-        reason = redact(exc) or type(exc).__name__
-        raise PollFailure(Failure.POLL_CONNECT_ERROR, f"{what}: cannot connect ({reason})") from None
-    if status in (401, 403):
-        raise PollFailure(Failure.POLL_AUTH, f"{what}: HTTP {status}, credentials refused", http_status=status)
-    if status == 404:
-        raise PollFailure(Failure.POLL_NOT_FOUND, f"{what}: HTTP 404", http_status=status)
-    if status == 429:
-        raise PollFailure(Failure.POLL_RATE_LIMITED, f"{what}: HTTP 429, rate limited" + (f", retry after {retry:g} s" if retry else ""),
-                          http_status=status, retry_after=retry)
-    if status >= 500:
-        raise PollFailure(Failure.POLL_SERVER_ERROR, f"{what}: HTTP {status}", http_status=status, retry_after=retry)
-    if status >= 400:
-        raise PollFailure(Failure.POLL_HTTP_ERROR, f"{what}: HTTP {status}", http_status=status)
-    if "html" in ctype or bytes(body[:200]).lstrip().startswith(b"<"):
-        raise PollFailure(Failure.POLL_HTML_BODY, f"{what}: the answer is an HTML page, not JSON", http_status=status)
-    return status, bytes(body)
+def internal(exc: BaseException) -> PollFailure:
+    """A bug of smsmon's, as a failure the poller records and survives."""
+    return PollFailure(Failure.POLL_INTERNAL, f"unexpected {type(exc).__name__}: {exc} (a bug in smsmon; the poller carries on)")
 
 
 @dataclass
@@ -135,7 +122,7 @@ class Poller:
 
     def _failed(self, outcome: PollOutcome, exc: PollFailure) -> PollOutcome:
         outcome.ok = False
-        outcome.error_code, outcome.error = exc.kind.value, self.redact(exc)
+        outcome.error_code, outcome.error = exc.kind.value, self.redact.cut(exc, ERROR_MAX)
         outcome.http_status = outcome.http_status or exc.http_status
         outcome.api_code, outcome.retry_after = exc.api_code, exc.retry_after
         return outcome
@@ -147,12 +134,21 @@ class Poller:
     async def refresh(self, message_id: str) -> PollOutcome:
         """Ask the provider about one message now (by its provider id): `smsmon poll --message`,
         the app's "ask provider"."""
-        async def work(outcome: PollOutcome) -> None:
-            outcome.new_events = await self._store_new(await self._events_for(outcome, [message_id]))
-        return await self._guarded(work)
+        return await self._guarded(lambda outcome: self._ask_about(outcome, [message_id]))
 
-    async def _events_for(self, outcome: PollOutcome, ids: list[str]) -> list[Event]:
+    async def _ask_about(self, outcome: PollOutcome, ids: list[str]) -> None:
+        """Ask about these messages (provider ids) and store what is new."""
         raise NotImplementedError
+
+    def crashed(self, exc: BaseException) -> PollOutcome:
+        """The outcome of a poll that raised what it should not have: a classified failure."""
+        outcome = PollOutcome(self.provider, fmt(now_utc()), fmt(now_utc()))
+        self._debug(exc)
+        return self._failed(outcome, internal(exc))
+
+    def _debug(self, exc: BaseException) -> None:
+        if os.environ.get("SMSMON_DEBUG"):
+            log.warning("%s", self.redact("".join(traceback.format_exception(exc))))
 
     async def _guarded(self, work: Callable[[PollOutcome], Any]) -> PollOutcome:
         outcome = PollOutcome(self.provider, fmt(now_utc()))
@@ -163,6 +159,9 @@ class Poller:
             self._failed(outcome, exc)
         except StoreError as exc:
             self._failed(outcome, PollFailure(Failure.STORE_UNAVAILABLE, f"database: {exc}"))
+        except Exception as exc:  # no exception may end a poll: a bug becomes a classified failure too
+            self._debug(exc)
+            self._failed(outcome, internal(exc))
         outcome.finished_at = fmt(now_utc())
         outcome.seconds = round(time.perf_counter() - started, 3)
         return outcome
@@ -179,39 +178,66 @@ class EazitaPoller(Poller):
     def __post_init__(self) -> None:
         self.provider = "eazita"
 
-    async def _events_for(self, outcome: PollOutcome, ids: list[str]) -> list[Event]:
-        return await self._report(outcome, ids)
+    async def _ask_about(self, outcome: PollOutcome, ids: list[str]) -> None:
+        await self._report(outcome, ids, set())
 
-    async def _report(self, outcome: PollOutcome, ids: list[str] | None) -> list[Event]:
+    async def _report(self, outcome: PollOutcome, ids: list[str] | None, seen: set[str]) -> None:
+        """One request: parse and store its rows a chunk at a time; add their message ids to `seen`."""
         params = {"api": self.api_key.reveal(), "pass": self.password.reveal(), "contents": "gsm,source"}
         what = "GET /sms/delivery" + (f" for {len(ids)} open messages" if ids else "")
         if ids:
             params["messageid"] = ",".join(ids)
-        status, body = await fetch(self.client, "/sms/delivery", params=params, redact=self.redact, what=what)
+        status, body = await fetch(self.client, "/sms/delivery", params=params, redact=self.redact, what=what,
+                                   max_bytes=EAZITA_MAX_ANSWER)
         outcome.http_status = status
         try:
-            report = eazita.parse_response(body, tz=self.tz, received_at=now_utc(), source="poll")
+            rows, echoed = await asyncio.to_thread(self._rows, body)
         except ProviderAPIError as exc:
-            raise PollFailure(Failure.POLL_API_ERROR, f"{what}: Eazita code {exc.code}: {self.redact(exc.message)}",
+            raise PollFailure(Failure.POLL_API_ERROR, f"{what}: Eazita code {exc.code}: {self.redact.cut(exc.message, ERROR_MAX)}",
                               http_status=status, api_code=exc.code) from None
         except ParseError as exc:
             raise _unreadable(exc, what, status) from None
+        del body  # the rows hold what is left of it
         outcome.api_code = "1"
-        outcome.rows_seen += report.rows
-        outcome.bad_rows += len(report.errors)
-        for index, reason in report.errors[:5]:
-            log.warning("eazita: row %d of the report skipped: %s", index, reason)
-        return report.events
+        outcome.rows_seen += len(rows)
+        for start in range(0, len(rows), ROWS_PER_CHUNK):
+            events, bad = await asyncio.to_thread(self._events, rows[start : start + ROWS_PER_CHUNK], start, echoed)
+            for index, reason in bad:
+                outcome.bad_rows += 1
+                if outcome.bad_rows <= LOGGED_BAD_ROWS:
+                    log.warning("eazita: row %d of the answer skipped: %s", index, self.redact.cut(reason, 200))
+            seen.update(e.provider_message_id for e in events)
+            outcome.new_events += await self._store_new(events)
+
+    def _rows(self, body: bytearray) -> tuple[list[msgspec.Raw], bool]:
+        """The answer's rows, still JSON text, and whether it repeats a credential anywhere."""
+        return eazita.response_rows(body), self.redact.found(body)
+
+    def _events(self, rows: list[msgspec.Raw], first: int, echoed: bool) -> tuple[list[Event], list[tuple[int, str]]]:
+        """Rows (numbered from `first`) -> events, and (index, reason) for each row that cannot be read."""
+        events: list[Event] = []
+        bad: list[tuple[int, str]] = []
+        received = now_utc()
+        for i, raw in enumerate(rows, first):
+            try:
+                row = eazita.decode_row(raw)
+                if echoed:
+                    row = self.redact.value(row)  # before parsing: errors quote values, events keep them
+                events.append(eazita.row_event(row, tz=self.tz, received_at=received, source="poll"))
+            except ParseError as exc:
+                bad.append((i, exc.reason))
+            except Exception as exc:  # a row that breaks the parser must not cost the rest of the answer
+                bad.append((i, f"cannot be read ({type(exc).__name__})"))
+        return events, bad
 
     async def _cycle(self, outcome: PollOutcome) -> None:
-        events = await self._report(outcome, None)
+        seen: set[str] = set()
+        await self._report(outcome, None, seen)
         since = fmt(now_utc() - self.window)
         open_ids = await asyncio.to_thread(self.reader.open_messages, "eazita", since=since, limit=EAZITA_OPEN_PER_CYCLE)
-        seen = {e.provider_message_id for e in events}
         wanted = [i for i in open_ids if i not in seen and i.isdigit()]
         for i in range(0, len(wanted), EAZITA_IDS_PER_REQUEST):
-            events += await self._report(outcome, wanted[i : i + EAZITA_IDS_PER_REQUEST])
-        outcome.new_events = await self._store_new(events)
+            await self._report(outcome, wanted[i : i + EAZITA_IDS_PER_REQUEST], seen)
 
 
 @dataclass
@@ -226,19 +252,33 @@ class ZecktaStatusPoller(Poller):
     def __post_init__(self) -> None:
         self.provider = "zeckta"
 
-    async def _events_for(self, outcome: PollOutcome, ids: list[str]) -> list[Event]:
-        return await self._ask_all(outcome, ids)
+    async def _ask_about(self, outcome: PollOutcome, ids: list[str]) -> None:
+        outcome.new_events = await self._store_new(await self._ask_all(outcome, ids))
+
+    def _masked(self, body: bytearray) -> bytes | bytearray:
+        """The answer with every credential in its strings masked, when it repeats one."""
+        if not self.redact.found(body):
+            return body
+        try:
+            return msgspec.json.encode(self.redact.value(msgspec.json.decode(body)))
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            return body  # not JSON: it fails to parse below, and that error quotes nothing of it
 
     async def _ask(self, message_id: str) -> tuple[int, Event | None]:
         what = "GET /v1/messaging/sms/messages/{id}"
-        status, body = await fetch(self.client, f"/v1/messaging/sms/messages/{message_id}",
-                                   headers={"Authorization": f"Bearer {self.api_key.reveal()}"}, redact=self.redact, what=what)
+        status, answer = await fetch(self.client, f"/v1/messaging/sms/messages/{quote(message_id, safe='')}",
+                                     headers={"Authorization": f"Bearer {self.api_key.reveal()}"}, redact=self.redact,
+                                     what=what, max_bytes=ZECKTA_MAX_ANSWER)
+        body = self._masked(answer)
         try:
             mid, raw = zeckta.parse_status_answer(body)
         except ProviderAPIError as exc:
-            raise PollFailure(Failure.POLL_API_ERROR, f"{what}: {self.redact(exc.message)}", http_status=status) from None
+            raise PollFailure(Failure.POLL_API_ERROR, f"{what}: {self.redact.cut(exc.message, ERROR_MAX)}",
+                              http_status=status) from None
         except ParseError as exc:
             raise _unreadable(exc, what, status) from None
+        except UnicodeDecodeError:  # msgspec's own, for invalid UTF-8 inside a string
+            raise PollFailure(Failure.POLL_INVALID_JSON, f"{what}: invalid JSON: not UTF-8", http_status=status) from None
         if not raw:
             return status, None
         return status, zeckta.status_event(mid, raw, received_at=now_utc(), raw=body.decode("utf-8", "replace"))
@@ -277,16 +317,17 @@ class ZecktaStatusPoller(Poller):
         now = now_utc()
         ids = await asyncio.to_thread(self.reader.open_messages, "zeckta", since=fmt(now - self.window),
                                 older_than=fmt(now - self.status_after), limit=ZECKTA_PER_CYCLE)
-        outcome.new_events = await self._store_new(await self._ask_all(outcome, ids))
+        await self._ask_about(outcome, ids)
 
 
 def backoff(failures: int, interval: float, retry_after: float | None, rng: random.Random | None = None) -> float:
-    """Seconds to wait after `failures` failures in a row: exponential from the interval, capped
-    at 5 minutes, with jitter; never less than the provider's Retry-After."""
+    """Seconds to wait after `failures` failures in a row: exponential from the interval, with
+    jitter; never less than the provider's Retry-After; never more than 5 minutes, whatever the
+    Retry-After says (a provider asking for 1e12 s would otherwise end polling for good)."""
     rng = rng or random.Random()
-    ceiling = min(MAX_BACKOFF_S, interval * 2 ** max(0, failures - 1))
+    ceiling = min(MAX_BACKOFF_S, interval * 2 ** min(max(0, failures - 1), 32))
     delay = rng.uniform(ceiling / 2, ceiling)
-    return max(delay, retry_after or 0.0)
+    return min(MAX_BACKOFF_S, max(delay, retry_after or 0.0))
 
 
 def describe(outcome: PollOutcome) -> str:
@@ -296,17 +337,28 @@ def describe(outcome: PollOutcome) -> str:
     return f"{outcome.provider}: {outcome.error_code}: {outcome.error}"
 
 
+async def _record(committer: Committer, outcome: PollOutcome) -> None:
+    try:
+        await committer.poll_run(outcome.run_row())
+    except StoreError as exc:
+        log.warning("could not record the poll: %s", exc)
+    except Exception as exc:  # recording is not worth the poller's life
+        log.warning("could not record the poll: unexpected %s", type(exc).__name__)
+
+
 async def run_poller(poller: Poller, committer: Committer, interval: float, stop: asyncio.Event,
                      on_outcome: Callable[[PollOutcome], None] | None = None) -> None:
-    """Poll every `interval` seconds until `stop` is set, backing off after failures."""
+    """Poll every `interval` seconds until `stop` is set (or the task is cancelled), backing off
+    after failures. Nothing else ends it: every outcome, a failure or a bug of smsmon's included,
+    is recorded in poll_runs, logged, and handed to `on_outcome` (the ingest's health)."""
     failures = 0
     rng = random.Random()
     while not stop.is_set():
-        outcome = await poller.poll_once()
         try:
-            await committer.poll_run(outcome.run_row())
-        except StoreError as exc:
-            log.warning("could not record the poll: %s", exc)
+            outcome = await poller.poll_once()
+        except Exception as exc:  # poll_once catches everything already; this is the last net
+            outcome = poller.crashed(exc)
+        await _record(committer, outcome)
         if outcome.ok:
             failures = 0
             delay = interval
@@ -315,8 +367,12 @@ async def run_poller(poller: Poller, committer: Committer, interval: float, stop
             failures += 1
             delay = backoff(failures, interval, outcome.retry_after, rng)
             log.warning("%s; next try in %.0f s (see `smsmon explain %s`)", describe(outcome), delay, outcome.error_code)
+        outcome.failures, outcome.next_try_s = failures, round(delay, 3)
         if on_outcome:
-            on_outcome(outcome)
+            try:
+                on_outcome(outcome)
+            except Exception as exc:  # the health display failing is no reason to stop polling
+                log.warning("could not report the poll: unexpected %s", type(exc).__name__)
         try:
             await asyncio.wait_for(stop.wait(), delay)
         except asyncio.TimeoutError:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from smsmon.errors import ParseError, ProviderAPIError
+from smsmon.errors import Failure, ParseError, ProviderAPIError
 from smsmon.lifecycle import KEY_PREFIX, SKEW, Event, Flag, derived_key, fingerprint, is_final, make_event, normalize
 from smsmon import normalize as n
 from smsmon.defaults import EAZITA_TIMEZONE
@@ -46,11 +46,13 @@ class _Row(msgspec.Struct):
 
 class _Envelope(msgspec.Struct):
     code: int | str
-    data: Any = None
+    data: msgspec.Raw = msgspec.Raw(b"null")  # read row by row (`response_rows`), never all at once
     error: Any = None
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
+_rows_decoder = msgspec.json.Decoder(list[msgspec.Raw] | None)
+_row_decoder = msgspec.json.Decoder()
 
 
 @dataclass
@@ -62,14 +64,19 @@ class Report:
     rows: int = 0
 
 
-def rows_from_envelope(env: Any) -> list[Any]:
-    """The `data` rows of an envelope (decoded dict or Struct). ProviderAPIError for code != 1."""
-    code_value = env.code if isinstance(env, _Envelope) else env.get("code")
-    error = env.error if isinstance(env, _Envelope) else env.get("error")
-    data = env.data if isinstance(env, _Envelope) else env.get("data")
+def _check_code(code_value: Any, error: Any) -> None:
     code = n.code(code_value)
     if code != "1":
-        raise ProviderAPIError(PROVIDER, code or "missing", n.text(error) or "no error text given")
+        # The error text whole: it may repeat the credentials, which the poller masks before
+        # anything cuts it short (a cut first could leave a prefix of one).
+        text = str(error).strip() if isinstance(error, (str, int, float)) and not isinstance(error, bool) else ""
+        raise ProviderAPIError(PROVIDER, code or "missing", text or "no error text given")
+
+
+def rows_from_envelope(env: dict[str, Any]) -> list[Any]:
+    """The `data` rows of a decoded envelope. ProviderAPIError for code != 1."""
+    _check_code(env.get("code"), env.get("error"))
+    data = env.get("data")
     if data is None:
         return []
     if not isinstance(data, list):
@@ -77,12 +84,45 @@ def rows_from_envelope(env: Any) -> list[Any]:
     return data
 
 
+def response_rows(body: bytes | bytearray) -> list[msgspec.Raw]:
+    """A whole response body -> its rows, each still JSON text (`decode_row` reads one), so a
+    large answer costs little more than its bytes. ParseError when the body is not JSON or
+    `data` not a list; ProviderAPIError for `code != 1`."""
+    try:
+        env = c.decode(_envelope_decoder, body)
+    except UnicodeDecodeError:  # msgspec raises it for invalid UTF-8 in the envelope's strings
+        raise ParseError("invalid JSON: not UTF-8", Failure.INVALID_JSON) from None
+    _check_code(env.code, env.error)
+    try:
+        rows = _rows_decoder.decode(env.data)
+    except msgspec.MsgspecError:
+        raise ParseError("`data` is not a list") from None
+    return rows or []
+
+
+def decode_row(raw: msgspec.Raw) -> Any:
+    """One row of `response_rows` as a decoded object. ParseError when it cannot be read."""
+    try:
+        return _row_decoder.decode(raw)
+    except UnicodeDecodeError:
+        raise ParseError("not UTF-8") from None
+    except (msgspec.MsgspecError, RecursionError) as exc:
+        raise ParseError(f"invalid JSON: {exc}") from None
+
+
 def parse_response(body: bytes, *, tz: ZoneInfo, received_at: datetime, source: str = "poll",
                    region: str | None = None) -> Report:
     """A whole response body -> Report. The envelope being wrong raises (ParseError, or
     ProviderAPIError for `code != 1`); a bad row is reported in `errors` and the rest kept."""
-    env = c.decode(_envelope_decoder, body)
-    return report_from_rows(rows_from_envelope(env), tz=tz, received_at=received_at, source=source, region=region)
+    report = Report()
+    rows = response_rows(body)
+    report.rows = len(rows)
+    for i, raw in enumerate(rows):
+        try:
+            report.events.append(row_event(decode_row(raw), tz=tz, received_at=received_at, source=source, region=region))
+        except ParseError as exc:
+            report.errors.append((i, exc.reason))
+    return report
 
 
 def report_from_rows(rows: list[Any], *, tz: ZoneInfo, received_at: datetime, source: str,

@@ -12,11 +12,15 @@ The clock is a function, so tests move time forward instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+import re
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
+from urllib.parse import quote, quote_plus
 
 import msgspec
 from aiohttp import web
@@ -24,7 +28,32 @@ from aiohttp import web
 from smsmon.timeutil import UTC, zone
 
 Clock = Callable[[], float]
-FAILURES = ("api_error", "http", "html", "invalid_json", "timeout", "big")
+FAILURES = ("api_error", "http", "html", "invalid_json", "timeout", "big", "rows", "body", "redirect", "drip",
+            "gzip_bomb", "bad_gzip", "echo")
+BIG_ROWS = 10_000
+BOMB_BYTES = 1 << 30  # what a gzip bomb inflates to: 1 GiB of JSON whitespace, about 1 MB on the wire
+
+
+def echo_forms(text: str) -> list[str]:
+    """Every way a careless server repeats a value it was sent: as is, %-encoded with upper and
+    lower hex, with + for spaces, half decoded (only some characters encoded), upper-cased."""
+    encoded = quote(text, safe="")
+    lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded)
+    half = "".join(quote(ch, safe="") if i % 2 else ch for i, ch in enumerate(text))
+    return [text, encoded, lower, quote_plus(text), half, text.upper(), encoded.upper(), quote_plus(text).lower()]
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(size: int) -> bytes:
+    """A gzip body that inflates to `size` bytes of valid JSON (an envelope padded with spaces)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [z.compress(b'{"code": 1, "data": [')]
+    block = b" " * (1 << 20)
+    for _ in range(size // len(block)):
+        out.append(z.compress(block))
+    out.append(z.compress(b"]}"))
+    out.append(z.flush())
+    return b"".join(out)
 
 
 @dataclass
@@ -89,8 +118,14 @@ class _FakeServer:
         self.url = ""
 
     def fail(self, kind: str, *, count: int = 1, arg: Any = None) -> None:
-        """The next `count` requests fail: api_error (arg: code), http (arg: status, or
-        (429, retry_after)), html, invalid_json, timeout (arg: seconds to hang), big (10,000 rows)."""
+        """The next `count` requests fail (or misbehave):
+
+        api_error (arg: code), http (arg: status, or (status, Retry-After value)), html,
+        invalid_json, timeout (arg: seconds to hang), big (arg: rows, default 10,000),
+        rows (arg: report rows served as they are, impossible dates and all), body (arg:
+        (status, content type, bytes[, more headers])), redirect (arg: Location), drip (arg: seconds to send
+        a valid answer one byte a second), gzip_bomb (arg: inflated size), bad_gzip (says gzip,
+        is not), echo (the credentials repeated in every encoding: in rows and error texts)."""
         if kind not in FAILURES:
             raise ValueError(f"unknown failure {kind!r}; use one of {', '.join(FAILURES)}")
         self._failures.append(_Failure(kind, count, arg))
@@ -119,7 +154,8 @@ class _FakeServer:
     def app(self) -> web.Application:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    async def _injected(self, failure: _Failure, ok_body: Callable[[], bytes]) -> web.StreamResponse:
+    async def _injected(self, failure: _Failure, ok_body: Callable[[], bytes], request: web.Request) -> web.StreamResponse:
+        """The misbehaviours both fakes share."""
         if failure.kind == "http":
             status, retry_after = (failure.arg if isinstance(failure.arg, tuple) else (failure.arg or 500, None))
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
@@ -131,7 +167,38 @@ class _FakeServer:
         if failure.kind == "timeout":
             await asyncio.sleep(failure.arg or 30)
             return web.Response(body=ok_body(), content_type="application/json")
+        if failure.kind == "body":
+            status, ctype, body, *more = failure.arg
+            return web.Response(status=status, body=body, headers={"Content-Type": ctype, **(more[0] if more else {})})
+        if failure.kind == "redirect":
+            return web.Response(status=302, headers={"Location": failure.arg or "https://elsewhere.example.net/moved"})
+        if failure.kind == "drip":
+            return await self._drip(request, ok_body(), float(failure.arg or 60))
+        if failure.kind == "gzip_bomb":
+            return web.Response(body=gzip_bomb(int(failure.arg or BOMB_BYTES)),
+                                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        if failure.kind == "bad_gzip":
+            return web.Response(body=b"\x1f\x8b\x08\x00 this is not gzip at all " * 50,
+                                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
         raise AssertionError(failure.kind)
+
+    @staticmethod
+    async def _drip(request: web.Request, body: bytes, seconds: float) -> web.StreamResponse:
+        """A valid answer, padded with JSON whitespace to `seconds` bytes, one byte a second."""
+        body += b" " * max(0, int(seconds) - len(body))
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(len(body))})
+        await response.prepare(request)
+        sent = 0
+        deadline = time.monotonic() + seconds
+        try:
+            while sent < len(body) - 1 and time.monotonic() < deadline:
+                await response.write(body[sent : sent + 1])
+                sent += 1
+                await asyncio.sleep(1.0)
+            await response.write(body[sent:])
+        except (ConnectionResetError, RuntimeError):
+            pass  # the client gave up, as it should: nothing more to send
+        return response
 
 
 class FakeEazita(_FakeServer):
@@ -163,6 +230,33 @@ class FakeEazita(_FakeServer):
             sorted(self.messages.values(), key=lambda m: -m.created)[: self.RECENT]
         return [r for m in chosen if (r := m.row(now, self.tz)) is not None]
 
+    def _big(self, n: int) -> bytes:
+        """A report of `n` delivered rows of about 205 bytes each, as Eazita's own sample rows
+        (145,000 of them make the 30 MB answer of issue 9)."""
+        base = FakeMessage(0, self.clock() - 60, [Step(0, "SUBMIT"), Step(2, "PENDING"), Step(9, "DELIVERED")])
+        template = base.row(self.clock(), self.tz)
+        return self._encode({"code": 1, "data": [dict(template, message_id=900_000 + i) for i in range(n)]})
+
+    def _echo(self, request: web.Request) -> str:
+        """The query string as received and in every other encoding."""
+        q = request.query
+        return " ".join([request.query_string, *(f"{k}={form}" for k in ("api", "pass") for form in echo_forms(q[k]))])
+
+    def _echo_rows(self, request: web.Request) -> list[dict[str, Any]]:
+        """Rows that repeat the credentials: in a date (a row error that quotes it), in a
+        reference and a network (stored fields), and in a status."""
+        q = request.query
+        now = datetime.fromtimestamp(self.clock(), UTC).astimezone(self.tz).strftime("%Y/%m/%d %H:%M:%S")
+        echo = self._echo(request)
+        rows = [{"message_id": 990_001, "status": "DELIVERED", "done_date": f"api={q['api']}&pass={q['pass']} {echo}",
+                 "sent_date": now, "error_code": "0"}]
+        for i, form in enumerate(echo_forms(q["pass"]) + echo_forms(q["api"])):
+            rows.append({"message_id": 990_100 + i, "status": "DELIVERED", "done_date": now, "sent_date": now,
+                         "error_code": "0", "reference": f"ref {form}", "network": form})
+        # a second event of a message the answer makes final, with the password in its status
+        rows.append({"message_id": 990_100, "status": f"FAILED {q['pass'].upper()}", "done_date": now, "sent_date": now})
+        return rows
+
     @staticmethod
     def _encode(obj: Any) -> bytes:
         # Eazita escapes slashes in its JSON ("2018\\/03\\/25"), as PHP's json_encode does.
@@ -175,7 +269,7 @@ class FakeEazita(_FakeServer):
             body = {"code": -1, "error": "Authentication Error - No credentials provided - api or pass missing."}
             return web.Response(body=self._encode(body), content_type="application/json")
         if q["api"] != self.api_key or q["pass"] != self.password:
-            echo = f" (api={q['api']}, pass={q['pass']})" if self.echo_credentials else ""
+            echo = f" (api={q['api']}, pass={q['pass']}; {self._echo(request)})" if self.echo_credentials else ""
             return web.Response(body=self._encode({"code": -2, "error": f"Authentication Error - Invalid API key or password.{echo}"}),
                                 content_type="application/json")
         ids = None
@@ -186,18 +280,17 @@ class FakeEazita(_FakeServer):
                 return web.Response(body=self._encode({"code": -1, "error": "Invalid messageid."}), content_type="application/json")
         failure = self._next_failure()
         if failure and failure.kind == "api_error":
-            echo = f" while serving api={q['api']}&pass={q['pass']}" if self.echo_credentials else ""
+            echo = f" while serving api={q['api']}&pass={q['pass']}; {self._echo(request)}" if self.echo_credentials else ""
             return web.Response(body=self._encode({"code": int(failure.arg or -6), "error": f"General error{echo}."}),
                                 content_type="application/json")
         if failure and failure.kind == "big":
-            base = FakeMessage(0, self.clock() - 60, [Step(0, "SUBMIT"), Step(2, "PENDING"), Step(9, "DELIVERED")])
-            rows = []
-            for i in range(10_000):
-                base.message_id = 900_000 + i
-                rows.append(base.row(self.clock(), self.tz))
-            return web.Response(body=self._encode({"code": 1, "data": rows}), content_type="application/json")
+            return web.Response(body=self._big(int(failure.arg or BIG_ROWS)), content_type="application/json")
+        if failure and failure.kind == "rows":
+            return web.Response(body=self._encode({"code": 1, "data": failure.arg}), content_type="application/json")
+        if failure and failure.kind == "echo":
+            return web.Response(body=self._encode({"code": 1, "data": self._echo_rows(request)}), content_type="application/json")
         if failure:
-            return await self._injected(failure, lambda: self._encode({"code": 1, "data": self._rows(ids)}))
+            return await self._injected(failure, lambda: self._encode({"code": 1, "data": self._rows(ids)}), request)
         return web.Response(body=self._encode({"code": 1, "data": self._rows(ids)}), content_type="application/json")
 
 
@@ -220,12 +313,19 @@ class FakeZeckta(_FakeServer):
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.json_response({"success": False, "message": "Invalid API key"}, status=401)
         failure = self._next_failure()
-        if failure and failure.kind in ("api_error", "big"):
+        if failure and failure.kind in ("api_error", "big", "rows"):
             return web.json_response({"success": False, "message": "Internal error"}, status=200)
         body = {"success": True, "message": "OK", "data": {"messageId": mid, "status": self.statuses.get(mid, "")},
                 "requestId": f"req-{len(self.requests)}"}
+        if failure and failure.kind == "echo":
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            forms = " ".join(echo_forms(key))
+            if mid not in self.statuses:
+                return web.json_response({"success": False, "message": f"Unknown message for Bearer {key} ({forms})"})
+            return web.json_response(body | {"message": f"OK for {forms}", "data": {"messageId": mid, "status": self.statuses[mid],
+                                                                                  "note": key.upper()}})
         if failure:
-            return await self._injected(failure, lambda: msgspec.json.encode(body))
+            return await self._injected(failure, lambda: msgspec.json.encode(body), request)
         if mid not in self.statuses:
             return web.json_response({"success": False, "message": "Message not found"}, status=404)
         return web.json_response(body)
