@@ -84,7 +84,8 @@ class _Batch:
         self.size = 0
 
 
-def import_lines(stream: BinaryIO, db: Path, *, tz: ZoneInfo, progress: Callable[[int], None] | None = None) -> ImportResult:
+def import_lines(stream: BinaryIO, db: Path, *, tz: ZoneInfo, region: str | None = None,
+                 progress: Callable[[int], None] | None = None) -> ImportResult:
     """Import every good line; report bad ones by line number. Lines are committed in batches,
     so a failure of the store leaves every earlier batch imported."""
     result = ImportResult()
@@ -110,7 +111,7 @@ def import_lines(stream: BinaryIO, db: Path, *, tz: ZoneInfo, progress: Callable
             if not line.strip():
                 continue
             try:
-                events = events_from_object(decoder.decode(line), tz=tz, received_at=now_utc(), source="import")
+                events = events_from_object(decoder.decode(line), tz=tz, received_at=now_utc(), source="import", region=region)
             except Exception as exc:  # noqa: BLE001 - whatever a line does, it is a bad line, not the end of the import
                 bad(result.lines, _reason(exc))
                 continue

@@ -9,7 +9,6 @@ happens before anything is cut short, so no prefix of a secret survives a trunca
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any, Iterable
 
@@ -107,17 +106,3 @@ class Redactor:
             return [self.value(v) for v in obj]
         return obj
 
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts the formatted message of every record it passes."""
-
-    def __init__(self, redact: Redactor) -> None:
-        super().__init__()
-        self.redact = redact
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = self.redact(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True

@@ -65,7 +65,8 @@ def serve(busy_timeout: float, no_poll: bool, settings: Any, listener: Any) -> N
                 log.info("polling %s every %g s at %s", s.poller.provider, s.interval, s.base_url)
             if not no_poll and not ingest.scheduled:
                 log.info("not polling (%s)", NOT_CONFIGURED.split(": ", 1)[1].split(" (or")[0])
-            log.info("health: %s/healthz   stop: Ctrl+C", ingest.health.listening)
+            log.info("health: %s/healthz%s   stop: Ctrl+C", ingest.health.listening,
+                     " (details: /healthz/<token>)" if listener.token else "")
             ingest.run_pollers()
             await stop.wait()
             log.info("stopping: no new connections; committing callbacks in flight")
@@ -102,7 +103,7 @@ def poll(once: bool, provider: str | None, message: str | None, as_json: bool, s
     from smsmon.store.reader import Reader
 
     if message is not None:
-        with Reader(settings.db) as reader:
+        with Reader(settings.db, region=settings.default_region) as reader:
             message = reader.resolve(message)
         provider = message.split(":", 1)[0]
     ingest = Ingest(settings, only=provider)
@@ -157,7 +158,8 @@ def import_(file: str, tz: Any, max_errors: int, settings: Any) -> None:
     except OSError as exc:
         raise UserError(f"cannot read {file}: {exc.strerror}") from None
     with stream:
-        result = import_lines(stream, settings.db, tz=tz or settings.eazita.timezone, progress=progress("importing", "lines"))
+        result = import_lines(stream, settings.db, tz=tz or settings.eazita.timezone, region=settings.default_region,
+                              progress=progress("importing", "lines"))
     for line_no, reason in result.bad[:max_errors]:
         click.echo(f"line {line_no}: {reason}", err=True)
     if result.bad_count > max_errors:

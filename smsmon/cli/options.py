@@ -119,7 +119,8 @@ def listener_config(settings: Any, *, tls_cert: Path | None = None, tls_key: Pat
     from smsmon.ingest.listener import ListenerConfig
 
     config = ListenerConfig(host=settings.listen.host, port=settings.listen.port, token=settings.listener.token,
-                            allow_from=list(allow_from), tls_cert=tls_cert, tls_key=tls_key, insecure=insecure)
+                            allow_from=list(allow_from), tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
+                            region=settings.default_region)
     config.check()
     return config
 

@@ -81,6 +81,7 @@ class ListenerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     insecure: bool = False
+    region: str | None = None  # setting default_region: reads a destination in local format
 
     def __post_init__(self) -> None:
         if isinstance(self.token, str):
@@ -308,7 +309,7 @@ class Listener:
         try:
             if not body.strip():
                 raise ParseError("empty body", Failure.INVALID_JSON)
-            event = zeckta.parse_callback(body, received_at=received)
+            event = zeckta.parse_callback(body, received_at=received, region=self.config.region)
         except ParseError as exc:
             return await self._reject(request, body, exc, received)
         try:

@@ -174,6 +174,7 @@ class EazitaPoller(Poller):
     api_key: Secret = field(default_factory=lambda: Secret(""))
     password: Secret = field(default_factory=lambda: Secret(""))
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo(eazita.DEFAULT_TIMEZONE))
+    region: str | None = None  # setting default_region: reads a `gsm` in local format
 
     def __post_init__(self) -> None:
         self.provider = "eazita"
@@ -223,7 +224,7 @@ class EazitaPoller(Poller):
                 row = eazita.decode_row(raw)
                 if echoed:
                     row = self.redact.value(row)  # before parsing: errors quote values, events keep them
-                events.append(eazita.row_event(row, tz=self.tz, received_at=received, source="poll"))
+                events.append(eazita.row_event(row, tz=self.tz, received_at=received, source="poll", region=self.region))
             except ParseError as exc:
                 bad.append((i, exc.reason))
             except Exception as exc:  # a row that breaks the parser must not cost the rest of the answer

@@ -109,7 +109,7 @@ class Ingest:
                 self.listener = Listener(self.committer, self.listener_config)
                 self.health.listening = await self.listener.start()
                 self.health.callback_url = self.listener.callback_url
-            self._reader = Reader(self.settings.db, window=self.settings.watch_window)
+            self._reader = Reader(self.settings.db, window=self.settings.watch_window, region=self.settings.default_region)
             self.scheduled = await self._build_pollers()
             self.health.pollers = [s.poller.provider for s in self.scheduled]
         except BaseException:
@@ -132,7 +132,7 @@ class Ingest:
             c = await client(s.eazita.url, s.eazita.timeout.total_seconds())
             out.append(Scheduled(EazitaPoller(c, self.committer, self._reader, redact, s.watch_window,
                                               api_key=s.eazita.api_key, password=s.eazita.password,  # type: ignore[arg-type]
-                                              tz=s.eazita.timezone),
+                                              tz=s.eazita.timezone, region=s.default_region),
                                  s.eazita.interval.total_seconds(), s.eazita.url))
         if "zeckta" in providers:
             c = await client(s.zeckta.url, s.zeckta.timeout.total_seconds())
