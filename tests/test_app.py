@@ -22,6 +22,7 @@ from smsmon.ui.screens.main import MainScreen
 from smsmon.ui.screens.message import MessageScreen
 from smsmon.ui.screens.dead_letters import DeadLettersScreen
 from smsmon.ui.screens.help import HelpScreen
+from smsmon.ui.widgets.flow import Flow
 from tests.helpers import zevent
 
 SIZE = (160, 45)
@@ -50,8 +51,10 @@ def table(app: SmsmonApp) -> DataTable:
     return app.screen.query_one("#messages", DataTable)
 
 
-def text(widget: Static) -> str:
-    """What a Static shows, as plain text (Textual markup resolved, Rich renderables rendered)."""
+def text(widget: Any) -> str:
+    """What a Static (or a Flow) shows, as plain text (Textual markup resolved, Rich renderables rendered)."""
+    if isinstance(widget, Flow):
+        return widget.plain
     visual = widget.visual
     if isinstance(visual, Content):
         return visual.plain
@@ -65,8 +68,8 @@ async def test_browse_shows_messages_offline_and_opens_one(seeded) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.refreshes >= 1 and table(app).row_count > 0)
         assert table(app).row_count == 200  # a page, never everything
-        assert "OFFLINE" in text(app.screen.query_one("#health", Static))
-        assert "delivery rate" in text(app.screen.query_one("#summary", Static))
+        assert "OFFLINE" in text(app.screen.query_one("#health"))
+        assert "delivery rate" in text(app.screen.query_one("#summary"))
         first = table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, MessageScreen) and app.screen.detail is not None)
@@ -150,7 +153,7 @@ async def test_browse_follows_another_writer_and_pause_holds_updates(tmp_path) -
             other.apply([zevent(uuid="second")])
         await until(pilot, lambda: table(app).row_count == 2)
         await pilot.press("p")
-        assert app.paused and "PAUSED" in text(app.screen.query_one("#health", Static))
+        assert app.paused and "PAUSED" in text(app.screen.query_one("#health"))
         with Writer(db) as other:
             other.apply([zevent(uuid="third")])
         seen = app.refreshes
@@ -215,7 +218,7 @@ async def test_demo_starts_and_shows_live_traffic(tmp_path) -> None:
     app = SmsmonApp(settings.db, ingest=DemoIngest(settings, ListenerConfig(port=0)))
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: table(app).row_count >= 5, timeout=20)
-        health = text(app.screen.query_one("#health", Static))
+        health = text(app.screen.query_one("#health"))
         assert "LIVE" in health and "/callbacks/zeckta" in health
         await until(pilot, lambda: {"eazita", "zeckta"} <= {str(table(app).get_row_at(i)[2]) for i in range(table(app).row_count)},
                     timeout=20)

@@ -15,8 +15,11 @@ from smsmon.cli.options import ADDRESS, CONTEXT, settings_options
 def _run_app(settings: Any, ingest: Any) -> None:
     from smsmon.ui.app import SmsmonApp
 
-    if ingest is not None:
-        ingest.preflight()  # a clear line now, not a flash of the app before it
+    if ingest is not None:  # a clear line now, not a flash of the app before it
+        from smsmon.store.reader import check_writer_can_open
+
+        check_writer_can_open(settings.db)
+        ingest.preflight()
     app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window, zone=settings.display_timezone,
                     region=settings.default_region)
     app.run()

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from smsmon.present import plural
+
 from smsmon.cli import UserError, cli
 from smsmon.cli.options import CONTEXT, filter_option, json_option, settings_options
 from smsmon.cli.output import json_out
@@ -138,4 +140,4 @@ def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Any) -
         finally:
             if output:
                 stream.close()
-    click.echo(f"exported {n} {table}" + (f" to {output}" if output else ""), err=True)
+    click.echo(f"exported {plural(n, table[:-1])}" + (f" to {output}" if output else ""), err=True)
