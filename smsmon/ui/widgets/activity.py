@@ -7,13 +7,14 @@ holding now) is drawn in a lighter style, as partial, instead of looking like a 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
+
+from smsmon.timeutil import UTC
 
 WINDOW = timedelta(minutes=30)
 BUCKETS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300)
@@ -28,22 +29,29 @@ def second(dt: datetime) -> str:
 
 def buckets(per_second: Counter, now: datetime, columns: int) -> tuple[int, list[int]]:
     """(bucket seconds, counts oldest first, the last one the bucket holding now)."""
-    start = now - WINDOW
-    seen = [k for k, n in per_second.items() if n and k >= second(start)]
-    oldest = min(seen) if seen else second(now)
-    span = max(1.0, (now - datetime.fromisoformat(oldest).replace(tzinfo=now.tzinfo)).total_seconds() + 1)
-    columns = max(1, columns)
-    size = next((b for b in BUCKETS_S if max(MIN_BARS, math.ceil(span / b)) <= columns), BUCKETS_S[-1])
-    n = min(columns, max(MIN_BARS, math.ceil(span / size)), math.ceil(WINDOW.total_seconds() / size))
+    now = now.astimezone(UTC)
+    seen = [k for k, n in per_second.items() if n and k >= second(now - WINDOW)]
     epoch = int(now.timestamp())
+    oldest = _epoch(min(seen)) if seen else epoch
+    columns = max(1, columns)
+
+    def needed(size: int) -> int:
+        return (epoch - epoch % size - (oldest - oldest % size)) // size + 1
+
+    size = next((b for b in BUCKETS_S if max(MIN_BARS, needed(b)) <= columns), BUCKETS_S[-1])
+    n = min(columns, max(MIN_BARS, needed(size)), -(-int(WINDOW.total_seconds()) // size))
     last_start = epoch - epoch % size
     counts = [0] * n
     for key, count in per_second.items():
-        t = int(datetime.fromisoformat(key).replace(tzinfo=now.tzinfo).timestamp())
+        t = _epoch(key)
         i = n - 1 - (last_start - (t - t % size)) // size
         if 0 <= i < n:
             counts[i] += count
     return size, counts
+
+
+def _epoch(key: str) -> int:
+    return int(datetime.fromisoformat(key).replace(tzinfo=UTC).timestamp())
 
 
 def unit(size: int) -> str:

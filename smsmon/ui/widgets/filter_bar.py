@@ -43,7 +43,7 @@ class FilterBar(Vertical):
         self.text = ""
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder=PLACEHOLDER, id="filter-input")
+        yield Input(placeholder=PLACEHOLDER, id="filter-input", select_on_focus=False)
         yield Static(JUMP_HINT, id="filter-hint")
         yield Static(id="filter-status")
 

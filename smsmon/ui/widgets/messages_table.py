@@ -172,8 +172,9 @@ class MessagesTable(DataTable):
         return True
 
     def on_resize(self) -> None:
+        keep = self._cursor_id()
         if self.now is not None and self._relayout():
-            self._fill(keep=self._cursor_id())
+            self._fill(keep)
 
     def outcome_style(self, outcome: str) -> Style:
         return self.get_component_rich_style(f"messages-table--{OUTCOME_CLASSES.get(outcome, 'unknown')}", partial=True)
@@ -247,8 +248,9 @@ class MessagesTable(DataTable):
         new = [m for m in rows if m["id"] not in self.data]
         self.data.update((m["id"], m) for m in new)
         self._measure(new, now)
+        keep = self._cursor_id()
         if self._relayout() or self.sort_key is not None:
-            self._fill(self._cursor_id())  # new widths, or new rows to put in their sorted places
+            self._fill(keep)  # new widths, or new rows to put in their sorted places
         else:
             for m in new:
                 self.add_row(*self.cells(m, now), key=m["id"])
