@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
@@ -49,7 +50,7 @@ class DeadLettersScreen(SubScreen):
         for r in rows:
             table.add_row(self.zone.show(r["received_at"]), r["remote"] or "", r["path"], r["reason"], key=str(r["id"]))
         table.display = bool(rows)
-        self.sub_title = f"dead letters: {plural(len(rows), 'callback')} answered 400, kept with the reason" + (
+        self.sub_title = f"dead letters: {plural(len(rows), 'callback')} answered 400" + (
             f" (the newest {SHOWN:,})" if len(rows) >= SHOWN else "")
         if not rows:
             self.query_one("#letter-body", Static).update(NONE)
@@ -58,4 +59,5 @@ class DeadLettersScreen(SubScreen):
         r = self.letters.get(str(event.row_key.value))
         if r:
             body = r["body"] or "(empty body)"
-            self.query_one("#letter-body", Static).update(f"[b]body[/b] ({len(body):,} characters)\n" + body[:3000])
+            self.query_one("#letter-body", Static).update(
+                f"[b]reason[/b] {escape(r['reason'])}\n[b]body[/b] ({plural(len(body), 'character')})\n" + escape(body[:3000]))

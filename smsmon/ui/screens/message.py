@@ -32,6 +32,7 @@ from smsmon.ui.screens.base import SubScreen
 # The timeline's columns, most wanted first: those that do not fit the width are left out.
 TIMELINE_PRIORITY = ("event time", "status", "after previous", "source", "received", "flags", "raw", "sent")
 FLAGS_MIN = 24  # the flags column wraps; it is never narrower than this
+COLUMN_COST = 3  # cells a timeline column takes besides its text: padding either side and the gap between columns
 
 
 class DetailView(Static):
@@ -120,10 +121,10 @@ class DetailView(Static):
             i = names.index(name)
             if not any(r[i] for r in rows) and name in ("sent", "flags"):
                 continue  # nothing to say in it
-            if used + need[i] + 2 > width:
+            if used + need[i] + COLUMN_COST > width:
                 break
             shown.append(i)
-            used += need[i] + 2
+            used += need[i] + COLUMN_COST
         shown.sort()
         table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
                       pad_edge=False, expand=False)
