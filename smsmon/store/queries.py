@@ -147,9 +147,9 @@ def _drivers(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedel
         if f.outcomes:
             counts.append(_facet_count(conn, "outcome", f.outcomes))
         out.append((min(counts), "ix_messages_status"))
-    if f.errors:
+    if f.errors and NONE not in f.errors:  # none (NULL) is not counted in facet_counts: no estimate (issue 12)
         out.append((_facet_count(conn, "error_code", f.errors), "ix_messages_error"))
-    if f.networks:
+    if f.networks and NONE not in f.networks:
         out.append((_facet_count(conn, "network", f.networks), "ix_messages_network"))
     if f.dests and not any(v.endswith("*") for v in f.dests):
         out.append((0, "ix_messages_dest"))

@@ -220,12 +220,10 @@ def insights_period(conn: sqlite3.Connection, f: Filter, *, period: timedelta, n
             code_rows[(provider, code)] += n
         for dim, value in (("network", network or None), ("country", country or None)):
             rates[dim].setdefault(value, Counter())[outcome] += n
-        if priced:
-            c = cost_net.setdefault((provider, network or None), [0, 0.0, 0])
-            c[0] += priced
-            c[1] += cost
-        if (provider, network or None) in cost_net:
-            cost_net[(provider, network or None)][2] += n
+        c = cost_net.setdefault((provider, network or None), [0, 0.0, 0])
+        c[0] += priced
+        c[1] += cost
+        c[2] += n
     nd = (Outcome.NOT_DELIVERED.value,)
 
     def rate_rows(dim: str, field_name: str) -> list[dict[str, Any]]:
@@ -277,7 +275,7 @@ def insights_period(conn: sqlite3.Connection, f: Filter, *, period: timedelta, n
         "cost_by_day": [{"day": d, "provider": p, "priced": n, "cost": c} for d, p, n, c in queries.cost_by_day(conn, fp, now=now, window=window)],
         "cost_by_network": sorted(({"provider": p, "network": net, "priced": v[0], "cost": v[1], "messages": v[2],
                                     "filter": replace(fp, providers=(p,), networks=(net or NONE,))}
-                                   for (p, net), v in cost_net.items()), key=lambda r: -r["cost"]),
+                                   for (p, net), v in cost_net.items() if v[0]), key=lambda r: -r["cost"]),
         "stale": queries.page(conn, stale_filter, limit=STALE_SHOWN, now=now, window=window),
         "stale_count": queries.count(conn, stale_filter, now=now, window=window),
     }
