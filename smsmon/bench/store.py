@@ -12,7 +12,6 @@ The figures are printed per size, so that a cost that grows with the size shows 
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import statistics
@@ -34,6 +33,7 @@ from smsmon.timeutil import now_utc
 
 TARGET_WRITE = 15_000
 TARGET_VIEW_MS = 200.0
+TARGET_EXPORT = 100_000  # rows/s (issue 11)
 SIZES = (1_000_000, 3_000_000)
 LARGE = 10_000_000
 Say = Callable[[str], None]
@@ -156,13 +156,24 @@ def views(r: Reader, db: Path) -> list[View]:
     return out
 
 
-def _export_rate(r: Reader, fmt: str, limit: int = 200_000) -> float:
-    from smsmon.cli.output import MESSAGE_EXPORT_COLUMNS, write_export
+def _export(db: Path, table: str, fmt: str) -> tuple[float, float]:
+    """(rows/s, peak RSS in MB) of the real `smsmon export` command, from process launch, to a file."""
+    import sys
 
-    rows = r.iter_messages()
-    started = time.perf_counter()
-    n = write_export((row for _, row in zip(range(limit), rows)), fmt, io.StringIO(), MESSAGE_EXPORT_COLUMNS)
-    return n / (time.perf_counter() - started)
+    with tempfile.TemporaryDirectory(prefix="smsmon-export-") as tmp:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "smsmon", "export", "--db", str(db), "--table", table,
+                                 "--format", fmt, "-o", str(Path(tmp) / f"out.{fmt}")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        said = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the largest child's so far
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SmsmonError(f"smsmon export failed: {said.strip()}")
+    rows = int(said.split()[1].replace(",", ""))  # "exported 337,041 messages to ..."
+    return rows / seconds, usage.ru_maxrss / 1024
 
 
 def store_bench(*, sizes: tuple[int, ...], folder: Path, fresh_events: int, repeat: int, say: Say) -> dict[str, Any]:
@@ -192,9 +203,12 @@ def store_bench(*, sizes: tuple[int, ...], folder: Path, fresh_events: int, repe
                 table.setdefault(v.name, {})[size] = _timed(v.run, repeat)
                 if size == sizes[-1]:
                     shell[v.name] = _sqlite_ms(db, v.sqlite, repeat) if v.sqlite else None
+        for table_name in ("messages", "events"):
             for fmt in ("ndjson", "csv"):
-                entry[f"export_{fmt}_rows_per_s"] = round(_export_rate(r, fmt))
-        say(f"  export: {entry['export_ndjson_rows_per_s']:,} rows/s NDJSON, {entry['export_csv_rows_per_s']:,} rows/s CSV")
+                rate, peak = _export(db, table_name, fmt)
+                entry[f"export_{table_name}_{fmt}_rows_per_s"] = round(rate)
+                entry[f"export_{table_name}_{fmt}_peak_rss_mb"] = round(peak)
+                say(f"  export {table_name} {fmt}: {rate:,.0f} rows/s (target >= {TARGET_EXPORT:,}), peak RSS {peak:,.0f} MB")
         figures["sizes"][size] = entry
     _print_views(table, shell, sizes, say)
     figures["views_ms"] = {name: {str(size): {"first": round(first, 1), "median": round(median, 1)}

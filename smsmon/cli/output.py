@@ -3,7 +3,6 @@ progress. Renders plain data the store returns; reads nothing itself."""
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -13,20 +12,16 @@ import tempfile
 import textwrap
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, BinaryIO, Callable, Iterable
 
 import click
 
 from smsmon import catalogue, present
 from smsmon.catalogue import Entry
 from smsmon.errors import SmsmonError
-from smsmon.store.queries import PUBLIC_COLUMNS
 from smsmon.store.stats import Stats
 from smsmon.timeutil import UTC_ZONE, DisplayZone, human_duration
 
-EVENT_EXPORT_COLUMNS = ["id", "event_key", "message_id", "provider", "source", "event_type", "raw_status", "status",
-                        "error_code", "event_time", "received_at", "sent_at", "flags", "raw"]
-MESSAGE_EXPORT_COLUMNS = [*PUBLIC_COLUMNS, "stale"]
 WIDTH = 96
 
 
@@ -134,24 +129,26 @@ def render_stats(s: Stats, source: str, window: timedelta) -> str:
     return "\n".join(lines)
 
 
-def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) -> int:
+def write_export(batches: Iterable[list[bytes]], fmt: str, out: BinaryIO, columns: list[str]) -> int:
+    """Write what `Reader.export` gives, batches of UTF-8 lines (a JSON object for json and
+    ndjson, a CSV record for csv, ended by CRLF as the csv module and RFC 4180 do), to a binary
+    stream. Returns how many rows."""
     n = 0
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-            n += 1
-    elif fmt == "ndjson":
-        for row in rows:
-            out.write(json.dumps({k: row.get(k) for k in columns}, ensure_ascii=False) + "\n")
-            n += 1
-    else:
-        out.write("[")
-        for row in rows:
-            out.write(("," if n else "") + "\n" + json.dumps({k: row.get(k) for k in columns}, ensure_ascii=False))
-            n += 1
-        out.write("\n]\n" if n else "]\n")
+        out.write(",".join(columns).encode() + b"\r\n")
+    elif fmt == "json":
+        out.write(b"[")
+    end = b"\r\n" if fmt == "csv" else b"\n"
+    for batch in batches:
+        if not batch:
+            continue
+        if fmt == "json":
+            out.write((b"," if n else b"") + b"\n" + b",\n".join(batch))
+        else:
+            out.write(end.join(batch) + end)
+        n += len(batch)
+    if fmt == "json":
+        out.write(b"\n]\n" if n else b"]\n")
     return n
 
 
@@ -161,14 +158,14 @@ def _write_failed(exc: OSError, where: str, after: str) -> SmsmonError:
     return SmsmonError(f"cannot write {where}: {exc.strerror or exc}; {after}")
 
 
-def write_file_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
+def write_file_atomically(path: Path, write: Callable[[BinaryIO], int]) -> int:
     """Run `write` on a temporary file beside `path`, renamed over it once complete and on disk:
     a failure (a full disk) leaves `path` as it was, never half written. A path that is not a
     regular file (/dev/stdout, a FIFO) is written directly. Returns what `write` returns."""
     real = Path(os.path.realpath(path))
     if real.exists() and not stat.S_ISREG(real.stat().st_mode):
         try:
-            with open(real, "w", newline="", encoding="utf-8") as f:
+            with open(real, "wb") as f:
                 return write(f)
         except OSError as exc:
             raise _write_failed(exc, str(path), "the export is incomplete") from None
@@ -178,7 +175,7 @@ def write_file_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file would be, not mkstemp's 0600
-        with open(fd, "w", newline="", encoding="utf-8") as f:
+        with open(fd, "wb") as f:
             n = write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -196,13 +193,15 @@ def write_file_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
                 pass  # it may never have been created; nothing else to clean up
 
 
-def write_stdout(write: Callable[[TextIO], int]) -> int:
-    """Run `write` on standard output and flush it, so that a failure happens here: a full disk
-    is an error that says so; a closed pipe (`| head`) raises BrokenPipeError, which the command
-    group turns into a quiet exit 0."""
+def write_stdout(write: Callable[[BinaryIO], int]) -> int:
+    """Run `write` on standard output's bytes and flush it, so that a failure happens here: a
+    full disk is an error that says so; a closed pipe (`| head`) raises BrokenPipeError, which
+    the command group turns into a quiet exit 0."""
     try:
-        n = write(sys.stdout)
-        sys.stdout.flush()
+        sys.stdout.flush()  # anything printed as text before goes first
+        out = sys.stdout.buffer
+        n = write(out)
+        out.flush()
         return n
     except BrokenPipeError:
         raise
