@@ -124,7 +124,7 @@ class SmsmonApp(App):
             return
         error = event.worker.error
         if isinstance(error, SmsmonError):
-            self.notify(str(error), severity="error", timeout=10)
+            self.notify(str(error), severity="error", timeout=10, markup=False)
             if event.worker.group == "more":
                 self.main.page_failed()
         else:
@@ -252,14 +252,14 @@ class SmsmonApp(App):
             self.notify("offline: browsing a database, no provider to ask", severity="warning")
             return
         if not self.ingest.can_refresh(mid):
-            self.notify(f"no poller is configured for {mid.partition(':')[0]}", severity="warning")
+            self.notify(f"no poller is configured for {mid.partition(':')[0]}", severity="warning", markup=False)
             return
-        self.notify(f"asking the provider about {mid} …")
+        self.notify(f"asking the provider about {mid} …", markup=False)
         outcome = await self.ingest.refresh(mid)
         if outcome.ok:
             self.notify(f"{outcome.new_events} new events" if outcome.new_events else "no change")
         else:
-            self.notify(f"{outcome.error_code}: {outcome.error}", severity="error")
+            self.notify(f"{outcome.error_code}: {outcome.error}", severity="error", markup=False)
         screen.load()
 
     def action_pause(self) -> None:

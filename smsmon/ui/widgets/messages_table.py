@@ -20,6 +20,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from smsmon.ui.widgets.plain_table import PlainTable
+
 from smsmon.present import plural
 from smsmon.store.queries import Cursor, cursor
 from smsmon.timeutil import UTC_ZONE, DisplayZone
@@ -86,7 +88,7 @@ def sort_value(m: dict[str, Any], key: str) -> tuple[Any, ...] | None:
     return (0, value, "") if not isinstance(value, str) else (1, 0, value)
 
 
-class MessagesTable(DataTable):
+class MessagesTable(PlainTable):
     COMPONENT_CLASSES = {f"messages-table--{c}" for c in OUTCOME_CLASSES.values()}
     BINDINGS = [
         Binding("home,g", "newest", "Newest", show=False),
