@@ -38,7 +38,14 @@ def until_screen(command: str, shows: Callable[[str], bool], *, width: int = 200
     """Seconds from starting `command` in a fresh tmux window until its screen `shows(text)`."""
     session = f"smsmon-bench-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    subprocess.run([*TMUX, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command], check=True)
+    for attempt in range(3):  # the server of a session just killed may still be exiting: start again
+        if subprocess.run([*TMUX, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command],
+                          capture_output=True).returncode == 0:
+            break
+        time.sleep(0.2)
+        started = time.perf_counter()
+    else:
+        raise RuntimeError(f"tmux could not start {command!r}")
     try:
         deadline = started + TIMEOUT_S
         while True:

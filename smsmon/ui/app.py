@@ -29,6 +29,7 @@ from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.store.reader import Reader
 from smsmon.store.views import Snapshot
 from smsmon.timeutil import UTC_ZONE, DisplayZone, now_utc
+from smsmon.ui.first_look import PAGE, FirstLook, Screenful, app_reader, read_screen
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.messages import DataChanged
 from smsmon.ui.screens.main import MainScreen
@@ -38,7 +39,6 @@ from smsmon.ui.widgets.activity import WINDOW as ACTIVITY_WINDOW
 from smsmon.ui.widgets.activity import second
 from smsmon.ui.widgets.messages_table import MessagesTable
 
-PAGE = 200  # rows of the messages table read at a time
 LIVE_TICK_S = 0.25  # how often a nudge is turned into a refresh, at most
 BROWSE_CHECK_S = 1.0  # how often browsing looks for rows another process added
 
@@ -59,11 +59,13 @@ class SmsmonApp(App):
                 Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit")]
 
     def __init__(self, db: Path, *, ingest: Any = None, window: timedelta = WATCH_WINDOW, zone: DisplayZone = UTC_ZONE,
-                 region: str | None = None, now: Callable[[], datetime] = now_utc, show_clock: bool = True) -> None:
+                 region: str | None = None, now: Callable[[], datetime] = now_utc, show_clock: bool = True,
+                 first_look: FirstLook | None = None) -> None:
         """`ingest` (an smsmon.ingest.runtime.Ingest, not yet started) makes the app live; without
         one it browses. `zone` is where times are shown (display_timezone), `region` where local
         phone numbers typed in a filter are read (default_region). `now` and `show_clock` are for
-        pictures that must come out the same every time."""
+        pictures that must come out the same every time. `first_look`: the first screen's data,
+        read in a thread while Textual loaded (the commands start it before importing Textual)."""
         super().__init__()
         self.db = Path(db)
         self.ingest = ingest
@@ -71,7 +73,8 @@ class SmsmonApp(App):
         self.zone = zone
         self.now = now
         self.show_clock = show_clock
-        self.gateway = Gateway(self, self.db, window=window, region=region)
+        self.first_look = first_look
+        self.gateway = Gateway(self, self.db, window=window, region=region, reader=first_look.reader if first_look else None)
         self.filter = Filter()
         self.paused = False
         self.watermark = 0
@@ -97,6 +100,11 @@ class SmsmonApp(App):
         self._restore_logging = logs.silenced()  # the screens show health and failures instead
         self.sub_title = self.ingest.description if self.ingest else "offline"
         await self.push_screen(self.main)
+        look, self.first_look = self.first_look, None
+        first = look.take() if look is not None else None
+        if look is not None and first is not None:  # read while Textual loaded: no worker to wait for
+            self._apply(first, look.now, True)
+            self._dirty = self.ingest is not None
         if self.ingest is not None:
             loop = asyncio.get_running_loop()
             self.ingest.on_commit = lambda event_id: loop.call_soon_threadsafe(self.post_message, DataChanged(event_id))
@@ -151,17 +159,13 @@ class SmsmonApp(App):
         self._dirty = False
         now, flt, watermark, live = self.now(), self.filter, self.watermark, self.ingest is not None
 
-        def fetch(r: Reader) -> tuple[Snapshot, dict[str, Any], Counter] | None:
-            if not live and not full and watermark and r.latest_event_id() == watermark:
-                return None  # another process has written nothing new
-            snap = r.dashboard(flt, watermark, limit=PAGE, now=now)
-            changed = r.messages_by_id({e["message_id"] for e in snap.new_events}, now=now)
-            return snap, changed, r.activity(watermark, snap.watermark, now=now)
+        def fetch(r: Reader) -> Screenful | None:
+            return read_screen(r, flt, watermark, now=now, live=live, full=full)
 
         self._refresh = self.gateway.read(fetch, lambda result: self._apply(result, now, full), group="refresh",
                                           exclusive=full)
 
-    def _apply(self, result: tuple[Snapshot, dict[str, Any], Counter] | None, now: datetime, full: bool) -> None:
+    def _apply(self, result: Screenful | None, now: datetime, full: bool) -> None:
         if result is None:
             return
         snap, changed, per_second = result
