@@ -99,12 +99,12 @@ class SmsmonApp(App):
     async def on_mount(self) -> None:
         self._restore_logging = logs.silenced()  # the screens show health and failures instead
         self.sub_title = self.ingest.description if self.ingest else "offline"
-        await self.push_screen(self.main)
         look, self.first_look = self.first_look, None
         first = look.take() if look is not None else None
-        if look is not None and first is not None:  # read while Textual loaded: no worker to wait for
-            self._apply(first, look.now, True)
+        if look is not None and first is not None:  # read while Textual loaded: in the very first frame
+            self.main.on_ready = lambda: self._apply(first, look.now, True)
             self._dirty = self.ingest is not None
+        await self.push_screen(self.main)
         if self.ingest is not None:
             loop = asyncio.get_running_loop()
             self.ingest.on_commit = lambda event_id: loop.call_soon_threadsafe(self.post_message, DataChanged(event_id))

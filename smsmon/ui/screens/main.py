@@ -53,6 +53,7 @@ class MainScreen(SmsmonScreen):
         self.clock = clock
         self.zone = zone
         self.stream_wanted: bool | None = None  # e: the user's choice; None: by the width
+        self.on_ready: Callable[[], None] | None = None  # run once the widgets exist, before the first frame
 
     def compose(self) -> ComposeResult:
         yield from self.header()
@@ -70,6 +71,9 @@ class MainScreen(SmsmonScreen):
         self.query_one("#stream", EventStream).border_title = "events, newest first"
         self.query_one("#messages", MessagesTable).focus()
         self._fit(self.size.width)
+        if self.on_ready is not None:
+            ready, self.on_ready = self.on_ready, None
+            ready()
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width)

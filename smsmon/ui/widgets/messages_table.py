@@ -215,6 +215,8 @@ class MessagesTable(PlainTable):
         return [m for _, _, m in present] + [m for k, m in keyed if k is None]
 
     def _fill(self, keep: str | None) -> None:
+        if not self.layout_now:
+            return  # not laid out yet (rows handed over before the first frame): the first resize fills it
         now = self.now or datetime.now()
         scroll_y = self.scroll_y
         self.clear()
@@ -251,7 +253,7 @@ class MessagesTable(PlainTable):
         self.data.update((m["id"], m) for m in new)
         self._measure(new, now)
         keep = self._cursor_id()
-        if self._relayout() or self.sort_key is not None:
+        if self._relayout() or self.sort_key is not None or not self.layout_now:
             self._fill(keep)  # new widths, or new rows to put in their sorted places
         else:
             for m in new:
