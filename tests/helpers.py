@@ -82,13 +82,47 @@ def message_events(draw):
     return events
 
 
-def rows(db: Path | sqlite3.Connection, sql: str, *params: Any) -> list[tuple]:
-    """What a query returns, as plain tuples: from an open connection, or a database file
-    opened (and closed) for it, as another process would."""
-    if isinstance(db, sqlite3.Connection):
+def connect(db: Any) -> Any:
+    """A connection to look into a database with, whichever store it is: sqlite3's, or the
+    PostgreSQL store's sqlite-faced one (the same SQL: `?` placeholders; autocommit). Close it."""
+    from smsmon.database import PostgresUrl
+
+    if isinstance(db, PostgresUrl):
+        from smsmon.store.pg.connection import Connection
+        from smsmon.store.pg.connection import connect as pg_connect
+
+        return _Closing(Connection(pg_connect(db, autocommit=True)))
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class _Closing:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def close(self) -> None:
+        self._conn.raw.close()
+
+
+def rows(db: Any, sql: str, *params: Any) -> list[tuple]:
+    """What a query returns, as plain tuples: from an open connection, or a database (an SQLite
+    file, a PostgreSQL URL) opened (and closed) for it, as another process would."""
+    if hasattr(db, "execute"):
         return [tuple(r) for r in db.execute(sql, params)]
-    conn = sqlite3.connect(db)
+    conn = connect(db)
     try:
         return [tuple(r) for r in conn.execute(sql, params)]
     finally:
         conn.close()
+
+
+def nul(db: Any) -> str:
+    """How a NUL character in a provider's value reads back from this store: itself from SQLite,
+    U+2400 from PostgreSQL (whose text cannot hold a NUL)."""
+    from smsmon.database import PostgresUrl
+
+    return "\u2400" if isinstance(db, PostgresUrl) else "\x00"

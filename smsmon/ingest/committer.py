@@ -23,7 +23,9 @@ from typing import Any, Callable
 
 from smsmon.errors import DatabaseGone, Failure, NotSmsmonDatabase, StoreError, StoreUnavailable
 from smsmon.lifecycle import Event
-from smsmon.store.writer import Applied, Checkpointer, DeadLetter, Writer
+from smsmon import database
+from smsmon.store import backend
+from smsmon.store.writer import Applied, DeadLetter, Writer
 
 log = logging.getLogger("smsmon.committer")
 
@@ -48,13 +50,14 @@ class Committer:
 
     def __init__(self, db_path: str | Path, *, busy_timeout: float = 5.0, max_batch: int = MAX_BATCH,
                  on_commit: Callable[[int], None] | None = None) -> None:
-        """`on_commit(last_event_id)` is called on the writer thread after each commit that stored events."""
-        self.db_path = Path(db_path)
+        """`db_path`: an SQLite file or a PostgreSQL URL (smsmon.database). `on_commit(last_event_id)`
+        is called on the writer thread after each commit that stored events."""
+        self.db_path = database.parse(db_path)
         self.on_commit = on_commit
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
-        self._writer: Writer | None = None
+        self._writer: Writer | Any | None = None  # Writer, or PgWriter on PostgreSQL
         self._thread: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -70,7 +73,7 @@ class Committer:
 
     # ── lifecycle ─────────────────────────────────────────────────────────────
     def start(self) -> None:
-        self._writer = Writer(self.db_path, busy_timeout=self.busy_timeout, autocheckpoint=False)
+        self._writer = backend.open_writer(self.db_path, busy_timeout=self.busy_timeout, autocheckpoint=False)
         self.last_event_id = self._writer.latest_event_id()
         self._thread = threading.Thread(target=self._run, name="smsmon-writer", daemon=True)
         self._thread.start()
@@ -219,9 +222,11 @@ class Committer:
 
     def _checkpoint_loop(self) -> None:
         try:
-            checkpointer = Checkpointer(self._writer)  # type: ignore[arg-type]
+            checkpointer = backend.checkpointer(self._writer)
         except StoreError:
             return  # the writer's own bound on the WAL still holds
+        if checkpointer is None:
+            return  # PostgreSQL: the server checkpoints
         try:
             while not self._stopping.wait(CHECKPOINT_EVERY_S):
                 checkpointer.checkpoint()

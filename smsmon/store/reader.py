@@ -188,6 +188,11 @@ class Reader:
     def events_after(self, after_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
         return self._run(queries.events_after, after_id, limit=limit)
 
+    def listen(self, on_change: Any) -> Any:
+        """Commits announced as they happen: None here (SQLite announces nothing; a reader
+        follows another process's commits by the watermark). PgReader's calls `on_change`."""
+        return None
+
     def dead_letters(self, *, limit: int = 200) -> list[dict[str, Any]]:
         return self._run(queries.dead_letters, limit=limit)
 
