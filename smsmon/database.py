@@ -53,6 +53,13 @@ class PostgresUrl:
         """The database's name as the URL gives it ('' when libpq's default applies)."""
         return unquote(urlsplit(self._url).path.lstrip("/"))
 
+    @property
+    def name(self) -> str:
+        """A short name, where a file's name would be shown: `smsmon@db.internal`."""
+        parts = urlsplit(self._url)
+        host = parts.hostname or dict(parse_qsl(parts.query)).get("host", "") or "localhost"
+        return f"{self.database or 'postgres'}@{host.rsplit('/', 1)[-1] if host.startswith('/') else host}"
+
     def __str__(self) -> str:
         return self._shown
 

@@ -74,3 +74,11 @@ def writer(db: Database) -> Iterator[Any]:
     w = open_writer(db)
     yield w
     w.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Database:
+    """An empty database of either store for a module's tests to share (filled by its fixtures)."""
+    if request.param == "sqlite":
+        return tmp_path_factory.mktemp("db") / "m.db"
+    return schema_url(request.getfixturevalue("pg_server"))

@@ -120,6 +120,41 @@ def rows(db: Any, sql: str, *params: Any) -> list[tuple]:
         conn.close()
 
 
+def lock_out_writers(db: Any) -> Any:
+    """Another process holding the write lock, until `.execute("ROLLBACK")`: SQLite's reserved
+    lock, or PostgreSQL's commit clock row (what every writer locks before it writes)."""
+    blocker = connect(db)
+    if isinstance(blocker, sqlite3.Connection):
+        blocker.execute("BEGIN IMMEDIATE")
+    else:
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT * FROM commit_clock FOR UPDATE")
+    return blocker
+
+
+def stored_bytes(db: Any) -> bytes:
+    """Everything a database holds, to search for what must never be stored: an SQLite file's
+    bytes (with its -wal), or every row of every table of a PostgreSQL schema as text."""
+    from smsmon.database import PostgresUrl
+
+    if not isinstance(db, PostgresUrl):
+        return b"".join(p.read_bytes() for p in Path(db).parent.glob(Path(db).name + "*"))
+    conn = connect(db)
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+        return "\n".join(r[0] for t in tables for r in conn.execute(f"SELECT CAST(t AS text) FROM {t} AS t")).encode()
+    finally:
+        conn.close()
+
+
+def arg(db: Any) -> str:
+    """A database as `--db` takes it on a command line."""
+    from smsmon.database import PostgresUrl
+
+    return db.reveal() if isinstance(db, PostgresUrl) else str(db)
+
+
 def nul(db: Any) -> str:
     """How a NUL character in a provider's value reads back from this store: itself from SQLite,
     U+2400 from PostgreSQL (whose text cannot hold a NUL)."""

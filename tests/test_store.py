@@ -19,7 +19,7 @@ from smsmon.store.schema import STORED_FLAGS, connect, migrate, open_readonly
 from smsmon.database import PostgresUrl
 from smsmon.store.backend import open_writer
 from smsmon.store.writer import FACETS, Writer
-from tests.helpers import NOW, connect as connect_to, eevent, message_events, nul, rows, zevent
+from tests.helpers import NOW, connect as connect_to, eevent, lock_out_writers, message_events, nul, rows, zevent
 
 
 def test_schema_tables_indexes_and_pragmas(db_path) -> None:
@@ -237,16 +237,6 @@ def test_poll_runs_are_recorded_and_bounded(db) -> None:
             w.record_poll_run(provider="eazita", started_at="s", finished_at="f", ok=0, http_status=200, api_code="-2",
                               rows_seen=0, new_events=i, error_code="poll_api_error", error="eazita API error -2")
     assert [r[0] for r in rows(db, "SELECT new_events FROM poll_runs ORDER BY id")] == [2, 3, 4]
-
-
-def lock_out_writers(db):  # type: ignore[no-untyped-def]
-    """Another process holding the write lock: SQLite's reserved lock, or PostgreSQL's commit
-    clock row (what every writer locks before it writes). Returns the blocking connection."""
-    blocker = connect_to(db)
-    blocker.execute("BEGIN IMMEDIATE" if isinstance(blocker, sqlite3.Connection) else "BEGIN")
-    if not isinstance(blocker, sqlite3.Connection):
-        blocker.execute("SELECT * FROM commit_clock FOR UPDATE")
-    return blocker
 
 
 def test_a_locked_database_is_unavailable_commits_nothing_and_recovers(db) -> None:

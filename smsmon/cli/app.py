@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,16 +11,17 @@ import click
 
 from smsmon.cli import cli
 from smsmon.cli.options import ADDRESS, CONTEXT, settings_options
+from smsmon.database import is_postgres
 
 
 def _run_app(settings: Any, ingest: Any) -> None:
     if ingest is not None:  # a clear line now, not a flash of the app before it
-        from smsmon.store.reader import check_writer_can_open
+        from smsmon.store.backend import check_writer_can_open
 
         check_writer_can_open(settings.db)
         ingest.preflight()
     look = None
-    if Path(settings.db).is_file() and Path(settings.db).stat().st_size:
+    if is_postgres(settings.db) or Path(settings.db).is_file() and Path(settings.db).stat().st_size:
         # The first screen's rows are read while Textual loads (most of the wait from launch).
         from smsmon.timeutil import now_utc
         from smsmon.ui.first_look import FirstLook, app_reader
@@ -62,7 +64,7 @@ def demo(seed: int, listen: Any, settings: Any) -> None:
     from smsmon.ingest.listener import ListenerConfig
     from smsmon.sim.demo import DemoIngest
 
-    if settings.sources.get("db") == "default":
+    if settings.sources.get("db") == "default":  # (a database named with --db, a file or a server, is used as it is)
         settings = settings.override({"db": Path(tempfile.mkdtemp(prefix="smsmon-demo-")) / "demo.db"}, source="demo")
     _run_app(settings, DemoIngest(settings, ListenerConfig(host=listen.host, port=listen.port), seed=seed))
     click.echo(f"the demo's database is {settings.db}: `smsmon browse --db {settings.db}` to look again", err=True)
@@ -73,9 +75,9 @@ def demo(seed: int, listen: Any, settings: Any) -> None:
 def browse(settings: Any) -> None:
     """The app on a database, offline: no listener, no pollers. Follows rows another process
     (`smsmon serve` on the same file) adds."""
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader
 
-    Reader(settings.db).open().close()  # a clear error now rather than an empty screen
+    open_reader(settings.db).open().close()  # a clear error now rather than an empty screen
     _run_app(settings, None)
 
 
@@ -98,7 +100,7 @@ def web(listen: Any, token: str | None, insecure: bool, title: str, settings: An
     a cookie.
     """
     from smsmon.config import Secret
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader
     from smsmon.ui.web import browse_command, check, make_server
 
     secret = Secret(token) if token else None
@@ -106,8 +108,12 @@ def web(listen: Any, token: str | None, insecure: bool, title: str, settings: An
         check(listen, secret, insecure)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    Reader(settings.db).open().close()  # a clear error now rather than an empty page
+    open_reader(settings.db).open().close()  # a clear error now rather than an empty page
     files = {src[5:] for src in settings.sources.values() if src.startswith("file ")}  # the config file read, if any
-    server = make_server(browse_command(Path(settings.db), Path(files.pop()) if files else None), listen, token=secret,
-                         title=title)
+    db = None
+    if is_postgres(settings.db):  # the tabs inherit it from the environment: never on a command line others can see
+        os.environ["SMSMON_DB"] = settings.db.reveal()
+    else:
+        db = Path(settings.db)
+    server = make_server(browse_command(db, Path(files.pop()) if files else None), listen, token=secret, title=title)
     server.serve()

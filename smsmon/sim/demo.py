@@ -15,7 +15,7 @@ from smsmon.ingest.listener import CALLBACK_PATH, ListenerConfig
 from smsmon.ingest.runtime import Ingest
 from smsmon.sim.sender import Mix, send
 from smsmon.sim.servers import FakeEazita, FakeZeckta, add_random_eazita
-from smsmon.store.reader import Reader
+from smsmon.store.backend import exists, open_reader
 
 CALLBACKS_PER_S = 6.0
 EAZITA_PER_S = 1.0
@@ -69,10 +69,10 @@ class DemoIngest(Ingest):
     def _known_to_zeckta(self) -> None:
         """The fake Status API knows the open Zeckta messages already in the database (a demo on
         a database with history), as the real provider knows its own messages."""
-        if not self.settings.db.exists():
+        if not exists(self.settings.db):
             return
         try:
-            with Reader(self.settings.db) as reader:
+            with open_reader(self.settings.db) as reader:
                 statuses = reader.open_statuses("zeckta")
         except StoreError:
             return  # the writer will say what is wrong with the file when it opens it

@@ -196,7 +196,7 @@ def fill(db: Path | str, *, messages: int | None = None, events: int | None = No
     import math
     import time
 
-    from smsmon.store.writer import Writer
+    from smsmon.store.backend import open_writer
 
     if messages is None:
         messages = math.ceil(events / EVENTS_PER_MESSAGE) if events else 1000
@@ -204,7 +204,7 @@ def fill(db: Path | str, *, messages: int | None = None, events: int | None = No
     touched: set[str] = set()
     started = time.perf_counter()
     pending: list[Event] = []
-    with Writer(db) as writer:
+    with open_writer(db) as writer:
         def flush() -> None:
             nonlocal new, dups
             for a in writer.apply(pending):

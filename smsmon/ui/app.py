@@ -22,7 +22,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
-from smsmon import filters, logs
+from smsmon import database, filters, logs
 from smsmon.errors import SmsmonError
 from smsmon.filters import Filter
 from smsmon.lifecycle import WATCH_WINDOW
@@ -67,7 +67,7 @@ class SmsmonApp(App):
         pictures that must come out the same every time. `first_look`: the first screen's data,
         read in a thread while Textual loaded (the commands start it before importing Textual)."""
         super().__init__()
-        self.db = Path(db)
+        self.db = database.parse(db)
         self.ingest = ingest
         self.window = window
         self.zone = zone

@@ -7,7 +7,8 @@ connection with `execute(sql, params)`. `Connection` gives a psycopg connection 
 - `?` placeholders become `$1, $2, ...` (psycopg's raw cursors pass them to the server as they are);
 - `INDEXED BY ix_...` goes (PostgreSQL's planner chooses indexes itself);
 - `rowid`, the messages' page tie-break in SQLite, is `seq` (an index covers (last_event_at, seq));
-- a subquery after FROM gets the alias PostgreSQL 15 insists on; `IN ()` becomes `IN (NULL)`.
+- a subquery after FROM gets the alias PostgreSQL 15 insists on; `IN ()` becomes `IN (NULL)`;
+- `WHERE 1` (an empty filter's condition) is `WHERE true`.
 
 SQLite's `total()` and `group_concat()` are aggregates the PostgreSQL schema defines (schema.py).
 Every text value is stored in the "C" collation, so that text compares by code point as in
@@ -53,6 +54,7 @@ def translate(sql: str) -> str:
     text = re.sub(r"\bSELECT rowid\b", "SELECT seq AS rowid", text)
     text = re.sub(r"(?<!AS )\browid\b", "seq", text)
     text = re.sub(r"\bIN \(\s*\)", "IN (NULL)", text)
+    text = re.sub(r"\b(WHERE|AND|OR) 1(?=\s*(?:ORDER|GROUP|LIMIT|AND|OR|UNION|\)|$))", r"\1 true", text)
     text = _alias_subqueries(text)
     count = iter(range(1, 1 << 16))
     text = re.sub(r"\?", lambda _: f"${next(count)}", text)
