@@ -42,6 +42,7 @@ from smsmon.ui.widgets.messages_table import MessagesTable
 
 LIVE_TICK_S = 0.25  # how often a nudge is turned into a refresh, at most
 TABLE_TICK_S = 1.0  # how often the messages table takes new rows while live data pours in
+SLOW_STATS_S = 5.0  # how often the figures of a filter only a scan answers are read again
 BROWSE_CHECK_S = 1.0  # how often browsing looks for rows another process added
 
 
@@ -87,6 +88,9 @@ class SmsmonApp(App):
         self._screen_dirty = False
         self._table_at = 0.0  # when the table was last given rows (monotonic)
         self._held: dict[str, Any] = {}  # changed messages not yet given to the table
+        self._stats: Any = None  # the figures of the filter in force, when they are read apart
+        self._stats_at = 0.0
+        self._counting: Worker | None = None
         self._refresh: Worker | None = None
         self._last: Snapshot | None = None
         self._restore_logging: Callable[[], None] | None = None
@@ -98,7 +102,8 @@ class SmsmonApp(App):
     @property
     def busy(self) -> bool:
         """A refresh or a page is being read."""
-        return (self._refresh is not None and self._refresh.is_running) or self.main.fetching_page
+        return (any(w is not None and w.is_running for w in (self._refresh, self._counting))
+                or self.main.fetching_page)
 
     # ── start and stop ───────────────────────────────────────────────────────
     async def on_mount(self) -> None:
@@ -192,6 +197,14 @@ class SmsmonApp(App):
                 del self.per_second[key]
         self.watermark = snap.watermark
         self._last = snap
+        if snap.stats is None:  # a filter whose figures are read apart: the rows do not wait for them
+            if full:
+                self._stats = None
+            snap.stats = self._stats  # this filter's last figures, while newer ones are read
+            if full or time.monotonic() - self._stats_at >= SLOW_STATS_S:
+                self._count(now)
+        else:
+            self._stats = snap.stats
         # The table takes new rows at most once a second while data pours in (each update draws
         # every visible cell again); the summary, health and event stream keep the tick's pace.
         self._held.update(changed)
@@ -204,6 +217,18 @@ class SmsmonApp(App):
         self.refreshes += 1
         if self.refreshes == 1:
             gc.freeze()  # what start-up made lives as long as the app: keep full collections short
+
+    def _count(self, now: datetime) -> None:
+        """The figures of the filter in force, read in their own worker (the newest wins)."""
+        flt = self.filter
+        self._stats_at = time.monotonic()
+
+        def counted(stats: Any) -> None:
+            if flt is self.filter and self._last is not None:  # still the filter in force
+                self._stats = stats
+                self.main.show_summary(stats, self.per_second, self._last.dead_letters, now)
+
+        self._counting = self.gateway.read(lambda r: r.stats(flt, now=now), counted, group="stats", exclusive=True)
 
     def _health(self, snap: Snapshot) -> HealthInfo:
         """One record for the health line: this process's ingest when live, the database's poll
