@@ -290,7 +290,7 @@ def test_bench_store_prints_figures_per_size_beside_sqlite3(tmp_path) -> None:
     assert figures["sizes"]["6000"]["bytes_per_event"] > 0 and figures["sizes"]["6000"]["export_events_csv_rows_per_s"] > 0
     assert 0 < figures["sizes"]["6000"]["export_messages_ndjson_peak_rss_mb"] < 1000
     views = figures["views_ms"]
-    assert {"filter (none)", "filter status:failed", "next page", "insights", "message screen (zeckta)", "dead letters"} <= set(views)
+    assert {"filter (none)", "filter status:failed", "next page", "insights, last 24 h", "message screen (zeckta)", "dead letters"} <= set(views)
     assert set(views["filter status:failed"]) == {"3000", "6000"}
     assert figures["sqlite3_ms"]["filter status:failed"] > 0  # the same question at the sqlite3 shell, beside it
     assert "what a person waits for" in r.stderr and (tmp_path / "bench-6000.db").exists()  # kept for the next run

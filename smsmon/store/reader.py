@@ -172,8 +172,9 @@ class Reader:
                now: datetime | None = None) -> list[tuple[str | None, int]]:
         return self._run(figures.facets, dim, self.localize(f), limit=limit, now=now, window=self.window)
 
-    def dashboard(self, f: Filter, watermark: int, *, limit: int, now: datetime) -> views.Snapshot:
-        return self._run(views.dashboard, self.localize(f), watermark, limit=limit, now=now, window=self.window)
+    def dashboard(self, f: Filter, watermark: int, *, limit: int, now: datetime, with_stats: bool = True) -> views.Snapshot:
+        return self._run(views.dashboard, self.localize(f), watermark, limit=limit, now=now, window=self.window,
+                         with_stats=with_stats)
 
     def insights(self, f: Filter, *, now: datetime) -> dict[str, Any]:
         return self._run(views.insights, self.localize(f), now=now, window=self.window)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from smsmon.errors import SmsmonError
 from smsmon.filters import Filter
 from smsmon.store.reader import Reader
+from smsmon.store.stats import aggregable
 from smsmon.store.views import Snapshot
 
 PAGE = 200  # rows of the messages table read at a time
@@ -39,9 +40,18 @@ def read_screen(r: Reader, flt: Filter, watermark: int, *, now: datetime, live: 
     touched, events per second. None when browsing and another process wrote nothing new."""
     if not live and not full and watermark and r.latest_event_id() == watermark:
         return None
-    snap = r.dashboard(flt, watermark, limit=PAGE, now=now)
+    # A filter only a scan of the messages answers (a number prefix, text, a stored flag): its
+    # figures are read apart (`quick_stats`), so its rows show at once and the summary fills in.
+    snap = r.dashboard(flt, watermark, limit=PAGE, now=now, with_stats=quick_stats(flt))
     changed = r.messages_by_id({e["message_id"] for e in snap.new_events}, now=now)
     return snap, changed, r.activity(watermark, snap.watermark, now=now)
+
+
+def quick_stats(flt: Filter) -> bool:
+    """Whether the figures of this filter come in milliseconds: from the maintained counts, or
+    from an index that selects few messages (a stored flag, one number). A number prefix or free
+    text may match a large part of the database, read message by message."""
+    return flt.empty or aggregable(flt) or not (flt.text or any(v.endswith("*") for v in flt.dests))
 
 
 class FirstLook:
