@@ -8,7 +8,7 @@ connection with `execute(sql, params)`. `Connection` gives a psycopg connection 
 - `INDEXED BY ix_...` goes (PostgreSQL's planner chooses indexes itself);
 - `rowid`, the messages' page tie-break in SQLite, is `seq` (an index covers (last_event_at, seq));
 - a subquery after FROM gets the alias PostgreSQL 15 insists on; `IN ()` becomes `IN (NULL)`;
-- `WHERE 1` (an empty filter's condition) is `WHERE true`.
+- `WHERE 1` (an empty filter's condition) is `WHERE true`; `CAST(x AS INTEGER)` truncates, as in SQLite.
 
 SQLite's `total()` and `group_concat()` are aggregates the PostgreSQL schema defines (schema.py).
 Every text value is stored in the "C" collation, so that text compares by code point as in
@@ -56,6 +56,7 @@ def translate(sql: str) -> str:
     text = re.sub(r"\bIN \(\s*\)", "IN (NULL)", text)
     text = re.sub(r"\b(WHERE|AND|OR) 1(?=\s*(?:ORDER|GROUP|LIMIT|AND|OR|UNION|\)|$))", r"\1 true", text)
     text = _alias_subqueries(text)
+    text = _truncating_casts(text)
     count = iter(range(1, 1 << 16))
     text = re.sub(r"\?", lambda _: f"${next(count)}", text)
     return re.sub(r"\x00(\d+)\x00", lambda m: literals[int(m.group(1))], text)
@@ -74,6 +75,21 @@ def _alias_subqueries(text: str) -> str:
             at.append(i)
     for n, i in enumerate(sorted(at, reverse=True), 1):
         text = f"{text[:i]} AS _sub{n}{text[i:]}"
+    return text
+
+
+def _truncating_casts(text: str) -> str:
+    """`CAST(x AS INTEGER)` truncates in SQLite and rounds in PostgreSQL: `trunc(x)::bigint` here."""
+    start = 0
+    while m := re.compile(r"\bCAST\(").search(text, start):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        inner = text[m.end():i - 1]
+        if inner.endswith(" AS INTEGER"):
+            text = f"{text[:m.start()]}trunc({inner[:-len(' AS INTEGER')]})::bigint{text[i:]}"
+        start = m.start() + 1
     return text
 
 

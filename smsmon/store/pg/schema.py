@@ -14,7 +14,8 @@ Differences from SQLite, each for a reason:
   watermark readers follow, as SQLite's rowids are);
 - a unique index on (message_seq, event_key): the database itself refuses a second copy of an
   event, whatever a writer does;
-- `total()` and `group_concat()`, which the read side's SQL uses, defined as aggregates.
+- `total()`, `group_concat()` and `sum()` of a comparison, which the read side's SQL uses, defined
+  as aggregates.
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ def _v1(conn: psycopg.Connection) -> None:
         " AS $$ SELECT nullif(array_to_string($1, ','), '') $$",
         "CREATE AGGREGATE group_concat(double precision) (SFUNC = array_append, STYPE = double precision[],"
         " FINALFUNC = smsmon_join)",
+        # SQLite's comparisons are 0 or 1, so sum() over one counts: the same over PostgreSQL's booleans.
+        "CREATE FUNCTION smsmon_count_true(bigint, boolean) RETURNS bigint LANGUAGE sql IMMUTABLE"
+        " AS $$ SELECT $1 + CASE WHEN $2 THEN 1 ELSE 0 END $$",
+        "CREATE AGGREGATE sum(boolean) (SFUNC = smsmon_count_true, STYPE = bigint, INITCOND = '0')",
     ]
     for statement in statements:
         conn.execute(statement)  # type: ignore[arg-type]
