@@ -106,7 +106,8 @@ def parse(value: str | Path) -> Database:
     if scheme in SCHEMES and text[len(scheme):].startswith("://"):
         return PostgresUrl(text)
     if _POSTGRES_PREFIX.match(text):
-        raise ValueError(f"{_mask(text)} is not a URL smsmon can use: write postgresql://USER@HOST/DATABASE"
+        shown = _mask(text) if "://" in text else text.split(":", 1)[0] + ":…"  # no // : where a password ends is unclear
+        raise ValueError(f"{shown} is not a URL smsmon can use: write postgresql://USER@HOST/DATABASE"
                          " (no driver suffix such as +psycopg; two slashes after the colon)")
     if _LOOKS_LIKE_URL.match(text):
         raise ValueError(f"{_mask(text)} is a URL smsmon cannot use: give an SQLite file path or a postgresql:// URL")

@@ -80,20 +80,29 @@ class Server:
             os.chown(pwfile, pwd.getpwnam(SUPERUSER).pw_uid, -1)
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "-E", "UTF8", "--locale=C.UTF-8",
                   "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "--no-sync")
-        options = [f"-k {self.dir}", "-c listen_addresses=127.0.0.1", "-c max_connections=200", "-c shared_buffers=64MB"]
-        if self.fast:
-            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         for attempt in range(5):
             self.port = _free_port()
             try:
-                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
-                          "-t", str(START_TIMEOUT_S), "-o", " ".join([f"-p {self.port}", *options]), "start")
+                self.resume()
                 break
             except subprocess.CalledProcessError:
                 if attempt == 4:
                     raise RuntimeError(f"PostgreSQL did not start: {self.log()[-2000:]}") from None
         self.sql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
         return self
+
+    def resume(self) -> None:
+        """Start the server (again, after `halt`), on the same port."""
+        options = [f"-p {self.port}", f"-k {self.dir}", "-c listen_addresses=127.0.0.1", "-c max_connections=200",
+                   "-c shared_buffers=64MB"]
+        if self.fast:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
+                  "-t", str(START_TIMEOUT_S), "-o", " ".join(options), "start")
+
+    def halt(self) -> None:
+        """Stop the server, as an administrator would for a restart (connections are cut)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def log(self) -> str:
         try:

@@ -20,6 +20,7 @@ lookups alike.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from typing import Any, Callable, Iterable, Sequence
 
@@ -33,6 +34,10 @@ from smsmon.database import PostgresUrl
 from smsmon.errors import NotSmsmonDatabase, StoreError, StoreUnavailable
 
 NUL, NUL_STORED = "\x00", "\u2400"
+# The pool's own warnings while a server is away repeat libpq's reason every few seconds, two lines
+# each: smsmon says once per failed commit what happened (the listener's 503 lines, the app's
+# health line), so only the pool's errors are let through.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 CONNECT_TIMEOUT_S = 10  # libpq waits forever by default: a server that does not answer is an error after this
 APPLICATION = "smsmon"
 _KEYWORDS = {"WHERE", "GROUP", "ORDER", "LIMIT", "UNION", "JOIN", "LEFT", "INNER", "CROSS", "ON", "HAVING", "OFFSET",
@@ -191,14 +196,16 @@ def connect(url: PostgresUrl, *, busy_timeout: float | None = None, read_only: b
 
 
 def pool(url: PostgresUrl, *, max_size: int, busy_timeout: float | None = None, read_only: bool = False,
-         autocommit: bool = False, name: str = "smsmon") -> ConnectionPool:
+         autocommit: bool = False, name: str = "smsmon", timeout: float = CONNECT_TIMEOUT_S) -> ConnectionPool:
     """A pool that replaces broken connections (a restarted server) by itself. Opened after one
-    direct connection succeeded, so that what is wrong is said at once, in libpq's words."""
+    direct connection succeeded, so that what is wrong is said at once, in libpq's words.
+    `timeout`: how long a caller waits for a connection (while the server is away) before a
+    StoreUnavailable."""
     connect(url, busy_timeout=busy_timeout).close()
     kwargs = kwargs_for(url, busy_timeout=busy_timeout, autocommit=autocommit)
     return ConnectionPool(url.reveal(), kwargs=kwargs, min_size=1, max_size=max_size,
                           open=True, name=name, configure=lambda c: configure(c, read_only=read_only),
-                          check=ConnectionPool.check_connection, timeout=CONNECT_TIMEOUT_S)
+                          check=ConnectionPool.check_connection, timeout=timeout)
 
 
 def one_line(exc: BaseException) -> str:
@@ -216,7 +223,7 @@ def pg_error(exc: BaseException, url: PostgresUrl) -> StoreError:
         words = words.replace(secret, "****")
     where = f"PostgreSQL at {url}"
     if isinstance(exc, PoolTimeout):
-        return StoreUnavailable(f"{where}: no connection within {CONNECT_TIMEOUT_S} s ({words})")
+        return StoreUnavailable(f"{where} unavailable: no connection to it ({words})")
     if isinstance(exc, (pgerrors.LockNotAvailable, pgerrors.QueryCanceled)):
         return StoreUnavailable(f"database {url} is locked by another process ({words})")
     if isinstance(exc, (pgerrors.DeadlockDetected, pgerrors.SerializationFailure, pgerrors.TooManyConnections,

@@ -30,7 +30,7 @@ from psycopg import errors as pgerrors
 from psycopg_pool import PoolTimeout
 
 from smsmon.database import PostgresUrl
-from smsmon.errors import StoreUnavailable
+from smsmon.errors import StoreError, StoreUnavailable
 from smsmon.lifecycle import Event, MessageState, apply
 from smsmon.store import aggregates, keyindex
 from smsmon.store.aggregates import Deltas, Place
@@ -87,6 +87,9 @@ class PgWriter:
         self.poll_run_limit = poll_run_limit
         conn = connect(url, busy_timeout=busy_timeout, autocommit=True)
         try:
+            if conn.execute("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'").fetchone()[0]:
+                raise StoreError(f"PostgreSQL at {url} is read-only (a replica?): smsmon writes to the primary; browse,"
+                                 " show, stats and export can read a replica")
             migrate(conn, str(url))
             self.channel = CHANNEL_PREFIX + conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
             self.codec = Codec.of(Connection(conn))  # type: ignore[arg-type]
@@ -94,7 +97,9 @@ class PgWriter:
             raise pg_error(exc, url) from None
         finally:
             conn.close()
-        self.pool = pool(url, max_size=1, busy_timeout=busy_timeout, autocommit=True, name="smsmon-writer")
+        # While the server is away a batch waits for a connection as long as for a lock: then 503.
+        self.pool = pool(url, max_size=1, busy_timeout=busy_timeout, autocommit=True, name="smsmon-writer",
+                         timeout=busy_timeout)
         self._batches = 0
 
     # What the committer asks of a writer for SQLite's file and its write-ahead log: nothing to do here.

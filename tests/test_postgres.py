@@ -1,0 +1,315 @@
+"""Issue 15: what only PostgreSQL has. Two `smsmon serve` processes on one database taking the
+same callbacks at the same moment; URLs and their passwords; a server that goes away and comes
+back; the schema's versions; commits announced with NOTIFY. (The store, listener and read-side
+suites run on PostgreSQL too, through conftest's `db` fixture.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import threading
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+
+from smsmon.cli import cli
+from smsmon.database import PostgresUrl
+from smsmon.providers import zeckta
+from smsmon.sim.generate import traffic
+from smsmon.store.backend import open_reader, open_writer
+from smsmon.timeutil import UTC
+from tests.conftest import TEST_DATABASE, schema_url
+from tests.helpers import callback, connect, rows
+from tests.test_serve import Serve
+
+pytestmark = pytest.mark.postgres
+
+# What the merge rule decides, whatever the order events arrive in (the flags that record the
+# arrival order itself, such as late_event, are left out: they differ by design).
+MERGED = ("id", "provider", "provider_message_id", "src", "dest", "status", "raw_status", "outcome", "is_final",
+          "error_code", "network", "country_code", "segments", "units", "attempts", "cost", "reference", "first_event_at",
+          "last_event_at", "final_at", "events_count", "duplicates_count", "status_at", "status_key", "attr_at",
+          "deliver_seconds", "sent_at")
+ORDER_FREE_FLAGS = {"unmapped", "clock_skew"}
+TABLES = ("facet_counts", "agg_hour", "agg_day", "agg_latency_hour", "agg_latency_day")
+
+
+def bodies(messages: int, seed: int) -> list[bytes]:
+    """Zeckta callbacks of generated traffic (duplicates, out-of-order steps, unknown types among
+    them), some sent twice by the provider itself."""
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    out = [json.dumps(a.payload).encode() for a in traffic(messages, seed=seed, now=now, days=0.5) if a.provider == "zeckta"]
+    rng = random.Random(seed)
+    out += rng.sample(out, len(out) // 20)  # Zeckta retrying some of them
+    rng.shuffle(out)  # and out of order
+    return out
+
+
+def state(db: Any) -> dict[str, Any]:
+    """Everything the merge rule and the counts decide, from any store."""
+    conn = connect(db)
+    try:
+        messages = {}
+        for r in conn.execute(f"SELECT {', '.join(MERGED)}, flags FROM messages"):
+            flags = set((r["flags"] or "").split(",")) & ORDER_FREE_FLAGS
+            messages[r["id"]] = (*tuple(r)[:-1], sorted(flags))
+        events = Counter((r[0], r[1]) for r in conn.execute(
+            "SELECT m.id, e.event_key FROM events e JOIN messages m ON m.seq = e.message_seq"))
+        counts = {t: sorted(tuple(r) for r in conn.execute(f"SELECT * FROM {t} WHERE n != 0")) for t in TABLES}
+        return {"messages": messages, "events": events, "counts": counts}
+    finally:
+        conn.close()
+
+
+async def fire_at_both(urls: list[str], payloads: list[bytes]) -> dict[str, list[tuple[int, bool]]]:
+    """Each body to every listener at the same moment (64 bodies at a time), retried on 503 as
+    Zeckta would. Returns, per event id, each final answer's (status, duplicate)."""
+    answers: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    gate = asyncio.Semaphore(64)
+
+    async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> None:
+        for _ in range(50):
+            async with session.post(url + "/callbacks/zeckta", data=body) as r:
+                answer = await r.json(content_type=None)
+            if r.status != 503:
+                break
+            await asyncio.sleep(0.05)
+        answers[json.loads(body)["eventId"]].append((r.status, bool(answer.get("duplicate"))))
+
+    async def both(session: aiohttp.ClientSession, body: bytes) -> None:
+        async with gate:
+            await asyncio.gather(*(one(session, url, body) for url in urls))
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        await asyncio.gather(*(both(session, body) for body in payloads))
+    return answers
+
+
+def test_two_listeners_taking_the_same_callbacks_at_once_store_each_event_once_as_sqlite_would(pg_server, tmp_path) -> None:
+    db = schema_url(pg_server)
+    payloads = bodies(300, seed=15)
+    first = Serve(db, "--listen", "127.0.0.1:0")
+    url_a = first.url()
+    second = Serve(db, "--listen", "127.0.0.1:0")  # the second finds the schema made: no race at start either
+    url_b = second.url()
+    try:
+        answers = asyncio.run(fire_at_both([url_a, url_b], payloads))
+    finally:
+        for serve in (first, second):
+            serve.proc.send_signal(signal.SIGTERM)
+            assert serve.finish() == 0, serve.text
+    # Every callback answered 200 by both, and each event stored by exactly one of them.
+    assert all(status == 200 for got in answers.values() for status, _ in got)
+    stored_once = Counter(sum(not dup for _, dup in got) for got in answers.values())
+    distinct = {json.loads(b)["eventId"] for b in payloads}
+    keys = {k for _, k in state(db)["events"]}
+    assert set(answers) == distinct and keys <= distinct  # acknowledged only what is stored, stored only what came
+    assert stored_once[0] + stored_once[1] == len(distinct) and not set(stored_once) - {0, 1}  # never twice
+    assert stored_once[1] == len(keys)  # (a fingerprint twin under another id is a duplicate: stored 0 times)
+
+    # The same callbacks, each twice, into SQLite: the same messages, events and counts.
+    reference = tmp_path / "reference.db"
+    with open_writer(reference) as w:
+        for body in payloads:
+            event = zeckta.parse_callback(body, received_at=datetime.now(UTC))
+            w.apply([event, event])
+    pg, lite = state(db), state(reference)
+    assert pg["events"] == lite["events"] and max(pg["events"].values()) == 1
+    assert pg["messages"] == lite["messages"]
+    assert pg["counts"] == lite["counts"]
+    assert len(pg["messages"]) > 100 and sum(m[MERGED.index("duplicates_count")] for m in pg["messages"].values()) > len(payloads)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), env={"SMSMON_CONFIG": "", "SMSMON_DB": ""})
+
+
+# ── the URL ───────────────────────────────────────────────────────────────────────
+def test_a_url_is_never_taken_for_a_file(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = invoke("stats", "--db", "postgresql://nobody@127.0.0.1:1/nothing")  # nothing listens on port 1
+    assert r.exit_code == 1 and r.stderr.startswith("error: PostgreSQL at postgresql://nobody@127.0.0.1:1/nothing unavailable")
+    assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
+    for bad, why in (("mysql://u:hunter22@h/db", "is a URL smsmon cannot use"),
+                     ("postgresql+psycopg://u:hunter22@h/db", "no driver suffix"),
+                     ("postgres:hunter22@h/db", "two slashes after the colon")):
+        r = invoke("stats", "--db", bad)
+        assert r.exit_code == 2 and why in r.stderr and "hunter22" not in r.stderr, bad
+    r = CliRunner().invoke(cli, ["stats"], env={"SMSMON_CONFIG": "", "SMSMON_DB": "mysql://u:hunter22@h/db"})
+    assert r.exit_code == 1 and "db (env SMSMON_DB)" in r.stderr and "hunter22" not in r.stderr
+    assert list(tmp_path.iterdir()) == []  # no folder named postgresql:, no file
+
+
+def test_a_password_is_never_shown(pg_server) -> None:
+    from tests.pgserver import PASSWORD
+
+    db = schema_url(pg_server, tcp=True)
+    assert PASSWORD in db.reveal() and PASSWORD not in str(db) and "****" in str(db)
+    wrong = db.reveal().replace(PASSWORD, "not-the-" + PASSWORD)
+    r = invoke("stats", "--db", wrong)
+    assert r.exit_code == 1 and "password authentication failed" in r.stderr and "smsmon_pw:****@" in r.stderr
+    assert PASSWORD not in r.stderr
+    shown = invoke("config", "--db", db.reveal())
+    assert shown.exit_code == 0 and "smsmon_pw:****@" in shown.stdout and PASSWORD not in shown.stdout
+
+    serve = Serve(db, "--listen", "127.0.0.1:0")
+    url = serve.url()
+
+    async def talk() -> dict:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url + "/callbacks/zeckta", data=json.dumps(callback(event_id="pw"))) as r:
+                assert r.status == 200
+            async with s.get(url + "/healthz") as r:
+                return await r.json()
+
+    health = asyncio.run(talk())
+    serve.proc.send_signal(signal.SIGTERM)
+    assert serve.finish() == 0
+    assert health["database"] == str(db) and health["events"] == 1
+    assert PASSWORD not in serve.text and "smsmon_pw:****@" in serve.text
+
+
+# ── a server that goes away ───────────────────────────────────────────────────────
+def test_serve_answers_503_while_the_server_is_down_and_stores_again_once_it_is_back() -> None:
+    from tests.pgserver import Server
+
+    with Server() as server:
+        db = PostgresUrl(server.create_database("restart"))
+        serve = Serve(db, "--listen", "127.0.0.1:0")
+        url = serve.url()
+
+        async def scenario() -> list[int]:
+            statuses = []
+            async with aiohttp.ClientSession() as s:
+                async def post(event_id: str) -> tuple[int, dict, Any]:
+                    body = json.dumps(callback(uuid=event_id, event_id=event_id))
+                    async with s.post(url + "/callbacks/zeckta", data=body) as r:
+                        return r.status, await r.json(content_type=None), r.headers
+
+                statuses.append((await post("before"))[0])
+                await asyncio.to_thread(server.halt)  # an administrator restarts PostgreSQL
+                status, answer, headers = await post("during")
+                statuses.append(status)
+                assert headers.get("Retry-After") and answer["ok"] is False
+                async with s.get(url + "/healthz") as r:
+                    assert (await r.json())["status"] == "degraded"
+                await asyncio.to_thread(server.resume)
+                deadline = asyncio.get_running_loop().time() + 30
+                while (status := (await post("during"))[0]) != 200:  # Zeckta retrying
+                    assert status == 503
+                    assert asyncio.get_running_loop().time() < deadline, "still not storing 30 s after the server came back"
+                    await asyncio.sleep(0.2)
+                statuses.append(status)
+                statuses.append((await post("after"))[0])
+            return statuses
+
+        assert asyncio.run(scenario()) == [200, 503, 200, 200]
+        serve.proc.send_signal(signal.SIGTERM)
+        assert serve.finish() == 0 and "Traceback" not in serve.text
+        assert sorted(r[0] for r in rows(db, "SELECT event_key FROM events")) == ["after", "before", "during"]
+
+
+def test_a_read_only_server_is_read_but_never_written(pg_server) -> None:
+    """A replica (here: a server that refuses writes): serve says so at once; the readers read it."""
+    from tests.helpers import zevent
+
+    db = schema_url(pg_server)
+    with open_writer(db) as w:
+        w.apply([zevent(uuid="seen")])
+    read_only = db.reveal() + "%20-cdefault_transaction_read_only%3Don"
+    serve = Serve(PostgresUrl(read_only), "--listen", "127.0.0.1:0")
+    assert serve.finish() == 1 and "is read-only (a replica?)" in serve.text and "Traceback" not in serve.text
+    r = invoke("stats", "--json", "--db", read_only)
+    assert r.exit_code == 0 and json.loads(r.stdout)["messages"] == 1
+
+
+# ── the schema ────────────────────────────────────────────────────────────────────
+def test_the_schema_keeps_its_versions_and_refuses_what_it_must_not_write(pg_server) -> None:
+    from smsmon.errors import NotSmsmonDatabase, SchemaTooNew
+    from smsmon.store.pg.schema import SCHEMA_VERSION
+
+    db = schema_url(pg_server)
+    open_writer(db).close()
+    open_writer(db).close()  # twice: nothing more to do
+    assert [r[0] for r in rows(db, "SELECT version FROM schema_versions ORDER BY 1")] == list(range(1, SCHEMA_VERSION + 1))
+    conn = connect(db)
+    conn.execute("INSERT INTO schema_versions VALUES (99, 'later', 'from a newer smsmon')")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="schema version 99; this smsmon knows up to"):
+        open_writer(db)
+    with pytest.raises(SchemaTooNew):
+        open_reader(db).open()
+
+    other = schema_url(pg_server)
+    conn = connect(other)
+    conn.execute("CREATE TABLE invoices (id integer)")
+    conn.close()
+    with pytest.raises(NotSmsmonDatabase, match=r"holds other tables \(invoices\) and no smsmon schema"):
+        open_writer(other)
+    assert rows(other, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()") == [("invoices",)]
+    with pytest.raises(NotSmsmonDatabase, match="not an smsmon database"):
+        open_reader(schema_url(pg_server)).open()
+
+
+def test_processes_starting_at_once_on_an_empty_database_build_the_schema_once(pg_server) -> None:
+    db = schema_url(pg_server)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            open_writer(db).close()
+        except BaseException as exc:  # noqa: BLE001 -- collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert rows(db, "SELECT count(*) FROM schema_versions") == [(1,)]
+
+
+# ── commits announced ─────────────────────────────────────────────────────────────
+def test_readers_hear_of_every_commit_from_the_server(pg_server) -> None:
+    from tests.helpers import zevent
+
+    db = schema_url(pg_server)
+    writer = open_writer(db)
+    heard: list[int] = []
+    arrived = threading.Condition()
+
+    def on_change(event_id: int) -> None:
+        with arrived:
+            heard.append(event_id)
+            arrived.notify_all()
+
+    with open_reader(db) as reader:
+        stop = reader.listen(on_change)
+        try:
+            for n in (1, 2, 3):
+                writer.apply([zevent(uuid=f"m{n}", event_id=f"e{n}")])
+                with arrived:
+                    assert arrived.wait_for(lambda: n in heard, timeout=10), heard
+            writer.apply([zevent(uuid="m1", event_id="e1")])  # a duplicate: a commit all the same, the same watermark
+            with arrived:
+                assert arrived.wait_for(lambda: len(heard) == 4, timeout=10) and heard == [1, 2, 3, 3]
+        finally:
+            stop()
+            writer.close()
+    other = schema_url(pg_server)  # another smsmon schema of the same database hears nothing of these
+    with open_writer(other) as w, open_reader(other) as r:
+        quiet: list[int] = []
+        stop = r.listen(quiet.append)
+        open_writer(db).apply([zevent(uuid="elsewhere")])
+        w.apply([zevent(uuid="here")])
+        with arrived:
+            arrived.wait_for(lambda: quiet, timeout=10)
+        stop()
+        assert quiet == [1]
