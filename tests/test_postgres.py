@@ -313,3 +313,106 @@ def test_readers_hear_of_every_commit_from_the_server(pg_server) -> None:
             arrived.wait_for(lambda: quiet, timeout=10)
         stop()
         assert quiet == [1]
+
+
+# ── smsmon migrate ────────────────────────────────────────────────────────────────
+def everything(db: Any) -> dict[str, Any]:
+    """`state` and the tables of record that state() leaves out."""
+    out = state(db)
+    out["dead_letters"] = rows(db, "SELECT id, received_at, remote, path, reason, body, size FROM dead_letters ORDER BY id")
+    out["poll_runs"] = rows(db, "SELECT id, provider, new_events, error FROM poll_runs ORDER BY id")
+    out["events_minute"] = rows(db, "SELECT minute, n FROM events_minute ORDER BY 1")
+    return out
+
+
+def as_stored_in_postgresql(value: Any) -> Any:
+    """SQLite's values as PostgreSQL reads them back: a NUL character is U+2400 there."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\u2400")
+    if isinstance(value, Counter):
+        return Counter({as_stored_in_postgresql(k): n for k, n in value.items()})
+    if isinstance(value, dict):
+        return {as_stored_in_postgresql(k): as_stored_in_postgresql(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(as_stored_in_postgresql(v) for v in value)
+    return value
+
+
+def source_db(path: Any) -> Any:
+    from smsmon.sim.generate import fill
+    from tests.helpers import zevent
+
+    fill(path, messages=400, seed=3, days=2)
+    with open_writer(path) as w:
+        w.apply([zevent(uuid="nul\x00id", event_id="x")])
+        for i in range(3):
+            w.dead_letter(received_at="2026-11-23T10:00:00.000000Z", remote="127.0.0.1", path="/callbacks/zeckta",
+                          reason=f"invalid_json: {i}", body=b"{not json " + bytes([i]))
+        w.record_poll_run(provider="eazita", started_at="s", finished_at="f", ok=1, http_status=200, rows_seen=3, new_events=3)
+    return path
+
+
+def test_migrate_copies_everything_and_again_only_what_came_since(pg_server, tmp_path) -> None:
+    from tests.helpers import zevent
+
+    source, target = source_db(tmp_path / "source.db"), schema_url(pg_server)
+    r = invoke("migrate", "--from", str(source), "--to", target.reveal())
+    assert r.exit_code == 0, r.stderr
+    assert "events: " in r.stderr and "(100%)" in r.stderr and "copied 401 messages" in r.stderr
+    want, got = as_stored_in_postgresql(everything(source)), everything(target)
+    assert got == want
+
+    again = invoke("migrate", "--from", str(source), "--to", target.reveal())
+    assert again.exit_code == 0 and "(0 this run" in again.stderr
+    assert everything(target) == got
+
+    with open_writer(source) as w:  # the file goes on getting callbacks until the switch
+        w.apply([zevent(uuid="late", event_id="late-1")])
+    assert invoke("migrate", "--from", str(source), "--to", target.reveal()).exit_code == 0
+    assert rows(target, "SELECT status FROM messages WHERE id = 'zeckta:late'") == [("DELIVERED",)]
+    assert everything(target)["counts"] == everything(source)["counts"]
+
+    with open_writer(target) as w:  # the switch: serve now writes PostgreSQL, ids go on from the copy's
+        [applied] = w.apply([zevent(uuid="after-the-switch")])
+    assert applied.event_id == rows(source, "SELECT max(id) FROM events")[0][0] + 1
+    refused = invoke("migrate", "--from", str(source), "--to", target.reveal())
+    assert refused.exit_code == 1 and "1 events written since it was copied" in refused.stderr
+    assert json.loads(invoke("show", "late-1", "--json", "--db", target.reveal()).stdout)["message"]["id"] == "zeckta:late"
+
+
+def test_an_interrupted_migrate_goes_on_where_it_stopped(pg_server, tmp_path, monkeypatch) -> None:
+    from smsmon.store.pg import copy
+
+    source, target = source_db(tmp_path / "source.db"), schema_url(pg_server)
+    monkeypatch.setattr(copy, "BATCH", 100)
+    real, calls = copy._copy, []
+
+    def interrupted(pg: Any, table: str, columns: list, batch: list) -> None:
+        if table == "events" and len(calls) == 4:
+            raise KeyboardInterrupt  # Ctrl+C in the fifth batch of events
+        calls.append(table) if table == "events" else None
+        real(pg, table, columns, batch)
+
+    monkeypatch.setattr(copy, "_copy", interrupted)
+    r = invoke("migrate", "--from", str(source), "--to", target.reveal())
+    assert r.exit_code == 130 and "interrupted: what was copied stays" in r.stderr
+    assert rows(target, "SELECT count(*) FROM events") == [(400,)]  # four whole batches, not part of the fifth
+    assert rows(target, "SELECT finished_at FROM copied_from") == [(None,)]
+    monkeypatch.setattr(copy, "_copy", real)
+    r = invoke("migrate", "--from", str(source), "--to", target.reveal())
+    assert r.exit_code == 0 and "resumed after event 400" in r.stderr
+    assert everything(target)["counts"] == everything(source)["counts"]
+    assert rows(target, "SELECT count(*) FROM events") == rows(source, "SELECT count(*) FROM events")
+
+
+def test_migrate_refuses_a_target_with_data_of_its_own(pg_server, tmp_path) -> None:
+    from tests.helpers import zevent
+
+    source, target = source_db(tmp_path / "source.db"), schema_url(pg_server)
+    with open_writer(target) as w:
+        w.apply([zevent(uuid="someone-elses")])
+    r = invoke("migrate", "--from", str(source), "--to", target.reveal())
+    assert r.exit_code == 1 and "already holds 1 events that did not come from" in r.stderr
+    assert rows(target, "SELECT count(*) FROM messages") == [(1,)]
+    r = invoke("migrate", "--from", str(source), "--to", str(tmp_path / "other.db"))
+    assert r.exit_code == 2 and "give a postgresql:// URL" in r.stderr

@@ -101,6 +101,9 @@ def _v1(conn: psycopg.Connection) -> None:
         "CREATE TABLE payload_dicts (id integer PRIMARY KEY, data bytea NOT NULL)",
         "CREATE TABLE event_key_blocks (block bigint PRIMARY KEY, bloom bytea NOT NULL)",
         f"CREATE TABLE events_minute (minute {TEXT} PRIMARY KEY, n bigint NOT NULL)",
+        # `smsmon migrate`: which SQLite database this one is a copy of, and how far the copy got.
+        f"CREATE TABLE copied_from (identity {TEXT} PRIMARY KEY, source {TEXT}, events bigint NOT NULL,"
+        f" started_at {TEXT}, finished_at {TEXT})",
         *_aggregates_sql(),
         # SQLite's total() (0.0 over nothing) and group_concat(), as the read side uses them.
         "CREATE AGGREGATE total(double precision) (SFUNC = float8pl, STYPE = double precision, INITCOND = '0')",
