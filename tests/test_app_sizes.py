@@ -250,7 +250,8 @@ async def test_insights_say_failure_rates_and_costs_and_change_period(seeded) ->
     async with app.run_test(size=(200, 60)) as pilot:
         await until(pilot, lambda: app.refreshes >= 1)
         await pilot.press("i")
-        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and app.screen.data is not None)
+        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and app.screen.data is not None
+                    and "cost_by_day" in app.screen.data)  # the costs fill in after the rest
         d = app.screen.data
         for r in d["by_network"]:
             assert r["rate"] == (r["failed"] / r["finished"] if r["finished"] else None)

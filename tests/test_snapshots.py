@@ -75,7 +75,9 @@ async def press_and_settle(pilot, *keys: str, condition=lambda: True) -> None:  
 
 
 def screen_data(pilot) -> bool:  # type: ignore[no-untyped-def]
-    return getattr(pilot.app.screen, "data", None) is not None
+    """The screen's data read, with the insights' costs (which fill in after the rest)."""
+    data = getattr(pilot.app.screen, "data", None)
+    return data is not None and (type(pilot.app.screen).__name__ != "InsightsScreen" or "cost_by_day" in data)
 
 
 async def opened_from_insights(pilot) -> None:  # type: ignore[no-untyped-def]

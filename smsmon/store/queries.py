@@ -464,38 +464,3 @@ def nullable_condition(column: str, values: list[str], params: list[Any]) -> str
     rest = [v for v in values if v != NONE]
     params.extend(rest)
     return f"({column} IS NULL" + (f" OR {column} IN ({','.join('?' * len(rest))}))" if rest else ")")
-
-
-# ── issue 12: the insights screen's read models, over the messages of a filter (a period) ──
-def breakdown(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedelta) -> list[tuple[Any, ...]]:
-    """(provider, status, outcome, error_code, network, country_code, messages, priced, cost)
-    of the messages matching a filter, grouped on those six columns (a few hundred groups at
-    most); `priced` counts the messages with a cost, `cost` sums it. On the filter's plan: a
-    period (since:) walks `ix_messages_time` over that range."""
-    hint, conds, params = _plan(conn, f, now, window)
-    return conn.execute(
-        f"SELECT provider, status, outcome, error_code, network, country_code, count(*), count(cost), total(cost)"
-        f" FROM messages{hint} WHERE {' AND '.join(conds) or '1'} GROUP BY 1, 2, 3, 4, 5, 6", params).fetchall()
-
-
-def finals_by_bucket(conn: sqlite3.Connection, f: Filter, chars: int, *, now: datetime,
-                     window: timedelta) -> list[tuple[str, str, int, str | None]]:
-    """(bucket, outcome, messages, comma-separated times to deliver) of the final messages
-    matching a filter, by the first `chars` characters of their final time (13: the hour, 10:
-    the day)."""
-    hint, conds, params = _plan(conn, f, now, window)
-    conds = [*conds, "final_at IS NOT NULL"]
-    return conn.execute(
-        f"SELECT substr(final_at, 1, ?), outcome, count(*), group_concat(deliver_seconds) FROM messages{hint}"
-        f" WHERE {' AND '.join(conds)} GROUP BY 1, 2", [chars, *params]).fetchall()
-
-
-def cost_by_day(conn: sqlite3.Connection, f: Filter, *, now: datetime,
-                window: timedelta) -> list[tuple[str, str, int, float]]:
-    """(UTC day it was sent, provider, messages with a cost, their cost) of the messages
-    matching a filter (the day of the first event where no send time is known)."""
-    hint, conds, params = _plan(conn, f, now, window)
-    conds = [*conds, "cost IS NOT NULL"]
-    return conn.execute(
-        f"SELECT substr(coalesce(sent_at, first_event_at), 1, 10), provider, count(*), total(cost) FROM messages{hint}"
-        f" WHERE {' AND '.join(conds)} GROUP BY 1, 2 ORDER BY 1, 2", params).fetchall()

@@ -20,7 +20,7 @@ from smsmon.filters import Filter
 from smsmon.normalize import LocalNumber, e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.timeutil import now_utc
-from smsmon.store import queries, views
+from smsmon.store import insights, queries, views
 from smsmon.store import stats as figures
 from smsmon.store.schema import CACHE_KIB, open_readonly, store_error
 
@@ -176,9 +176,6 @@ class Reader:
         return self._run(views.dashboard, self.localize(f), watermark, limit=limit, now=now, window=self.window,
                          with_stats=with_stats)
 
-    def insights(self, f: Filter, *, now: datetime) -> dict[str, Any]:
-        return self._run(views.insights, self.localize(f), now=now, window=self.window)
-
     def sightings(self, code: str, provider: str | None) -> dict[str, Any]:
         return self._run(views.sightings, code, provider, str(self.path))
 
@@ -225,7 +222,11 @@ class Reader:
 
     def insights_period(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
         """The insights screen over a period (the filter's since:/until:, else the last `period`)."""
-        return self._run(views.insights_period, self.localize(f), period=period, now=now, window=self.window)
+        return self._run(insights.insights_period, self.localize(f), period=period, now=now, window=self.window)
+
+    def insights_costs(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
+        """The insights screen's costs (read from the messages, apart from the rest)."""
+        return self._run(insights.costs, self.localize(f), period=period, now=now, window=self.window)
 
 
 def check_writer_can_open(path: str | Path) -> None:

@@ -210,7 +210,7 @@ def _tally_rows(tally: Tally, f: Filter, rows: Iterable[tuple], *, open_only: bo
 
 
 # The histogram bucket of a time to deliver (aggregates.bucket), computed by SQLite.
-_BUCKET_SQL = (f"CASE WHEN deliver_seconds IS NULL THEN NULL WHEN deliver_seconds < {aggregates.BUCKET_FLOOR} THEN 0"
+BUCKET_SQL = (f"CASE WHEN deliver_seconds IS NULL THEN NULL WHEN deliver_seconds < {aggregates.BUCKET_FLOOR} THEN 0"
                f" ELSE CAST(ln(deliver_seconds / {aggregates.BUCKET_FLOOR}) / ln({aggregates.BUCKET_BASE}) AS INTEGER) END")
 
 
@@ -223,7 +223,7 @@ def _raw(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta) 
         "SELECT p, raw, code, net, country, bucket, count(*), sum(events), sum(stale) FROM ("
         "SELECT provider AS p, coalesce(raw_status, '') AS raw, coalesce(error_code, '') AS code,"
         " coalesce(network, '') AS net, coalesce(country_code, '') AS country, events_count AS events,"
-        f" {_BUCKET_SQL} AS bucket, is_final = 0 AND last_event_at < ? AS stale FROM messages{hint}"
+        f" {BUCKET_SQL} AS bucket, is_final = 0 AND last_event_at < ? AS stale FROM messages{hint}"
         f" WHERE {' AND '.join(conds) or '1'} LIMIT ?) GROUP BY 1, 2, 3, 4, 5, 6",
         [fmt(now - window), *params, RAW_LIMIT + 1]).fetchall()
     tally = Tally(partial=sum(r[6] for r in rows) > RAW_LIMIT)  # then one message too many is counted: "more than"
@@ -274,14 +274,6 @@ def _top(counter: Counter) -> list[tuple[Any, int]]:
     return sorted(((k, n) for k, n in counter.items() if n > 0), key=lambda kv: (-kv[1], str(kv[0])))[:TOP]
 
 
-def failures_by_country(t: Tally, limit: int = TOP) -> list[tuple[str | None, int]]:
-    out: Counter = Counter()
-    for (p, raw, _code, _net, country), n in t.n.items():
-        if outcome_of(p, normalize(p, raw)) is Outcome.NOT_DELIVERED:
-            out[country or None] += n
-    return sorted(((c, n) for c, n in out.items() if n), key=lambda kv: (-kv[1], str(kv[0])))[:limit]
-
-
 def figures(t: Tally, stale: int, events: int | None = None) -> Stats:
     outcomes: Counter = Counter()
     by_code: Counter = Counter()
@@ -321,13 +313,13 @@ def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | 
         s = figures(t, stale)
     delivered = s.outcomes.get(Outcome.DELIVERED.value, 0)
     if 0 < delivered <= EXACT_LATENCY and s.messages <= EXACT_SCOPE and not s.partial:
-        exact = _exact_latency(conn, f or Filter(), now, window)
+        exact = exact_latency(conn, f or Filter(), now, window)
         if exact is not None:
             s.median_seconds, s.p90_seconds = exact
     return s
 
 
-def _exact_latency(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta) -> tuple[float, float] | None:
+def exact_latency(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta) -> tuple[float, float] | None:
     """The median and p90 of the times to deliver themselves, where there are few enough to read:
     the same figures as the insights screen, not the histogram's bucket (within 5 % of them)."""
     hint, conds, params = _plan(conn, f, now, window)
@@ -387,36 +379,3 @@ def facets(conn: sqlite3.Connection, dim: str, f: Filter | None = None, *, limit
                  "network": net, "country_code": country}[dim]
         out[value or None] += n
     return sorted(((v, n) for v, n in out.items() if n), key=lambda kv: (-kv[1], str(kv[0])))[:limit]
-
-
-def hourly(conn: sqlite3.Connection, f: Filter, *, now: datetime, hours: int = 24) -> list[dict[str, Any]]:
-    """Per hour of latest activity, the last `hours`: delivery rate (delivered / finished), median
-    time to deliver, finished messages. Each hour is one span of the hourly aggregates."""
-    f = f if aggregable(f) else Filter()  # the series follows what the aggregates can tell apart
-    start = _floor_hour(now.astimezone(UTC)) - timedelta(hours=hours)
-    pre, pre_params = _prefilter(f)
-    delivered: Counter = Counter()
-    finished: Counter = Counter()
-    for span, p, raw, code, net, country, n in conn.execute(
-            f"SELECT span, provider, raw_status, error_code, network, country_code, n FROM agg_hour WHERE span >= ? AND {pre}",
-            [fmt(start)[:13], *pre_params]):
-        if _keeps(f, p, raw, code, net, country):
-            outcome = outcome_of(p, normalize(p, raw))
-            if outcome in (Outcome.DELIVERED, Outcome.NOT_DELIVERED):
-                finished[span] += n
-                delivered[span] += n if outcome is Outcome.DELIVERED else 0
-    latency: dict[str, Counter] = {}
-    if _keeps_delivered(f):
-        for span, p, code, net, country, b, n in conn.execute(
-                f"SELECT span, provider, error_code, network, country_code, bucket, n FROM agg_latency_hour"
-                f" WHERE span >= ? AND {pre}", [fmt(start)[:13], *pre_params]):
-            if _keeps(f, p, "DELIVERED", code, net, country):
-                latency.setdefault(span, Counter())[b] += n
-    out = []
-    for i in range(hours + 1):
-        key = fmt(start + timedelta(hours=i))[:13]
-        done = finished.get(key, 0)
-        out.append({"hour": key, "rate": delivered[key] / done if done else None,
-                    "median": percentile(latency.get(key, Counter()), 0.5), "final": done})
-    return out
-

@@ -111,7 +111,15 @@ class InsightsScreen(SubScreen):
         now = self.clock()
         self.sub_title = "insights, " + (f"filter: {self.filter.source}" if self.filter.source else words)
         self.query_one("#insights-head", Static).update(f"loading {words} …")
-        self.gateway.read(lambda r: r.insights_period(self.filter, period=period, now=now), self._show, group="insights")
+        flt = self.filter
+
+        def then(d: dict[str, Any]) -> None:
+            self._show(d)
+            # Costs come from the messages themselves (the aggregates hold no prices): apart, after.
+            self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now), self._show_costs,
+                              group="insight-costs")
+
+        self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now), then, group="insights")
 
     def action_period(self) -> None:
         self.period = (self.period + 1) % len(PERIODS)
@@ -167,6 +175,17 @@ class InsightsScreen(SubScreen):
                        [([f"{r['failed']:,}", f"{r['finished']:,}", _pct(r["rate"]), show(r[dim]), f"{r['unknown']:,}",
                           f"{r['in_flight']:,}"], (f"failures, {label} {show(r[dim])}", expr(r["filter"]), ""))
                         for r in d[f"by_{dim}"]], "No messages in this period.")
+        for name, title in (("cost-network", "Cost by network"), ("cost-day", "Cost per day sent (UTC days)")):
+            self._fill(name, title, [], [], "reading the prices and costs …")
+        self._fill("stale", f"Stale messages: {d['stale_count']:,}, not final and silent for {human_duration(self.window.total_seconds())}"
+                   " (any time)", [f"last event ({self.zone.label})", "message", "status", "to"],
+                   [([self.zone.show(m["last_event_at"], seconds=False), m["id"], m["status"], m["dest"] or ""],
+                     (m["id"], "", m["id"])) for m in d["stale"]], "No stale messages.")
+
+    def _show_costs(self, d: dict[str, Any]) -> None:
+        if self.data is not None:
+            self.data.update(d)
+        expr = filters.expression
         self._fill("cost-network", "Cost by network", ["cost", "priced", "of messages", "provider", "network"],
                    [([f"{r['cost']:,.3f}", f"{r['priced']:,}", f"{r['messages']:,}", r["provider"],
                       r["network"] or "not given by the provider"],
@@ -178,10 +197,6 @@ class InsightsScreen(SubScreen):
         self._fill("cost-day", "Cost per day sent (UTC days)", ["day", "eazita price", "messages", "zeckta cost", "messages "],
                    [([day, *(x for p in ("eazita", "zeckta") for x in ((f"{v[p][1]:,.3f}", f"{v[p][0]:,}") if p in v else ("—", "")))],
                      None) for day, v in sorted(days.items(), reverse=True)], "No prices or costs given in this period.")
-        self._fill("stale", f"Stale messages: {d['stale_count']:,}, not final and silent for {human_duration(self.window.total_seconds())}"
-                   " (any time)", [f"last event ({self.zone.label})", "message", "status", "to"],
-                   [([self.zone.show(m["last_event_at"], seconds=False), m["id"], m["status"], m["dest"] or ""],
-                     (m["id"], "", m["id"])) for m in d["stale"]], "No stale messages.")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
