@@ -27,31 +27,16 @@ def in_schema(url: PostgresUrl, schema: str) -> PostgresUrl:
 
 def schema(url: PostgresUrl, name: str, *, fresh: bool = False) -> PostgresUrl:
     """A schema of the bench's own (`smsmon_bench_<name>`), emptied first when `fresh`."""
-    from psycopg import sql
+    from smsmon.store.pg.admin import create_schema
 
-    from smsmon.store.pg.connection import connect
-
-    full = PREFIX + name
-    conn = connect(url, autocommit=True)
-    try:
-        if fresh:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(full)))  # type: ignore[arg-type]
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(full)))  # type: ignore[arg-type]
-    finally:
-        conn.close()
-    return in_schema(url, full)
+    create_schema(url, PREFIX + name, fresh=fresh)
+    return in_schema(url, PREFIX + name)
 
 
 def drop(url: PostgresUrl, name: str) -> None:
-    from psycopg import sql
+    from smsmon.store.pg.admin import drop_schema
 
-    from smsmon.store.pg.connection import connect
-
-    conn = connect(url, autocommit=True)
-    try:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(PREFIX + name)))  # type: ignore[arg-type]
-    finally:
-        conn.close()
+    drop_schema(url, PREFIX + name)
 
 
 def events_in(url: PostgresUrl) -> int:
@@ -65,16 +50,9 @@ def events_in(url: PostgresUrl) -> int:
 
 
 def bytes_on_disk(url: PostgresUrl) -> int:
-    """Every table of the schema with its indexes and TOAST."""
-    from smsmon.store.pg.connection import connect
+    from smsmon.store.pg.admin import bytes_on_disk as size
 
-    conn = connect(url, autocommit=True)
-    try:
-        return conn.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
-                            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                            " WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()[0]  # type: ignore[index]
-    finally:
-        conn.close()
+    return size(url)
 
 
 def ensure_copy(sqlite_db: Any, url: PostgresUrl, size: int, say: Callable[[str], None]) -> tuple[PostgresUrl, float | None]:
