@@ -100,6 +100,22 @@ class Server:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
                   "-t", str(START_TIMEOUT_S), "-o", " ".join(options), "start")
 
+    def replica(self) -> "Server":
+        """A streaming replica of this server (pg_basebackup -R: a hot standby), started on a port
+        of its own. Stop it (`.stop()`) before this one."""
+        other = Server(fast=self.fast)
+        other._run(str(self.bin / "pg_basebackup"), "-D", str(other.data), "-h", str(self.dir), "-p", str(self.port),
+                   "-U", SUPERUSER, "-R", "-X", "stream", "--no-sync", "--checkpoint=fast")
+        for attempt in range(5):
+            other.port = _free_port()
+            try:
+                other.resume()
+                return other
+            except subprocess.CalledProcessError:
+                if attempt == 4:
+                    raise RuntimeError(f"the replica did not start: {other.log()[-2000:]}") from None
+        return other
+
     def halt(self) -> None:
         """Stop the server, as an administrator would for a restart (connections are cut)."""
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")

@@ -416,3 +416,43 @@ def test_migrate_refuses_a_target_with_data_of_its_own(pg_server, tmp_path) -> N
     assert rows(target, "SELECT count(*) FROM messages") == [(1,)]
     r = invoke("migrate", "--from", str(source), "--to", str(tmp_path / "other.db"))
     assert r.exit_code == 2 and "give a postgresql:// URL" in r.stderr
+
+
+# ── a replica ─────────────────────────────────────────────────────────────────────
+async def test_on_a_replica_serve_is_refused_and_the_app_follows_the_primary() -> None:
+    """The deployment picture: the listeners write the primary, people browse a replica."""
+    import time
+
+    from smsmon.ui.app import SmsmonApp
+    from tests.helpers import zevent
+    from tests.pgserver import Server
+    from tests.test_app import SIZE, table, until
+
+    with Server() as primary:
+        db = PostgresUrl(primary.create_database("live"))
+        with open_writer(db) as w:
+            w.apply([zevent(uuid="first")])
+        replica = primary.replica()
+        try:
+            on_replica = PostgresUrl(replica.url("live"))
+            deadline = time.monotonic() + 20
+            while True:  # streaming replication: the replica catches up within moments
+                try:
+                    if rows(on_replica, "SELECT count(*) FROM messages") == [(1,)]:
+                        break
+                except Exception:  # noqa: BLE001 -- not there yet (the database itself may still be on its way)
+                    pass
+                assert time.monotonic() < deadline, "the replica did not catch up"
+                await asyncio.sleep(0.1)
+            serve = Serve(on_replica, "--listen", "127.0.0.1:0")
+            assert serve.finish() == 1 and "read-only (a replica?)" in serve.text
+            with open_reader(on_replica) as r:
+                assert r.listen(lambda n: None) is None  # a replica cannot LISTEN: the app looks every second
+            app = SmsmonApp(on_replica)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: table(app).row_count == 1)
+                with open_writer(db) as w:  # a listener commits on the primary
+                    w.apply([zevent(uuid="second")])
+                await until(pilot, lambda: table(app).row_count == 2, timeout=20)
+        finally:
+            replica.stop()

@@ -103,11 +103,13 @@ class PgReader(Reader):
 
         return (pg_export.MESSAGE_COLUMNS if table == "messages" else pg_export.EVENT_COLUMNS), rows()
 
-    def listen(self, on_change: Callable[[int], None]) -> Callable[[], None]:
+    def listen(self, on_change: Callable[[int], None]) -> Callable[[], None] | None:
         """Call `on_change(last event id)` (on a thread of its own) after each commit of any
         writer of this database; after a lost connection, once with 0 when listening again
-        (commits may have been missed). Returns the function that stops listening."""
-        self._get_pool()
+        (commits may have been missed). Returns the function that stops listening; None on a
+        replica, which cannot LISTEN (the caller looks for new rows itself, as on SQLite)."""
+        if self._run(lambda c: c.execute("SELECT pg_is_in_recovery()").fetchone()[0]):
+            return None
         stop = threading.Event()
         holder: dict[str, psycopg.Connection] = {}
 
