@@ -32,10 +32,10 @@ class NetworkType(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from smsmon.errors import ListenerError
-        from smsmon.ingest.listener import parse_networks
+        from smsmon.ingest.proxy import parse_networks
 
         try:
-            return parse_networks([str(value)])[0]
+            return parse_networks([str(value)], param.opts[0] if param and param.opts else "--allow-from")[0]
         except ListenerError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -86,6 +86,12 @@ _LISTENER_OPTIONS = [
     click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS private key (PEM)."),
     click.option("--allow-from", type=NETWORK, multiple=True, help="Only these addresses may call (repeatable); others get 403."),
     click.option("--insecure", is_flag=True, help="Allow a non-loopback address without a token."),
+    click.option("--public-url", default=None, metavar="URL",
+                 help="Where Zeckta reaches this listener (a proxy or tunnel), shown as the callback URL [setting public_url]."),
+    click.option("--trust-proxy", type=NETWORK, multiple=True,
+                 help="Believe X-Forwarded-For/-Proto from these proxies only (repeatable) [setting listener.trust_proxy]."),
+    click.option("--forward-to", default=None, metavar="URL",
+                 help="Relay every new callback to your app at URL, at least once [setting forward.url]."),
 ]
 
 
@@ -100,7 +106,9 @@ def settings_options(*, listener: bool = False) -> Callable[[Callable[..., Any]]
 
             flags: dict[str, Any] = {"db": db}
             if listener:
-                flags.update({"listen": kwargs.pop("listen"), "listener.token": kwargs.pop("token")})
+                flags.update({"listen": kwargs.pop("listen"), "listener.token": kwargs.pop("token"),
+                              "public_url": kwargs.pop("public_url"), "forward.url": kwargs.pop("forward_to"),
+                              "listener.trust_proxy": kwargs.pop("trust_proxy") or None})
                 network = {k: kwargs.pop(k) for k in ("tls_cert", "tls_key", "allow_from", "insecure")}
             settings = config.load(config_file, flags=flags)
             if listener:
@@ -120,7 +128,8 @@ def listener_config(settings: Any, *, tls_cert: Path | None = None, tls_key: Pat
 
     config = ListenerConfig(host=settings.listen.host, port=settings.listen.port, token=settings.listener.token,
                             allow_from=list(allow_from), tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
-                            region=settings.default_region)
+                            region=settings.default_region, public_url=settings.public_url,
+                            trust_proxy=list(settings.listener.trust_proxy or ()))
     config.check()
     return config
 

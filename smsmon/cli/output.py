@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 import click
+import msgspec
 
 from smsmon import catalogue, present
 from smsmon.catalogue import Entry
@@ -134,6 +135,23 @@ def render_stats(s: Stats, source: str, window: timedelta) -> str:
     return "\n".join(lines)
 
 
+def json_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """A row as JSON output gives it (export json/ndjson, `tail --json`): the payload as received
+    (`raw`) as the JSON value it is, not a string, so that `jq .raw.message` works (issue 13);
+    CSV keeps it as text."""
+    out = {k: row.get(k) for k in columns}
+    raw = out.get("raw")
+    if isinstance(raw, str):
+        try:
+            out["raw"] = _decode(raw)
+        except msgspec.DecodeError:
+            pass  # not JSON (it always is, as stored): the text as it is
+    return out
+
+
+_decode = msgspec.json.Decoder().decode
+
+
 def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) -> int:
     n = 0
     if fmt == "csv":
@@ -144,12 +162,12 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, columns:
             n += 1
     elif fmt == "ndjson":
         for row in rows:
-            out.write(json.dumps({k: row.get(k) for k in columns}, ensure_ascii=False) + "\n")
+            out.write(json.dumps(json_row(row, columns), ensure_ascii=False) + "\n")
             n += 1
     else:
         out.write("[")
         for row in rows:
-            out.write(("," if n else "") + "\n" + json.dumps({k: row.get(k) for k in columns}, ensure_ascii=False))
+            out.write(("," if n else "") + "\n" + json.dumps(json_row(row, columns), ensure_ascii=False))
             n += 1
         out.write("\n]\n" if n else "]\n")
     return n
