@@ -172,6 +172,7 @@ class Forwarder:
         rows = await asyncio.to_thread(self._reader.outbox_due, fmt(now), self.batch)
         if not rows:
             return False
+        self.health.waiting = max(self.health.waiting, len(rows))  # until the next count
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(p: Pending) -> tuple[Attempt, Failure | None]:
