@@ -186,7 +186,7 @@ def test_import_mixed_lines_reports_bad_ones_and_keeps_the_rest(tmp_path) -> Non
     assert "line 5: eazita API error -2: Authentication Error" in r.stderr
     assert "line 6: missing required field `timestamp`" in r.stderr
     assert "line 9: expected a JSON object" in r.stderr
-    assert "imported 6 new events (1 duplicates) from 9 lines" in r.stderr and "4 bad lines skipped" in r.stderr
+    assert "imported 6 new events (1 duplicate) from 9 lines" in r.stderr and "4 bad lines skipped" in r.stderr
     stats = json.loads(run("stats", "--json", "--db", str(db)).stdout)
     assert stats["messages"] == 6 and stats["events"] == 6
     again = run("import", "-", "--db", str(db), input="\n".join(lines))
@@ -197,8 +197,8 @@ def test_import_counts_every_bad_line_beyond_those_it_lists(tmp_path) -> None:
     lines = ["junk"] * 1500 + [json.dumps(callback(uuid="good"))]
     r = run("import", "-", "--db", str(tmp_path / "i.db"), input="\n".join(lines) + "\n")
     assert r.exit_code == 0
-    assert "... and 1480 more bad lines" in r.stderr
-    assert "1500 bad lines skipped" in r.stderr and "imported 1 new events" in r.stderr
+    assert "... and 1,480 more bad lines" in r.stderr
+    assert "1,500 bad lines skipped" in r.stderr and "imported 1 new event " in r.stderr
 
 
 def test_import_sources_are_marked(tmp_path) -> None:
@@ -224,7 +224,7 @@ def test_import_a_huge_line_is_skipped_not_loaded(tmp_path) -> None:
     big = json.dumps(callback(uuid="big", src="x" * (2 << 20)))
     ok = json.dumps(callback(uuid="ok"))
     r = run("import", "-", "--db", str(tmp_path / "i.db"), input=f"{big}\n{ok}\n")
-    assert "line 1: line longer than 1024 KiB" in r.stderr and "imported 1 new events" in r.stderr
+    assert "line 1: line longer than 1024 KiB" in r.stderr and "imported 1 new event " in r.stderr
 
 
 def test_import_invalid_utf8_and_times_out_of_range_are_bad_lines(tmp_path) -> None:

@@ -38,7 +38,7 @@ class UserError(click.ClickException):
 
 # Where each command is defined: a module is imported only when one of its commands runs (or
 # for --help), so that `smsmon browse` starts without loading what `serve` needs.
-LAZY = {"watch": "app", "demo": "app", "browse": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
+LAZY = {"watch": "app", "demo": "app", "browse": "app", "web": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
         "explain": "read", "show": "read", "stats": "read", "export": "read", "config": "tools", "simulate": "tools",
         "sim": "tools", "bench": "tools", "dead-letters": "deadletters", "forward": "deadletters", "tail": "tail"}
 

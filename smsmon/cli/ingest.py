@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from smsmon.cli import cli
+from smsmon.present import plural
 from smsmon.cli.options import CONTEXT, ZONE, json_option, settings_options
 from smsmon.cli.output import json_out, progress
 from smsmon.config import Address
@@ -184,10 +185,10 @@ def import_(file: str, tz: Any, max_errors: int, settings: Any) -> None:
     for line_no, reason in result.bad[:max_errors]:
         click.echo(f"line {line_no}: {reason}", err=True)
     if result.bad_count > max_errors:
-        click.echo(f"... and {result.bad_count - max_errors} more bad lines", err=True)
+        click.echo(f"... and {plural(result.bad_count - max_errors, 'more bad line')}", err=True)
     click.echo(
-        f"imported {result.new} new events ({result.duplicates} duplicates) from {result.lines} lines"
-        f" into {settings.db}; {result.bad_count} bad lines skipped", err=True,
+        f"imported {plural(result.new, 'new event')} ({plural(result.duplicates, 'duplicate')}) from"
+        f" {plural(result.lines, 'line')} into {settings.db}; {plural(result.bad_count, 'bad line')} skipped", err=True,
     )
     if result.bad_count and not result.new and not result.duplicates:
         raise click.exceptions.Exit(1)

@@ -125,6 +125,7 @@ def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Any) -
     """
     from smsmon.cli.output import (EVENT_EXPORT_COLUMNS, MESSAGE_EXPORT_COLUMNS, write_export, write_file_atomically,
                                    write_stdout)
+    from smsmon.present import plural
     from smsmon.store.reader import Reader
 
     columns = MESSAGE_EXPORT_COLUMNS if table == "messages" else EVENT_EXPORT_COLUMNS
@@ -134,4 +135,4 @@ def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Any) -
             n = write_file_atomically(output, lambda out: write_export(rows, fmt, out, columns))
         else:
             n = write_stdout(lambda out: write_export(rows, fmt, out, columns))
-    click.echo(f"exported {n} {table}" + (f" to {output}" if output else ""), err=True)
+    click.echo(f"exported {plural(n, table[:-1])}" + (f" to {output}" if output else ""), err=True)

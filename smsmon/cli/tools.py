@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from smsmon.present import plural
+
 from smsmon.cli import UserError, cli
 from smsmon.cli.options import CONTEXT, json_option, settings_options
 from smsmon.cli.output import json_out, progress
@@ -67,7 +69,7 @@ def generate(messages: int | None, events: int | None, seed: int, days: float, a
 
     result = fill(settings.db, messages=messages, events=events, seed=seed, days=days,
                   progress=progress("generating", "events"))
-    click.echo(f"stored {result.new} events ({result.duplicates} duplicates) for {result.messages} messages"
+    click.echo(f"stored {plural(result.new, 'event')} ({plural(result.duplicates, 'duplicate')}) for {plural(result.messages, 'message')}"
                f" in {settings.db} at {result.rate:,.0f} events/s", err=True)
 
 

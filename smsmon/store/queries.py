@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator
 
 from smsmon.errors import Ambiguous, LookupFailed
-from smsmon.filters import Filter
+from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import PROVIDERS, WATCH_WINDOW, Outcome, Status, is_stale, outcome_of
 from smsmon.normalize import LocalNumber, e164_strict, phone, phone_forms
 from smsmon.store import keyindex
@@ -69,6 +69,9 @@ def _conditions(f: Filter, now: datetime, window: timedelta, t: str = "") -> tup
 
     def one_of(column: str, values: Iterable[str]) -> None:
         values = list(values)
+        if NONE in values and column in NULLABLE:  # error:none, network:none, country:none (issue 12)
+            conds.append(nullable_condition(f"{t}{column}", values, params))
+            return
         conds.append(f"{t}{column} IN ({','.join('?' * len(values))})")
         params.extend(values)
 
@@ -84,6 +87,8 @@ def _conditions(f: Filter, now: datetime, window: timedelta, t: str = "") -> tup
         one_of("error_code", f.errors)
     if f.networks:
         one_of("network", f.networks)
+    if f.countries:  # issue 12
+        one_of("country_code", f.countries)
     if f.dests:
         parts = []
         for v in f.dests:
@@ -143,9 +148,9 @@ def _drivers(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedel
         if f.outcomes:
             counts.append(_facet_count(conn, "outcome", f.outcomes))
         out.append((min(counts), "ix_messages_status"))
-    if f.errors:
+    if f.errors and NONE not in f.errors:  # none (NULL) is not counted in facet_counts: no estimate (issue 12)
         out.append((_facet_count(conn, "error_code", f.errors), "ix_messages_error"))
-    if f.networks:
+    if f.networks and NONE not in f.networks:
         out.append((_facet_count(conn, "network", f.networks), "ix_messages_network"))
     if f.dests and not any(v.endswith("*") for v in f.dests):
         out.append((0, "ix_messages_dest"))
@@ -427,3 +432,55 @@ def where_sql(f: Filter, *, now: datetime, window: timedelta = WATCH_WINDOW) -> 
         literal = str(p) if isinstance(p, (int, float)) else "'" + str(p).replace("'", "''") + "'"
         sql = sql.replace("?", literal, 1)
     return sql
+
+
+def events_per_second(conn: sqlite3.Connection, first_id: int, last_id: int) -> dict[str, int]:
+    """"YYYY-MM-DDTHH:MM:SS" -> events received that second, of the events with ids from
+    `first_id` to `last_id` (a range of the primary key)."""
+    return dict(conn.execute("SELECT substr(received_at, 1, 19), count(*) FROM events WHERE id BETWEEN ? AND ? GROUP BY 1",
+                             (first_id, last_id)).fetchall())
+
+
+NULLABLE = ("error_code", "network", "country_code")
+
+
+def nullable_condition(column: str, values: list[str], params: list[Any]) -> str:
+    """`column IS NULL OR column IN (...)` for a filter value list holding NONE (issue 12)."""
+    rest = [v for v in values if v != NONE]
+    params.extend(rest)
+    return f"({column} IS NULL" + (f" OR {column} IN ({','.join('?' * len(rest))}))" if rest else ")")
+
+
+# ── issue 12: the insights screen's read models, over the messages of a filter (a period) ──
+def breakdown(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedelta) -> list[tuple[Any, ...]]:
+    """(provider, status, outcome, error_code, network, country_code, messages, priced, cost)
+    of the messages matching a filter, grouped on those six columns (a few hundred groups at
+    most); `priced` counts the messages with a cost, `cost` sums it. On the filter's plan: a
+    period (since:) walks `ix_messages_time` over that range."""
+    hint, conds, params = _plan(conn, f, now, window)
+    return conn.execute(
+        f"SELECT provider, status, outcome, error_code, network, country_code, count(*), count(cost), total(cost)"
+        f" FROM messages{hint} WHERE {' AND '.join(conds) or '1'} GROUP BY 1, 2, 3, 4, 5, 6", params).fetchall()
+
+
+def finals_by_bucket(conn: sqlite3.Connection, f: Filter, chars: int, *, now: datetime,
+                     window: timedelta) -> list[tuple[str, str, int, str | None]]:
+    """(bucket, outcome, messages, comma-separated times to deliver) of the final messages
+    matching a filter, by the first `chars` characters of their final time (13: the hour, 10:
+    the day)."""
+    hint, conds, params = _plan(conn, f, now, window)
+    conds = [*conds, "final_at IS NOT NULL"]
+    return conn.execute(
+        f"SELECT substr(final_at, 1, ?), outcome, count(*), group_concat(deliver_seconds) FROM messages{hint}"
+        f" WHERE {' AND '.join(conds)} GROUP BY 1, 2", [chars, *params]).fetchall()
+
+
+def cost_by_day(conn: sqlite3.Connection, f: Filter, *, now: datetime,
+                window: timedelta) -> list[tuple[str, str, int, float]]:
+    """(UTC day it was sent, provider, messages with a cost, their cost) of the messages
+    matching a filter (the day of the first event where no send time is known)."""
+    hint, conds, params = _plan(conn, f, now, window)
+    conds = [*conds, "cost IS NOT NULL"]
+    return conn.execute(
+        f"SELECT substr(coalesce(sent_at, first_event_at), 1, 10), provider, count(*), total(cost) FROM messages{hint}"
+        f" WHERE {' AND '.join(conds)} GROUP BY 1, 2 ORDER BY 1, 2", params).fetchall()

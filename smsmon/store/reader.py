@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from smsmon.errors import FilterError, SchemaTooOld, StoreError
+from smsmon.errors import FilterError, NotSmsmonDatabase, SchemaTooNew, SchemaTooOld, StoreError
 from smsmon.filters import Filter
 from smsmon.normalize import LocalNumber, e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
@@ -212,3 +213,37 @@ class Reader:
     def sample_messages(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None, queries.Cursor | None]:
         return self._run(queries.sample_messages)
 
+
+    # ── added for the app's charts and insights ──────────────────────────────
+    def activity(self, watermark: int, top: int, *, now: datetime) -> Counter:
+        """Events received per second, past `watermark` up to `top` (the last half hour at first)."""
+        return self._run(views.activity, watermark, top, now=now)
+
+    def insights_period(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
+        """The insights screen over a period (the filter's since:/until:, else the last `period`)."""
+        return self._run(views.insights_period, self.localize(f), period=period, now=now, window=self.window)
+
+
+def check_writer_can_open(path: str | Path) -> None:
+    """Before the app starts (watch, demo): refuse, with the writer's own one line, a file it
+    would refuse later (another program's SQLite file, a newer smsmon's), so that the error
+    comes before the screen is drawn rather than as a flash of it. A missing or empty file, an
+    empty SQLite file and any smsmon database pass."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    from smsmon.store.schema import SCHEMA_VERSION, connect, version
+
+    conn = connect(path, readonly=True)
+    try:
+        current = version(conn)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 3")]
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from None
+    finally:
+        conn.close()
+    if current < 0 or (current == 0 and tables):
+        what = f"holds other tables ({', '.join(tables)}) and no smsmon schema" if current == 0 else f"has schema version {current}"
+        raise NotSmsmonDatabase(f"{path} {what}: it is not an smsmon database (give --db a new file or an smsmon one)")
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNew(f"{path} has schema version {current}; this smsmon knows up to {SCHEMA_VERSION}: upgrade smsmon")

@@ -19,14 +19,13 @@ from typing import Any
 
 from smsmon import catalogue
 from smsmon.errors import LookupFailed
-from smsmon.filters import Filter
+from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import Outcome
 from smsmon.store import queries
 from smsmon.store import stats as figures
-from smsmon.timeutil import fmt, now_utc, parse_iso, seconds_between
+from smsmon.timeutil import UTC, fmt, now_utc, parse_iso, seconds_between
 
 STREAM_EVENTS = 200  # new events a snapshot carries at most: the newest of a burst
-SPARK_MINUTES = 30
 HOURS = 24
 STALE_SHOWN = 50
 COUNTRIES_SHOWN = 15
@@ -40,14 +39,13 @@ class Snapshot:
     stats: figures.Stats
     new_events: list[dict[str, Any]]
     watermark: int
-    per_minute: Counter  # "YYYY-MM-DDTHH:MM" -> events received that minute, the last SPARK_MINUTES
     polls: dict[str, dict[str, Any]] = field(default_factory=dict)  # provider -> latest poll_runs row
     dead_letters: int = 0
     total_messages: int = 0
 
     @classmethod
     def empty(cls) -> "Snapshot":
-        return cls([], figures.Stats(0, 0, {}, None, None, None, 0, [], [], []), [], 0, Counter())
+        return cls([], figures.Stats(0, 0, {}, None, None, None, 0, [], [], []), [], 0)
 
 
 def dashboard(conn: sqlite3.Connection, f: Filter, watermark: int, *, limit: int, now: datetime,
@@ -56,11 +54,10 @@ def dashboard(conn: sqlite3.Connection, f: Filter, watermark: int, *, limit: int
     new: list[dict[str, Any]] = []
     if top > watermark:
         new = queries.events_after(conn, max(watermark, top - STREAM_EVENTS), limit=STREAM_EVENTS)
-    per_minute = Counter(queries.events_per_minute(conn, fmt(now - timedelta(minutes=SPARK_MINUTES))))
     return Snapshot(
         rows=queries.page(conn, f, limit=limit, now=now, window=window),
         stats=figures.stats(conn, f, now=now, window=window),
-        new_events=new, watermark=top, per_minute=per_minute, polls=queries.latest_poll_runs(conn),
+        new_events=new, watermark=top, polls=queries.latest_poll_runs(conn),
         dead_letters=queries.dead_letter_count(conn), total_messages=queries.message_count(conn),
     )
 
@@ -146,3 +143,111 @@ def sightings(conn: sqlite3.Connection, code: str, provider: str | None, databas
     """How often an (unrecognized) error code appears in the database, by network."""
     networks = queries.error_code_networks(conn, code.strip(), provider)
     return {"database": database, "messages": sum(n for _, n in networks), "networks": networks}
+
+
+ACTIVITY = timedelta(minutes=30)  # the main screen's chart of events received
+
+
+def activity(conn: sqlite3.Connection, watermark: int, top: int, *, now: datetime) -> Counter:
+    """Events received per second: those of the last half hour on a first look (watermark 0),
+    else those past the watermark up to `top` (the snapshot's watermark, so none counts twice)."""
+    first = queries.first_event_received_since(conn, fmt(now - ACTIVITY)) if watermark == 0 else watermark + 1
+    return Counter(queries.events_per_second(conn, first, top)) if top >= first else Counter()
+
+
+# ── issue 12: insights over a period, each row with the filter that lists exactly its messages ──
+PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+HOURLY_UP_TO = timedelta(hours=48)  # longer periods are drawn per day
+
+
+def _median(values: list[float], q: float = 0.5) -> float | None:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+
+def _secs(concat: str | None) -> list[float]:
+    return [float(x) for x in concat.split(",")] if concat else []
+
+
+def insights_period(conn: sqlite3.Connection, f: Filter, *, period: timedelta, now: datetime,
+                    window: timedelta) -> dict[str, Any]:
+    """The insights screen: the messages of the filter whose latest activity falls in the
+    period (the filter's own since:/until: when it has them, else the last `period`), broken
+    down by status, error code, network and country (failure counts and rates, failed ÷
+    finished), their delivery over time, their cost per day and per network, and the stale
+    messages. Every row carries the Filter of exactly the messages it counts."""
+    since = f.since or (now - period).replace(microsecond=0)
+    fp = replace(f, since=since)
+    end = f.until or now
+    failed = Outcome.NOT_DELIVERED.value
+    status_rows: Counter = Counter()
+    code_rows: Counter = Counter()
+    rates: dict[str, dict[Any, Counter]] = {"network": {}, "country": {}}
+    cost_net: dict[tuple[str, str | None], list[float]] = {}
+    outcomes: Counter = Counter()
+    for provider, status, outcome, code, network, country, n, priced, cost in queries.breakdown(conn, fp, now=now, window=window):
+        outcomes[outcome] += n
+        if outcome == failed:
+            status_rows[(provider, status)] += n
+            code_rows[(provider, code)] += n
+        for dim, value in (("network", network or None), ("country", country or None)):
+            rates[dim].setdefault(value, Counter())[outcome] += n
+        c = cost_net.setdefault((provider, network or None), [0, 0.0, 0])
+        c[0] += priced
+        c[1] += cost
+        c[2] += n
+    nd = (Outcome.NOT_DELIVERED.value,)
+
+    def rate_rows(dim: str, field_name: str) -> list[dict[str, Any]]:
+        out = []
+        for value, c in rates[dim].items():
+            done = c[Outcome.DELIVERED.value] + c[failed]
+            out.append({dim: value, "delivered": c[Outcome.DELIVERED.value], "failed": c[failed], "finished": done,
+                        "unknown": c[Outcome.UNKNOWN.value], "in_flight": c[Outcome.IN_FLIGHT.value],
+                        "rate": c[failed] / done if done else None,
+                        "filter": replace(fp, outcomes=nd, **{field_name: (value or NONE,)})})
+        return sorted(out, key=lambda r: (-r["failed"], -(r["rate"] or 0), str(r[dim])))
+
+    hourly = (end - since) <= HOURLY_UP_TO
+    chars, step = (13, timedelta(hours=1)) if hourly else (10, timedelta(days=1))
+    buckets: dict[str, dict[str, Any]] = {}
+    for bucket, outcome, n, concat in queries.finals_by_bucket(conn, fp, chars, now=now, window=window):
+        b = buckets.setdefault(bucket, {"delivered": 0, "failed": 0, "secs": []})
+        if outcome == Outcome.DELIVERED.value:
+            b["delivered"] += n
+            b["secs"] += _secs(concat)
+        elif outcome == failed:
+            b["failed"] += n
+    start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if not hourly:
+        start = start.replace(hour=0)
+    series, at, all_secs = [], start, []
+    while at <= end:
+        key = fmt(at)[:chars]
+        b = buckets.get(key, {"delivered": 0, "failed": 0, "secs": []})
+        all_secs += b["secs"]
+        series.append({"bucket": key, "delivered": b["delivered"], "failed": b["failed"], "median": _median(b["secs"]),
+                       "partial": at + step > now})
+        at += step
+    delivered = outcomes[Outcome.DELIVERED.value]
+    stale_filter = replace(f, since=None, until=None, special=tuple(dict.fromkeys((*f.special, "stale"))))
+    return {
+        "filter": fp, "since": since, "until": f.until, "period": period, "bucket": "hour" if hourly else "day",
+        "totals": {"messages": sum(outcomes.values()), "outcomes": dict(outcomes), "median": _median(all_secs),
+                   "p90": _median(all_secs, 0.9),
+                   "delivery_rate": delivered / (delivered + outcomes[failed]) if delivered + outcomes[failed] else None},
+        "by_status": [{"provider": p, "status": s, "failed": n, "filter": replace(fp, providers=(p,), statuses=(s,), outcomes=nd)}
+                      for (p, s), n in status_rows.most_common()],
+        "by_code": [{"provider": p, "code": c, "failed": n,
+                     "filter": replace(fp, providers=(p,), errors=(c if c is not None else NONE,), outcomes=nd)}
+                    for (p, c), n in code_rows.most_common()],
+        "by_network": rate_rows("network", "networks"),
+        "by_country": rate_rows("country", "countries"),
+        "series": series,
+        "cost_by_day": [{"day": d, "provider": p, "priced": n, "cost": c} for d, p, n, c in queries.cost_by_day(conn, fp, now=now, window=window)],
+        "cost_by_network": sorted(({"provider": p, "network": net, "priced": v[0], "cost": v[1], "messages": v[2],
+                                    "filter": replace(fp, providers=(p,), networks=(net or NONE,))}
+                                   for (p, net), v in cost_net.items() if v[0]), key=lambda r: -r["cost"]),
+        "stale": queries.page(conn, stale_filter, limit=STALE_SHOWN, now=now, window=window),
+        "stale_count": queries.count(conn, stale_filter, now=now, window=window),
+    }

@@ -18,14 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 
-import msgspec
-
 from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Outcome, Status, apply
 from smsmon.errors import DatabaseGone
 from smsmon.store import aggregates, deadletters, keyindex, origin, outbox
 from smsmon.store.aggregates import Deltas, Place
 from smsmon.store.deadletters import DEAD_LETTER_BYTES, DEAD_LETTER_LIMIT, DeadLetter
 from smsmon.store.payloads import Codec
+from smsmon.store.stamps import decode_attr_at, encode_attr_at
 from smsmon.timeutil import fmt, parse_iso
 from smsmon.store.schema import MESSAGE_COLUMNS, STORED_MESSAGE_COLUMNS, check_writable, connect, migrate, store_error
 
@@ -56,41 +55,6 @@ _BUMP_FACET = (
 # Rule 1 of the merge: this event id, or this fingerprint, already stored for the message.
 # Rule 1 of the merge: the event ids and fingerprints already stored for a message (a few rows).
 _SEEN = "SELECT event_key, fingerprint FROM events WHERE message_seq = ?"
-_attr_encoder = msgspec.json.Encoder()
-_attr_decoder = msgspec.json.Decoder()
-
-
-def encode_attr_at(attr_at: dict[str, list[str]]) -> str | None:
-    """Which event each attribute's value came from, compactly: the distinct (event time, event
-    key) stamps once, then one character per attribute (in ATTRIBUTES order) naming its stamp,
-    `-` for none: `[[["2026-...Z","ez:3811..."]],"0-00000--"]`. Most attributes of a message come
-    from one or two events, so this is a fifth of a dict that repeats the stamp per attribute."""
-    if not attr_at:
-        return None
-    stamps: list[list[str]] = []
-    index = []
-    for name in ATTRIBUTES:
-        stamp = attr_at.get(name)
-        if stamp is None:
-            index.append("-")
-            continue
-        if stamp not in stamps:
-            stamps.append(stamp)
-        index.append(_STAMP_DIGITS[stamps.index(stamp)])
-    return _attr_encoder.encode([stamps, "".join(index)]).decode()
-
-
-def decode_attr_at(text: str | None) -> dict[str, list[str]]:
-    if not text:
-        return {}
-    value = _attr_decoder.decode(text)
-    if isinstance(value, dict):  # written before schema 4
-        return value
-    stamps, index = value
-    return {name: stamps[_STAMP_DIGITS.index(c)] for name, c in zip(ATTRIBUTES, index) if c != "-"}
-
-
-_STAMP_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class Applied(NamedTuple):
@@ -156,7 +120,7 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
         status_at=r["status_at"],
         status_key=r["status_key"],
         attrs={k: r[k] for k in ATTRIBUTES if r[k] is not None},
-        attr_at=decode_attr_at(r["attr_at"]),
+        attr_at=decode_attr_at(r["attr_at"], [r["status_at"], r["status_key"]]),
         first_event_at=r["first_event_at"],
         last_event_at=r["last_event_at"],
         sent_at=r["sent_at"],
@@ -176,7 +140,7 @@ def _message_row(slot: _Slot) -> tuple:
         "error_code": s.error_code, "first_event_at": s.first_event_at, "last_event_at": s.last_event_at,
         "final_at": s.final_at, "events_count": s.events_count, "duplicates_count": s.duplicates_count,
         "flags": _flags_text(s.flags), "status_at": s.status_at, "status_key": s.status_key,
-        "attr_at": encode_attr_at(s.attr_at),
+        "attr_at": encode_attr_at(s.attr_at, [s.status_at, s.status_key]),
         "last_event_id": slot.last_event_id, "deliver_seconds": s.deliver_seconds,
         "sent_at": s.sent_at,
     }

@@ -34,6 +34,8 @@ from smsmon.ui.messages import DataChanged
 from smsmon.ui.screens.main import MainScreen
 from smsmon.ui.widgets.filter_bar import FilterBar
 from smsmon.ui.widgets.health import HealthInfo, PollState
+from smsmon.ui.widgets.activity import WINDOW as ACTIVITY_WINDOW
+from smsmon.ui.widgets.activity import second
 from smsmon.ui.widgets.messages_table import MessagesTable
 
 PAGE = 200  # rows of the messages table read at a time
@@ -73,7 +75,7 @@ class SmsmonApp(App):
         self.filter = Filter()
         self.paused = False
         self.watermark = 0
-        self.per_minute: Counter = Counter()
+        self.per_second: Counter = Counter()  # "YYYY-MM-DDTHH:MM:SS" -> events received that second (the last half hour)
         self.refreshes = 0  # how many snapshots were applied (tests and the UI benchmark wait on it)
         self.main = MainScreen(self.now, zone=zone, show_clock=show_clock)
         self._dirty = True
@@ -149,24 +151,30 @@ class SmsmonApp(App):
         self._dirty = False
         now, flt, watermark, live = self.now(), self.filter, self.watermark, self.ingest is not None
 
-        def fetch(r: Reader) -> tuple[Snapshot, dict[str, Any]] | None:
+        def fetch(r: Reader) -> tuple[Snapshot, dict[str, Any], Counter] | None:
             if not live and not full and watermark and r.latest_event_id() == watermark:
                 return None  # another process has written nothing new
             snap = r.dashboard(flt, watermark, limit=PAGE, now=now)
             changed = r.messages_by_id({e["message_id"] for e in snap.new_events}, now=now)
-            return snap, changed
+            return snap, changed, r.activity(watermark, snap.watermark, now=now)
 
         self._refresh = self.gateway.read(fetch, lambda result: self._apply(result, now, full), group="refresh",
                                           exclusive=full)
 
-    def _apply(self, result: tuple[Snapshot, dict[str, Any]] | None, now: datetime, full: bool) -> None:
+    def _apply(self, result: tuple[Snapshot, dict[str, Any], Counter] | None, now: datetime, full: bool) -> None:
         if result is None:
             return
-        snap, changed = result
-        self.per_minute = snap.per_minute
+        snap, changed, per_second = result
+        if self.watermark == 0:
+            self.per_second = per_second
+        else:
+            self.per_second.update(per_second)
+            oldest = second(now - ACTIVITY_WINDOW)
+            for key in [k for k in self.per_second if k < oldest]:
+                del self.per_second[key]
         self.watermark = snap.watermark
         self._last = snap
-        self.main.show(snap, changed, self._health(snap), now, per_minute=self.per_minute, full=full)
+        self.main.show(snap, changed, self._health(snap), now, per_second=self.per_second, full=full)
         self.refreshes += 1
         if self.refreshes == 1:
             gc.freeze()  # what start-up made lives as long as the app: keep full collections short
@@ -197,10 +205,11 @@ class SmsmonApp(App):
         self.refresh_now(full=True)
 
     def on_messages_table_need_more(self, message: MessagesTable.NeedMore) -> None:
-        now, flt, table = self.now(), self.filter, message.table
+        table = message.table
+        now, flt = self.now(), table.filter or self.filter
 
         def then(rows: list[dict[str, Any]]) -> None:
-            if flt is self.filter:  # else a new filter replaced the table meanwhile
+            if flt is (table.filter or self.filter):  # else a new filter replaced the table meanwhile
                 table.append(rows, now)
 
         self.gateway.read(lambda r: r.page(flt, after=message.after, limit=PAGE, now=now), then, group="more")
@@ -220,8 +229,19 @@ class SmsmonApp(App):
         while len(self.screen_stack) > 2 and self.screen is not self.main:
             self.pop_screen()
 
-    def on_main_screen_newest_wanted(self, message: MainScreen.NewestWanted) -> None:
-        self.refresh_now(full=True)
+    def on_messages_table_newest_wanted(self, message: MessagesTable.NewestWanted) -> None:
+        if message.control is self.main.table:
+            self.refresh_now(full=True)
+
+    def on_insights_screen_open(self, message: Any) -> None:
+        """A row of insights: its messages (exactly those it counted), or one stale message."""
+        if message.message_id:
+            self.on_messages_table_opened(MessagesTable.Opened(message.message_id))
+            return
+        from smsmon.ui.screens.filtered import FilteredScreen
+
+        flt = filters.parse(message.expression, self.now())
+        self.push_screen(FilteredScreen(message.title, flt, self.gateway, self.now, zone=self.zone, show_clock=self.show_clock))
 
     def on_message_screen_ask_provider(self, message: Any) -> None:
         self.run_worker(self._ask_provider(message.screen), group="ask")
@@ -267,4 +287,8 @@ class SmsmonApp(App):
     def action_help(self) -> None:
         from smsmon.ui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen(show_clock=False))
+        # Screens are imported when first opened: name them without importing them.
+        first = {"MessageScreen": "message", "InsightsScreen": "insights", "FilteredScreen": "filtered",
+                 "DeadLettersScreen": "letters"}.get(type(self.screen).__name__, "main")
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(first, show_clock=False))

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from rich import box
 from rich.console import Group
 from rich.panel import Panel
 from rich.style import Style
@@ -28,6 +29,12 @@ from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
 
 
+# The timeline's columns, most wanted first: those that do not fit the width are left out.
+TIMELINE_PRIORITY = ("event time", "status", "after previous", "source", "received", "flags", "raw", "sent")
+FLAGS_MIN = 24  # the flags column wraps; it is never narrower than this
+COLUMN_COST = 3  # cells a timeline column takes besides its text: padding either side and the gap between columns
+
+
 class DetailView(Static):
     """Draws a message's detail (as `store.views.message_detail` gives it), with the same facts
     and timeline as `smsmon show` (smsmon.present)."""
@@ -39,6 +46,7 @@ class DetailView(Static):
         super().__init__(*args, **kwargs)
         self.zone = zone
         self.live = live
+        self.detail: dict[str, Any] | None = None
 
     def style_of(self, name: str) -> Style:
         return self.get_component_rich_style(f"detail--{name}", partial=True)
@@ -51,6 +59,7 @@ class DetailView(Static):
         return self.style_of(OUTCOME_CLASSES[outcome])
 
     def show(self, d: dict[str, Any]) -> None:
+        self.detail = d
         m = d["message"]
         facts = Table.grid(padding=(0, 2))
         facts.add_column(style="bold")
@@ -59,13 +68,7 @@ class DetailView(Static):
             style = Style(bold=True) + self.style_of(OUTCOME_CLASSES.get(m["outcome"], "unknown")) if i == 0 else None
             facts.add_row(label, Text(text, style=style) if style else text)
 
-        timeline = Table(title=f"Timeline, by event time (times in {self.zone.label})", title_justify="left", expand=True,
-                         header_style="bold")
-        for col in present.TIMELINE_COLUMNS:
-            timeline.add_column(col)
-        for ev, row in zip(d["events"], present.timeline_rows(d["events"], self.zone)):
-            timeline.add_row(row[0], Text(row[1], style=self.outcome_style(ev["provider"], ev["status"])), *row[2:])
-
+        timeline = self._timeline(d["events"])
         parts: list[Any] = [facts]
         for f in d["flags"]:
             parts.append(Text(f"! {f['flag']}: {f['title']}. {f['meaning']}", style=self.style_of("flag")))
@@ -92,6 +95,47 @@ class DetailView(Static):
                                title=f"#{ev['id']} {ev['source']} {ev['raw_status']}, received {self.zone.show(ev['received_at'], fraction=True)}",
                                title_align="left", border_style="dim"))
         self.update(Group(*parts))
+
+    def on_resize(self) -> None:
+        if self.detail is not None:
+            self.show(self.detail)
+
+    def _timeline(self, events: list[dict[str, Any]]) -> Table:
+        """The timeline with the columns the width holds, by priority (TIMELINE_PRIORITY);
+        times without their date when every event is of one day (the title gives it), and
+        never cut: a column that does not fit is left out instead."""
+        rows = present.timeline_rows(events, self.zone)
+        days = {r[i][:10] for r in rows for i in (0, 5, 6) if r[i]}
+        title = f"Timeline, by event time (times in {self.zone.label})"
+        if len(days) == 1:
+            day = days.pop()
+            title = f"Timeline of {day}, by event time (times in {self.zone.label})"
+            rows = [[c[11:] if i in (0, 5, 6) and c.startswith(day) else c for i, c in enumerate(r)] for r in rows]
+        names = present.TIMELINE_COLUMNS
+        width = max(20, (self.size.width or 200) - 1)
+        need = {i: max([len(names[i]), *(len(r[i]) for r in rows)]) for i in range(len(names))}
+        need[names.index("flags")] = min(need[names.index("flags")], FLAGS_MIN)
+        shown: list[int] = []
+        used = 0
+        for name in TIMELINE_PRIORITY:
+            i = names.index(name)
+            if not any(r[i] for r in rows) and name in ("sent", "flags"):
+                continue  # nothing to say in it
+            if used + need[i] + COLUMN_COST > width:
+                break
+            shown.append(i)
+            used += need[i] + COLUMN_COST
+        shown.sort()
+        table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
+                      pad_edge=False, expand=False)
+        for i in shown:
+            table.add_column(names[i], no_wrap=names[i] != "flags", overflow="fold", min_width=need[i])
+        for ev, row in zip(events, rows):
+            cells: list[Any] = [row[i] for i in shown]
+            if 1 in shown:
+                cells[shown.index(1)] = Text(row[1], style=self.outcome_style(ev["provider"], ev["status"]))
+            table.add_row(*cells)
+        return table
 
     def _next_steps(self, d: dict[str, Any]) -> list[Any]:
         """The provider's word on an open message, how common the failure is, the same number."""
