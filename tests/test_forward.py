@@ -21,8 +21,10 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 import pytest
 from aiohttp import web
+from click.testing import CliRunner
 
 from smsmon import config
+from smsmon.cli import cli
 from smsmon.ingest import forward
 from smsmon.ingest.listener import ListenerConfig
 from smsmon.ingest.runtime import Ingest
@@ -246,6 +248,10 @@ async def test_the_outbox_survives_a_restart(db_path) -> None:
         for i in range(4):
             assert (await post(s, url, callback(uuid=f"m{i}", event_id=f"e{i}")))[0] == 200
     assert len(outbox(db_path)) == 4  # stopped with the target down: kept
+    shown = CliRunner().invoke(cli, ["stats", "--db", str(db_path)], catch_exceptions=False).stdout
+    assert "Forwarding: 4 callbacks wait to be relayed" in shown and "last error at" in shown and "forward_connect_error" in shown
+    as_json = json.loads(CliRunner().invoke(cli, ["stats", "--json", "--db", str(db_path)], catch_exceptions=False).stdout)
+    assert as_json["forwarding"]["waiting"] == 4 and as_json["forwarding"]["last_error"]["error"].startswith("forward_connect_error")
     await target.start()
     try:
         async with live(db_path, target.url):
@@ -310,10 +316,12 @@ async def test_every_accepted_callback_reaches_the_target_across_kill_9(tmp_path
     port = free_port()
     args = ("--listen", f"127.0.0.1:{port}", "--forward-to", target.url, "--no-poll")
     url = f"http://127.0.0.1:{port}/callbacks/zeckta"
+    started: list[Serve] = []
     try:
         async with aiohttp.ClientSession() as s:
             for run in range(2):
                 serve = Serve(db, *args)
+                started.append(serve)
                 await asyncio.to_thread(serve.url)
                 stop = asyncio.Event()
                 senders = [asyncio.create_task(pour(s, url, stop)) for _ in range(4)]
@@ -325,6 +333,7 @@ async def test_every_accepted_callback_reaches_the_target_across_kill_9(tmp_path
                 serve.finish()
                 backlog.append(rows(db, "SELECT count(*) FROM forward_outbox")[0][0])
             serve = Serve(db, *args)  # and once more, to drain what the last kill left
+            started.append(serve)
             await asyncio.to_thread(serve.url)
             await eventually(lambda: set(accepted) <= set(target.delivered()) and not outbox(db), timeout=60,
                              what=lambda: f"not relayed: {sorted(set(accepted) - set(target.delivered()))[:20]}, outbox "
@@ -332,6 +341,10 @@ async def test_every_accepted_callback_reaches_the_target_across_kill_9(tmp_path
             serve.proc.send_signal(signal.SIGTERM)
             assert serve.finish() == 0
     finally:
+        for p in started:
+            if p.proc.poll() is None:
+                p.proc.kill()  # a failed assertion leaves no server behind
+                p.proc.wait(10)
         await target.stop()
     assert len(accepted) > 80 and all(n > 0 for n in backlog), (len(accepted), backlog)  # the kills left work behind
     assert all(r["headers"]["X-Smsmon-Event-Id"].startswith("k") for r in target.received)

@@ -135,6 +135,16 @@ def render_stats(s: Stats, source: str, window: timedelta) -> str:
     return "\n".join(lines)
 
 
+def render_forwarding(f: dict[str, Any], zone: DisplayZone = UTC_ZONE) -> str:
+    """The outbox under `stats`, when anything waits in it (issue 13)."""
+    if not f["waiting"]:
+        return ""
+    line = f"\n\nForwarding: {plural(f['waiting'], 'callback')} wait to be relayed, the oldest since {zone.show(f['oldest'])}"
+    if f["last_error"]:
+        line += f"\n  last error at {zone.show(f['last_error']['at'])}: {f['last_error']['error']}"
+    return line + "\n  smsmon forward status   lists them"
+
+
 def json_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     """A row as JSON output gives it (export json/ndjson, `tail --json`): the payload as received
     (`raw`) as the JSON value it is, not a string, so that `jq .raw.message` works (issue 13);

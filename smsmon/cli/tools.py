@@ -180,15 +180,18 @@ def bench_store(sizes: tuple[int, ...], large: bool, folder: Path | None, fresh_
 @click.option("--large-events", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Size of the large database when it is built.")
 @click.option("--skip-large", is_flag=True, help="Leave out the run against a large database.")
+@click.option("--skip-forward", is_flag=True, help="Leave out the run with forwarding on.")
 @click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
 def bench_ingest(seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
-                 as_json: bool) -> None:
+                 skip_forward: bool, as_json: bool) -> None:
     """Callbacks/s and latency of `smsmon serve` next to a bare aiohttp endpoint, under the same
-    load (wrk when installed), on a fresh and on a large database; and p99 at a steady rate."""
+    load (wrk when installed), on a fresh database with forwarding off and on (to a second bare
+    endpoint) and on a large one; and p99 at a steady rate."""
     from smsmon.bench.ingest import ingest_bench
 
     figures = ingest_bench(seconds=seconds, connections=connections, rate=rate, large_db=large_db,
-                           large_events=large_events, skip_large=skip_large, say=lambda s: click.echo(s, err=True))
+                           large_events=large_events, skip_large=skip_large, say=lambda s: click.echo(s, err=True),
+                           forward=not skip_forward)
     if as_json:
         json_out(figures)
 

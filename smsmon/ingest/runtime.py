@@ -121,6 +121,7 @@ class Ingest:
                 self.listener.redact = Redactor(self.settings.secrets)
                 if self.forwarder is not None:
                     self.listener.health_extra = lambda: {"forward": self.forwarder.health.to_dict() if self.forwarder else None}
+                    self.forwarder.busy = lambda: self.listener.in_flight if self.listener else 0
                 self.health.listening = await self.listener.start()
                 self.health.callback_url = self.listener.callback_url
             self._reader = Reader(self.settings.db, window=self.settings.watch_window, region=self.settings.default_region)
