@@ -7,8 +7,6 @@ import asyncio
 import hashlib
 import json
 import os
-import pty
-import select
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +25,7 @@ from smsmon.sim.generate import fill
 from smsmon.sim.sender import Mix, send
 from smsmon.store.origin import inspect
 from smsmon.store.writer import Writer
-from tests.helpers import rows, zevent
+from tests.helpers import rows, run_in_terminal, zevent
 from tests.test_listener import serving
 
 
@@ -124,39 +122,12 @@ def test_demo_with_db_on_real_data_refuses_in_one_line(real_db: Path) -> None:
     assert digest(real_db) == before
 
 
-def _run_in_a_terminal(args: list[str], env: dict[str, str], seconds: float) -> str:
-    """Run an app command in a real pseudo-terminal for `seconds`, press q, return what it printed."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + seconds
-    quit_sent = False
-    while True:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                out += os.read(master, 65536)
-            except OSError:
-                break  # the terminal closed: the process ended
-        if proc.poll() is not None and not ready:
-            break
-        if not quit_sent and time.monotonic() > deadline:
-            os.write(master, b"q")
-            quit_sent = True
-        if time.monotonic() > deadline + 20:
-            proc.kill()
-            break
-    proc.wait(10)
-    os.close(master)
-    return out.decode("utf-8", "replace")
-
-
 def test_smsmon_db_never_makes_the_demo_write_into_that_file(real_db: Path) -> None:
     """`SMSMON_DB=prod.db smsmon demo` (the issue's finding): prod.db stays as it was, whether
     the demo refuses it or, as its --help says, runs on a temporary database instead."""
     before = digest(real_db)
-    out = _run_in_a_terminal([sys.executable, "-m", "smsmon", "demo"], {**os.environ, "SMSMON_DB": str(real_db)}, 6)
+    out = run_in_terminal([sys.executable, "-m", "smsmon", "demo"], {**os.environ, "SMSMON_DB": str(real_db)}, 20,
+                          ready="LIVE")
     assert digest(real_db) == before, out[-2000:]
     assert "not from a demo" in out or "deleted its temporary database" in out, out[-2000:]
 

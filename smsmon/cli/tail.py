@@ -69,7 +69,7 @@ def tail(flt: Any, as_json: bool, lines: int, settings: Any) -> None:
     \b
     smsmon tail
     smsmon tail --filter "status:failed provider:zeckta"
-    smsmon tail --json | jq -c '{id: .message_id, status, raw: .raw.message.status}'
+    smsmon tail --json | jq --unbuffered -c '{id: .message_id, status, raw: .raw.message.status}'
     Times are shown in display_timezone; --json keeps UTC.
     """
     from smsmon.cli.output import EVENT_EXPORT_COLUMNS, json_row
