@@ -10,6 +10,7 @@ internet; their side, the headers, is tests/test_proxy.py's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -107,7 +108,23 @@ def start_serve(tmp: Path, listen: int, public: str) -> tuple[Serve, Path]:
     return serve, db
 
 
+async def ready(url: str, ca: ssl.SSLContext, timeout: float = 30) -> None:
+    """Wait until the proxy answers /healthz over HTTPS (a proxy may listen before its certificate is ready)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca)) as s:
+        while True:
+            try:
+                async with s.get(f"{url}/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.1)
+
+
 async def check_the_proxy(url: str, ca: ssl.SSLContext, serve: Serve, db: Path, public: str) -> None:
+    await ready(url, ca)
     forged = {"X-Forwarded-For": "203.0.113.66"}  # a caller claiming another address
     assert await through(f"{url}/callbacks/zeckta/{TOKEN}", ca, "127.0.0.2", headers=forged) == 200
     assert await through(f"{url}/callbacks/zeckta/{TOKEN}", ca, "127.0.0.3", headers={"X-Forwarded-For": "127.0.0.2"}) == 403
