@@ -93,10 +93,13 @@ class SecretUrl(Secret):
         return f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}/…"
 
     def parts(self) -> list[str]:
+        """The URL, and each part of it that may hold the credential (never the host alone, so
+        that an error can still say which host it could not reach)."""
         u = urlsplit(self._value)
         rest = self._value.split(u.netloc, 1)[-1]
-        return [p for p in (self._value, self._value.split("://", 1)[-1], u.netloc if u.password else "", u.password,
-                            rest if len(rest) > 1 else "", u.query) if p]
+        secret = len(rest) > 1 or bool(u.password)
+        return [p for p in (self._value, self._value.split("://", 1)[-1] if secret else "", u.netloc if u.password else "",
+                            u.password, rest if len(rest) > 1 else "", u.path if len(u.path) > 1 else "", u.query) if p]
 
 
 class Address(NamedTuple):
