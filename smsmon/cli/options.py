@@ -95,9 +95,17 @@ _LISTENER_OPTIONS = [
 ]
 
 
-def settings_options(*, listener: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+DEMO_DB_HELP = ("SQLite database: a new or empty file, or one an earlier demo made [default: a fresh temporary one, "
+                "deleted on exit; SMSMON_DB and the config file's db are not used].")
+
+
+def settings_options(*, listener: bool = False, db_help: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--db and --config (and with `listener`, the callback listener's options); the command
-    receives `settings` (smsmon.config.Settings) and, with `listener`, a checked ListenerConfig."""
+    receives `settings` (smsmon.config.Settings) and, with `listener`, a checked ListenerConfig.
+    `db_help` replaces --db's help (the demo's database is chosen otherwise: DEMO_DB_HELP)."""
+    options = list(_SETTINGS_OPTIONS)
+    if db_help is not None:
+        options[0] = click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None, help=db_help)
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
@@ -115,7 +123,7 @@ def settings_options(*, listener: bool = False) -> Callable[[Callable[..., Any]]
                 kwargs["listener"] = listener_config(settings, **network)
             return f(*args, settings=settings, **kwargs)
 
-        for option in reversed(_SETTINGS_OPTIONS + (_LISTENER_OPTIONS if listener else [])):
+        for option in reversed(options + (_LISTENER_OPTIONS if listener else [])):
             wrapper = option(wrapper)
         return wrapper
 

@@ -38,10 +38,6 @@ DEMO_SETTINGS = {
 }
 
 
-DB_HELP = ("SQLite database: a new or empty file, or one an earlier demo made [default: a fresh temporary one,"
-           " deleted on exit; SMSMON_DB and the config file's db are not used].")
-
-
 def refuse_real_data(path: Path) -> None:
     """SmsmonError, with what to do, unless the file is new, empty or a demo's."""
     found = origin.inspect(path)
