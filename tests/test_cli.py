@@ -287,9 +287,10 @@ def test_bench_store_prints_figures_per_size_beside_sqlite3(tmp_path) -> None:
     assert r.exit_code == 0, r.stderr
     figures = json.loads(r.stdout)
     assert figures["write_fresh_events_per_s"] > 0 and set(figures["sizes"]) == {"3000", "6000"}
-    assert figures["sizes"]["6000"]["bytes_per_event"] > 0 and figures["sizes"]["6000"]["export_csv_rows_per_s"] > 0
+    assert figures["sizes"]["6000"]["bytes_per_event"] > 0 and figures["sizes"]["6000"]["export_events_csv_rows_per_s"] > 0
+    assert 0 < figures["sizes"]["6000"]["export_messages_ndjson_peak_rss_mb"] < 1000
     views = figures["views_ms"]
-    assert {"filter (none)", "filter status:failed", "next page", "insights", "message screen (zeckta)", "dead letters"} <= set(views)
+    assert {"filter (none)", "filter status:failed", "next page", "insights, last 24 h", "message screen (zeckta)", "dead letters"} <= set(views)
     assert set(views["filter status:failed"]) == {"3000", "6000"}
     assert figures["sqlite3_ms"]["filter status:failed"] > 0  # the same question at the sqlite3 shell, beside it
     assert "what a person waits for" in r.stderr and (tmp_path / "bench-6000.db").exists()  # kept for the next run
@@ -321,7 +322,9 @@ def test_export_into_a_closed_pipe_exits_0_and_says_nothing(sample_db, fmt) -> N
     first = p.stdout.readline()
     p.stdout.close()
     assert p.wait(60) == 0 and first
-    assert p.stderr.read() == b""
+    said = p.stderr.read()
+    # Nothing, or (when the whole export fitted in the pipe before it closed) the usual count.
+    assert said == b"" or said.startswith(b"exported "), said
 
 
 def test_export_to_a_full_disk_says_disk_full(sample_db) -> None:

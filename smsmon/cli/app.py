@@ -13,15 +13,23 @@ from smsmon.cli.options import ADDRESS, CONTEXT, settings_options
 
 
 def _run_app(settings: Any, ingest: Any) -> None:
-    from smsmon.ui.app import SmsmonApp
-
     if ingest is not None:  # a clear line now, not a flash of the app before it
         from smsmon.store.reader import check_writer_can_open
 
         check_writer_can_open(settings.db)
         ingest.preflight()
+    look = None
+    if Path(settings.db).is_file() and Path(settings.db).stat().st_size:
+        # The first screen's rows are read while Textual loads (most of the wait from launch).
+        from smsmon.timeutil import now_utc
+        from smsmon.ui.first_look import FirstLook, app_reader
+
+        reader = app_reader(settings.db, window=settings.watch_window, region=settings.default_region)
+        look = FirstLook(reader, now_utc, live=ingest is not None)
+    from smsmon.ui.app import SmsmonApp
+
     app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window, zone=settings.display_timezone,
-                    region=settings.default_region)
+                    region=settings.default_region, first_look=look)
     app.run()
     if app.return_code:
         raise click.exceptions.Exit(app.return_code)

@@ -72,7 +72,8 @@ def tail(flt: Any, as_json: bool, lines: int, settings: Any) -> None:
     smsmon tail --json | jq --unbuffered -c '{id: .message_id, status, raw: .raw.message.status}'
     Times are shown in display_timezone; --json keeps UTC.
     """
-    from smsmon.cli.output import EVENT_EXPORT_COLUMNS, json_row
+    from smsmon.cli.output import json_row
+    from smsmon.store.export import EVENT_COLUMNS
     from smsmon.store.reader import Reader
 
     def stop(*_: object) -> None:
@@ -84,7 +85,7 @@ def tail(flt: Any, as_json: bool, lines: int, settings: Any) -> None:
 
     def write(rows: list[dict[str, Any]]) -> None:
         for row in rows:
-            out.write((json.dumps(json_row(row, EVENT_EXPORT_COLUMNS), ensure_ascii=False) if as_json else _line(row, zone))
+            out.write((json.dumps(json_row(row, EVENT_COLUMNS), ensure_ascii=False) if as_json else _line(row, zone))
                       + "\n")
         if rows:
             out.flush()  # a closed pipe raises BrokenPipeError here, which the command group turns into exit 0

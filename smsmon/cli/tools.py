@@ -213,6 +213,45 @@ def bench_ui(large_db: Path | None, events: int, rate: int, presses: int, as_jso
         json_out(figures)
 
 
+@bench.command("launch", context_settings=CONTEXT)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The database to open (built when missing) [default: a 1,000,000-event one in the user cache dir].")
+@click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True, help="Size of the database when built.")
+@click.option("--repeat", type=click.IntRange(3), default=9, show_default=True, help="Launches of each program.")
+@click.option("--vd", default=None, metavar="PATH", help="VisiData's `vd` [default: the one on PATH, if any].")
+@json_option
+def bench_launch(db: Path | None, events: int, repeat: int, vd: str | None, as_json: bool) -> None:
+    """From process launch to the first rows on screen, in a real terminal (tmux), for `smsmon
+    browse` beside VisiData and the sqlite3 shell on the same file, taking turns."""
+    import shlex
+    import shutil
+    import statistics
+
+    import platformdirs
+
+    from smsmon.bench import launch
+    from smsmon.bench.store import ensure
+
+    if not launch.available():
+        raise UserError("bench launch needs tmux (apt-get install tmux)")
+    say = lambda s: click.echo(s, err=True)  # noqa: E731
+    db = db or Path(platformdirs.user_cache_dir("smsmon")) / "bench" / f"launch-{events // 1000}k.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    ensure(db, events, say)
+    script = Path(sys.executable).parent / "smsmon"  # this smsmon, not whichever is first on PATH
+    smsmon = shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m smsmon"
+    entries = launch.contenders(str(db), smsmon, vd or shutil.which("vd"), shutil.which("sqlite3"))
+    say(f"launch to first rows of {db}, {repeat} times each, taking turns ({', '.join(e.name for e in entries)})")
+    results = launch.compare(entries, repeat, say)
+    ours = results[0].median
+    for t in results:
+        ratio = "" if t is results[0] else f"   smsmon ÷ {t.name}: {ours / t.median:.2f}"
+        say(f"{t.name:<16} median {t.median:.3f} s   min {min(t.seconds):.3f}   max {max(t.seconds):.3f}{ratio}")
+    if as_json:
+        json_out({t.name: {"median_s": round(t.median, 3), "seconds": [round(x, 3) for x in t.seconds],
+                           "stdev_s": round(statistics.pstdev(t.seconds), 3)} for t in results})
+
+
 @bench.command("attack", context_settings=CONTEXT)
 @click.option("--quick", is_flag=True, help="The short version (as CI runs it): fewer, smaller attacks; the same rules.")
 @click.option("--area", "areas", multiple=True, type=click.Choice(["listener", "provider", "database"]),

@@ -19,6 +19,7 @@ from smsmon.errors import FilterError, NotSmsmonDatabase, SchemaTooNew, SchemaTo
 from smsmon.filters import Filter
 from smsmon.normalize import LocalNumber, e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
+from smsmon.timeutil import now_utc
 from smsmon.store import deadletters, outbox, queries, views
 from smsmon.store import stats as figures
 from smsmon.store.schema import CACHE_KIB, open_readonly, store_error
@@ -145,6 +146,24 @@ class Reader:
                 return
             after = rows[-1]["id"]
 
+    def export(self, table: str, f: Filter | None = None, *, as_json: bool,
+               now: datetime | None = None) -> tuple[list[str], Iterator[list[str]]]:
+        """(columns, batches of lines) of `smsmon export`: one line per row (a JSON object, or a
+        CSV record of the columns) streamed from one query, holding this reader until all are read."""
+        from smsmon.store import export
+
+        f, now = self.localize(f) or Filter(), now or now_utc()
+        read = export.messages if table == "messages" else export.events
+
+        def rows() -> Iterator[list[str]]:
+            with self._lock:
+                try:
+                    yield from read(self._c(), f, now=now, window=self.window, as_json=as_json)
+                except sqlite3.Error as exc:
+                    raise store_error(exc, self.path) from None
+
+        return (export.MESSAGE_COLUMNS if table == "messages" else export.EVENT_COLUMNS), rows()
+
     # ── figures ──────────────────────────────────────────────────────────────
     def stats(self, f: Filter | None = None, *, now: datetime | None = None) -> figures.Stats:
         return self._run(figures.stats, self.localize(f), now=now, window=self.window)
@@ -153,8 +172,9 @@ class Reader:
                now: datetime | None = None) -> list[tuple[str | None, int]]:
         return self._run(figures.facets, dim, self.localize(f), limit=limit, now=now, window=self.window)
 
-    def dashboard(self, f: Filter, watermark: int, *, limit: int, now: datetime) -> views.Snapshot:
-        return self._run(views.dashboard, self.localize(f), watermark, limit=limit, now=now, window=self.window)
+    def dashboard(self, f: Filter, watermark: int, *, limit: int, now: datetime, with_stats: bool = True) -> views.Snapshot:
+        return self._run(views.dashboard, self.localize(f), watermark, limit=limit, now=now, window=self.window,
+                         with_stats=with_stats)
 
     def insights(self, f: Filter, *, now: datetime) -> dict[str, Any]:
         return self._run(views.insights, self.localize(f), now=now, window=self.window)

@@ -36,7 +36,7 @@ RECENT, RECENT_TEXT = timedelta(hours=24), "24h"  # "right now", for how common 
 @dataclass
 class Snapshot:
     rows: list[dict[str, Any]]
-    stats: figures.Stats
+    stats: figures.Stats | None  # None: not counted with this snapshot (a filter only the raw scan answers)
     new_events: list[dict[str, Any]]
     watermark: int
     polls: dict[str, dict[str, Any]] = field(default_factory=dict)  # provider -> latest poll_runs row
@@ -49,14 +49,14 @@ class Snapshot:
 
 
 def dashboard(conn: sqlite3.Connection, f: Filter, watermark: int, *, limit: int, now: datetime,
-              window: timedelta) -> Snapshot:
+              window: timedelta, with_stats: bool = True) -> Snapshot:
     top = queries.latest_event_id(conn)
     new: list[dict[str, Any]] = []
     if top > watermark:
         new = queries.events_after(conn, max(watermark, top - STREAM_EVENTS), limit=STREAM_EVENTS)
     return Snapshot(
         rows=queries.page(conn, f, limit=limit, now=now, window=window),
-        stats=figures.stats(conn, f, now=now, window=window),
+        stats=figures.stats(conn, f, now=now, window=window) if with_stats else None,
         new_events=new, watermark=top, polls=queries.latest_poll_runs(conn),
         dead_letters=queries.dead_letter_count(conn), total_messages=queries.message_count(conn),
     )

@@ -8,6 +8,8 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
+from smsmon.ui.widgets.plain_table import PlainTable
+
 from smsmon.present import plural
 from smsmon.timeutil import UTC_ZONE, DisplayZone
 from smsmon.ui.gateway import Gateway
@@ -32,7 +34,7 @@ class DeadLettersScreen(SubScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.header()
-        yield DataTable(id="letters", cursor_type="row", zebra_stripes=True)
+        yield PlainTable(id="letters", cursor_type="row", zebra_stripes=True)
         yield Static("", id="letter-body")
         yield from self.footer()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.widgets import Static
 
@@ -39,7 +40,7 @@ class FilteredScreen(SubScreen):
     def on_mount(self) -> None:
         self.sub_title = self.title_text
         self.query_one("#filtered-head", Static).update(
-            f"[b]{self.title_text}[/]: [b $accent]{self.filter.source}[/]\n[dim](the same filter works on the main screen: /;"
+            f"[b]{escape(self.title_text)}[/]: [b $accent]{escape(self.filter.source)}[/]\n[dim](the same filter works on the main screen: /;"
             " esc goes back to insights)[/]")
         table = self.query_one(MessagesTable)
         table.focus()

@@ -12,11 +12,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
+
+from smsmon.ui.widgets.plain_table import PlainTable
 
 from smsmon import catalogue, filters
 from smsmon.filters import Filter
@@ -83,7 +86,7 @@ class InsightsScreen(SubScreen):
                     yield Static("", id="latency-caption", classes="caption")
             for name in ("by-status", "by-code", "by-network", "by-country", "cost-network", "cost-day", "stale"):
                 yield Static("", id=f"{name}-title", classes="table-title")
-                yield DataTable(id=name, cursor_type="row", zebra_stripes=True, classes="insight")
+                yield PlainTable(id=name, cursor_type="row", zebra_stripes=True, classes="insight")
             yield Static(f"Costs are as the providers give them (Eazita's price, Zeckta's cost): {CURRENCY_NOTE},"
                          " so the two providers' amounts are never added together.", id="cost-note")
         yield from self.footer()
@@ -132,7 +135,7 @@ class InsightsScreen(SubScreen):
 
     def _fill(self, name: str, title: str, columns: list[str], rows: list[tuple[list[Any], tuple[str, str, str] | None]],
               empty: str) -> None:
-        self.query_one(f"#{name}-title", Static).update(f"[b]{title}[/]" + ("" if rows else f"\n[dim]{empty}[/]"))
+        self.query_one(f"#{name}-title", Static).update(f"[b]{escape(title)}[/]" + ("" if rows else f"\n[dim]{escape(empty)}[/]"))
         table = self.query_one(f"#{name}", DataTable)
         table.clear(columns=True)
         table.display = bool(rows)

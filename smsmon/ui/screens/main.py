@@ -53,6 +53,7 @@ class MainScreen(SmsmonScreen):
         self.clock = clock
         self.zone = zone
         self.stream_wanted: bool | None = None  # e: the user's choice; None: by the width
+        self.on_ready: Callable[[], None] | None = None  # run once the widgets exist, before the first frame
 
     def compose(self) -> ComposeResult:
         yield from self.header()
@@ -70,6 +71,9 @@ class MainScreen(SmsmonScreen):
         self.query_one("#stream", EventStream).border_title = "events, newest first"
         self.query_one("#messages", MessagesTable).focus()
         self._fit(self.size.width)
+        if self.on_ready is not None:
+            ready, self.on_ready = self.on_ready, None
+            ready()
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width)
@@ -93,8 +97,9 @@ class MainScreen(SmsmonScreen):
 
     # ── what the app hands down ──────────────────────────────────────────────
     def show(self, snap: Snapshot, changed: dict[str, dict[str, Any]], health: HealthInfo, now: datetime, *,
-             per_second: Any, full: bool) -> None:
-        self.query_one(Summary).show(snap.stats, per_second, snap.dead_letters, now)
+             per_second: Any, full: bool, table: bool = True) -> None:
+        """`table`: whether the messages table takes this snapshot's rows (the app paces it)."""
+        self.show_summary(snap.stats, per_second, snap.dead_letters, now)
         self.show_health(health, now)
         shown = snap.new_events[-STREAM_LINES:]  # more than this a refresh is a blur, and costs the UI thread
         if shown:
@@ -109,11 +114,17 @@ class MainScreen(SmsmonScreen):
         if empty:
             self.query_one("#empty", Static).update(
                 EMPTY.format(callback=escape(health.callback_url) if health.callback_url else "(run `smsmon watch` to listen)"))
-        table = self.table
-        if full or table.following:
-            table.replace(snap.rows, now)
+        if not table:
+            return
+        rows = self.table
+        if full or rows.following:
+            rows.replace(snap.rows, now)
         else:
-            table.update_rows(changed, now)
+            rows.update_rows(changed, now)
+
+    def show_summary(self, stats: Any, per_second: Any, dead_letters: int, now: datetime) -> None:
+        """The figures (None while they are being counted) and the events chart."""
+        self.query_one(Summary).show(stats, per_second, dead_letters, now)
 
     def show_health(self, health: HealthInfo, now: datetime) -> None:
         self.query_one(HealthLine).show_health(health, now)

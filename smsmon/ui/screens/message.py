@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -66,7 +67,7 @@ class DetailView(Static):
         facts.add_column()
         for i, (label, text) in enumerate(present.facts(m, self.zone)):
             style = Style(bold=True) + self.style_of(OUTCOME_CLASSES.get(m["outcome"], "unknown")) if i == 0 else None
-            facts.add_row(label, Text(text, style=style) if style else text)
+            facts.add_row(label, Text(text, style=style) if style else Text(text))  # text, never markup
 
         timeline = self._timeline(d["events"])
         parts: list[Any] = [facts]
@@ -86,13 +87,14 @@ class DetailView(Static):
             body.append(e["action"] + "\n")
             body.append(f"retryable {e['retryable']} · permanent {e['permanent']} · group {e['group']} · meaning {e['sureness']}",
                         style="dim")
-            parts.append(Panel(body, title=f"{title} {e['code']}: {e['title']}", title_align="left", border_style=border))
+            parts.append(Panel(body, title=Text(f"{title} {e['code']}: {e['title']}"), title_align="left", border_style=border))
         parts += self._next_steps(d)
         for ev in d["events"]:
             raw = ev["raw"]
             text = json.dumps(raw, indent=2, ensure_ascii=False) if not isinstance(raw, str) else raw
             parts.append(Panel(Syntax(text, "json", theme="ansi_dark", word_wrap=True),
-                               title=f"#{ev['id']} {ev['source']} {ev['raw_status']}, received {self.zone.show(ev['received_at'], fraction=True)}",
+                               title=Text(f"#{ev['id']} {ev['source']} {ev['raw_status']}, received "
+                                          f"{self.zone.show(ev['received_at'], fraction=True)}"),
                                title_align="left", border_style="dim"))
         self.update(Group(*parts))
 
@@ -131,7 +133,7 @@ class DetailView(Static):
         for i in shown:
             table.add_column(names[i], no_wrap=names[i] != "flags", overflow="fold", min_width=need[i])
         for ev, row in zip(events, rows):
-            cells: list[Any] = [row[i] for i in shown]
+            cells: list[Any] = [Text(row[i] or "") for i in shown]  # what providers sent: text, never markup
             if 1 in shown:
                 cells[shown.index(1)] = Text(row[1], style=self.outcome_style(ev["provider"], ev["status"]))
             table.add_row(*cells)
@@ -150,13 +152,13 @@ class DetailView(Static):
                 text.append(f"; {f['on_network']:,} of them on {f['network']} (n shows those)")
             out.append(text)
         if d["same_number"]:
-            table = Table(title=f"Other messages to {m['dest']}, newest first", title_justify="left", header_style="bold",
+            table = Table(title=Text(f"Other messages to {m['dest']}, newest first"), title_justify="left", header_style="bold",
                           expand=True)
             for col in (f"last event ({self.zone.label})", "status", "error", "message"):
                 table.add_column(col)
             for r in d["same_number"]:
                 table.add_row(self.zone.show(r["last_event_at"]), Text(r["status"], style=self.style_of(
-                    OUTCOME_CLASSES.get(r["outcome"], "unknown"))), r["error_code"] or "", r["id"])
+                    OUTCOME_CLASSES.get(r["outcome"], "unknown"))), Text(r["error_code"] or ""), Text(r["id"]))
             out.append(table)
         return out
 
@@ -201,7 +203,7 @@ class MessageScreen(SubScreen):
     def compose(self) -> ComposeResult:
         yield from self.header()
         with VerticalScroll(id="detail-scroll"):
-            yield DetailView(f"loading {self.message_id} …", id="detail", zone=self.zone, live=self.live)
+            yield DetailView(Text(f"loading {self.message_id} …"), id="detail", zone=self.zone, live=self.live)
         yield from self.footer()
 
     def on_mount(self) -> None:
@@ -239,21 +241,23 @@ class MessageScreen(SubScreen):
         self.app.copy_to_clipboard(text)  # OSC 52: the terminal may or may not take it
         went = copy_confirmed(text)
         if went:
-            self.notify(f"{self.message_id} copied as JSON to {' and '.join(went)}")
+            self.notify(f"{self.message_id} copied as JSON to {' and '.join(went)}", markup=False)
         else:
             self.notify(f"{self.message_id} sent to the terminal's clipboard (OSC 52), which not every terminal accepts;"
-                        " press s to save it to a file instead", timeout=8)
+                        " press s to save it to a file instead", timeout=8, markup=False)
 
     def action_save(self) -> None:
         if not self.detail:
             return
-        path = Path.cwd() / f"smsmon-{self.message_id.replace(':', '-')}.json"
+        # The id is the provider's choice: only letters, digits, - and . reach the file name,
+        # so an id such as `../../x` or `[/x]` cannot write outside the folder or fail.
+        path = Path.cwd() / f"smsmon-{re.sub(r'[^A-Za-z0-9.-]', '-', self.message_id)[:120]}.json"
         try:
             path.write_text(self._json() + "\n")
         except OSError as exc:
-            self.notify(f"cannot write {path}: {exc.strerror}", severity="error")
+            self.notify(f"cannot write {path}: {exc.strerror}", severity="error", markup=False)
             return
-        self.notify(f"saved to {path}")
+        self.notify(f"saved to {path}", markup=False)
 
     def action_ask_provider(self) -> None:
         self.post_message(self.AskProvider(self))

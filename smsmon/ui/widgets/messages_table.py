@@ -20,6 +20,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from smsmon.ui.widgets.plain_table import PlainTable
+
 from smsmon.present import plural
 from smsmon.store.queries import Cursor, cursor
 from smsmon.timeutil import UTC_ZONE, DisplayZone
@@ -86,7 +88,7 @@ def sort_value(m: dict[str, Any], key: str) -> tuple[Any, ...] | None:
     return (0, value, "") if not isinstance(value, str) else (1, 0, value)
 
 
-class MessagesTable(DataTable):
+class MessagesTable(PlainTable):
     COMPONENT_CLASSES = {f"messages-table--{c}" for c in OUTCOME_CLASSES.values()}
     BINDINGS = [
         Binding("home,g", "newest", "Newest", show=False),
@@ -213,6 +215,8 @@ class MessagesTable(DataTable):
         return [m for _, _, m in present] + [m for k, m in keyed if k is None]
 
     def _fill(self, keep: str | None) -> None:
+        if not self.layout_now:
+            return  # not laid out yet (rows handed over before the first frame): the first resize fills it
         now = self.now or datetime.now()
         scroll_y = self.scroll_y
         self.clear()
@@ -249,7 +253,7 @@ class MessagesTable(DataTable):
         self.data.update((m["id"], m) for m in new)
         self._measure(new, now)
         keep = self._cursor_id()
-        if self._relayout() or self.sort_key is not None:
+        if self._relayout() or self.sort_key is not None or not self.layout_now:
             self._fill(keep)  # new widths, or new rows to put in their sorted places
         else:
             for m in new:

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 
 from smsmon.present import plural
-from smsmon.store.stats import Stats
+from smsmon.store.stats import RAW_LIMIT, Stats
 from smsmon.timeutil import human_duration
 from smsmon.ui.widgets.activity import Activity, second
 from smsmon.ui.widgets.flow import Fact, Flow
@@ -26,16 +26,10 @@ class Summary(Horizontal):
         yield Flow(id="summary")
         yield Activity(id="activity")
 
-    def show(self, s: Stats, per_second: Counter, dead_letters: int, now: datetime) -> None:
-        facts: list[Fact] = [f"[b {colour}]{s.outcomes.get(outcome, 0):,}[/] {label}" for outcome, label, colour in OUTCOMES]
-        rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
-        facts += [
-            (f"delivery rate [b]{rate}[/]", f"rate [b]{rate}[/]"),
-            (f"time to deliver: median [b]{human_duration(s.median_seconds)}[/], p90 {human_duration(s.p90_seconds)}",
-             f"median [b]{human_duration(s.median_seconds)}[/] p90 {human_duration(s.p90_seconds)}"),
-            f"stale [b{' $warning' if s.stale else ''}]{s.stale:,}[/]",
-            (f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}", plural(s.events, "event")),
-        ]
+    def show(self, s: Stats | None, per_second: Counter, dead_letters: int, now: datetime) -> None:
+        """`s` None: the figures are being counted (a filter that is read message by message)."""
+        facts: list[Fact] = (["[dim]counting the messages of this filter …[/]"] if s is None else
+                             self._figures(s))
         if dead_letters:
             facts.append(f"[$error]{plural(dead_letters, 'dead letter')}[/]")
         activity = self.query_one(Activity)
@@ -44,3 +38,18 @@ class Summary(Horizontal):
             facts.append(f"{plural(last_minute, 'event')} in the last minute")
         self.query_one(Flow).show(facts)
         activity.show(per_second, now)
+
+    @staticmethod
+    def _figures(s: Stats) -> list[Fact]:
+        facts: list[Fact] = [f"[b {colour}]{s.outcomes.get(outcome, 0):,}[/] {label}" for outcome, label, colour in OUTCOMES]
+        rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
+        facts += [
+            (f"delivery rate [b]{rate}[/]", f"rate [b]{rate}[/]"),
+            (f"time to deliver: median [b]{human_duration(s.median_seconds)}[/], p90 {human_duration(s.p90_seconds)}",
+             f"median [b]{human_duration(s.median_seconds)}[/] p90 {human_duration(s.p90_seconds)}"),
+            f"stale [b{' $warning' if s.stale else ''}]{s.stale:,}[/]",
+            (f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}", plural(s.events, "event")) if not s.partial
+            else (f"[$warning]figures of the first {RAW_LIMIT:,} messages of more[/] (narrow the filter for exact ones)",
+                  f"[$warning]first {RAW_LIMIT:,} of more[/]"),
+        ]
+        return facts
