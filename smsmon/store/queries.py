@@ -300,12 +300,10 @@ def events_after(conn: sqlite3.Connection, after_id: int, *, limit: int = 500) -
 
 
 def events_of(conn: sqlite3.Connection, f: Filter | None = None, *, after: int = 0, limit: int = 1000,
-              now: datetime | None = None, window: timedelta = WATCH_WINDOW, upto: int | None = None) -> list[dict[str, Any]]:
-    """Events (in arrival order, from id `after` on, up to `upto`) of the messages matching the filter."""
+              now: datetime | None = None, window: timedelta = WATCH_WINDOW) -> list[dict[str, Any]]:
+    """Events (in arrival order, from id `after` on) of the messages matching the filter."""
     f = f or Filter()
     conds, params = _conditions(f, now or now_utc(), window, t="m.")
-    if upto is not None:
-        conds = [f"e.id <= {int(upto)}", *conds]
     where = " AND ".join(["e.id > ?", *conds])
     sql = (f"SELECT e.id, e.event_key, m.id AS message_id, m.provider, e.source, e.event_type, e.raw_status, e.status,"
            f" e.error_code, e.event_time, e.received_at, e.sent_at, e.flags, e.raw FROM events e"

@@ -20,7 +20,7 @@ from smsmon.filters import Filter
 from smsmon.normalize import LocalNumber, e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.timeutil import now_utc
-from smsmon.store import deadletters, outbox, queries, views
+from smsmon.store import deadletters, follow, outbox, queries, views
 from smsmon.store import stats as figures
 from smsmon.store.schema import CACHE_KIB, open_readonly, store_error
 
@@ -191,7 +191,7 @@ class Reader:
 
     def events_matching(self, f: Filter | None, *, after: int, upto: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Events after id `after` up to `upto` of the messages matching the filter (`smsmon tail`)."""
-        return self._run(queries.events_of, self.localize(f), after=after, upto=upto, limit=limit, window=self.window)
+        return self._run(follow.events_between, self.localize(f), after=after, upto=upto, limit=limit, window=self.window)
 
     def dead_letters(self, *, limit: int = 200) -> list[dict[str, Any]]:
         return self._run(queries.dead_letters, limit=limit)
