@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import platformdirs
@@ -72,11 +73,35 @@ class Secret:
     def __len__(self) -> int:
         return len(self._value)
 
+    def parts(self) -> list[str]:
+        """What a Redactor must mask so that no part of it shows."""
+        return [self._value]
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+class SecretUrl(Secret):
+    """A URL that may carry a credential in its path, query or user part (a forward target such
+    as https://app.example/hooks/<token>): shown as its origin only, masked in every part."""
+
+    __slots__ = ()
+
+    def masked(self) -> str:
+        u = urlsplit(self._value)
+        return f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}/…"
+
+    def parts(self) -> list[str]:
+        """The URL, and each part of it that may hold the credential (never the host alone, so
+        that an error can still say which host it could not reach)."""
+        u = urlsplit(self._value)
+        rest = self._value.split(u.netloc, 1)[-1]
+        secret = len(rest) > 1 or bool(u.password)
+        return [p for p in (self._value, self._value.split("://", 1)[-1] if secret else "", u.netloc if u.password else "",
+                            u.password, rest if len(rest) > 1 else "", u.path if len(u.path) > 1 else "", u.query) if p]
 
 
 class Address(NamedTuple):
@@ -165,6 +190,32 @@ def _url(value: Any) -> str:
     return text
 
 
+def _public_url(value: Any) -> str:
+    """The URL the listener is reachable at from outside (behind a proxy or tunnel): a base, no query."""
+    text = _url(value)
+    u = urlsplit(text)
+    if u.query or u.fragment or u.username or not u.hostname:
+        raise ValueError(f"{text!r} must be a plain base URL such as https://sms.example.com (no query, user or #)")
+    return text
+
+
+def _forward_url(value: Any) -> SecretUrl:
+    text = _check_secret(_url(value))
+    if not urlsplit(text).hostname:
+        raise ValueError("has no host name")
+    return SecretUrl(text)
+
+
+def _networks(value: Any) -> tuple[Any, ...]:
+    """CIDR ranges or addresses: comma-separated text, or a list."""
+    items = value if isinstance(value, (list, tuple)) else _text(value).split(",")
+    try:
+        return tuple(v if not isinstance(v, str) else ipaddress.ip_network(v.strip(), strict=False)
+                     for v in items if not isinstance(v, str) or v.strip())
+    except ValueError as exc:
+        raise ValueError(f"{exc} (use addresses or CIDR ranges such as 127.0.0.1 or 10.0.0.0/8)") from None
+
+
 def _address(value: Any) -> Address:
     return Address.parse(_text(value))
 
@@ -196,6 +247,9 @@ class ListenerSettings:
     token: Secret | None = _setting(None, "SMSMON_CALLBACK_TOKEN",
                                     "secret path segment callbacks must carry: POST /callbacks/zeckta/<token>", _token,
                                     secret=True)
+    trust_proxy: tuple[Any, ...] | None = _setting(
+        None, "SMSMON_TRUST_PROXY", "proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed", _networks)
 
 
 @dataclass(frozen=True)
@@ -230,6 +284,13 @@ class ZecktaSettings:
 
 
 @dataclass(frozen=True)
+class ForwardSettings:
+    url: SecretUrl | None = _setting(None, "SMSMON_FORWARD_URL", "relay every new callback to this URL (your app), "
+                                     "at least once", _forward_url, secret=True)
+    timeout: timedelta = _setting("10s", "SMSMON_FORWARD_TIMEOUT", "how long one relayed request may take", _duration)
+
+
+@dataclass(frozen=True)
 class Settings:
     db: Database = _setting(None, "SMSMON_DB", "the database: an SQLite file (default: in the user data dir) or a"
                             " postgresql:// URL (its password masked wherever it is shown)", _database)
@@ -242,7 +303,10 @@ class Settings:
     default_region: str | None = _setting(None, "SMSMON_DEFAULT_REGION",
                                           "country whose local format phone numbers are read in (e.g. GH): "
                                           "0241234567 is then +233241234567", _region)
+    public_url: str | None = _setting(None, "SMSMON_PUBLIC_URL", "the listener's URL as Zeckta reaches it (behind a "
+                                      "proxy or tunnel), shown wherever the callback URL is", _public_url)
     listener: ListenerSettings = field(default_factory=ListenerSettings)
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
     eazita: EazitaSettings = field(default_factory=EazitaSettings)
     zeckta: ZecktaSettings = field(default_factory=ZecktaSettings)
     # TOML key -> where its value came from: "default", "file PATH", "env NAME", "flag", ...
@@ -255,7 +319,7 @@ class Settings:
     @property
     def secrets(self) -> list[str]:
         """Every configured secret, revealed: what a Redactor must mask."""
-        secrets = [value.reveal() for spec, value in _values(self) if spec.secret and value is not None]
+        secrets = [part for spec, value in _values(self) if spec.secret and value is not None for part in value.parts()]
         return secrets + list(self.db.passwords if isinstance(self.db, PostgresUrl) else ())
 
     @property
@@ -302,6 +366,8 @@ def _display(value: Any) -> str:
         return f"{seconds:g}s"
     if isinstance(value, ZoneInfo):
         return value.key
+    if type(value) is tuple:  # networks (an Address is a tuple too, and shows itself)
+        return ", ".join(map(str, value))
     return str(value)
 
 

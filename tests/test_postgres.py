@@ -258,6 +258,8 @@ def test_the_schema_keeps_its_versions_and_refuses_what_it_must_not_write(pg_ser
 
 
 def test_processes_starting_at_once_on_an_empty_database_build_the_schema_once(pg_server) -> None:
+    from smsmon.store.pg.schema import SCHEMA_VERSION
+
     db = schema_url(pg_server)
     errors: list[BaseException] = []
 
@@ -273,7 +275,7 @@ def test_processes_starting_at_once_on_an_empty_database_build_the_schema_once(p
     for t in threads:
         t.join(60)
     assert not errors
-    assert rows(db, "SELECT count(*) FROM schema_versions") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM schema_versions") == [(SCHEMA_VERSION,)]
 
 
 # ── commits announced ─────────────────────────────────────────────────────────────

@@ -5,6 +5,8 @@
     app.py      watch, demo, browse                   (the Textual app)
     tools.py    config, simulate, sim generate, bench
     move.py     migrate                               (SQLite to PostgreSQL)
+    deadletters.py  dead-letters list|show|replay, forward status
+    tail.py     tail                                  (follow a database)
 
 Exit codes are click's: 0 ok, 1 a runtime failure, 2 a mistake on the command line (click's
 usage errors, which the parameter types in options.py raise for bad values). smsmon's own
@@ -39,7 +41,8 @@ class UserError(click.ClickException):
 # for --help), so that `smsmon browse` starts without loading what `serve` needs.
 LAZY = {"watch": "app", "demo": "app", "browse": "app", "web": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
         "explain": "read", "show": "read", "stats": "read", "export": "read", "config": "tools", "simulate": "tools",
-        "sim": "tools", "bench": "tools", "migrate": "move"}
+        "sim": "tools", "bench": "tools", "dead-letters": "deadletters", "forward": "deadletters", "tail": "tail",
+        "migrate": "move"}
 
 
 class SmsmonGroup(click.Group):
@@ -90,6 +93,8 @@ def cli(ctx: click.Context) -> None:
     Investigate:  smsmon show +233241234567      smsmon explain 101
     Report:       smsmon stats --filter since:24h
     Move data:    smsmon import callbacks.ndjson smsmon export --format csv
+    Follow:       smsmon tail --json | jq .     smsmon forward status
+    Repair:       smsmon dead-letters list       smsmon dead-letters replay --all
 
     With no command, `smsmon` runs `smsmon watch`.
     """

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable
 
 import click
+import msgspec
 
 from smsmon import catalogue, present
 from smsmon.catalogue import Entry
@@ -130,6 +131,32 @@ def render_stats(s: Stats, source: str, window: timedelta) -> str:
         for network, n in s.failures_by_network:
             lines.append(f"  {n:>8,}  {network or 'not given by the provider'}")
     return "\n".join(lines)
+
+
+def render_forwarding(f: dict[str, Any], zone: DisplayZone = UTC_ZONE) -> str:
+    """The outbox under `stats`, when anything waits in it (issue 13)."""
+    if not f["waiting"]:
+        return ""
+    line = f"\n\nForwarding: {plural(f['waiting'], 'callback')} wait to be relayed, the oldest since {zone.show(f['oldest'])}"
+    if f["last_error"]:
+        line += f"\n  last error at {zone.show(f['last_error']['at'])}: {f['last_error']['error']}"
+    return line + "\n  smsmon forward status   lists them"
+
+
+def json_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """An event as `tail --json` gives it, as `export --format ndjson` does (smsmon.store.export):
+    the payload as received (`raw`) as the JSON value it is, not a string (`jq .raw.message`)."""
+    out = {k: row.get(k) for k in columns}
+    raw = out.get("raw")
+    if isinstance(raw, str):
+        try:
+            out["raw"] = _decode(raw)
+        except msgspec.DecodeError:
+            pass  # not JSON (it always is, as stored): the text as it is
+    return out
+
+
+_decode = msgspec.json.Decoder().decode
 
 
 def write_export(batches: Iterable[list[bytes]], fmt: str, out: BinaryIO, columns: list[str]) -> int:

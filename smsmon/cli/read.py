@@ -98,16 +98,19 @@ def show(message: str, as_json: bool, settings: Any) -> None:
 @json_option
 @settings_options()
 def stats(flt: Any, as_json: bool, settings: Any) -> None:
-    """Delivery rate, time to deliver, outcomes, stale messages, failures by code and network."""
-    from smsmon.cli.output import render_stats
+    """Delivery rate, time to deliver, outcomes, stale messages, failures by code and network;
+    and what waits to be forwarded (serve --forward-to), when anything does."""
+    from smsmon.cli.output import render_forwarding, render_stats
     from smsmon.store.backend import open_reader as Reader
 
     with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
         result = reader.stats(flt)
+        waiting = reader.outbox_summary(limit=0)
+    forwarding = {k: waiting[k] for k in ("waiting", "oldest", "last_error")}
     if as_json:
-        json_out(dict(result.to_dict(), filter=flt.source or None, database=str(settings.db)))
+        json_out(dict(result.to_dict(), filter=flt.source or None, database=str(settings.db), forwarding=forwarding))
     else:
-        click.echo(render_stats(result, flt.source, settings.watch_window))
+        click.echo(render_stats(result, flt.source, settings.watch_window) + render_forwarding(forwarding, settings.display_timezone))
 
 
 EXPORT_CACHE_KIB = 32 * 1024  # enough for the messages an events export joins (1M events: 10 % faster than 8 MB)

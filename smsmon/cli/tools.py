@@ -42,14 +42,30 @@ def sim() -> None:
 @click.option("--events", type=click.IntRange(1), default=None, help="Instead of --messages: about this many stored events.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same traffic.")
 @click.option("--days", type=click.FloatRange(0.01), default=7.0, show_default=True, help="Spread over this many days up to now.")
+@click.option("--append", is_flag=True, help="Add to a database that holds data already (one made by the demo or by this).")
+@click.option("--allow-real-data", is_flag=True,
+              help="With --append, add even to a database of real traffic (its figures will count the simulated messages).")
 @settings_options()
-def generate(messages: int | None, events: int | None, seed: int, days: float, settings: Any) -> None:
+def generate(messages: int | None, events: int | None, seed: int, days: float, append: bool, allow_real_data: bool,
+             settings: Any) -> None:
     """Fill a database with realistic traffic through the real parsers and writer.
 
     Both providers, every status, known and unknown error codes, several networks,
-    out-of-order and duplicate events.
+    out-of-order and duplicate events. Every generated event says it is simulated (its source
+    is sim:callback or sim:poll). A new or empty database is marked as a demo one; one that
+    holds data needs --append, and one that holds real traffic --allow-real-data as well.
     """
     from smsmon.sim.generate import fill
+    from smsmon.store.backend import inspect_origin
+
+    found = inspect_origin(settings.db)
+    if found.has_data and not append:
+        raise UserError(f"{settings.db} holds data already ({found.describe()}"
+                        f"{', simulated' if found.kind == 'demo' else ''}): add --append to add to it, or give --db a new file")
+    if found.kind == "real" and not allow_real_data:
+        raise UserError(f"{settings.db} holds real traffic ({found.describe()}), not a demo's: generated messages would "
+                        "count in its figures and exports. Give --db a new file, or add --allow-real-data if you mean to "
+                        "mix them (generated events say sim: in their source)")
 
     result = fill(settings.db, messages=messages, events=events, seed=seed, days=days,
                   progress=progress("generating", "events"))
@@ -174,18 +190,20 @@ def bench_store(sizes: tuple[int, ...], large: bool, folder: Path | None, fresh_
 @click.option("--large-events", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Size of the large database when it is built.")
 @click.option("--skip-large", is_flag=True, help="Leave out the run against a large database.")
+@click.option("--skip-forward", is_flag=True, help="Leave out the run with forwarding on.")
 @click.option("--postgres", type=DATABASE, default=None, metavar="URL",
               help="The same runs on this PostgreSQL database, and two serves on one database against one.")
 @click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
 def bench_ingest(seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
-                 postgres: Any, as_json: bool) -> None:
+                 skip_forward: bool, postgres: Any, as_json: bool) -> None:
     """Callbacks/s and latency of `smsmon serve` next to a bare aiohttp endpoint, under the same
-    load (wrk when installed), on a fresh and on a large database; and p99 at a steady rate."""
+    load (wrk when installed), on a fresh database with forwarding off and on (to a second bare
+    endpoint) and on a large one; and p99 at a steady rate."""
     from smsmon.bench.ingest import ingest_bench
 
     figures = ingest_bench(seconds=seconds, connections=connections, rate=rate, large_db=large_db,
                            large_events=large_events, skip_large=skip_large, say=lambda s: click.echo(s, err=True),
-                           postgres=_postgres_url(postgres))
+                           forward=not skip_forward, postgres=_postgres_url(postgres))
     if as_json:
         json_out(figures)
 

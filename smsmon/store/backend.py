@@ -51,6 +51,17 @@ def check_writer_can_open(db: Database) -> None:
         check(Path(db))
 
 
+def inspect_origin(db: Database | str) -> Any:
+    """What the database holds (store.origin.Origin: new, demo or real), read-only."""
+    if is_postgres(db):
+        from smsmon.store.pg.origin import inspect
+
+        return inspect(db)  # type: ignore[arg-type]
+    from smsmon.store.origin import inspect
+
+    return inspect(Path(db))
+
+
 def exists(db: Database) -> bool:
     """Whether there may be a database to read: a file that exists, or any server URL (asked on opening)."""
     return isinstance(db, PostgresUrl) or Path(db).exists()

@@ -47,14 +47,25 @@ def insights_period(conn: sqlite3.Connection, f: Filter, *, period: timedelta, n
     series = _series(buckets, since, f.until or now, step, now)
     latency = _latency(conn, fp, total, now, window)
     stale_filter = replace(f, since=None, until=None, special=tuple(dict.fromkeys((*f.special, "stale"))))
+    stale_count = _stale_count(conn, f, stale_filter, now, window)
     return {
         "filter": fp, "since": since, "until": f.until, "period": period, "bucket": "hour" if hourly else "day",
         "totals": _totals(total, latency),
         **_rows(total, fp),
         "series": series,
-        "stale": queries.page(conn, stale_filter, limit=STALE_SHOWN, now=now, window=window),
-        "stale_count": queries.count(conn, stale_filter, now=now, window=window),
+        # None stale (a final status asked for): no looking through the open messages for them
+        "stale": queries.page(conn, stale_filter, limit=STALE_SHOWN, now=now, window=window) if stale_count else [],
+        "stale_count": stale_count,
     }
+
+
+def _stale_count(conn: sqlite3.Connection, f: Filter, stale_filter: Filter, now: datetime, window: timedelta) -> int:
+    """Stale messages of the filter at any time: from the aggregates of open messages where they
+    answer (counting them one by one took 375 ms at 10M events under provider:zeckta)."""
+    if figures.aggregable(f):
+        base = replace(f, since=None, until=None)
+        return sum(figures.collect(conn, base, None, now - window, open_only=True).n.values())
+    return queries.count(conn, stale_filter, now=now, window=window)
 
 
 def costs(conn: sqlite3.Connection, f: Filter, *, period: timedelta, now: datetime, window: timedelta) -> dict[str, Any]:

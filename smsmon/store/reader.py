@@ -20,7 +20,7 @@ from smsmon.filters import Filter
 from smsmon.normalize import LocalNumber, e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.timeutil import now_utc
-from smsmon.store import insights, queries, views
+from smsmon.store import deadletters, follow, insights, outbox, queries, views
 from smsmon.store import stats as figures
 from smsmon.store.schema import CACHE_KIB, open_readonly, store_error
 
@@ -186,6 +186,10 @@ class Reader:
     def events_after(self, after_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
         return self._run(queries.events_after, after_id, limit=limit)
 
+    def events_matching(self, f: Filter | None, *, after: int, upto: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events after id `after` up to `upto` of the messages matching the filter (`smsmon tail`)."""
+        return self._run(follow.events_between, self.localize(f), after=after, upto=upto, limit=limit, window=self.window)
+
     def listen(self, on_change: Any) -> Any:
         """Commits announced as they happen: None here (SQLite announces nothing; a reader
         follows another process's commits by the watermark). PgReader's calls `on_change`."""
@@ -209,6 +213,23 @@ class Reader:
 
     def raw_statuses(self, message_ids: Iterable[str]) -> dict[str, str | None]:
         return self._run(queries.raw_statuses, message_ids)
+
+    # ── forwarding and dead letters (issue 13) ──────────────────────────────
+    def outbox_due(self, now: str, limit: int) -> list[outbox.Pending]:
+        return self._run(outbox.due, now, limit)
+
+    def outbox_depth(self) -> tuple[int, str | None]:
+        return self._run(outbox.depth)
+
+    def outbox_summary(self, *, limit: int = outbox.SHOWN) -> dict[str, Any]:
+        return self._run(outbox.summary, limit=limit)
+
+    def dead_letter_ids(self, *, since: str | None = None) -> list[int]:
+        return self._run(deadletters.ids, since=since)
+
+    def dead_letters_where(self, *, ids: Iterable[int] = (), since: str | None = None, limit: int | None = None,
+                           with_bytes: bool = False) -> list[dict[str, Any]]:
+        return self._run(deadletters.select, ids=list(ids), since=since, limit=limit, with_bytes=with_bytes)
 
     # ── for benchmarks ───────────────────────────────────────────────────────
     def sample_messages(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None, queries.Cursor | None]:

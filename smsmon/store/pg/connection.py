@@ -8,7 +8,8 @@ connection with `execute(sql, params)`. `Connection` gives a psycopg connection 
 - `INDEXED BY ix_...` goes (PostgreSQL's planner chooses indexes itself);
 - `rowid`, the messages' page tie-break in SQLite, is `seq` (an index covers (last_event_at, seq));
 - a subquery after FROM gets the alias PostgreSQL 15 insists on; `IN ()` becomes `IN (NULL)`;
-- `WHERE 1` (an empty filter's condition) is `WHERE true`; `CAST(x AS INTEGER)` truncates, as in SQLite.
+- `WHERE 1` (an empty filter's condition) is `WHERE true`; `CAST(x AS INTEGER)` truncates, as in SQLite;
+- `INSERT OR IGNORE` is `INSERT ... ON CONFLICT DO NOTHING`; `CAST(text AS BLOB)` is its UTF-8 bytes.
 
 SQLite's `total()` and `group_concat()` are aggregates the PostgreSQL schema defines (schema.py).
 Every text value is stored in the "C" collation, so that text compares by code point as in
@@ -60,6 +61,9 @@ def translate(sql: str) -> str:
     text = re.sub(r"(?<!AS )\browid\b", "seq", text)
     text = re.sub(r"\bIN \(\s*\)", "IN (NULL)", text)
     text = re.sub(r"\b(WHERE|AND|OR) 1(?=\s*(?:ORDER|GROUP|LIMIT|AND|OR|UNION|\)|$))", r"\1 true", text)
+    text = re.sub(r"\bCAST\((\w+) AS BLOB\)", r"convert_to(\1, 'UTF8')", text)
+    if re.match(r"\s*INSERT OR IGNORE INTO\b", text):
+        text = re.sub(r"INSERT OR IGNORE INTO", "INSERT INTO", text, count=1) + " ON CONFLICT DO NOTHING"
     text = _alias_subqueries(text)
     text = _truncating_casts(text)
     count = iter(range(1, 1 << 16))

@@ -5,10 +5,11 @@ on writing it meanwhile) and written in batches, each its own transaction, with 
 
 1. the payload dictionaries, then the messages (upserted by id: a second run brings them up to
    date), then the events past the newest one already copied (events never change: a run that
-   was interrupted goes on where it stopped), then dead letters and poll runs the same way;
-2. last, in one transaction: the maintained counts (facets, aggregates, events per minute, the
-   event id filters) replaced by the source's, the commit clock set past the copied ids, and
-   the copy recorded (`copied_from`) as finished.
+   was interrupted goes on where it stopped), then poll runs the same way;
+2. last, in one transaction: what changes in place on the source (dead letters, the forward
+   outbox, the demo mark in `meta`) and the maintained counts (facets, aggregates, events per
+   minute, the event id filters) replaced by the source's, the commit clock set past the copied
+   ids, and the copy recorded (`copied_from`) as finished.
 
 So until step 2 commits, readers of the target see messages without their counts; after it,
 the target holds exactly what the snapshot held. Running it again copies what the SQLite file
@@ -135,11 +136,11 @@ def _copy_all(lite: sqlite3.Connection, pg: psycopg.Connection, source: Path, ta
         copied_events += len(batch)
         say("events", resumed + copied_events, total_events)
 
-    letters = _append(lite, pg, "dead_letters", ["id", "received_at", "remote", "path", "reason", "body", "size"])
     runs = _append(lite, pg, "poll_runs", ["id", "provider", "started_at", "finished_at", "ok", "http_status", "api_code",
                                            "rows_seen", "new_events", "error_code", "error"])
 
     with pg.transaction():
+        letters = _mirror(lite, pg)
         for table in DERIVED:
             pg.execute(f"DELETE FROM {table}")  # type: ignore[arg-type]
             columns = [r[1] for r in lite.execute(f"PRAGMA table_info({table})")]
@@ -153,6 +154,27 @@ def _copy_all(lite: sqlite3.Connection, pg: psycopg.Connection, source: Path, ta
         pg.execute("SELECT pg_notify($1, $2)", (CHANNEL_PREFIX + schema, str(total_events)))  # open apps read it all again
     say("counts", 1, 1)
     return CopyResult(total, copied_events, total_events, letters, runs, time.perf_counter() - started, resumed)
+
+
+def _mirror(lite: sqlite3.Connection, pg: psycopg.Connection) -> int:
+    """What changes in place or goes away on the source: dead letters (replayed, bounded), the
+    forward outbox (relayed) and `meta` (the demo mark), copied as they are in the snapshot.
+    The target's own dead letters, past the source's newest id, stay. Returns the dead letters."""
+    letters = [r[1] for r in lite.execute("PRAGMA table_info(dead_letters)")]
+    newest = lite.execute("SELECT coalesce(max(id), 0) FROM dead_letters").fetchone()[0]
+    pg.execute("DELETE FROM dead_letters WHERE id <= $1", (newest,))
+    n = 0
+    for batch in _rows(lite, f"SELECT {', '.join(letters)} FROM dead_letters ORDER BY id"):
+        _copy(pg, "dead_letters", letters, batch)
+        n += len(batch)
+    pg.execute("SELECT setval(pg_get_serial_sequence('dead_letters', 'id'), greatest(coalesce(max(id), 0), 1),"
+               " max(id) IS NOT NULL) FROM dead_letters")
+    for table in ("forward_outbox", "meta"):
+        pg.execute(f"DELETE FROM {table}")  # type: ignore[arg-type]
+        columns = [r[1] for r in lite.execute(f"PRAGMA table_info({table})")]
+        for batch in _rows(lite, f"SELECT {', '.join(columns)} FROM {table}"):
+            _copy(pg, table, columns, batch)
+    return n
 
 
 def _append(lite: sqlite3.Connection, pg: psycopg.Connection, table: str, columns: list[str]) -> int:

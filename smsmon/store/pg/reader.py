@@ -23,7 +23,7 @@ from smsmon.filters import Filter
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.store.pg import export as pg_export
 from smsmon.store.pg import schema
-from smsmon.store.pg.connection import Connection, connect, pg_error, pool
+from smsmon.store.pg.connection import CONNECT_TIMEOUT_S, Connection, connect, pg_error, pool
 from smsmon.store.pg.writer import CHANNEL_PREFIX
 from smsmon.store.reader import Reader
 from smsmon.timeutil import now_utc
@@ -118,6 +118,7 @@ class PgReader(Reader):
                 try:
                     conn = holder["conn"] = connect(self.url, autocommit=True)
                     conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self.channel)))  # type: ignore[arg-type]
+                    listening.set()
                     if relistened:
                         on_change(0)
                     while not stop.is_set():
@@ -132,8 +133,13 @@ class PgReader(Reader):
                 relistened.append(True)
 
         relistened: list[bool] = []
+        listening = threading.Event()
         thread = threading.Thread(target=run, name="smsmon-listen", daemon=True)
         thread.start()
+        # Returns once LISTEN is in effect, so that no commit after this call goes unheard (a
+        # server that does not answer: after the connect timeout, and then the first commit heard
+        # is announced as 0, "look again").
+        listening.wait(CONNECT_TIMEOUT_S)
 
         def stop_listening() -> None:
             stop.set()

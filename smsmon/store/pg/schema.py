@@ -121,8 +121,30 @@ def _v1(conn: psycopg.Connection) -> None:
     conn.execute("INSERT INTO payload_dicts (id, data) VALUES ($1, $2)", (DICT_ID, shipped_dictionary()))
 
 
+def _v2(conn: psycopg.Connection) -> None:
+    """The SQLite store's schema 5 (issue 13, smsmon.store.migrate_v5): the demo mark, the
+    forward outbox (written in its event's transaction), dead letters' headers, exact bytes and
+    last replay."""
+    statements = [
+        f"CREATE TABLE meta (key {TEXT} PRIMARY KEY, value {TEXT} NOT NULL)",
+        "CREATE TABLE forward_outbox ("
+        " event_id bigint PRIMARY KEY REFERENCES events (id) ON DELETE CASCADE,"
+        f" message_id {TEXT} NOT NULL, created_at {TEXT} NOT NULL, content_type {TEXT},"
+        f" attempts bigint NOT NULL DEFAULT 0, next_at {TEXT} NOT NULL, last_at {TEXT}, last_status bigint,"
+        f" last_error {TEXT})",
+        "CREATE INDEX ix_forward_outbox_due ON forward_outbox (next_at)",
+        "CREATE INDEX ix_forward_outbox_message ON forward_outbox (message_id)",
+        f"ALTER TABLE dead_letters ADD COLUMN headers {TEXT}",
+        "ALTER TABLE dead_letters ADD COLUMN body_bytes bytea",
+        f"ALTER TABLE dead_letters ADD COLUMN replayed_at {TEXT}",
+    ]
+    for statement in statements:
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection], None]]] = [
     ("the tables of the SQLite store's schema 4, and the commit clock", _v1),
+    ("the SQLite store's schema 5: meta (the demo mark), forward_outbox, dead letters' headers", _v2),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

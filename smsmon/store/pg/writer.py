@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -32,21 +32,22 @@ from psycopg_pool import PoolTimeout
 from smsmon.database import PostgresUrl
 from smsmon.errors import StoreError, StoreUnavailable
 from smsmon.lifecycle import Event, MessageState, apply
-from smsmon.store import aggregates, keyindex
+from smsmon.store import aggregates, deadletters, keyindex, origin, outbox
 from smsmon.store.aggregates import Deltas, Place
+from smsmon.store.deadletters import DEAD_LETTER_BYTES, DEAD_LETTER_LIMIT, DeadLetter
 from smsmon.store.payloads import Codec
 from smsmon.store.pg.connection import Connection, clean, connect, pg_error, pool
 from smsmon.store.pg.schema import migrate
 from smsmon.store.schema import MESSAGE_COLUMNS
 from smsmon.store.writer import (
-    _INSERT_EVENT, _INSERT_MESSAGE, _LOAD_MESSAGE, _UPDATE_MESSAGE, DEAD_LETTER_BODY, DEAD_LETTER_BYTES,
-    DEAD_LETTER_LIMIT, EVENTS_MINUTE_KEEP, FACETS, POLL_RUN_COLUMNS, POLL_RUN_LIMIT, RECEIVED_AT, Applied, DeadLetter,
-    _facet_values, _flags_text, _message_row, _Slot, _state_from_row,
+    _INSERT_EVENT, _INSERT_MESSAGE, _LOAD_MESSAGE, _UPDATE_MESSAGE, EVENTS_MINUTE_KEEP, FACETS, POLL_RUN_COLUMNS,
+    POLL_RUN_LIMIT, RECEIVED_AT, Applied, _facet_values, _flags_text, _message_row, _Slot, _state_from_row,
 )
 from smsmon.timeutil import fmt, parse_iso
 
 log = logging.getLogger("smsmon.store")
 
+T = TypeVar("T")
 RETRIES = 5  # a batch redone because another writer created one of its messages meanwhile: rare twice in a row
 CHANNEL_PREFIX = "smsmon:"  # NOTIFY channel: the prefix and the schema, so two smsmon schemas of one database stay apart
 UPSERT = {
@@ -93,6 +94,7 @@ class PgWriter:
             migrate(conn, str(url))
             self.channel = CHANNEL_PREFIX + conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
             self.codec = Codec.of(Connection(conn))  # type: ignore[arg-type]
+            self.demo = origin.is_demo(Connection(conn))  # type: ignore[arg-type]  # holds only simulated traffic
         except psycopg.Error as exc:
             raise pg_error(exc, url) from None
         finally:
@@ -101,6 +103,9 @@ class PgWriter:
         self.pool = pool(url, max_size=1, busy_timeout=busy_timeout, autocommit=True, name="smsmon-writer",
                          timeout=busy_timeout)
         self._batches = 0
+        # The transaction's connection while `apply`'s or `run`'s work runs (as the SQLite
+        # Writer's `conn`), for work written against the writer: outbox.settle, origin.mark_demo.
+        self.conn: Connection | None = None
 
     # What the committer asks of a writer for SQLite's file and its write-ahead log: nothing to do here.
     def verify_file(self) -> None:
@@ -129,7 +134,11 @@ class PgWriter:
         for attempt in range(RETRIES):
             try:
                 with self.pool.connection() as raw, raw.transaction():
-                    return work(Connection(raw))
+                    self.conn = Connection(raw)
+                    try:
+                        return work(self.conn)
+                    finally:
+                        self.conn = None
             except _Raced:
                 log.debug("batch raced another writer for a new message: again (%d)", attempt + 1)
             except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure) as exc:
@@ -145,28 +154,65 @@ class PgWriter:
 
     # ── events ────────────────────────────────────────────────────────────────
     def apply(self, events: Sequence[Event], *, dead_letters: Sequence[DeadLetter] = (),
-              poll_runs: Sequence[dict[str, object]] = ()) -> list[Applied]:
-        """Apply a batch of events, dead letters and poll runs in one transaction; when this
-        returns, all of it is durable. Raises StoreUnavailable (server down, locked) with nothing committed."""
-        if not events and not dead_letters and not poll_runs:
+              poll_runs: Sequence[dict[str, object]] = (), forward: Sequence[str | None] | None = None,
+              work: Sequence[Callable[["PgWriter"], object]] = ()) -> list[Applied]:
+        """Apply a batch of events, dead letters, poll runs and other `work` (each called with
+        this writer) in one transaction; when this returns, all of it is durable. `forward`, one
+        entry per event: its Content-Type to relay it with (an outbox row), or None. Raises
+        StoreUnavailable (server down, locked) with nothing committed."""
+        if not events and not dead_letters and not poll_runs and not work:
             return []
         packed = [self.codec.pack(ev.raw) for ev in events]  # compressed once, outside the transaction
+        demo = self.demo
 
-        def work(conn: Connection) -> list[Applied]:
-            slots, plan = self._merge(conn, events)
-            first_id = self._take_clock(conn, slots, plan)
-            applied = self._write(conn, events, packed, slots, plan, first_id)
+        def batch(conn: Connection) -> list[Applied]:
+            self.demo = demo  # as before this try: a raced try is rolled back, the mark with it
+            applied = self._stage(conn, events, packed, forward)
             if dead_letters:
-                self._dead_letters(conn, dead_letters)
+                deadletters.keep(conn, dead_letters, limit=self.dead_letter_limit,  # type: ignore[arg-type]
+                                 max_bytes=self.dead_letter_bytes)
             for run in poll_runs:
                 self._poll_run(conn, run)
-            conn.execute("SELECT pg_notify(?, ?)", (self.channel, str(first_id + len(plan.rows) - 1)))
+            for w in work:
+                w(self)
+            if not events:  # readers hear of dead letters and poll runs too (the app's health line)
+                conn.execute("SELECT pg_notify(?, (SELECT last_event_id FROM commit_clock)::text)", (self.channel,))
             return applied
 
-        return self._run(work)
+        try:
+            return self._run(batch)
+        except BaseException:
+            self.demo = demo  # nothing was committed: the mark is where it was
+            raise
 
-    def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes) -> None:
-        self.apply([], dead_letters=[DeadLetter(received_at, remote, path, reason, body)])
+    def run(self, work: Callable[["PgWriter"], T]) -> T:
+        """`work(self)` in one transaction, committed when this returns."""
+        return self._run(lambda conn: work(self))
+
+    def stage(self, events: Sequence[Event], forward: Sequence[str | None] | None = None) -> list[Applied]:
+        """Within a transaction (`run`'s work): apply events, and write the outbox rows of the
+        new ones that `forward` names (smsmon.store.outbox)."""
+        assert self.conn is not None, "stage() runs inside run()'s transaction"
+        return self._stage(self.conn, events, [self.codec.pack(ev.raw) for ev in events], forward)
+
+    def _stage(self, conn: Connection, events: Sequence[Event], packed: list[bytes],
+               forward: Sequence[str | None] | None) -> list[Applied]:
+        if not events:
+            return []
+        if self.demo:
+            self.demo = origin.still_demo(conn, events)  # type: ignore[arg-type]
+        slots, plan = self._merge(conn, events)
+        first_id = self._take_clock(conn, slots, plan)
+        applied = self._write(conn, events, packed, slots, plan, first_id)
+        if forward is not None:
+            outbox.add(conn, events, applied, forward)  # type: ignore[arg-type]
+        conn.execute("SELECT pg_notify(?, ?)", (self.channel, str(first_id + len(plan.rows) - 1)))
+        return applied
+
+    def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes,
+                    headers: str | None = None) -> None:
+        """Keep one rejected callback in its own transaction (smsmon.store.deadletters)."""
+        self.apply([], dead_letters=[DeadLetter(received_at, remote, path, reason, body, headers)])
 
     def record_poll_run(self, **run: object) -> None:
         self.apply([], poll_runs=[run])
@@ -292,21 +338,6 @@ class PgWriter:
             conn.executemany(UPSERT[table], sorted(rows))
 
     # ── dead letters and poll runs ───────────────────────────────────────────
-    def _dead_letters(self, conn: Connection, letters: Sequence[DeadLetter]) -> None:
-        rows = []
-        for d in letters:
-            body = d.body[:DEAD_LETTER_BODY].decode("utf-8", "replace")
-            rows.append((d.received_at, d.remote, d.path, d.reason[:500], body, len(body.encode())))
-        conn.executemany("INSERT INTO dead_letters (received_at, remote, path, reason, body, size) VALUES (?,?,?,?,?,?)", rows)
-        newest = conn.execute("SELECT max(id) FROM dead_letters").fetchone()[0]
-        conn.execute("DELETE FROM dead_letters WHERE id <= ?", (newest - self.dead_letter_limit,))
-        total = conn.execute("SELECT coalesce(sum(size), 0) FROM dead_letters").fetchone()[0]
-        if total > self.dead_letter_bytes:
-            cut = conn.execute(
-                "SELECT id FROM (SELECT id, sum(size) OVER (ORDER BY id) AS upto FROM dead_letters) AS s"
-                " WHERE upto >= ? ORDER BY id LIMIT 1", (total - self.dead_letter_bytes,)).fetchone()[0]
-            conn.execute("DELETE FROM dead_letters WHERE id <= ?", (cut,))
-
     def _poll_run(self, conn: Connection, run: dict[str, object]) -> None:
         cols = [c for c in POLL_RUN_COLUMNS if c in run]
         new_id = conn.execute(f"INSERT INTO poll_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING id",
