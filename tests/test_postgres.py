@@ -257,6 +257,33 @@ def test_the_schema_keeps_its_versions_and_refuses_what_it_must_not_write(pg_ser
         open_reader(schema_url(pg_server)).open()
 
 
+def test_a_version_1_database_is_upgraded_with_its_data(pg_server) -> None:
+    """Schema step 2 (the SQLite store's v5: meta, the outbox, dead letters' headers) on a
+    database that holds data, as a PostgreSQL store of before issue 13 left it."""
+    from tests.helpers import zevent
+
+    db = schema_url(pg_server)
+    with open_writer(db) as w:
+        w.apply([zevent("MESSAGE_SENT", uuid="m1", event_id="e1"), zevent(uuid="m1", event_id="e2")])
+        w.dead_letter(received_at="2026-11-23T10:00:00.000000Z", remote="203.0.113.9", path="/callbacks/zeckta",
+                      reason="invalid_json", body=b"{nope")
+    before = state(db)
+    conn = connect(db)
+    for statement in ("DROP TABLE forward_outbox", "DROP TABLE meta", "ALTER TABLE dead_letters DROP COLUMN headers",
+                      "ALTER TABLE dead_letters DROP COLUMN body_bytes", "ALTER TABLE dead_letters DROP COLUMN replayed_at",
+                      "DELETE FROM schema_versions WHERE version = 2"):
+        conn.execute(statement)
+    conn.close()
+    with open_reader(db) as r:  # a reader brings it up to date, as on SQLite
+        assert r.stats(None).messages == 1
+    assert [v for (v,) in rows(db, "SELECT version FROM schema_versions ORDER BY 1")] == [1, 2]
+    assert state(db) == before
+    assert rows(db, "SELECT reason, body, headers, body_bytes FROM dead_letters") == [("invalid_json", "{nope", None, None)]
+    with open_writer(db) as w:
+        w.apply([zevent(uuid="m2", event_id="e3")], forward=["application/json"])
+    assert rows(db, "SELECT message_id, content_type FROM forward_outbox") == [("zeckta:m2", "application/json")]
+
+
 def test_processes_starting_at_once_on_an_empty_database_build_the_schema_once(pg_server) -> None:
     from smsmon.store.pg.schema import SCHEMA_VERSION
 
@@ -321,7 +348,11 @@ def test_readers_hear_of_every_commit_from_the_server(pg_server) -> None:
 def everything(db: Any) -> dict[str, Any]:
     """`state` and the tables of record that state() leaves out."""
     out = state(db)
-    out["dead_letters"] = rows(db, "SELECT id, received_at, remote, path, reason, body, size FROM dead_letters ORDER BY id")
+    out["dead_letters"] = rows(db, "SELECT id, received_at, remote, path, reason, body, size, headers, body_bytes,"
+                                   " replayed_at FROM dead_letters ORDER BY id")
+    out["outbox"] = rows(db, "SELECT event_id, message_id, created_at, content_type, attempts, next_at, last_error"
+                             " FROM forward_outbox ORDER BY event_id")
+    out["meta"] = rows(db, "SELECT key, value FROM meta ORDER BY key")
     out["poll_runs"] = rows(db, "SELECT id, provider, new_events, error FROM poll_runs ORDER BY id")
     out["events_minute"] = rows(db, "SELECT minute, n FROM events_minute ORDER BY 1")
     return out
@@ -346,10 +377,12 @@ def source_db(path: Any) -> Any:
 
     fill(path, messages=400, seed=3, days=2)
     with open_writer(path) as w:
-        w.apply([zevent(uuid="nul\x00id", event_id="x")])
-        for i in range(3):
+        w.apply([zevent(uuid="nul\x00id", event_id="x"), zevent(uuid="relayed", event_id="r1")],
+                forward=[None, "application/json"])  # one waits in the outbox
+        for i in range(3):  # a NUL, and a body that is not UTF-8, kept exactly
             w.dead_letter(received_at="2026-11-23T10:00:00.000000Z", remote="127.0.0.1", path="/callbacks/zeckta",
-                          reason=f"invalid_json: {i}", body=b"{not json " + bytes([i]))
+                          reason=f"invalid_json: {i}", body=b"{not json " + bytes([i, 0xE9 * (i == 2)]),
+                          headers=json.dumps({"Content-Type": "application/json"}) if i else None)
         w.record_poll_run(provider="eazita", started_at="s", finished_at="f", ok=1, http_status=200, rows_seen=3, new_events=3)
     return path
 
@@ -360,13 +393,25 @@ def test_migrate_copies_everything_and_again_only_what_came_since(pg_server, tmp
     source, target = source_db(tmp_path / "source.db"), schema_url(pg_server)
     r = invoke("migrate", "--from", str(source), "--to", target.reveal())
     assert r.exit_code == 0, r.stderr
-    assert "events: " in r.stderr and "(100%)" in r.stderr and "copied 401 messages" in r.stderr
+    assert "events: " in r.stderr and "(100%)" in r.stderr and "copied 402 messages" in r.stderr
     want, got = as_stored_in_postgresql(everything(source)), everything(target)
     assert got == want
 
+    assert len(got["dead_letters"]) == 3 and got["dead_letters"][2][8] == b"{not json \x02\xe9" and len(got["outbox"]) == 1
     again = invoke("migrate", "--from", str(source), "--to", target.reveal())
     assert again.exit_code == 0 and "(0 this run" in again.stderr
     assert everything(target) == got
+
+    from datetime import datetime
+
+    from smsmon.store import deadletters, outbox
+
+    with open_writer(source) as w:  # on the file meanwhile: a dead letter replayed, another tried; the outbox relayed
+        w.run(lambda w: deadletters.resolve(w, [1], [(2, "invalid_json: again")], datetime(2026, 11, 24, tzinfo=UTC)))
+        w.run(lambda w: outbox.settle(w, [outbox.Attempt(got["outbox"][0][0], True, "2026-11-24T00:00:00Z")]))
+    assert invoke("migrate", "--from", str(source), "--to", target.reveal()).exit_code == 0
+    assert everything(target) == as_stored_in_postgresql(everything(source))
+    assert [r[0] for r in everything(target)["dead_letters"]] == [2, 3] and everything(target)["outbox"] == []
 
     with open_writer(source) as w:  # the file goes on getting callbacks until the switch
         w.apply([zevent(uuid="late", event_id="late-1")])

@@ -186,6 +186,7 @@ def check(conn: psycopg.Connection, where: str) -> int:
 
 def migrate(conn: psycopg.Connection, where: str) -> int:
     """Bring the schema up to date, one transaction per step; return the version."""
+    fresh = False  # a schema built now, step by step: no upgrade to announce
     for _ in range(SCHEMA_VERSION + 1):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock($1)", (MIGRATION_LOCK,))
@@ -199,9 +200,10 @@ def migrate(conn: psycopg.Connection, where: str) -> int:
             if current == SCHEMA_VERSION:
                 return current
             if current == 0:
+                fresh = True
                 conn.execute(f"CREATE TABLE schema_versions (version integer PRIMARY KEY, applied_at {TEXT} NOT NULL,"
                              f" what {TEXT} NOT NULL)")
-            else:
+            elif not fresh:
                 log.warning("upgrading %s from schema version %d to %d ...", where, current, current + 1)
             what, step = MIGRATIONS[current]
             step(conn)
