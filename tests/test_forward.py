@@ -304,8 +304,9 @@ async def test_every_accepted_callback_reaches_the_target_across_kill_9(db: Any)
         while not stop.is_set():
             sent += 1
             event_id = f"k{sent}"
+            at = f"2026-11-23T10:{sent // 60 % 60:02d}:{sent % 60:02d}Z"  # unique: the same message, type and time is a duplicate
             try:
-                status, _ = await post(session, url, callback(uuid=f"m{sent % 50}", event_id=event_id, at=f"2026-11-23T10:00:{sent % 60:02d}Z"))
+                status, _ = await post(session, url, callback(uuid=f"m{sent % 50}", event_id=event_id, at=at))
             except aiohttp.ClientError:
                 continue  # killed mid-request: not acknowledged, so Zeckta would send it again
             if status == 200:
