@@ -246,6 +246,7 @@ async def test_the_outbox_survives_a_restart(db) -> None:
     async with live(db, target.url) as (_, url), aiohttp.ClientSession() as s:
         for i in range(4):
             assert (await post(s, url, callback(uuid=f"m{i}", event_id=f"e{i}")))[0] == 200
+        await eventually(lambda: any(r[3] for r in outbox(db)), what="a try failed (the target is down)")
     assert len(outbox(db)) == 4  # stopped with the target down: kept
     shown = CliRunner().invoke(cli, ["stats", "--db", arg(db)], catch_exceptions=False).stdout
     assert "Forwarding: 4 callbacks wait to be relayed" in shown and "last error at" in shown and "forward_connect_error" in shown

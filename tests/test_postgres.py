@@ -335,7 +335,13 @@ def test_readers_hear_of_every_commit_from_the_server(pg_server) -> None:
     other = schema_url(pg_server)  # another smsmon schema of the same database hears nothing of these
     with open_writer(other) as w, open_reader(other) as r:
         quiet: list[int] = []
-        stop = r.listen(quiet.append)
+
+        def heard_here(event_id: int) -> None:
+            with arrived:
+                quiet.append(event_id)
+                arrived.notify_all()
+
+        stop = r.listen(heard_here)
         open_writer(db).apply([zevent(uuid="elsewhere")])
         w.apply([zevent(uuid="here")])
         with arrived:

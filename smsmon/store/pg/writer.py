@@ -175,8 +175,10 @@ class PgWriter:
                 self._poll_run(conn, run)
             for w in work:
                 w(self)
-            if not events:  # readers hear of dead letters and poll runs too (the app's health line)
-                conn.execute("SELECT pg_notify(?, (SELECT last_event_id FROM commit_clock)::text)", (self.channel,))
+            if not events:  # the commit clock all the same (writers commit one at a time), and readers hear of
+                # dead letters and poll runs too (the app's health line)
+                (last,) = conn.execute("SELECT last_event_id FROM commit_clock FOR UPDATE").fetchone()
+                conn.execute("SELECT pg_notify(?, ?)", (self.channel, str(last)))
             return applied
 
         try:
