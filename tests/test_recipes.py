@@ -111,15 +111,18 @@ def start_serve(tmp: Path, listen: int, public: str) -> tuple[Serve, Path]:
 async def ready(url: str, ca: ssl.SSLContext, timeout: float = 30) -> None:
     """Wait until the proxy answers /healthz over HTTPS (a proxy may listen before its certificate is ready)."""
     deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca)) as s:
+    # From the address --allow-from lets in: from any other, smsmon answers 403 through the proxy.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca, local_addr=("127.0.0.2", 0))) as s:
         while True:
+            status: int | str
             try:
                 async with s.get(f"{url}/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                if time.monotonic() > deadline:
-                    raise
+                    status = r.status
+            except aiohttp.ClientError as exc:
+                status = repr(exc)
+            if status == 200:
+                return
+            assert time.monotonic() < deadline, f"{url}/healthz: {status} for {timeout:.0f} s"
             await asyncio.sleep(0.1)
 
 
