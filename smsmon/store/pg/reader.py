@@ -38,9 +38,8 @@ class PgReader(Reader):
     def __init__(self, url: PostgresUrl, *, cache_kib: int = 0, mmap: bool = False, window: timedelta = WATCH_WINDOW,
                  region: str | None = None, pool_size: int = POOL_SIZE) -> None:
         """As Reader (`cache_kib` and `mmap` are SQLite's: PostgreSQL's cache is the server's)."""
+        super().__init__(str(url), window=window, region=region)  # what every Reader keeps (caches, settings)
         self.url = self.path = url  # type: ignore[assignment]
-        self.window = window
-        self.region = region
         self.pool_size = pool_size
         self.channel = ""
         self._pool: ConnectionPool | None = None
