@@ -160,7 +160,17 @@ class Server:
         self.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    import signal
+
+    # Ctrl+C and SIGTERM both stop and delete the server, also when started in the background
+    # (where a shell hands it SIGINT ignored).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     with Server(fast=False) as server:
         print(server.url(), "\n" + server.tcp_url(), flush=True)
         try:
