@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
@@ -351,3 +352,26 @@ async def test_every_accepted_callback_reaches_the_target_across_kill_9(db: Any)
     assert rows(db, "SELECT count(*) FROM forward_outbox") == [(0,)]
     with open_reader(db) as reader:
         assert reader.latest_event_id() >= len(accepted)
+
+
+# ── two serves on one PostgreSQL ────────────────────────────────────────────────
+@pytest.mark.postgres
+async def test_two_serves_on_one_postgresql_relay_each_callback_once(pg_server) -> None:
+    """Both forwarders read the one outbox: a row is claimed (in a transaction) before it is
+    sent, so while the target is healthy each callback reaches it once, whichever serve took it."""
+    from tests.conftest import schema_url
+
+    db = schema_url(pg_server)
+    target = await Target().start()
+    target.delay = 0.02  # rows wait a little: both forwarders find them due
+    try:
+        async with live(db, target.url) as (_, url_a), live(db, target.url) as (_, url_b), aiohttp.ClientSession() as s:
+            for i in range(60):
+                body = callback(uuid=f"m{i}", event_id=f"e{i}")
+                assert (await post(s, url_a if i % 2 else url_b, body))[0] == 200
+            await eventually(lambda: not outbox(db) and len(target.received) >= 60, timeout=30,
+                             what=lambda: f"{len(target.received)} received, outbox {outbox(db)[:3]}")
+        ids = [r["headers"]["X-Smsmon-Event-Id"] for r in target.received]
+        assert sorted(ids) == sorted(f"e{i}" for i in range(60)), sorted(k for k, n in Counter(ids).items() if n > 1)
+    finally:
+        await target.stop()

@@ -64,6 +64,9 @@ class Committer:
         """`db_path`: an SQLite file or a PostgreSQL URL (smsmon.database). `on_commit(last_event_id)`
         is called on the writer thread after each commit that stored events."""
         self.db_path = database.parse(db_path)
+        # Other processes may write the same database (PostgreSQL): work that must not be done
+        # twice (relaying an outbox row) is claimed in a transaction first.
+        self.shared = database.is_postgres(self.db_path)
         self.on_commit = on_commit
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch

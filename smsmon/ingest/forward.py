@@ -53,6 +53,9 @@ CONCURRENCY = 8  # requests in flight at once: a slow target holds 8 connections
 IDLE_S = 1.0  # with nothing due, look again this often (and at once when a commit adds rows)
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0  # 5 minutes, as the pollers
+# A row claimed by one of several processes (PostgreSQL) is theirs for the request's timeout and
+# this long: if that process dies meanwhile, another relays the row once the claim runs out.
+CLAIM_MARGIN_S = 30.0
 PAUSE_CAP_S = 30.0  # while the target is down, it is tried again at least this often: back within 30 s of it
 ANSWER_MAX = 2048  # bytes of the target's answer read (the start of an error page, for the log)
 DEPTH_EVERY_S = 1.0  # recount the outbox at most this often
@@ -185,6 +188,10 @@ class Forwarder:
         now = now_utc()
         await self._count(now.timestamp())
         rows = await asyncio.to_thread(self._reader.outbox_due, fmt(now), self.batch)
+        if rows and self.committer.shared:  # other processes relay this outbox too: take these rows first
+            until = fmt(now + timedelta(seconds=self.timeout + CLAIM_MARGIN_S))
+            mine = await self.committer.run(lambda w: outbox.claim(w, [p.event_id for p in rows], fmt(now), until))
+            rows = [p for p in rows if p.event_id in mine]
         if not rows:
             return False
         self.health.waiting = max(self.health.waiting, len(rows))  # until the next count
