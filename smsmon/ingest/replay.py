@@ -49,8 +49,8 @@ class ReplayResult:
     def summary(self) -> str:
         """One line, as `smsmon dead-letters replay` and the app's dead letters screen say it."""
         new = sum(not r.duplicate for r in self.events)
-        return (f"replayed {plural(len(self.events) + len(self.failed), 'dead letter')}: {new:,} became new events,"
-                f" {len(self.events) - new:,} were stored already, {len(self.failed):,} still fail")
+        return (f"replayed {plural(len(self.events) + len(self.failed), 'dead letter')}: {plural(new, 'new event')},"
+                f" {len(self.events) - new:,} stored already, {len(self.failed):,} still refused")
 
     def to_dict(self) -> dict[str, Any]:
         return {"events": [asdict(r) for r in self.events],
@@ -111,14 +111,18 @@ def _chunks(ids: list[int]) -> list[list[int]]:
     return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
 
 
-def _ids(reader: Reader, ids: Sequence[int], since: str | None) -> list[int]:
+def _ids(reader: Reader, ids: Sequence[int] | None, since: str | None) -> list[int]:
+    """The dead letters to replay: those of `ids` still there (received since `since`); None: all."""
     known = reader.dead_letter_ids(since=since)
-    return [i for i in known if i in set(ids)] if ids else known
+    if ids is None:
+        return known
+    wanted = set(ids)
+    return [i for i in known if i in wanted]
 
 
-def replay(db: str | Path, *, ids: Sequence[int] = (), since: str | None = None, region: str | None = None,
+def replay(db: str | Path, *, ids: Sequence[int] | None = None, since: str | None = None, region: str | None = None,
            forward: bool = False) -> ReplayResult:
-    """Replay the dead letters `ids` (or all, received since `since`) with a writer of its own."""
+    """Replay the dead letters `ids` (None: all), received since `since`, with a writer of its own."""
     result = ReplayResult()
     with Reader(db) as reader, Writer(db) as writer:
         for chunk in _chunks(_ids(reader, ids, since)):
@@ -127,7 +131,7 @@ def replay(db: str | Path, *, ids: Sequence[int] = (), since: str | None = None,
     return result
 
 
-async def replay_live(committer: Committer, db: str | Path, *, ids: Sequence[int] = (), since: str | None = None,
+async def replay_live(committer: Committer, db: str | Path, *, ids: Sequence[int] | None = None, since: str | None = None,
                       region: str | None = None) -> ReplayResult:
     """The same through a running ingest's writer (its forwarding on or off)."""
     result = ReplayResult()
