@@ -24,7 +24,7 @@ from smsmon.lifecycle import Event
 from smsmon.present import plural
 from smsmon.providers import zeckta
 from smsmon.store import deadletters
-from smsmon.store.origin import simulated
+from smsmon.store.origin import simulated, simulated_headers
 from smsmon.store.reader import Reader
 from smsmon.store.writer import Applied, Writer
 from smsmon.timeutil import now_utc, parse_iso
@@ -70,6 +70,7 @@ class _Batch:
     ids: list[int] = field(default_factory=list)  # dead letters that parse now, in the order of `events`
     events: list[Event] = field(default_factory=list)
     types: list[str] = field(default_factory=list)
+    simulated: list[bool] = field(default_factory=list)  # its callback said so (a simulator's header)
     failed: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -87,6 +88,7 @@ def _parse(letters: Sequence[dict[str, Any]], region: str | None) -> _Batch:
         batch.ids.append(d["id"])
         batch.events.append(event)
         batch.types.append(_content_type(d["headers"]))
+        batch.simulated.append(simulated_headers(d["headers"]))
     return batch
 
 
@@ -94,7 +96,7 @@ def _work(batch: _Batch, forward: bool) -> Callable[[Writer], list[Applied]]:
     """What the writer does, in one transaction."""
 
     def run(writer: Writer) -> list[Applied]:
-        events = [simulated(e) for e in batch.events] if writer.demo else batch.events
+        events = [simulated(e) if sim else e for e, sim in zip(batch.events, batch.simulated)]
         applied = writer.stage(events, batch.types if forward else None)
         deadletters.resolve(writer, batch.ids, batch.failed, now_utc())
         return applied
