@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -115,6 +116,7 @@ class SmsmonApp(App):
     # ── start and stop ───────────────────────────────────────────────────────
     async def on_mount(self) -> None:
         self._restore_logging = logs.silenced()  # the screens show health and failures instead
+        self._on_signals(lambda sig: asyncio.get_running_loop().add_signal_handler(sig, self.exit))
         self.sub_title = self.ingest.description if self.ingest else "offline"
         look, self.first_look = self.first_look, None
         first = look.take() if look is not None else None
@@ -136,7 +138,19 @@ class SmsmonApp(App):
         if first is None:  # else the first frame has the data already: the next tick looks again
             self._tick()
 
+    @staticmethod
+    def _on_signals(do: Callable[[int], Any]) -> None:
+        """SIGTERM and SIGHUP (the terminal closed) end the app as q does: the ingest stops after
+        committing what it acknowledged, and whatever ran it cleans up (the demo's temporary
+        database)."""
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                do(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # no such signal here, or not the main thread (a test's, the browser's): nothing to catch
+
     async def on_unmount(self) -> None:
+        self._on_signals(asyncio.get_running_loop().remove_signal_handler)
         if self.ingest is not None:
             await self.ingest.stop()
         self.gateway.close()
