@@ -111,6 +111,7 @@ async def test_a_live_replay_goes_through_the_running_writer_and_forwards(db_pat
     try:
         result = await ingest.replay_dead_letters(ids=(2,))
         assert [(r.id, r.event_key) for r in result.events] == [(2, "fixed-1")]
+        assert ingest.committer.last_event_id == rows(db_path, "SELECT max(id) FROM events")[0][0]  # followers hear of it
         result = await ingest.replay_dead_letters()
         assert [r.event_key for r in result.events] == ["dup-1"] and [i for i, _ in result.failed] == [1, 4, 5]
     finally:
