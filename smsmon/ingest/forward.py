@@ -57,6 +57,7 @@ BACKOFF_CAP_S = 300.0  # 5 minutes, as the pollers
 # this long: if that process dies meanwhile, another relays the row once the claim runs out.
 CLAIM_MARGIN_S = 30.0
 PAUSE_CAP_S = 30.0  # while the target is down, it is tried again at least this often: back within 30 s of it
+PROBE_ANY = "9999"  # later than any next_at (ISO text): the soonest waiting row, due or not
 ANSWER_MAX = 2048  # bytes of the target's answer read (the start of an error page, for the log)
 DEPTH_EVERY_S = 1.0  # recount the outbox at most this often
 HEADER_MAX = 512
@@ -188,9 +189,16 @@ class Forwarder:
         now = now_utc()
         await self._count(now.timestamp())
         rows = await asyncio.to_thread(self._reader.outbox_due, fmt(now), self.batch)
+        due_by = fmt(now)
+        if not rows and self._down:
+            # The target is down and every row waits out its own backoff (up to 5 minutes): the
+            # soonest is sent anyway, as a probe, so that the moment the target is back (within
+            # PAUSE_CAP_S) everything waiting goes.
+            rows = await asyncio.to_thread(self._reader.outbox_due, PROBE_ANY, 1)
+            due_by = PROBE_ANY
         if rows and self.committer.shared:  # other processes relay this outbox too: take these rows first
             until = fmt(now + timedelta(seconds=self.timeout + CLAIM_MARGIN_S))
-            mine = await self.committer.run(lambda w: outbox.claim(w, [p.event_id for p in rows], fmt(now), until))
+            mine = await self.committer.run(lambda w: outbox.claim(w, [p.event_id for p in rows], due_by, until))
             rows = [p for p in rows if p.event_id in mine]
         if not rows:
             return False
