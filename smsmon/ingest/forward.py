@@ -54,8 +54,9 @@ IDLE_S = 1.0  # with nothing due, look again this often (and at once when a comm
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0  # 5 minutes, as the pollers
 # A row claimed by one of several processes (PostgreSQL) is theirs for the request's timeout and
-# this long: if that process dies meanwhile, another relays the row once the claim runs out.
-CLAIM_MARGIN_S = 30.0
+# this long (the settling commit after the answer: milliseconds, seconds while the server is
+# busy): if that process dies meanwhile, the row goes out again once the claim runs out.
+CLAIM_MARGIN_S = 5.0
 PAUSE_CAP_S = 30.0  # while the target is down, it is tried again at least this often: back within 30 s of it
 PROBE_ANY = "9999"  # later than any next_at (ISO text): the soonest waiting row, due or not
 ANSWER_MAX = 2048  # bytes of the target's answer read (the start of an error page, for the log)
