@@ -1,0 +1,271 @@
+"""Retention (issue 14): remove messages whose latest activity is older than a cut-off, with their
+events and forward-outbox rows, and poll runs and dead letters of the same age; and take exactly
+what those messages contributed out of every count the writer maintains, in the transaction
+that deletes them, so that every figure read afterwards equals a recount of the rows left.
+
+What a message contributes, and where it is taken out (the writer puts it in, writer.py):
+- `facet_counts`: one count per dimension of `_facet_values` (status, outcome, provider, error
+  code, network, country, failures by code, network and status, the latency bucket);
+- `agg_hour` / `agg_day` (one row each, with its events) and `agg_latency_*` (delivered ones):
+  the message's `Place`, moved out with `Deltas` as the writer moves it between rows;
+- `events_minute`: its events by minute of arrival, for the minutes still kept there;
+- the events themselves: the unfiltered event total is the newest events.id less the events
+  pruned so far, which is kept in `facet_counts` as ('pruned', 'events') (`stored_events`);
+- `event_key_blocks`: a Bloom filter cannot forget a key (a stale bit only costs a lookup), so a
+  block's filter goes only once every event of the block has gone.
+
+The newest message (by arrival, and the one holding the newest event) is never pruned: the
+writer numbers new events and messages after the largest ones stored, and the app follows new
+events by that number, so the largest must stay for numbers never to be given twice.
+
+Work goes in batches of BATCH messages, one transaction each, so that a writer in another
+process (or the callbacks queued behind a batch in the same one) waits for one batch at most.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from smsmon.store import aggregates
+from smsmon.store.aggregates import Deltas, Place
+from smsmon.store.keyindex import BLOCK
+from smsmon.store.schema import MESSAGE_COLUMNS
+from smsmon.store.totals import PRUNED_EVENTS
+from smsmon.store.writer import _BUMP_FACET, FACETS, Writer, _facet_values, _state_from_row
+
+# Messages per transaction. Measured on the 1M-event database (`smsmon bench months`): 2,000
+# messages (about 6,000 events) take 60-90 ms to delete and uncount, and the p99 of callbacks at
+# 1,000/s stays within a few ms of an idle store; 10,000 took 0.4 s a batch and the p99 rose
+# to match.
+BATCH = 2000
+# Pages given back to the file system per step of incremental vacuum (2 KiB pages: 8 MiB a step).
+# Measured: 4,096 pages take 20-40 ms; a whole VACUUM of the half-pruned 1M database took 30-60 s
+# during which nothing could be written.
+VACUUM_STEP = 4096
+OUTBOX = "forward_outbox"  # issue 13's table: (message_id TEXT, created_at TEXT, ...), when present
+
+_LOAD = ", ".join(MESSAGE_COLUMNS)
+_AGG_KEYS = {
+    "agg_hour": "span = ? AND provider = ? AND raw_status = ? AND error_code = ? AND network = ? AND country_code = ?",
+    "agg_latency_hour": "span = ? AND provider = ? AND error_code = ? AND network = ? AND country_code = ? AND bucket = ?",
+}
+_AGG_KEYS["agg_day"], _AGG_KEYS["agg_latency_day"] = _AGG_KEYS["agg_hour"], _AGG_KEYS["agg_latency_hour"]
+
+
+@dataclass
+class PruneResult:
+    """What a prune removed (or, dry, would remove)."""
+
+    cutoff: str
+    dry_run: bool = False
+    messages: int = 0
+    events: int = 0
+    outbox: int = 0
+    poll_runs: int = 0
+    dead_letters: int = 0
+    kept_newest: bool = False  # the newest message is older than the cut-off and was kept (see the module's docstring)
+    batches: int = 0
+    seconds: float = 0.0
+    longest_batch_s: float = 0.0
+    pages_freed: int = 0
+    bytes_freed: int = 0
+    vacuum: str = "incremental"  # incremental | none (the file was made without auto_vacuum) | full | skipped
+
+    @property
+    def removed_anything(self) -> bool:
+        return bool(self.messages or self.outbox or self.poll_runs or self.dead_letters)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def has_outbox(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (OUTBOX,)).fetchone() is not None
+
+
+def _newest(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The seqs never pruned: the newest message, and the message of the newest event."""
+    top_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+    row = conn.execute("SELECT message_seq FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    return top_seq, row[0] if row else top_seq
+
+
+# ── what would go ────────────────────────────────────────────────────────────────
+def plan(conn: sqlite3.Connection, cutoff: str) -> PruneResult:
+    """A dry run: what `prune` would remove now, read only."""
+    keep = _newest(conn)
+    messages, events = conn.execute(
+        "SELECT count(*), coalesce(sum(events_count), 0) FROM messages INDEXED BY ix_messages_time"
+        " WHERE last_event_at < ? AND seq NOT IN (?, ?)", (cutoff, *keep)).fetchone()
+    kept = conn.execute("SELECT count(*) FROM messages WHERE seq IN (?, ?) AND last_event_at < ?", (*keep, cutoff)).fetchone()[0]
+    result = PruneResult(cutoff, dry_run=True, messages=messages, events=events, kept_newest=kept > 0)
+    result.poll_runs = conn.execute("SELECT count(*) FROM poll_runs WHERE started_at < ?", (cutoff,)).fetchone()[0]
+    result.dead_letters = conn.execute("SELECT count(*) FROM dead_letters WHERE received_at < ?", (cutoff,)).fetchone()[0]
+    if has_outbox(conn):
+        result.outbox = conn.execute(
+            f"SELECT count(*) FROM {OUTBOX} WHERE created_at < ? OR message_id IN (SELECT id FROM messages"
+            " INDEXED BY ix_messages_time WHERE last_event_at < ? AND seq NOT IN (?, ?))", (cutoff, cutoff, *keep)).fetchone()[0]
+    return result
+
+
+# ── one batch ───────────────────────────────────────────────────────────────────
+@dataclass
+class Batch:
+    messages: int = 0
+    events: int = 0
+    outbox: int = 0
+
+
+def prune_batch(conn: sqlite3.Connection, cutoff: str, limit: int = BATCH) -> Batch:
+    """Remove up to `limit` of the oldest messages older than `cutoff` and their contribution to
+    every maintained count. Call inside a write transaction (`Writer` runs it in one)."""
+    keep = _newest(conn)
+    rows = conn.execute(f"SELECT {_LOAD} FROM messages INDEXED BY ix_messages_time WHERE last_event_at < ?"
+                        " AND seq NOT IN (?, ?) ORDER BY last_event_at LIMIT ?", (cutoff, *keep, limit)).fetchall()
+    if not rows:
+        return Batch()
+    facets: Counter[tuple[str, str]] = Counter()
+    moves = Deltas()
+    seqs, ids = [], []
+    for row in rows:
+        r = dict(zip(MESSAGE_COLUMNS, row))
+        state = _state_from_row(r)
+        for dim, value in zip(FACETS, _facet_values(state)):
+            if value is not None:
+                facets[(dim, value)] -= 1
+        moves.move(Place(state), None)  # type: ignore[arg-type]  # out of its rows, into none
+        seqs.append(r["seq"])
+        ids.append(r["id"])
+    marks = ",".join("?" * len(seqs))
+    oldest_minute = conn.execute("SELECT min(minute) FROM events_minute").fetchone()[0]
+    minutes: Counter[str] = Counter()
+    blocks: set[int] = set()
+    n_events = 0
+    for event_id, received in conn.execute(f"SELECT id, received_at FROM events WHERE message_seq IN ({marks})", seqs):
+        n_events += 1
+        blocks.add(event_id // BLOCK)
+        if oldest_minute is not None and received[:16] >= oldest_minute:
+            minutes[received[:16]] -= 1
+    conn.execute(f"DELETE FROM events WHERE message_seq IN ({marks})", seqs)
+    outbox = 0
+    if has_outbox(conn):
+        outbox = conn.execute(f"DELETE FROM {OUTBOX} WHERE message_id IN ({','.join('?' * len(ids))})", ids).rowcount
+    conn.execute(f"DELETE FROM messages WHERE seq IN ({marks})", seqs)
+
+    facets[PRUNED_EVENTS] += n_events
+    conn.executemany(_BUMP_FACET, [(d, v, n) for (d, v), n in facets.items() if n])
+    conn.execute("DELETE FROM facet_counts WHERE n = 0")
+    for table, upserts in moves.rows():
+        conn.executemany(aggregates.UPSERT[table], upserts)
+        empty = "n = 0 AND events = 0" if table in ("agg_hour", "agg_day") else "n = 0"
+        keys = [u[:6] for u in upserts]
+        conn.executemany(f"DELETE FROM {table} WHERE {_AGG_KEYS[table]} AND {empty}", keys)
+    conn.executemany("UPDATE events_minute SET n = n + ? WHERE minute = ?", [(n, m) for m, n in minutes.items()])
+    conn.execute("DELETE FROM events_minute WHERE n <= 0")
+    for block in blocks:
+        if conn.execute("SELECT 1 FROM events WHERE id >= ? AND id < ? LIMIT 1", (block * BLOCK, (block + 1) * BLOCK)).fetchone() is None:
+            conn.execute("DELETE FROM event_key_blocks WHERE block = ?", (block,))
+    return Batch(len(seqs), n_events, outbox)
+
+
+def prune_others(conn: sqlite3.Connection, cutoff: str) -> tuple[int, int, int]:
+    """Poll runs and dead letters older than the cut-off, and outbox rows queued before it (their
+    messages may be newer): (poll runs, dead letters, outbox rows). Both tables are bounded
+    (100,000 and 10,000 rows), so reading them whole is cheap. Inside a write transaction."""
+    runs = conn.execute("DELETE FROM poll_runs WHERE started_at < ?", (cutoff,)).rowcount
+    letters = conn.execute("DELETE FROM dead_letters WHERE received_at < ?", (cutoff,)).rowcount
+    outbox = conn.execute(f"DELETE FROM {OUTBOX} WHERE created_at < ?", (cutoff,)).rowcount if has_outbox(conn) else 0
+    return runs, letters, outbox
+
+
+# ── space ───────────────────────────────────────────────────────────────────────
+def incremental(conn: sqlite3.Connection) -> bool:
+    """Whether the file can give space back a step at a time (auto_vacuum=INCREMENTAL: every
+    database smsmon creates; older files and ones made elsewhere may not)."""
+    return conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+
+
+def free_pages(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA freelist_count").fetchone()[0]
+
+
+def vacuum_step(conn: sqlite3.Connection, pages: int = VACUUM_STEP) -> int:
+    """Give up to `pages` free pages back to the file system (the file shrinks); the pages freed.
+    Outside a transaction: the pragma commits by itself."""
+    before = page_count(conn)
+    conn.execute(f"PRAGMA incremental_vacuum({int(pages)})")
+    return before - page_count(conn)  # free pages, and the pointer-map pages that kept track of them
+
+
+def page_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA page_count").fetchone()[0]
+
+
+def page_size(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+# ── the whole run, for `smsmon prune` ───────────────────────────────────────────
+def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "incremental",
+          progress: Callable[[int], None] | None = None, pause: float = 0.0) -> PruneResult:
+    """Prune in batches through `writer`, each in its own transaction, then give the space back:
+    `vacuum` is "incremental" (in steps, writers get in between), "full" (VACUUM: the file is
+    rebuilt, smallest, and no one can write until it ends) or "skipped" (free pages are reused
+    by new data; the file does not shrink). `pause` seconds between batches leave the database
+    to other writers."""
+    conn = writer.conn
+    started = time.perf_counter()
+    result = PruneResult(cutoff)
+    while True:
+        t0 = time.perf_counter()
+        done: Batch = writer._transaction(lambda: prune_batch(conn, cutoff, batch))
+        result.longest_batch_s = max(result.longest_batch_s, time.perf_counter() - t0)
+        if not done.messages:
+            break
+        result.batches += 1
+        result.messages += done.messages
+        result.events += done.events
+        result.outbox += done.outbox
+        if progress:
+            progress(result.messages)
+        if pause:
+            time.sleep(pause)
+    result.poll_runs, result.dead_letters, orphans = writer._transaction(lambda: prune_others(conn, cutoff))
+    result.outbox += orphans
+    keep = _newest(conn)
+    result.kept_newest = conn.execute("SELECT count(*) FROM messages WHERE seq IN (?, ?) AND last_event_at < ?",
+                                      (*keep, cutoff)).fetchone()[0] > 0
+    result.vacuum, result.pages_freed = reclaim(writer, vacuum, pause=pause)
+    result.bytes_freed = result.pages_freed * page_size(conn)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def reclaim(writer: Writer, how: str = "incremental", *, pause: float = 0.0) -> tuple[str, int]:
+    """Give the free pages back to the file system: (what was done, pages given back). What was
+    done is "incremental", "full", "skipped", or "none" when the file cannot shrink a step at a
+    time (made without auto_vacuum: `--vacuum full` once makes it able to)."""
+    conn = writer.conn
+    freed = 0
+    if how == "full":
+        before = page_count(conn)
+        writer.verify_file()
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect with the VACUUM: later prunes shrink the file in steps
+        conn.execute("VACUUM")
+        freed = before - page_count(conn)
+    elif how == "incremental":
+        if not incremental(conn):
+            return "none", 0
+        while free_pages(conn) > 0:
+            writer.verify_file()
+            step = vacuum_step(conn)
+            if step <= 0:
+                break
+            freed += step
+            if pause:
+                time.sleep(pause)
+    return how, freed
