@@ -30,9 +30,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from smsmon.store import aggregates
+from smsmon.store import aggregates, keyindex
 from smsmon.store.aggregates import Deltas, Place
-from smsmon.store.keyindex import BLOCK
 from smsmon.store.schema import MESSAGE_COLUMNS
 from smsmon.store.totals import PRUNED_EVENTS
 from smsmon.store.writer import _BUMP_FACET, FACETS, Writer, _facet_values, _state_from_row
@@ -147,7 +146,7 @@ def prune_batch(conn: sqlite3.Connection, cutoff: str, limit: int = BATCH) -> Ba
     n_events = 0
     for event_id, received in conn.execute(f"SELECT id, received_at FROM events WHERE message_seq IN ({marks})", seqs):
         n_events += 1
-        blocks.add(event_id // BLOCK)
+        blocks.add(event_id // keyindex.BLOCK)
         if oldest_minute is not None and received[:16] >= oldest_minute:
             minutes[received[:16]] -= 1
     conn.execute(f"DELETE FROM events WHERE message_seq IN ({marks})", seqs)
@@ -167,7 +166,8 @@ def prune_batch(conn: sqlite3.Connection, cutoff: str, limit: int = BATCH) -> Ba
     conn.executemany("UPDATE events_minute SET n = n + ? WHERE minute = ?", [(n, m) for m, n in minutes.items()])
     conn.execute("DELETE FROM events_minute WHERE n <= 0")
     for block in blocks:
-        if conn.execute("SELECT 1 FROM events WHERE id >= ? AND id < ? LIMIT 1", (block * BLOCK, (block + 1) * BLOCK)).fetchone() is None:
+        lo, hi = block * keyindex.BLOCK, (block + 1) * keyindex.BLOCK
+        if conn.execute("SELECT 1 FROM events WHERE id >= ? AND id < ? LIMIT 1", (lo, hi)).fetchone() is None:
             conn.execute("DELETE FROM event_key_blocks WHERE block = ?", (block,))
     return Batch(len(seqs), n_events, outbox)
 
