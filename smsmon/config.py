@@ -177,6 +177,40 @@ def _display_zone(value: Any) -> DisplayZone:
     return DisplayZone.parse(_text(value))
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"{value!r} is not a whole number (0, 1, 2, ...)")
+    return int(str(value).strip())
+
+
+def _fraction(value: Any) -> float:
+    """A share: `0.95`, or `95%`."""
+    text = _text(value)
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a share: use e.g. 0.95 or 95%") from None
+    if not 0 < share <= 1:
+        raise ValueError(f"{text!r} is not a share between 0 and 1 (or 0% and 100%)")
+    return share
+
+
+def _switch(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text not in ("on", "off", "true", "false", "yes", "no", "1", "0"):
+        raise ValueError(f"{text!r} is not on or off")
+    return text in ("on", "true", "yes", "1")
+
+
+def _webhook(value: Any) -> Secret:
+    """A URL that may hold a secret (a Slack or Teams hook does, in its path): masked like one."""
+    text = _check_secret(_text(value))
+    _url(text)
+    return Secret(text)
+
+
 def _setting(default: str | None, env: str | None, help: str, parse: Callable[[Any], Any] = _text, *,
              secret: bool = False) -> Any:
     """A field of a settings class: its default as text (parsed here), environment variable and help."""
@@ -223,6 +257,34 @@ class ZecktaSettings:
 
 
 @dataclass(frozen=True)
+class AlertsSettings:
+    """Alert rules (issue 14): each is off until its threshold is set. See smsmon.alerts."""
+
+    delivery_rate_below: float | None = _setting(
+        None, "SMSMON_ALERTS_DELIVERY_RATE_BELOW",
+        "alert when the share delivered of the messages finished in the window is below this (0.9 or 90%)", _fraction)
+    window: timedelta = _setting("15m", "SMSMON_ALERTS_WINDOW", "the time the rate and failure rules look back over",
+                                 _duration)
+    min_messages: int = _setting("20", "SMSMON_ALERTS_MIN_MESSAGES",
+                                 "the delivery rate is judged only over at least this many finished messages", _count)
+    code_failures_above: int | None = _setting(
+        None, "SMSMON_ALERTS_CODE_FAILURES_ABOVE",
+        "alert when more messages than this failed in the window with one error code, or on one network", _count)
+    stale_above: int | None = _setting(None, "SMSMON_ALERTS_STALE_ABOVE",
+                                       "alert when more messages than this are stale (see watch_window)", _count)
+    silence_after: timedelta | None = _setting(
+        None, "SMSMON_ALERTS_SILENCE_AFTER", "alert when no callback has arrived for this long (the listener may be "
+        "unreachable)", _duration)
+    poll_failures: int | None = _setting(None, "SMSMON_ALERTS_POLL_FAILURES",
+                                         "alert when a poller has failed this many polls in a row", _count)
+    webhook: Secret | None = _setting(None, "SMSMON_ALERTS_WEBHOOK",
+                                      "POST each alert (and its clearing) as JSON here; retried; masked like a secret",
+                                      _webhook, secret=True)
+    command: str | None = _setting(None, "SMSMON_ALERTS_COMMAND",
+                                   "run this command with each alert's JSON on its standard input", _text)
+
+
+@dataclass(frozen=True)
 class Settings:
     db: Path = _setting(None, "SMSMON_DB", "SQLite database file (default: the user data dir)", _path)
     listen: Address = _setting(DEFAULT_LISTEN, "SMSMON_LISTEN", "address the callback listener binds", _address)
@@ -234,9 +296,14 @@ class Settings:
     default_region: str | None = _setting(None, "SMSMON_DEFAULT_REGION",
                                           "country whose local format phone numbers are read in (e.g. GH): "
                                           "0241234567 is then +233241234567", _region)
+    retention: timedelta | None = _setting(None, "SMSMON_RETENTION",
+                                           "serve and watch remove messages silent for longer than this (e.g. 90d), "
+                                           "as `smsmon prune --older-than` does", _duration)
+    metrics: bool = _setting("on", "SMSMON_METRICS", "serve Prometheus metrics at GET /metrics on the listener", _switch)
     listener: ListenerSettings = field(default_factory=ListenerSettings)
     eazita: EazitaSettings = field(default_factory=EazitaSettings)
     zeckta: ZecktaSettings = field(default_factory=ZecktaSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
     # TOML key -> where its value came from: "default", "file PATH", "env NAME", "flag", ...
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -285,9 +352,11 @@ class Settings:
 
 
 def _display(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
-        for unit, size in (("h", 3600), ("m", 60)):
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
             if seconds >= size and seconds % size == 0:
                 return f"{seconds / size:g}{unit}"
         return f"{seconds:g}s"

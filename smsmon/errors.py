@@ -57,6 +57,8 @@ class Failure(enum.StrEnum):
     POLL_UNDECODABLE = "poll_undecodable"
     POLL_TOO_LARGE = "poll_too_large"
     POLL_INTERNAL = "poll_internal"
+    ALERT_WEBHOOK_FAILED = "alert_webhook_failed"
+    ALERT_COMMAND_FAILED = "alert_command_failed"
 
 
 class SmsmonError(Exception):

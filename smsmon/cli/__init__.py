@@ -4,6 +4,7 @@
     ingest.py   serve, poll, import                   (write one)
     app.py      watch, demo, browse                   (the Textual app)
     tools.py    config, simulate, sim generate, bench
+    ops.py      prune, alerts                         (running it for months)
 
 Exit codes are click's: 0 ok, 1 a runtime failure, 2 a mistake on the command line (click's
 usage errors, which the parameter types in options.py raise for bad values). smsmon's own
@@ -38,7 +39,7 @@ class UserError(click.ClickException):
 # for --help), so that `smsmon browse` starts without loading what `serve` needs.
 LAZY = {"watch": "app", "demo": "app", "browse": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
         "explain": "read", "show": "read", "stats": "read", "export": "read", "config": "tools", "simulate": "tools",
-        "sim": "tools", "bench": "tools"}
+        "sim": "tools", "bench": "tools", "prune": "ops", "alerts": "ops"}
 
 
 class SmsmonGroup(click.Group):

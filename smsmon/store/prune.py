@@ -28,11 +28,12 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from smsmon.store import aggregates, keyindex
 from smsmon.store.aggregates import Deltas, Place
-from smsmon.store.schema import MESSAGE_COLUMNS
+from smsmon.store.schema import MESSAGE_COLUMNS, open_readonly, store_error
 from smsmon.store.totals import PRUNED_EVENTS
 from smsmon.store.writer import _BUMP_FACET, FACETS, Writer, _facet_values, _state_from_row
 
@@ -209,6 +210,28 @@ def page_size(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA page_size").fetchone()[0]
 
 
+# ── through a writer (its transactions, its checks of the file, smsmon's errors) ───
+def run_batch(writer: Writer, cutoff: str, limit: int = BATCH) -> Batch:
+    """One batch in its own transaction. Raises StoreError (nothing removed)."""
+    return writer._transaction(lambda: prune_batch(writer.conn, cutoff, limit))
+
+
+def run_others(writer: Writer, cutoff: str) -> tuple[int, int, int]:
+    return writer._transaction(lambda: prune_others(writer.conn, cutoff))
+
+
+def step_vacuum(writer: Writer, pages: int = VACUUM_STEP) -> int:
+    """One step of incremental vacuum (0 when there is nothing to give back, or the file cannot
+    shrink in steps). Raises StoreError."""
+    try:
+        if not incremental(writer.conn) or free_pages(writer.conn) == 0:
+            return 0
+        writer.verify_file()
+        return vacuum_step(writer.conn, pages)
+    except sqlite3.Error as exc:
+        raise store_error(exc, writer.path) from None
+
+
 # ── the whole run, for `smsmon prune` ───────────────────────────────────────────
 def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "incremental",
           progress: Callable[[int], None] | None = None, pause: float = 0.0) -> PruneResult:
@@ -222,7 +245,7 @@ def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "inc
     result = PruneResult(cutoff)
     while True:
         t0 = time.perf_counter()
-        done: Batch = writer._transaction(lambda: prune_batch(conn, cutoff, batch))
+        done = run_batch(writer, cutoff, batch)
         result.longest_batch_s = max(result.longest_batch_s, time.perf_counter() - t0)
         if not done.messages:
             break
@@ -234,7 +257,7 @@ def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "inc
             progress(result.messages)
         if pause:
             time.sleep(pause)
-    result.poll_runs, result.dead_letters, orphans = writer._transaction(lambda: prune_others(conn, cutoff))
+    result.poll_runs, result.dead_letters, orphans = run_others(writer, cutoff)
     result.outbox += orphans
     keep = _newest(conn)
     result.kept_newest = conn.execute("SELECT count(*) FROM messages WHERE seq IN (?, ?) AND last_event_at < ?",
@@ -254,18 +277,42 @@ def reclaim(writer: Writer, how: str = "incremental", *, pause: float = 0.0) -> 
     if how == "full":
         before = page_count(conn)
         writer.verify_file()
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect with the VACUUM: later prunes shrink the file in steps
-        conn.execute("VACUUM")
+        try:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect with the VACUUM: later prunes shrink in steps
+            conn.execute("VACUUM")
+        except sqlite3.Error as exc:
+            raise store_error(exc, writer.path) from None
         freed = before - page_count(conn)
     elif how == "incremental":
         if not incremental(conn):
             return "none", 0
-        while free_pages(conn) > 0:
-            writer.verify_file()
-            step = vacuum_step(conn)
-            if step <= 0:
-                break
+        while step := step_vacuum(writer):
             freed += step
             if pause:
                 time.sleep(pause)
     return how, freed
+
+
+# ── on a file, for the command line ─────────────────────────────────────────────
+def plan_file(path: str | Path, cutoff: str) -> PruneResult:
+    """A dry run on a database file, read only. Raises StoreError."""
+    conn = open_readonly(path)
+    try:
+        return plan(conn, cutoff)
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from None
+    finally:
+        conn.close()
+
+
+def prune_file(path: str | Path, cutoff: str, *, busy_timeout: float = 5.0, **kwargs: Any) -> tuple[PruneResult, int]:
+    """`prune` on a database file, through a writer of its own (it waits up to `busy_timeout`
+    for a `serve` writing the same file, a batch at a time): the result, and the file's size after.
+    Raises StoreError."""
+    with Writer(path, busy_timeout=busy_timeout) as writer:
+        result = prune(writer, cutoff, **kwargs)
+        try:
+            writer.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # so the size below is the file's own
+        except sqlite3.Error:
+            pass  # a reader holds the log: the size then includes what waits in it
+        return result, page_count(writer.conn) * page_size(writer.conn)
