@@ -13,10 +13,10 @@ import asyncio
 from datetime import datetime
 from typing import Callable
 
-from smsmon.alerts import Rules
+from smsmon.alerts import RULES, Rules, window_text
 from smsmon.config import AlertsSettings, Settings
 from smsmon.errors import ConfigError
-from smsmon.ingest.alerting import Delivery, Evaluator, command_args
+from smsmon.ingest.alerting import Delivery, Evaluator, command_args, webhook_host
 from smsmon.ingest.committer import Committer
 from smsmon.ingest.listener import Listener
 from smsmon.ingest.metrics import Metrics, add_route
@@ -79,12 +79,34 @@ class Operations:
     def start(self, stop: asyncio.Event) -> list[asyncio.Task]:
         """The background work, until `stop`: evaluation (for alerts and for the figures /metrics
         shows), delivery of notices, retention."""
-        tasks = [asyncio.create_task(self.alerts.run(stop), name="smsmon-alerts")]
+        tasks = []
+        if self.metrics is not None or self.alerts.rules.any:  # else no one reads the figures
+            tasks.append(asyncio.create_task(self.alerts.run(stop), name="smsmon-alerts"))
         if self.delivery is not None:
             tasks.append(asyncio.create_task(self.delivery.run(stop), name="smsmon-alert-delivery"))
         if self.retention is not None:
             tasks.append(asyncio.create_task(self.retention.run(stop), name="smsmon-retention"))
         return tasks
+
+    def describe(self, listening: str | None, token: bool) -> list[str]:
+        """What `serve` says of these at start, one line each."""
+        lines = []
+        if self.metrics is not None and listening:
+            lines.append(f"metrics: {listening}/metrics" + ("/<token> (or Authorization: Bearer <token>)" if token else ""))
+        rules = self.alerts.rules
+        on = [r for r in RULES if rules.on(r)]
+        if on:
+            where = []
+            if self.delivery is not None and self.delivery.webhook is not None:
+                where.append(f"webhook {webhook_host(self.delivery.webhook.reveal())}")
+            if self.delivery is not None and self.delivery.command is not None:
+                where.append(f"command {self.delivery.command[0]}")
+            lines.append(f"alerts on: {', '.join(on)} (window {window_text(rules.window)}); notices to "
+                         f"{' and '.join(where) or 'this log only'} (`smsmon alerts` lists them)")
+        if self.retention is not None:
+            lines.append(f"retention: removing messages silent for over {window_text(self.retention.keep)}, "
+                         "shortly after start and then hourly")
+        return lines
 
     async def close(self) -> None:
         await asyncio.to_thread(self.alerts.close)
