@@ -205,3 +205,41 @@ def test_space_comes_back_in_steps(tmp_path) -> None:
         assert w.conn.execute("PRAGMA page_count").fetchone()[0] == pages - result.pages_freed
         assert pruning.free_pages(w.conn) == 0
     assert path.stat().st_size == (pages - result.pages_freed) * 2048
+
+
+def test_a_prune_beside_another_writer_leaves_it_room(generated, tmp_path) -> None:
+    """Another connection committing meanwhile (as `serve` does) is noticed, and the prune pauses
+    after each batch: the other writer keeps committing all along instead of starving."""
+    import threading
+    import time
+
+    path = tmp_path / "p.db"
+    shutil.copy(generated, path)
+    stop = threading.Event()
+    commits: list[float] = []
+
+    def other() -> None:
+        with Writer(path) as w:
+            i = 0
+            while not stop.is_set():
+                w.apply([zevent("MESSAGE_SENT", uuid=f"other-{i}", at=NOW)])
+                commits.append(time.monotonic())
+                i += 1
+                time.sleep(0.002)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        with Writer(path) as w:
+            started = time.monotonic()
+            result = pruning.prune(w, fmt(NOW - timedelta(days=2)), batch=50)
+            ended = time.monotonic()
+    finally:
+        stop.set()
+        t.join()
+    assert result.shared and result.batches > 5
+    during = [c for c in commits if started <= c <= ended]
+    assert len(during) > result.batches  # it got in between batches, not only at the end
+    with Writer(path) as w:
+        alone = pruning.prune(w, fmt(NOW - timedelta(days=1)), batch=50)
+    assert not alone.shared

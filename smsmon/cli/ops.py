@@ -50,7 +50,7 @@ def prune(older_than: timedelta | None, dry_run: bool, vacuum: str, busy_timeout
 
     \b
     smsmon prune --older-than 90d --dry-run     what would go
-    smsmon prune --older-than 90d               in batches of 2,000 messages; safe beside a running serve
+    smsmon prune --older-than 90d               in batches of 500 messages; safe beside a running serve
     Set `retention` (SMSMON_RETENTION=90d) to have serve and watch do it every hour.
     The newest message is always kept, whatever its age (new ones are numbered after it).
     """
@@ -80,6 +80,8 @@ def prune(older_than: timedelta | None, dry_run: bool, vacuum: str, busy_timeout
     click.echo(f"{verb} {result.messages:,} messages ({result.events:,} events), {result.outbox:,} forward-outbox rows, "
                f"{result.poll_runs:,} poll runs and {result.dead_letters:,} dead letters older than {age} "
                f"(before {cutoff})" + ("" if dry_run else f" in {result.seconds:.1f} s ({result.batches:,} batch{'es' if result.batches != 1 else ''})"), err=True)
+    if result.shared:
+        click.echo("another process (serve?) was writing the database: each batch left it room, so this took longer", err=True)
     if result.kept_newest:
         click.echo("kept the newest message although it is older: new messages and events are numbered after it", err=True)
     if dry_run:

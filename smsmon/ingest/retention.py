@@ -46,6 +46,9 @@ class Retention:
             result.longest_batch_s = max(result.longest_batch_s, time.perf_counter() - t0)
             if not done.messages:
                 break
+            if not result.batches:
+                log.info("retention: removing messages silent since before %s (older than %s), %s at a time", cutoff,
+                         human_duration(self.keep.total_seconds()), f"{self.batch:,}")
             result.batches += 1
             result.messages, result.events, result.outbox = (result.messages + done.messages, result.events + done.events,
                                                              result.outbox + done.outbox)

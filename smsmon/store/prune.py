@@ -37,15 +37,14 @@ from smsmon.store.schema import MESSAGE_COLUMNS, open_readonly, store_error
 from smsmon.store.totals import PRUNED_EVENTS
 from smsmon.store.writer import _BUMP_FACET, FACETS, Writer, _facet_values, _state_from_row
 
-# Messages per transaction. Measured on the 1M-event database (`smsmon bench months`): 2,000
-# messages (about 6,000 events) take 60-90 ms to delete and uncount, and the p99 of callbacks at
-# 1,000/s stays within a few ms of an idle store; 10,000 took 0.4 s a batch and the p99 rose
-# to match.
-BATCH = 2000
-# Pages given back to the file system per step of incremental vacuum (2 KiB pages: 8 MiB a step).
-# Measured: 4,096 pages take 20-40 ms; a whole VACUUM of the half-pruned 1M database took 30-60 s
-# during which nothing could be written.
-VACUUM_STEP = 4096
+# Messages per transaction. Measured on the 1M-event database (`smsmon bench months`): a message
+# costs 75-120 us to delete and uncount, whatever the batch, so a batch of 250 took 20 ms, 500
+# 37 ms, 1,000 97 ms, 2,000 241 ms (medians): 500 keeps the wait of a callback queued behind a
+# batch short and loses no speed.
+BATCH = 500
+# Pages given back to the file system per step of incremental vacuum (2 KiB pages: 2 MiB a step).
+# Measured: 1,000 pages took 13 ms, 4,096 took 79 ms.
+VACUUM_STEP = 1024
 OUTBOX = "forward_outbox"  # issue 13's table: (message_id TEXT, created_at TEXT, ...), when present
 
 _LOAD = ", ".join(MESSAGE_COLUMNS)
@@ -74,6 +73,7 @@ class PruneResult:
     pages_freed: int = 0
     bytes_freed: int = 0
     vacuum: str = "incremental"  # incremental | none (the file was made without auto_vacuum) | full | skipped
+    shared: bool = False  # another process wrote the database meanwhile, so batches paused for it
 
     @property
     def removed_anything(self) -> bool:
@@ -198,7 +198,8 @@ def vacuum_step(conn: sqlite3.Connection, pages: int = VACUUM_STEP) -> int:
     """Give up to `pages` free pages back to the file system (the file shrinks); the pages freed.
     Outside a transaction: the pragma commits by itself."""
     before = page_count(conn)
-    conn.execute(f"PRAGMA incremental_vacuum({int(pages)})")
+    # executescript steps the pragma to its end; execute() would step it once, freeing one page.
+    conn.executescript(f"PRAGMA incremental_vacuum({int(pages)})")
     return before - page_count(conn)  # free pages, and the pointer-map pages that kept track of them
 
 
@@ -233,20 +234,59 @@ def step_vacuum(writer: Writer, pages: int = VACUUM_STEP) -> int:
 
 
 # ── the whole run, for `smsmon prune` ───────────────────────────────────────────
+QUICK_PAUSE_S = 0.005  # after every batch: a writer whose sleep just ended gets in, and is seen
+SHARE_PAUSE_S = 0.1  # the longest step of SQLite's busy handler: a waiting writer wakes within it
+LOOK_S = 0.25  # at start: how long to watch for another writer's commits
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+class Sharing:
+    """Whether another process writes the same database (a running `serve`): SQLite's data_version
+    changes when another connection commits. A writer waiting for the lock sleeps in steps of up to
+    100 ms (SQLite's busy handler), so a prune that took the lock again at once would starve it
+    (measured: callbacks' p50 went to 3.7 s beside a prune that did). Once another writer is seen,
+    each batch is followed by a pause as long as the batch, and at least SHARE_PAUSE_S."""
+
+    def __init__(self, conn: sqlite3.Connection, *, look: float = LOOK_S) -> None:
+        self.conn = conn
+        self.version = data_version(conn)
+        if look:
+            time.sleep(look)
+        self.seen = self.changed()
+
+    def changed(self) -> bool:
+        now = data_version(self.conn)
+        changed, self.version = now != self.version, now
+        return changed
+
+    def pause(self, batch_s: float) -> None:
+        """After one of our own commits (which does not change our data_version)."""
+        time.sleep(QUICK_PAUSE_S)
+        self.seen = self.changed() or self.seen
+        if self.seen:
+            time.sleep(max(SHARE_PAUSE_S, batch_s))
+            self.changed()
+
+
 def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "incremental",
-          progress: Callable[[int], None] | None = None, pause: float = 0.0) -> PruneResult:
+          progress: Callable[[int], None] | None = None, share: bool = True) -> PruneResult:
     """Prune in batches through `writer`, each in its own transaction, then give the space back:
     `vacuum` is "incremental" (in steps, writers get in between), "full" (VACUUM: the file is
     rebuilt, smallest, and no one can write until it ends) or "skipped" (free pages are reused
-    by new data; the file does not shrink). `pause` seconds between batches leave the database
-    to other writers."""
+    by new data; the file does not shrink). With `share`, when another process is seen writing
+    the same file, each batch and vacuum step leaves it room (Sharing)."""
     conn = writer.conn
     started = time.perf_counter()
     result = PruneResult(cutoff)
+    sharing = Sharing(conn, look=LOOK_S if share else 0)
     while True:
         t0 = time.perf_counter()
         done = run_batch(writer, cutoff, batch)
-        result.longest_batch_s = max(result.longest_batch_s, time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        result.longest_batch_s = max(result.longest_batch_s, took)
         if not done.messages:
             break
         result.batches += 1
@@ -255,20 +295,21 @@ def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "inc
         result.outbox += done.outbox
         if progress:
             progress(result.messages)
-        if pause:
-            time.sleep(pause)
+        if share:
+            sharing.pause(took)
     result.poll_runs, result.dead_letters, orphans = run_others(writer, cutoff)
     result.outbox += orphans
     keep = _newest(conn)
     result.kept_newest = conn.execute("SELECT count(*) FROM messages WHERE seq IN (?, ?) AND last_event_at < ?",
                                       (*keep, cutoff)).fetchone()[0] > 0
-    result.vacuum, result.pages_freed = reclaim(writer, vacuum, pause=pause)
+    result.vacuum, result.pages_freed = reclaim(writer, vacuum, sharing=sharing if share else None)
     result.bytes_freed = result.pages_freed * page_size(conn)
     result.seconds = time.perf_counter() - started
+    result.shared = sharing.seen
     return result
 
 
-def reclaim(writer: Writer, how: str = "incremental", *, pause: float = 0.0) -> tuple[str, int]:
+def reclaim(writer: Writer, how: str = "incremental", *, sharing: Sharing | None = None) -> tuple[str, int]:
     """Give the free pages back to the file system: (what was done, pages given back). What was
     done is "incremental", "full", "skipped", or "none" when the file cannot shrink a step at a
     time (made without auto_vacuum: `--vacuum full` once makes it able to)."""
@@ -286,10 +327,13 @@ def reclaim(writer: Writer, how: str = "incremental", *, pause: float = 0.0) -> 
     elif how == "incremental":
         if not incremental(conn):
             return "none", 0
-        while step := step_vacuum(writer):
+        while True:
+            t0 = time.perf_counter()
+            if not (step := step_vacuum(writer)):
+                break
             freed += step
-            if pause:
-                time.sleep(pause)
+            if sharing is not None:
+                sharing.pause(time.perf_counter() - t0)
     return how, freed
 
 
@@ -316,3 +360,15 @@ def prune_file(path: str | Path, cutoff: str, *, busy_timeout: float = 5.0, **kw
         except sqlite3.Error:
             pass  # a reader holds the log: the size then includes what waits in it
         return result, page_count(writer.conn) * page_size(writer.conn)
+
+
+def cutoff_for_share(path: str | Path, share: float) -> str:
+    """The cut-off below which `share` of the messages fall (by latest activity): for benchmarks."""
+    conn = open_readonly(path)
+    try:
+        total = conn.execute("SELECT coalesce(sum(n), 0) FROM facet_counts WHERE dim = 'provider'").fetchone()[0]
+        row = conn.execute("SELECT last_event_at FROM messages INDEXED BY ix_messages_time ORDER BY last_event_at"
+                           " LIMIT 1 OFFSET ?", (int(total * share),)).fetchone()
+        return row[0] if row else "9999"
+    finally:
+        conn.close()
