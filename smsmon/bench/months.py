@@ -137,12 +137,15 @@ def listener_during_prune(base: Path, tmp: Path, rate: int, seconds: int, say: S
         out[name] = r.as_dict()
         say(f"  {name:<34} achieved {r.rate:,.0f}/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:7.2f} ms  failed {r.errors}{extra}")
 
-    db = _copy(base, tmp / "busy.db")
-    server = smsmon_server(db, env=_env({}))
-    try:
-        show("alone", _steady(server, rate, seconds))
-    finally:
-        server.stop()
+    def alone(name: str) -> None:
+        db = _copy(base, tmp / "busy.db")
+        server = smsmon_server(db, env=_env({}))
+        try:
+            show(name, _steady(server, rate, seconds))
+        finally:
+            server.stop()
+
+    alone("no prune")
     db = _copy(base, tmp / "busy.db")
     server = smsmon_server(db, env=_env({}))
     try:
@@ -175,6 +178,7 @@ def listener_during_prune(base: Path, tmp: Path, rate: int, seconds: int, say: S
         show("during serve's own retention", r, f"  ({done.split(' in ')[-1][:60] if done else 'did not finish'})")
     finally:
         server.stop()
+    alone("no prune, again")
     return out
 
 

@@ -23,14 +23,14 @@ from typing import Any, Callable
 
 from smsmon.errors import DatabaseGone, Failure, NotSmsmonDatabase, StoreError, StoreUnavailable
 from smsmon.lifecycle import Event
-from smsmon.store.writer import Applied, Checkpointer, DeadLetter, Writer
+from smsmon.store.writer import WAL_SIZE_LIMIT, Applied, Checkpointer, DeadLetter, Writer
 
 log = logging.getLogger("smsmon.committer")
 
 MAX_BATCH = 500
 CHECKPOINT_EVERY_S = 0.5
 VERIFY_EVERY_S = 1.0  # when idle, check this often that the file at the path is still the database being written
-WAL_LIMIT = 4 * 1024 * 1024  # small: the WAL stays in cache and the writer's catch-up copy is short (measured best)
+WAL_LIMIT = WAL_SIZE_LIMIT  # 4 MiB, small: the WAL stays in cache and the writer's catch-up copy is short (measured best)
 _STOP = object()
 
 

@@ -237,6 +237,8 @@ def step_vacuum(writer: Writer, pages: int = VACUUM_STEP) -> int:
 QUICK_PAUSE_S = 0.005  # after every batch: a writer whose sleep just ended gets in, and is seen
 SHARE_PAUSE_S = 0.1  # the longest step of SQLite's busy handler: a waiting writer wakes within it
 LOOK_S = 0.25  # at start: how long to watch for another writer's commits
+SHARE_BATCH_S = 0.02  # while sharing, batches sized to hold the write lock about this long
+SHARE_MIN_BATCH = 50
 
 
 def data_version(conn: sqlite3.Connection) -> int:
@@ -248,7 +250,8 @@ class Sharing:
     changes when another connection commits. A writer waiting for the lock sleeps in steps of up to
     100 ms (SQLite's busy handler), so a prune that took the lock again at once would starve it
     (measured: callbacks' p50 went to 3.7 s beside a prune that did). Once another writer is seen,
-    each batch is followed by a pause as long as the batch, and at least SHARE_PAUSE_S."""
+    batches shrink to hold the lock about SHARE_BATCH_S, and each is followed by a pause as long as
+    the batch and at least SHARE_PAUSE_S."""
 
     def __init__(self, conn: sqlite3.Connection, *, look: float = LOOK_S) -> None:
         self.conn = conn
@@ -261,6 +264,12 @@ class Sharing:
         now = data_version(self.conn)
         changed, self.version = now != self.version, now
         return changed
+
+    def size(self, batch: int, took: float, most: int) -> int:
+        """The next batch's size: while sharing, one that holds the lock about SHARE_BATCH_S."""
+        if not self.seen or took <= 0:
+            return batch
+        return max(SHARE_MIN_BATCH, min(most, int(batch * SHARE_BATCH_S / took)))
 
     def pause(self, batch_s: float) -> None:
         """After one of our own commits (which does not change our data_version)."""
@@ -282,9 +291,10 @@ def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "inc
     started = time.perf_counter()
     result = PruneResult(cutoff)
     sharing = Sharing(conn, look=LOOK_S if share else 0)
+    size = batch
     while True:
         t0 = time.perf_counter()
-        done = run_batch(writer, cutoff, batch)
+        done = run_batch(writer, cutoff, size)
         took = time.perf_counter() - t0
         result.longest_batch_s = max(result.longest_batch_s, took)
         if not done.messages:
@@ -297,6 +307,7 @@ def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "inc
             progress(result.messages)
         if share:
             sharing.pause(took)
+            size = sharing.size(size, took, batch)
     result.poll_runs, result.dead_letters, orphans = run_others(writer, cutoff)
     result.outbox += orphans
     keep = _newest(conn)
