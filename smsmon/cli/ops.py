@@ -117,7 +117,7 @@ def alerts(check: bool, send_test: bool, as_json: bool, settings: Any) -> None:
     from smsmon.ingest.alerting import webhook_host
     from smsmon.ingest.operations import delivery_from, rules_from
     from smsmon.store.window import Source
-    from smsmon.timeutil import now_utc
+    from smsmon.timeutil import fmt, now_utc
 
     rules = rules_from(settings.alerts)
     delivery = delivery_from(settings)
@@ -128,7 +128,7 @@ def alerts(check: bool, send_test: bool, as_json: bool, settings: Any) -> None:
         logs.to_stderr(Redactor(settings.secrets))
         if delivery is None:
             raise SmsmonError("nowhere to send: set alerts.webhook (SMSMON_ALERTS_WEBHOOK) or alerts.command (SMSMON_ALERTS_COMMAND)")
-        body = {"source": "smsmon", "alert": "test", "state": "test", "at": now_utc().isoformat(),
+        body = {"source": "smsmon", "alert": "test", "state": "test", "at": fmt(now_utc()),
                 "summary": "a test notice from `smsmon alerts --send-test`"}
         ok = asyncio.run(_send(delivery, body))
         for where, good in ok:
@@ -151,7 +151,7 @@ def alerts(check: bool, send_test: bool, as_json: bool, settings: Any) -> None:
     firing = tracker.firing()
     if as_json:
         json_out({
-            "at": now.isoformat(), "window_seconds": rules.window.total_seconds(), "min_messages": rules.min_messages,
+            "at": fmt(now), "window_seconds": rules.window.total_seconds(), "min_messages": rules.min_messages,
             "rules": [{"rule": r, "setting": SETTING[r], "threshold": _threshold(rules.threshold(r)), "on": rules.on(r),
                        "conditions": [{"subject": c.subject or None, "firing": c.active, "value": c.value, "summary": c.summary}
                                       for c in conditions if c.rule == r]} for r in RULES],

@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from smsmon import __version__
-from smsmon.lifecycle import Event, outcome_of
+from smsmon.lifecycle import Event, Status, outcome_of
 
 if TYPE_CHECKING:
     from smsmon.alerts import Alert, Figures
@@ -74,7 +74,7 @@ class Metrics:
         self.store_ok: Callable[[], bool] = lambda: True
         self.last_callback: Callable[[], float | None] = lambda: None  # unix time of the newest callback
         self.evaluation_seconds: Callable[[], float | None] = lambda: None
-        self.events: Counter[tuple[str, str, str]] = Counter()  # (provider, status, outcome) -> stored events
+        self.events: dict[tuple[str, Status], int] = {}  # (provider, status) -> stored events
         self.polls: Counter[tuple[str, str]] = Counter()  # (provider, result) -> polls
         self.pruned: Counter[str] = Counter()  # messages, events
         self.batch = Histogram(BATCH_BUCKETS)
@@ -87,10 +87,11 @@ class Metrics:
         """On the writer thread, once per commit."""
         self.batch.observe(items)
         self.commit.observe(seconds)
-        if events:
-            stored = Counter((e.provider, e.status) for e, a in zip(events, applied) if not a.duplicate)
-            for (provider, status), n in stored.items():
-                self.events[(provider, status.value, outcome_of(provider, status).value)] += n
+        counts = self.events
+        for e, a in zip(events, applied):
+            if not a.duplicate:
+                key = (e.provider, e.status)
+                counts[key] = counts.get(key, 0) + 1
 
     def observe_poll(self, outcome: "PollOutcome") -> None:
         self.polls[(outcome.provider, "ok" if outcome.ok else (outcome.error_code or "failed"))] += 1
@@ -108,8 +109,8 @@ class Metrics:
         yield c
         c = CounterMetricFamily("smsmon_events", "events stored by this process, by provider, normalized status and outcome",
                                 labels=["provider", "status", "outcome"])
-        for labels, n in sorted(self.events.items()):
-            c.add_metric(list(labels), n)
+        for (provider, status), n in sorted(dict(self.events).items()):
+            c.add_metric([provider, status.value, outcome_of(provider, status).value], n)
         yield c
         yield self.batch.family("smsmon_commit_batch_size", "items (events, dead letters, poll runs) per commit")
         yield self.commit.family("smsmon_commit_seconds", "time to apply and commit one batch")

@@ -30,7 +30,7 @@ RETENTION_EVERY_S = 3600.0  # hourly: retention is in days, and a prune of one h
 # checkpoints they caused, put callbacks' p50 at 0.6 s. Short batches with rests keep them waiting
 # for one short batch at most.
 HOLD_S = 0.02  # batches (and vacuum steps) sized to hold the writer thread about this long
-REST = 3.0  # and followed by a rest this many times as long
+REST = 5.0  # and followed by a rest this many times as long: a prune takes at most a sixth of the writer thread
 MIN_BATCH = 20
 VACUUM_PAGES = VACUUM_STEP
 MIN_VACUUM_PAGES = 64
@@ -59,7 +59,7 @@ class Retention:
 
         Batches are sized to hold the writer thread about HOLD_S, and each is followed by a rest
         REST times as long: callbacks wait for at most one short batch, and a prune never takes
-        more than a quarter of the writer's time, however much there is to remove."""
+        more than a sixth of the writer's time, however much there is to remove."""
         cutoff = fmt(self.clock() - self.keep)
         result = PruneResult(cutoff)
         started = time.perf_counter()
