@@ -86,7 +86,10 @@ def prune(older_than: timedelta | None, dry_run: bool, vacuum: str, busy_timeout
         click.echo("kept the newest message although it is older: new messages and events are numbered after it", err=True)
     if dry_run:
         return
-    if result.vacuum == "none":
+    if result.vacuum == "refused":
+        click.echo("did not VACUUM: another process (serve?) is writing the database, and a VACUUM would hold it up until "
+                   "it ends; run `--vacuum full` when nothing else writes (the space freed is reused meanwhile)", err=True)
+    elif result.vacuum == "none":
         click.echo(f"{settings.db} was made without incremental vacuum: the space freed is reused by new data, but the "
                    f"file does not shrink (now {_mb(size or 0)}). `smsmon prune --older-than {age} --vacuum full` rebuilds "
                    "it once (writers wait until it ends); later prunes then shrink it a step at a time.", err=True)

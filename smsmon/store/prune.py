@@ -72,7 +72,7 @@ class PruneResult:
     longest_batch_s: float = 0.0
     pages_freed: int = 0
     bytes_freed: int = 0
-    vacuum: str = "incremental"  # incremental | none (the file was made without auto_vacuum) | full | skipped
+    vacuum: str = "incremental"  # incremental | none (made without auto_vacuum) | full | skipped | refused (another writer)
     shared: bool = False  # another process wrote the database meanwhile, so batches paused for it
 
     @property
@@ -313,7 +313,10 @@ def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "inc
     keep = _newest(conn)
     result.kept_newest = conn.execute("SELECT count(*) FROM messages WHERE seq IN (?, ?) AND last_event_at < ?",
                                       (*keep, cutoff)).fetchone()[0] > 0
-    result.vacuum, result.pages_freed = reclaim(writer, vacuum, sharing=sharing if share else None)
+    if vacuum == "full" and sharing.seen:
+        result.vacuum = "refused"  # it would hold the other writer up for seconds, past its busy timeout
+    else:
+        result.vacuum, result.pages_freed = reclaim(writer, vacuum, sharing=sharing if share else None)
     result.bytes_freed = result.pages_freed * page_size(conn)
     result.seconds = time.perf_counter() - started
     result.shared = sharing.seen
