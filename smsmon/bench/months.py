@@ -39,6 +39,7 @@ Say = Callable[[str], None]
 ALL_RULES = {"SMSMON_ALERTS_DELIVERY_RATE_BELOW": "90%", "SMSMON_ALERTS_CODE_FAILURES_ABOVE": "1000",
              "SMSMON_ALERTS_STALE_ABOVE": "1000000", "SMSMON_ALERTS_SILENCE_AFTER": "30m", "SMSMON_ALERTS_POLL_FAILURES": "5"}
 OFF = {"SMSMON_METRICS": "off"}
+ROUNDS = 3  # on and off alternated, so that a busy moment of the machine lands on both
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -187,7 +188,7 @@ def metrics_on_off(tmp: Path, rate: int, seconds: int, say: Say) -> dict[str, An
     out: dict[str, Any] = {"wrk": [], "steady": []}
     script = tmp / "post.lua"
     script.write_text(WRK_SCRIPT)
-    for round_ in range(2):
+    for round_ in range(ROUNDS):
         for name, env in (("on", ALL_RULES), ("off", OFF)):
             db = tmp / f"m-{name}-{round_}.db"
             server = smsmon_server(db, env=_env(env))
@@ -196,20 +197,33 @@ def metrics_on_off(tmp: Path, rate: int, seconds: int, say: Say) -> dict[str, An
                     if wrk:
                         r = run_wrk(server.url + "/callbacks/zeckta", seconds, 64, script, int(time.time()))
                         out["wrk"].append((name, r.rate))
+                    cpu = _cpu(server)
                     s = _steady(server, rate, seconds)
-                    out["steady"].append((name, s.p50_ms, s.p99_ms, s.errors))
+                    cpu_ms = (_cpu(server) - cpu) * 1000 / (s.requests / 1000)
+                    out["steady"].append((name, s.p50_ms, s.p99_ms, s.errors, round(cpu_ms, 1)))
                 scraped = getattr(scraper, "count", None)
             finally:
                 server.stop()
             say(f"  metrics {name:<3} (run {round_ + 1}): " + (f"{r.rate:,.0f} callbacks/s with wrk; " if wrk else "")
-                + f"steady {rate:,}/s p50 {s.p50_ms:.2f} ms p99 {s.p99_ms:.2f} ms"
+                + f"steady {rate:,}/s p50 {s.p50_ms:.2f} ms p99 {s.p99_ms:.2f} ms, serve's CPU {cpu_ms:.0f} ms per 1,000 callbacks"
                 + (f"; {scraped} scrapes" if scraped is not None else ""))
+    cpu_on = [c for n, *_, c in out["steady"] if n == "on"]
+    cpu_off = [c for n, *_, c in out["steady"] if n == "off"]
+    out["cpu_ratio"] = round(statistics.median(cpu_on) / statistics.median(cpu_off), 3)
+    say(f"  serve's CPU per callback at {rate:,}/s, on / off (medians): {out['cpu_ratio']:.3f}")
     if out["wrk"]:
         on = [r for n, r in out["wrk"] if n == "on"]
         off = [r for n, r in out["wrk"] if n == "off"]
         out["ratio"] = round(sum(on) / sum(off), 3)
         say(f"  throughput with metrics and alerts on / off: {out['ratio']:.3f}")
     return out
+
+
+def _cpu(server: Server) -> float:
+    """CPU seconds (user and system) the server process has used: what it costs, whatever else
+    the machine is doing meanwhile."""
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Nothing:
@@ -245,11 +259,14 @@ def evaluation_cost(base: Path, tmp: Path, rate: int, seconds: int, say: Say) ->
         db = _copy(dense, tmp / "dense-run.db")
         server = smsmon_server(db, env=_env(env))
         try:
+            cpu = _cpu(server)
             r = _steady(server, rate, seconds)
+            cpu_ms = (_cpu(server) - cpu) * 1000 / (r.requests / 1000)
         finally:
             server.stop()
-        out.setdefault("steady", []).append((name, r.p50_ms, r.p99_ms, r.errors))
-        say(f"  steady {rate:,}/s into that database, {name:<9}: p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms failed {r.errors}")
+        out.setdefault("steady", []).append((name, r.p50_ms, r.p99_ms, r.errors, round(cpu_ms, 1)))
+        say(f"  steady {rate:,}/s into that database, {name:<9}: p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms failed {r.errors},"
+            f" serve's CPU {cpu_ms:.0f} ms per 1,000 callbacks")
     return out
 
 
