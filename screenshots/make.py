@@ -3,7 +3,8 @@
     python screenshots/make.py
 
 Two days of seeded history (`smsmon sim generate --seed 1`), then the live demo (simulated
-providers into the real listener and pollers) on top of it for a few seconds, then each screen.
+providers into the real listener and pollers) on top of it for a few seconds, then each screen at
+160x45, and the main and message screens again at 80x24, the smallest terminal people use.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from smsmon.ui.screens.message import MessageScreen
 
 HERE = Path(__file__).parent
 SIZE = (160, 45)
+SMALL = (80, 24)
 
 
 async def until(pilot, condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -44,6 +46,18 @@ async def shoot(db: Path) -> list[str]:
         app.save_screenshot(filename=f"{name}.svg", path=str(HERE))
         saved.append(name)
 
+    async with app.run_test(size=SMALL) as pilot:
+        table = lambda: app.screen.query_one("#messages", DataTable)  # noqa: E731
+        await until(pilot, lambda: app.refreshes > 0 and table().row_count > 0)
+        await pilot.pause(8)  # live traffic for the chart
+        save("main-80x24")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen) and app.screen.detail is not None)
+        await pilot.pause(0.5)
+        save("message-80x24")
+        await pilot.press("escape", "q")
+
+    app = SmsmonApp(db, ingest=DemoIngest(settings, ListenerConfig(port=0), seed=1))
     async with app.run_test(size=SIZE) as pilot:
         table = lambda: app.screen.query_one("#messages", DataTable)  # noqa: E731
         await until(pilot, lambda: app.refreshes > 0 and table().row_count > 0)
@@ -58,7 +72,8 @@ async def shoot(db: Path) -> list[str]:
         await pilot.pause(0.5)
         save("message")
         await pilot.press("escape", "escape", "i")
-        await pilot.pause(2)
+        await until(pilot, lambda: getattr(app.screen, "data", None) is not None)
+        await pilot.pause(1)
         save("insights")
         await pilot.press("escape", "d")
         await pilot.pause(1)

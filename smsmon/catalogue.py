@@ -351,6 +351,26 @@ for _c, _t, _m, _causes, _a, _r, _g in [
 ]:
     _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
 
+# The listener's wrong paths, and the forwarder (issue 13): each failed relay is retried with backoff until a 2xx.
+_RELAY = "The callback stays in the outbox and is relayed again after an exponential backoff with jitter (up to 5 minutes), until the target answers 2xx; `smsmon forward status` lists what waits."
+for _c, _t, _m, _causes, _a, _r, _g in [
+    (Failure.NOT_FOUND, "No such path", "A request came to a path the listener does not serve (with no callback token set, only /callbacks/zeckta takes callbacks); answered 404 and not stored.",
+     ["The callback URL given to Zeckta has a typo or a path a proxy did not strip.", "Someone probing the endpoint."], "Give Zeckta the URL `smsmon serve` prints at start; behind a proxy, check that it passes the path unchanged.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.FORWARD_CONNECT_ERROR, "Forward target unreachable", "The target of --forward-to could not be reached (connection refused, no route, DNS, TLS). " + _RELAY,
+     ["Your application is down or restarting.", "A wrong host or port in --forward-to."], "Start the application or fix the URL; nothing is lost meanwhile.", R.LATER, G.ACCOUNT),
+    (Failure.FORWARD_TIMEOUT, "Forward target too slow", "The target of --forward-to did not answer within forward.timeout. " + _RELAY,
+     ["Your application is overloaded or stuck.", "It does slow work before answering."], "Answer webhooks quickly (queue the work) or raise forward.timeout.", R.LATER, G.ACCOUNT),
+    (Failure.FORWARD_REDIRECT, "Forward target redirected", "The target answered 3xx; smsmon does not follow redirects with callbacks. " + _RELAY,
+     ["http:// where the application wants https://, or a missing trailing slash."], "Point --forward-to at the URL the redirect names.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.FORWARD_REJECTED, "Forward target refused the callback", "The target answered 4xx. " + _RELAY,
+     ["Your application rejects this payload (a bug, or a check it fails).", "A wrong path or a missing credential in --forward-to."], "Fix the application or the URL; the callback is relayed again meanwhile.", R.AFTER_FIX, G.ACCOUNT),
+    (Failure.FORWARD_SERVER_ERROR, "Forward target failed", "The target answered 5xx. " + _RELAY,
+     ["A bug or an outage in your application."], "Look at the application's log; nothing is lost meanwhile.", R.LATER, G.ACCOUNT),
+    (Failure.FORWARD_INTERNAL, "Forwarder failed unexpectedly", "Something went wrong inside smsmon's forwarder: a bug. " + _RELAY,
+     ["A bug in smsmon."], "Report it with the error text (the target's URL is masked in it).", R.LATER, G.UNKNOWN),
+]:
+    _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
+
 ENTRIES: tuple[Entry, ...] = tuple(_E)
 _INDEX: dict[tuple[str, str], list[Entry]] = {}
 for _entry in ENTRIES:

@@ -14,7 +14,6 @@ every line that happens to contain it.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import ipaddress
 import logging
 import os
@@ -23,11 +22,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import platformdirs
 
+from smsmon.config_values import Address, Secret, SecretUrl
 from smsmon.errors import ConfigError
 from smsmon.defaults import EAZITA_TIMEZONE as DEFAULT_TIMEZONE
 from smsmon.defaults import WATCH_WINDOW
@@ -45,61 +46,6 @@ def default_db() -> Path:
 
 def default_config() -> Path:
     return Path(platformdirs.user_config_dir("smsmon")) / "config.toml"
-
-
-class Secret:
-    """A credential. str() and repr() never show it; `reveal()` does, for the one place that sends it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def masked(self) -> str:
-        """For showing that a secret is set, and nothing of it but its length: `<32 characters>`."""
-        return f"<{len(self._value)} characters>"
-
-    def __repr__(self) -> str:
-        return "Secret(<hidden>)"
-
-    __str__ = __repr__
-
-    def __len__(self) -> int:
-        return len(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-class Address(NamedTuple):
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> "Address":
-        """`127.0.0.1:8787`, `[::1]:8787`, `localhost:0`. Raises ValueError."""
-        host, sep, port = str(text).strip().rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8787)")
-        return cls(host.strip("[]") or "127.0.0.1", int(port))
-
-    @property
-    def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 # ── parsers of raw values (TOML values or environment strings) ──────────────────
@@ -156,6 +102,32 @@ def _url(value: Any) -> str:
     if not text.startswith(("http://", "https://")):
         raise ValueError(f"{text!r} is not an http:// or https:// URL")
     return text
+
+
+def _public_url(value: Any) -> str:
+    """The URL the listener is reachable at from outside (behind a proxy or tunnel): a base, no query."""
+    text = _url(value)
+    u = urlsplit(text)
+    if u.query or u.fragment or u.username or not u.hostname:
+        raise ValueError(f"{text!r} must be a plain base URL such as https://sms.example.com (no query, user or #)")
+    return text
+
+
+def _forward_url(value: Any) -> SecretUrl:
+    text = _check_secret(_url(value))
+    if not urlsplit(text).hostname:
+        raise ValueError("has no host name")
+    return SecretUrl(text)
+
+
+def _networks(value: Any) -> tuple[Any, ...]:
+    """CIDR ranges or addresses: comma-separated text, or a list."""
+    items = value if isinstance(value, (list, tuple)) else _text(value).split(",")
+    try:
+        return tuple(v if not isinstance(v, str) else ipaddress.ip_network(v.strip(), strict=False)
+                     for v in items if not isinstance(v, str) or v.strip())
+    except ValueError as exc:
+        raise ValueError(f"{exc} (use addresses or CIDR ranges such as 127.0.0.1 or 10.0.0.0/8)") from None
 
 
 def _address(value: Any) -> Address:
@@ -223,6 +195,9 @@ class ListenerSettings:
     token: Secret | None = _setting(None, "SMSMON_CALLBACK_TOKEN",
                                     "secret path segment callbacks must carry: POST /callbacks/zeckta/<token>", _token,
                                     secret=True)
+    trust_proxy: tuple[Any, ...] | None = _setting(
+        None, "SMSMON_TRUST_PROXY", "proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed", _networks)
 
 
 @dataclass(frozen=True)
@@ -285,6 +260,13 @@ class AlertsSettings:
 
 
 @dataclass(frozen=True)
+class ForwardSettings:
+    url: SecretUrl | None = _setting(None, "SMSMON_FORWARD_URL", "relay every new callback to this URL (your app), "
+                                     "at least once", _forward_url, secret=True)
+    timeout: timedelta = _setting("10s", "SMSMON_FORWARD_TIMEOUT", "how long one relayed request may take", _duration)
+
+
+@dataclass(frozen=True)
 class Settings:
     db: Path = _setting(None, "SMSMON_DB", "SQLite database file (default: the user data dir)", _path)
     listen: Address = _setting(DEFAULT_LISTEN, "SMSMON_LISTEN", "address the callback listener binds", _address)
@@ -300,7 +282,10 @@ class Settings:
                                            "serve and watch remove messages silent for longer than this (e.g. 90d), "
                                            "as `smsmon prune --older-than` does", _duration)
     metrics: bool = _setting("on", "SMSMON_METRICS", "serve Prometheus metrics at GET /metrics on the listener", _switch)
+    public_url: str | None = _setting(None, "SMSMON_PUBLIC_URL", "the listener's URL as Zeckta reaches it (behind a "
+                                      "proxy or tunnel), shown wherever the callback URL is", _public_url)
     listener: ListenerSettings = field(default_factory=ListenerSettings)
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
     eazita: EazitaSettings = field(default_factory=EazitaSettings)
     zeckta: ZecktaSettings = field(default_factory=ZecktaSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
@@ -314,7 +299,7 @@ class Settings:
     @property
     def secrets(self) -> list[str]:
         """Every configured secret, revealed: what a Redactor must mask."""
-        return [value.reveal() for spec, value in _values(self) if spec.secret and value is not None]
+        return [part for spec, value in _values(self) if spec.secret and value is not None for part in value.parts()]
 
     @property
     def warnings(self) -> list[str]:
@@ -362,6 +347,8 @@ def _display(value: Any) -> str:
         return f"{seconds:g}s"
     if isinstance(value, ZoneInfo):
         return value.key
+    if type(value) is tuple:  # networks (an Address is a tuple too, and shows itself)
+        return ", ".join(map(str, value))
     return str(value)
 
 

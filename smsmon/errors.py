@@ -25,7 +25,7 @@ from typing import Any
 
 
 class Failure(enum.StrEnum):
-    """Failures of the listener and the pollers. Each value is the code of its catalogue entry
+    """Failures of the listener, the pollers and the forwarder. Each value is the code of its catalogue entry
     (`smsmon explain poll_timeout`), in `dead_letters.reason` and `poll_runs.error_code`."""
 
     INVALID_JSON = "invalid_json"
@@ -57,6 +57,13 @@ class Failure(enum.StrEnum):
     POLL_UNDECODABLE = "poll_undecodable"
     POLL_TOO_LARGE = "poll_too_large"
     POLL_INTERNAL = "poll_internal"
+    NOT_FOUND = "not_found"
+    FORWARD_CONNECT_ERROR = "forward_connect_error"
+    FORWARD_TIMEOUT = "forward_timeout"
+    FORWARD_REDIRECT = "forward_redirect"
+    FORWARD_REJECTED = "forward_rejected"
+    FORWARD_SERVER_ERROR = "forward_server_error"
+    FORWARD_INTERNAL = "forward_internal"
     ALERT_WEBHOOK_FAILED = "alert_webhook_failed"
     ALERT_COMMAND_FAILED = "alert_command_failed"
 

@@ -7,6 +7,8 @@
     dest:+233241234567        a destination number; a trailing * matches a prefix
     error:101                 an error code
     network:Zong              a network name
+    country:GH  country:233   a country, by ISO code or calling code
+    error:none  network:none  country:none    the provider gave none
     flag:late_dlr             an anomaly flag
     since:2h  until:2026-06-09    a duration ago, a date, an ISO time, today or yesterday
 
@@ -22,12 +24,14 @@ from datetime import datetime
 
 from smsmon.errors import FilterError
 from smsmon.lifecycle import PROVIDERS, Flag, Outcome, Status
-from smsmon.normalize import code, phone
-from smsmon.timeutil import parse_when
+from smsmon.normalize import calling_code_of, code, phone
+from smsmon.timeutil import UTC, parse_when
 
-FIELDS = ("status", "provider", "dest", "error", "network", "flag", "since", "until")
+FIELDS = ("status", "provider", "dest", "error", "network", "country", "flag", "since", "until")
+NONE = "none"  # error:none, network:none, country:none: messages the provider gave no value for
 SPECIAL_STATUSES = ("open", "final", "stale")
 _ALIASES = {"to": "dest", "phone": "dest", "code": "error", "net": "network", "from": "since"}
+_NULLABLE = ("error", "network", "country")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Filter:
     dests: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()  # calling codes ("233"), or NONE
     flags: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
@@ -62,7 +67,8 @@ def parse(text: str, now: datetime) -> Filter:
     except ValueError:
         raise FilterError("unclosed quote in filter") from None
     words: list[str] = []
-    acc: dict[str, list] = {k: [] for k in ("statuses", "outcomes", "special", "providers", "dests", "errors", "networks", "flags")}
+    acc: dict[str, list] = {k: [] for k in ("statuses", "outcomes", "special", "providers", "dests", "errors", "networks",
+                                            "countries", "flags")}
     since = until = None
     for tok in tokens:
         name, sep, value = tok.partition(":")
@@ -90,7 +96,8 @@ def parse(text: str, now: datetime) -> Filter:
 
 
 _EXAMPLES = {"status": "status:failed", "provider": "provider:zeckta", "dest": "dest:+233241234567", "error": "error:101",
-             "network": "network:Zong", "flag": "flag:late_dlr", "since": "since:2h", "until": "until:2026-06-09"}
+             "network": "network:Zong", "country": "country:GH", "flag": "flag:late_dlr", "since": "since:2h",
+             "until": "until:2026-06-09"}
 
 
 def _add(acc: dict[str, list], key: str, v: str) -> None:
@@ -109,6 +116,13 @@ def _add(acc: dict[str, list], key: str, v: str) -> None:
         if v.lower() not in PROVIDERS:
             raise FilterError(f"provider: unknown value {v!r}; use {' or '.join(PROVIDERS)}")
         acc["providers"].append(v.lower())
+    elif key in _NULLABLE and v.lower() == NONE:
+        acc[{"error": "errors", "network": "networks", "country": "countries"}[key]].append(NONE)
+    elif key == "country":
+        calling = calling_code_of(v)
+        if calling is None:
+            raise FilterError(f"country: unknown value {v!r}; use a country code (GH, PK) or a calling code (233, +92), or none")
+        acc["countries"].append(calling)
     elif key == "dest":
         star = v.endswith("*")
         number = phone(v.rstrip("*")) or v.rstrip("*")
@@ -121,3 +135,22 @@ def _add(acc: dict[str, list], key: str, v: str) -> None:
         if v.lower() not in {f.value for f in Flag}:
             raise FilterError(f"flag: unknown value {v!r}; use one of {', '.join(f.value for f in Flag)}")
         acc["flags"].append(v.lower())
+
+
+def _quote(value: str) -> str:
+    return f'"{value}"' if any(c.isspace() or c in "\"'," for c in value) else value
+
+
+def expression(f: Filter) -> str:
+    """The filter written back in the language: `parse(expression(f))` selects the same
+    messages. Times are written as UTC ISO times, so the expression means the same later."""
+    words = [f.text] if f.text else []
+    status = [s.lower() for s in f.statuses] + [o.lower() for o in f.outcomes] + list(f.special)
+    for name, values in (("status", status), ("provider", f.providers), ("dest", f.dests), ("error", f.errors),
+                         ("network", f.networks), ("country", f.countries), ("flag", f.flags)):
+        if values:
+            words.append(f"{name}:" + ",".join(_quote(v) for v in values))
+    for name, when in (("since", f.since), ("until", f.until)):
+        if when is not None:
+            words.append(f"{name}:" + when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return " ".join(words)

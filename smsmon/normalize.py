@@ -163,3 +163,15 @@ def country_name(calling: str | None) -> str:
     if region in ("ZZ", None):
         return f"+{calling}"
     return f"{_REGION_NAMES.get(region, region)} (+{calling})"
+
+
+def calling_code_of(text: str) -> str | None:
+    """A country as a filter names it: a calling code (`233`, `+92`) or an ISO region (`GH`,
+    `pk`) -> its calling code ("233"); None when it is neither."""
+    t = text.strip().lstrip("+")
+    import phonenumbers
+
+    if t.isdigit():
+        return t if phonenumbers.region_code_for_country_code(int(t)) not in ("ZZ", None) else None
+    code = phonenumbers.country_code_for_region(t.upper()) if t.isalpha() and len(t) == 2 else 0
+    return str(code) if code else None

@@ -72,3 +72,8 @@ def timeline_rows(events: list[dict[str, Any]], zone: DisplayZone = UTC_ZONE) ->
             "; ".join(f"{f['flag']}: {f['title']}" for f in ev["flags_explained"]),
         ])
     return rows
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """`1 message`, `2 messages`, `1,204 dead letters` (`words` for an irregular plural)."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"

@@ -92,3 +92,54 @@ def rows(db: Path | sqlite3.Connection, sql: str, *params: Any) -> list[tuple]:
         return [tuple(r) for r in conn.execute(sql, params)]
     finally:
         conn.close()
+
+
+def run_in_terminal(args: list[str], env: dict[str, str], seconds: float, *, ready: str | None = None,
+                    size: tuple[int, int] = (40, 120)) -> str:
+    """Run a command in a real pseudo-terminal (its own session, the terminal its controlling one),
+    press q once its output matches `ready` (or after `seconds`), and return all it printed."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import select
+    import struct
+    import subprocess
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+
+    def controlling() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+                            preexec_fn=controlling)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + seconds
+    pressed = None
+    while True:
+        ready_fds, _, _ = select.select([master], [], [], 0.1)
+        if ready_fds:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break  # the terminal closed: the process ended
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+        now = time.monotonic()
+        if pressed is None and (now > deadline or (ready and re.search(ready, out.decode("utf-8", "replace")))):
+            os.write(master, b"q")
+            pressed = now
+        if pressed is not None and now > pressed + 20:
+            os.killpg(proc.pid, 9)
+            break
+    proc.wait(10)
+    os.close(master)
+    return out.decode("utf-8", "replace")

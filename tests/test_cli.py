@@ -186,7 +186,7 @@ def test_import_mixed_lines_reports_bad_ones_and_keeps_the_rest(tmp_path) -> Non
     assert "line 5: eazita API error -2: Authentication Error" in r.stderr
     assert "line 6: missing required field `timestamp`" in r.stderr
     assert "line 9: expected a JSON object" in r.stderr
-    assert "imported 6 new events (1 duplicates) from 9 lines" in r.stderr and "4 bad lines skipped" in r.stderr
+    assert "imported 6 new events (1 duplicate) from 9 lines" in r.stderr and "4 bad lines skipped" in r.stderr
     stats = json.loads(run("stats", "--json", "--db", str(db)).stdout)
     assert stats["messages"] == 6 and stats["events"] == 6
     again = run("import", "-", "--db", str(db), input="\n".join(lines))
@@ -197,8 +197,8 @@ def test_import_counts_every_bad_line_beyond_those_it_lists(tmp_path) -> None:
     lines = ["junk"] * 1500 + [json.dumps(callback(uuid="good"))]
     r = run("import", "-", "--db", str(tmp_path / "i.db"), input="\n".join(lines) + "\n")
     assert r.exit_code == 0
-    assert "... and 1480 more bad lines" in r.stderr
-    assert "1500 bad lines skipped" in r.stderr and "imported 1 new events" in r.stderr
+    assert "... and 1,480 more bad lines" in r.stderr
+    assert "1,500 bad lines skipped" in r.stderr and "imported 1 new event " in r.stderr
 
 
 def test_import_sources_are_marked(tmp_path) -> None:
@@ -224,7 +224,7 @@ def test_import_a_huge_line_is_skipped_not_loaded(tmp_path) -> None:
     big = json.dumps(callback(uuid="big", src="x" * (2 << 20)))
     ok = json.dumps(callback(uuid="ok"))
     r = run("import", "-", "--db", str(tmp_path / "i.db"), input=f"{big}\n{ok}\n")
-    assert "line 1: line longer than 1024 KiB" in r.stderr and "imported 1 new events" in r.stderr
+    assert "line 1: line longer than 1024 KiB" in r.stderr and "imported 1 new event " in r.stderr
 
 
 def test_import_invalid_utf8_and_times_out_of_range_are_bad_lines(tmp_path) -> None:
@@ -287,9 +287,10 @@ def test_bench_store_prints_figures_per_size_beside_sqlite3(tmp_path) -> None:
     assert r.exit_code == 0, r.stderr
     figures = json.loads(r.stdout)
     assert figures["write_fresh_events_per_s"] > 0 and set(figures["sizes"]) == {"3000", "6000"}
-    assert figures["sizes"]["6000"]["bytes_per_event"] > 0 and figures["sizes"]["6000"]["export_csv_rows_per_s"] > 0
+    assert figures["sizes"]["6000"]["bytes_per_event"] > 0 and figures["sizes"]["6000"]["export_events_csv_rows_per_s"] > 0
+    assert 0 < figures["sizes"]["6000"]["export_messages_ndjson_peak_rss_mb"] < 1000
     views = figures["views_ms"]
-    assert {"filter (none)", "filter status:failed", "next page", "insights", "message screen (zeckta)", "dead letters"} <= set(views)
+    assert {"filter (none)", "filter status:failed", "next page", "insights, last 24 h", "message screen (zeckta)", "dead letters"} <= set(views)
     assert set(views["filter status:failed"]) == {"3000", "6000"}
     assert figures["sqlite3_ms"]["filter status:failed"] > 0  # the same question at the sqlite3 shell, beside it
     assert "what a person waits for" in r.stderr and (tmp_path / "bench-6000.db").exists()  # kept for the next run
@@ -321,7 +322,9 @@ def test_export_into_a_closed_pipe_exits_0_and_says_nothing(sample_db, fmt) -> N
     first = p.stdout.readline()
     p.stdout.close()
     assert p.wait(60) == 0 and first
-    assert p.stderr.read() == b""
+    said = p.stderr.read()
+    # Nothing, or (when the whole export fitted in the pipe before it closed) the usual count.
+    assert said == b"" or said.startswith(b"exported "), said
 
 
 def test_export_to_a_full_disk_says_disk_full(sample_db) -> None:

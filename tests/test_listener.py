@@ -363,11 +363,11 @@ class BuggyCommitter(Committer):
         super().__init__(*args, **kwargs)
         self.bugs = 1
 
-    async def submit(self, event):  # type: ignore[no-untyped-def]
+    async def submit(self, event, **kwargs):  # type: ignore[no-untyped-def]
         if self.bugs:
             self.bugs -= 1
             raise KeyError("a bug")
-        return await super().submit(event)
+        return await super().submit(event, **kwargs)
 
 
 async def test_a_bug_of_ours_is_503_with_retry_after_never_500_and_the_retry_is_stored(db_path, caplog) -> None:

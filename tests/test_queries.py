@@ -61,10 +61,9 @@ def matches(m: dict, f: filters.Filter) -> bool:
         return False
     if f.providers and m["provider"] not in f.providers:
         return False
-    if f.errors and m["error_code"] not in f.errors:
-        return False
-    if f.networks and m["network"] not in f.networks:
-        return False
+    for values, value in ((f.errors, m["error_code"]), (f.networks, m["network"]), (f.countries, m["country_code"])):
+        if values and value not in values and not (value is None and filters.NONE in values):
+            return False
     if f.dests:
         ok = False
         for d in f.dests:
@@ -160,6 +159,9 @@ STATS_FILTERS = [
     "since:37h", "since:2d until:26h", "until:4d", "since:90m", "since:3h until:2h", "status:stale", "status:open",
     "status:final provider:zeckta", "status:not_delivered since:30h", "status:unknown", "error:101", "error:8 network:Zong",
     "provider:zeckta status:in_flight since:5d", "flag:stale since:6d",
+    # what the provider left out, and countries (issue 12)
+    "error:none", "network:none", "network:Zong,none", "country:92", "country:none", "country:233 status:failed",
+    "error:none since:2d",
     # what the aggregates cannot answer: the messages themselves
     "flag:late_dlr", "dest:+23324*", "dest:+92*", "zeckta:0",
 ]
@@ -288,3 +290,13 @@ def test_bad_filters_say_what_is_wrong(text, message) -> None:
 def test_empty_filter_is_empty() -> None:
     assert filters.parse("  ", NOW).empty
     assert not filters.parse("status:failed", NOW).empty
+
+
+@pytest.mark.parametrize("expr", ["", "provider:eazita", "network:Zong", "since:2d", "flag:late_dlr"])
+def test_small_scopes_show_the_exact_time_to_deliver(conn, everything, expr) -> None:
+    """Where a few thousand times can be read, the summary shows them, not the histogram's
+    bucket: the same figure as the insights screen (a median 19.5 s here and 19.7 s there)."""
+    f = filters.parse(expr, NOW)
+    secs = [m["deliver_seconds"] for m in everything if matches(m, f) and m["deliver_seconds"] is not None]
+    s = stats.stats(conn, f if expr else None, now=NOW, window=WINDOW)
+    assert secs and (s.median_seconds, s.p90_seconds) == (round(_percentile(secs, 0.5), 3), round(_percentile(secs, 0.9), 3))

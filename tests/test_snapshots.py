@@ -25,7 +25,6 @@ from smsmon.ui.app import SmsmonApp
 pytest.importorskip("pytest_textual_snapshot")
 
 FROZEN = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-SIZE = (150, 42)
 # A fixed path: the offline health line shows it.
 DB = Path(tempfile.gettempdir()) / "smsmon-snapshot-tests" / "snapshots.db"
 
@@ -66,33 +65,43 @@ async def loaded(pilot) -> None:  # type: ignore[no-untyped-def]
     await settle(pilot, lambda: pilot.app.refreshes >= 1)
 
 
-def test_main_screen(snap_compare) -> None:
-    assert snap_compare(app(), terminal_size=SIZE, run_before=loaded)
+SIZES = {"80x24": (80, 24), "120x40": (120, 40), "200x60": (200, 60)}
 
 
-def test_filtered(snap_compare) -> None:
-    async def before(pilot) -> None:  # type: ignore[no-untyped-def]
-        await loaded(pilot)
-        await pilot.press("slash", *"status:not_delivered", "enter")
-        await settle(pilot, lambda: pilot.app.filter_text == "status:not_delivered" and pilot.app.refreshes >= 2)
-
-    assert snap_compare(app(), terminal_size=SIZE, run_before=before)
+async def press_and_settle(pilot, *keys: str, condition=lambda: True) -> None:  # type: ignore[no-untyped-def]
+    await loaded(pilot)
+    await pilot.press(*keys)
+    await settle(pilot, condition)
 
 
-def test_message_screen(snap_compare) -> None:
-    async def before(pilot) -> None:  # type: ignore[no-untyped-def]
-        await loaded(pilot)
-        await pilot.press("enter")
-        await settle(pilot, lambda: getattr(pilot.app.screen, "detail", None) is not None)
-
-    assert snap_compare(app(), terminal_size=SIZE, run_before=before)
+def screen_data(pilot) -> bool:  # type: ignore[no-untyped-def]
+    """The screen's data read, with the insights' costs (which fill in after the rest)."""
+    data = getattr(pilot.app.screen, "data", None)
+    return data is not None and (type(pilot.app.screen).__name__ != "InsightsScreen" or "cost_by_day" in data)
 
 
-@pytest.mark.parametrize("key", ["i", "d", "question_mark"], ids=["insights", "dead-letters", "help"])
-def test_other_screens(snap_compare, key) -> None:
-    async def before(pilot) -> None:  # type: ignore[no-untyped-def]
-        await loaded(pilot)
-        await pilot.press(key)
-        await pilot.pause(1.0)
+async def opened_from_insights(pilot) -> None:  # type: ignore[no-untyped-def]
+    await press_and_settle(pilot, "i", condition=lambda: screen_data(pilot))
+    pilot.app.screen.query_one("#by-network").focus()
+    await pilot.press("enter")
+    await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
 
-    assert snap_compare(app(), terminal_size=SIZE, run_before=before)
+
+SCREENS = {
+    "main": loaded,
+    "filtered": lambda pilot: press_and_settle(pilot, "slash", *"status:not_delivered", "enter",
+                                              condition=lambda: pilot.app.filter_text == "status:not_delivered"
+                                              and pilot.app.refreshes >= 2),
+    "message": lambda pilot: press_and_settle(pilot, "enter", condition=lambda: getattr(pilot.app.screen, "detail", None)
+                                              is not None),
+    "insights": lambda pilot: press_and_settle(pilot, "i", condition=lambda: screen_data(pilot)),
+    "opened": opened_from_insights,
+    "dead-letters": lambda pilot: press_and_settle(pilot, "d", condition=lambda: bool(pilot.app.screen.letters)),
+    "help": lambda pilot: press_and_settle(pilot, "question_mark"),
+}
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_every_screen_at_every_size(snap_compare, screen, size) -> None:
+    assert snap_compare(app(), terminal_size=SIZES[size], run_before=SCREENS[screen])

@@ -255,8 +255,13 @@ def _events(db: Path) -> int:
         return reader.latest_event_id()
 
 
+def _outbox(db: Path) -> int:
+    with Reader(db) as reader:
+        return reader.outbox_depth()[0]
+
+
 def ingest_bench(*, seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
-                 say: Callable[[str], None]) -> dict[str, Any]:
+                 say: Callable[[str], None], forward: bool = True) -> dict[str, Any]:
     wrk = shutil.which("wrk")
     figures: dict[str, Any] = {"seconds": seconds, "connections": connections}
     with tempfile.TemporaryDirectory(prefix="smsmon-bench-ingest-") as tmp:
@@ -299,6 +304,29 @@ def ingest_bench(*, seconds: int, connections: int, rate: int, large_db: Path | 
         ok = fresh.requests - fresh.errors
         figures["fresh_stored_vs_acknowledged"] = [stored, ok]
 
+        relayed = None
+        if forward:  # the same, relaying every callback to a second bare endpoint (issue 13)
+            sink = bare_server()
+            forward_db = tmpdir / "forward.db"
+            try:
+                relayed = measure("smsmon serve, fresh database, forwarding",
+                                  lambda: smsmon_server(forward_db, "--forward-to", sink.url + "/callbacks/zeckta"))
+                rows.append(relayed)
+                # What was left to relay when the load stopped, and how long the next run takes to relay it.
+                left = _outbox(forward_db)
+                started = time.perf_counter()
+                drain = smsmon_server(forward_db, "--forward-to", sink.url + "/callbacks/zeckta")
+                try:
+                    while _outbox(forward_db) and time.perf_counter() - started < 120:
+                        time.sleep(0.2)
+                finally:
+                    drain.stop()
+                figures["forward_left_when_load_stopped"] = left
+                figures["forward_drain_seconds"] = round(time.perf_counter() - started, 1)
+                figures["forward_left_after_drain"] = _outbox(forward_db)
+            finally:
+                sink.stop()
+
         large = None
         if not skip_large:
             db = large_db or tmpdir / "large.db"
@@ -317,21 +345,41 @@ def ingest_bench(*, seconds: int, connections: int, rate: int, large_db: Path | 
             ratio = "" if r is bare else f"  {r.rate / bare.rate:.2f}x"
             say(f"  {r.name:<42} {r.rate:>11,.0f} {r.p50_ms:>7.2f}ms {r.p99_ms:>7.2f}ms {r.errors:>7}{ratio}")
         say(f"  stored {stored:,} events for {ok:,} acknowledged callbacks in the fresh run")
+        if relayed:
+            say(f"  forwarding on: {relayed.rate / fresh.rate:.2f}x the callbacks/s and {relayed.p99_ms / fresh.p99_ms:.2f}x the"
+                f" p99 of forwarding off; {figures['forward_left_when_load_stopped']:,} left to relay when the load stopped,"
+                f" relayed by a new run in {figures['forward_drain_seconds']} s"
+                f" ({figures['forward_left_after_drain']:,} left)")
 
-        steady_db = tmpdir / "steady.db"
-        server = smsmon_server(steady_db)
-        try:
-            steady = run_steady(server.url + "/callbacks/zeckta", rate, seconds, seed[0] + 100)
-        finally:
-            server.stop()
-        say(f"  steady {rate:,} callbacks/s into smsmon serve (fresh database, open loop, Python client): "
-            f"achieved {steady.rate:,.0f}/s, p50 {steady.p50_ms:.2f} ms, p99 {steady.p99_ms:.2f} ms, failed {steady.errors}")
+        def steady_run(name: str, *args: str) -> Result:
+            server = smsmon_server(tmpdir / f"steady-{name}.db", *args)
+            try:
+                result = run_steady(server.url + "/callbacks/zeckta", rate, seconds, seed[0] + 100)
+            finally:
+                server.stop()
+            say(f"  steady {rate:,} callbacks/s into smsmon serve (fresh database, open loop, Python client{name}): "
+                f"achieved {result.rate:,.0f}/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, failed {result.errors}")
+            return result
+
+        steady = steady_run("")
+        steady_forward = None
+        if forward:
+            sink = bare_server()
+            try:
+                steady_forward = steady_run(", forwarding", "--forward-to", sink.url + "/callbacks/zeckta")
+            finally:
+                sink.stop()
 
     figures["bare"] = bare.as_dict()
     figures["fresh"] = dict(fresh.as_dict(), ratio=round(fresh.rate / bare.rate, 3))
+    if relayed:
+        figures["forwarding"] = dict(relayed.as_dict(), ratio=round(relayed.rate / bare.rate, 3),
+                                     vs_off=round(relayed.rate / fresh.rate, 3), p99_vs_off=round(relayed.p99_ms / fresh.p99_ms, 2))
     if large:
         figures["large"] = dict(large.as_dict(), ratio=round(large.rate / bare.rate, 3), name=large.name)
     figures["steady"] = dict(steady.as_dict(), target_rate=rate)
+    if steady_forward:
+        figures["steady_forwarding"] = dict(steady_forward.as_dict(), target_rate=rate)
     return figures
 
 

@@ -4,6 +4,8 @@
     ingest.py   serve, poll, import                   (write one)
     app.py      watch, demo, browse                   (the Textual app)
     tools.py    config, simulate, sim generate, bench
+    deadletters.py  dead-letters list|show|replay, forward status
+    tail.py     tail                                  (follow a database)
     ops.py      prune, alerts                         (running it for months)
 
 Exit codes are click's: 0 ok, 1 a runtime failure, 2 a mistake on the command line (click's
@@ -37,9 +39,10 @@ class UserError(click.ClickException):
 
 # Where each command is defined: a module is imported only when one of its commands runs (or
 # for --help), so that `smsmon browse` starts without loading what `serve` needs.
-LAZY = {"watch": "app", "demo": "app", "browse": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
+LAZY = {"watch": "app", "demo": "app", "browse": "app", "web": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
         "explain": "read", "show": "read", "stats": "read", "export": "read", "config": "tools", "simulate": "tools",
-        "sim": "tools", "bench": "tools", "prune": "ops", "alerts": "ops"}
+        "sim": "tools", "bench": "tools", "dead-letters": "deadletters", "forward": "deadletters", "tail": "tail",
+        "prune": "ops", "alerts": "ops"}
 
 
 class SmsmonGroup(click.Group):
@@ -90,6 +93,8 @@ def cli(ctx: click.Context) -> None:
     Investigate:  smsmon show +233241234567      smsmon explain 101
     Report:       smsmon stats --filter since:24h
     Move data:    smsmon import callbacks.ndjson smsmon export --format csv
+    Follow:       smsmon tail --json | jq .     smsmon forward status
+    Repair:       smsmon dead-letters list       smsmon dead-letters replay --all
 
     With no command, `smsmon` runs `smsmon watch`.
     """

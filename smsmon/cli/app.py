@@ -13,12 +13,23 @@ from smsmon.cli.options import ADDRESS, CONTEXT, settings_options
 
 
 def _run_app(settings: Any, ingest: Any) -> None:
+    if ingest is not None:  # a clear line now, not a flash of the app before it
+        from smsmon.store.reader import check_writer_can_open
+
+        check_writer_can_open(settings.db)
+        ingest.preflight()
+    look = None
+    if Path(settings.db).is_file() and Path(settings.db).stat().st_size:
+        # The first screen's rows are read while Textual loads (most of the wait from launch).
+        from smsmon.timeutil import now_utc
+        from smsmon.ui.first_look import FirstLook, app_reader
+
+        reader = app_reader(settings.db, window=settings.watch_window, region=settings.default_region)
+        look = FirstLook(reader, now_utc, live=ingest is not None)
     from smsmon.ui.app import SmsmonApp
 
-    if ingest is not None:
-        ingest.preflight()  # a clear line now, not a flash of the app before it
     app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window, zone=settings.display_timezone,
-                    region=settings.default_region)
+                    region=settings.default_region, first_look=look)
     app.run()
     if app.return_code:
         raise click.exceptions.Exit(app.return_code)
@@ -66,3 +77,37 @@ def browse(settings: Any) -> None:
 
     Reader(settings.db).open().close()  # a clear error now rather than an empty screen
     _run_app(settings, None)
+
+
+WEB_DEFAULT = "127.0.0.1:8790"
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--listen", type=ADDRESS, default=WEB_DEFAULT, show_default=True, help="Where to serve the app.")
+@click.option("--token", envvar="SMSMON_WEB_TOKEN", default=None,
+              help="Needed to serve on a non-loopback address: open /?token=... once [env SMSMON_WEB_TOKEN, which keeps it out of `ps`].")
+@click.option("--insecure", is_flag=True, help="Serve a non-loopback address without a token (something in front checks).")
+@click.option("--title", default="smsmon", show_default=True, help="The browser tab's title.")
+@settings_options()
+def web(listen: Any, token: str | None, insecure: bool, title: str, settings: Any) -> None:
+    """The app in a browser, for people who will not open a terminal.
+
+    Each browser tab runs its own `smsmon browse` on the database: the same screens and keys,
+    offline, following the rows `smsmon serve` (or `watch`) adds. Loopback only by default; on
+    another address it needs a token (or --insecure), given once as /?token=... and then kept in
+    a cookie.
+    """
+    from smsmon.config import Secret
+    from smsmon.store.reader import Reader
+    from smsmon.ui.web import browse_command, check, make_server
+
+    secret = Secret(token) if token else None
+    try:
+        check(listen, secret, insecure)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    Reader(settings.db).open().close()  # a clear error now rather than an empty page
+    files = {src[5:] for src in settings.sources.values() if src.startswith("file ")}  # the config file read, if any
+    server = make_server(browse_command(Path(settings.db), Path(files.pop()) if files else None), listen, token=secret,
+                         title=title)
+    server.serve()

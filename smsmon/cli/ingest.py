@@ -12,8 +12,10 @@ from typing import Any
 import click
 
 from smsmon.cli import cli
+from smsmon.present import plural
 from smsmon.cli.options import CONTEXT, ZONE, json_option, settings_options
 from smsmon.cli.output import json_out, progress
+from smsmon.config import Address
 
 log = logging.getLogger("smsmon.serve")
 
@@ -59,15 +61,23 @@ def serve(busy_timeout: float, no_poll: bool, settings: Any, listener: Any) -> N
             log.info("listening on %s", ingest.health.listening)
             log.info("give Zeckta this callback URL: %s%s", ingest.health.callback_url,
                      "  (the token is masked here: use yours)" if listener.token else "")
+            for line in _reachability(listener):
+                log.info("%s", line)
             if listener.allow_from:
                 log.info("accepting only from %s", ", ".join(str(n) for n in listener.allow_from))
+            if listener.trust_proxy:
+                log.info("believing X-Forwarded-For and X-Forwarded-Proto from %s only",
+                         ", ".join(str(n) for n in listener.trust_proxy))
+            if ingest.health.forward is not None:
+                log.info("forwarding every new callback to %s (at least once; `smsmon forward status` lists what waits)",
+                         ingest.health.forward.target)
             for s in ingest.scheduled:
                 log.info("polling %s every %g s at %s", s.poller.provider, s.interval, s.base_url)
             if not no_poll and not ingest.scheduled:
                 log.info("not polling (%s)", NOT_CONFIGURED.split(": ", 1)[1].split(" (or")[0])
-            for line in ingest.operations.describe(ingest.health.listening, bool(listener.token)) if ingest.operations else ():
+            for line in ingest.operations.describe(listener.public_url or ingest.health.listening, bool(listener.token)) if ingest.operations else ():
                 log.info("%s", line)
-            log.info("health: %s/healthz%s   stop: Ctrl+C", ingest.health.listening,
+            log.info("health: %s/healthz%s   stop: Ctrl+C", listener.public_url or ingest.health.listening,
                      " (details: /healthz/<token>)" if listener.token else "")
             ingest.run_pollers()
             await stop.wait()
@@ -79,6 +89,18 @@ def serve(busy_timeout: float, no_poll: bool, settings: Any, listener: Any) -> N
                          f"{ingest.committer.events_stored:,}", f"{ingest.committer.duplicates:,}", settings.db)
 
     asyncio.run(run())
+
+
+def _reachability(listener: Any) -> list[str]:
+    """What to know about the URL shown: Zeckta cannot reach loopback, and asks for HTTPS."""
+    if listener.public_url is None:
+        if Address(listener.host, listener.port).loopback:
+            return ["(that address is this machine only: put a proxy or tunnel in front and pass --public-url; "
+                    "the README has recipes for Caddy, nginx, cloudflared and ngrok)"]
+        return []
+    if listener.public_url.startswith("http://"):
+        return ["(--public-url is http://: Zeckta asks for a publicly reachable HTTPS endpoint)"]
+    return []
 
 
 @cli.command(context_settings=CONTEXT)
@@ -165,10 +187,10 @@ def import_(file: str, tz: Any, max_errors: int, settings: Any) -> None:
     for line_no, reason in result.bad[:max_errors]:
         click.echo(f"line {line_no}: {reason}", err=True)
     if result.bad_count > max_errors:
-        click.echo(f"... and {result.bad_count - max_errors} more bad lines", err=True)
+        click.echo(f"... and {plural(result.bad_count - max_errors, 'more bad line')}", err=True)
     click.echo(
-        f"imported {result.new} new events ({result.duplicates} duplicates) from {result.lines} lines"
-        f" into {settings.db}; {result.bad_count} bad lines skipped", err=True,
+        f"imported {plural(result.new, 'new event')} ({plural(result.duplicates, 'duplicate')}) from"
+        f" {plural(result.lines, 'line')} into {settings.db}; {plural(result.bad_count, 'bad line')} skipped", err=True,
     )
     if result.bad_count and not result.new and not result.duplicates:
         raise click.exceptions.Exit(1)

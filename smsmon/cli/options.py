@@ -32,10 +32,10 @@ class NetworkType(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from smsmon.errors import ListenerError
-        from smsmon.ingest.listener import parse_networks
+        from smsmon.ingest.proxy import parse_networks
 
         try:
-            return parse_networks([str(value)])[0]
+            return parse_networks([str(value)], param.opts[0] if param and param.opts else "--allow-from")[0]
         except ListenerError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -86,12 +86,26 @@ _LISTENER_OPTIONS = [
     click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="HTTPS private key (PEM)."),
     click.option("--allow-from", type=NETWORK, multiple=True, help="Only these addresses may call (repeatable); others get 403."),
     click.option("--insecure", is_flag=True, help="Allow a non-loopback address without a token."),
+    click.option("--public-url", default=None, metavar="URL",
+                 help="Where Zeckta reaches this listener (a proxy or tunnel), shown as the callback URL [setting public_url]."),
+    click.option("--trust-proxy", type=NETWORK, multiple=True,
+                 help="Believe X-Forwarded-For/-Proto from these proxies only (repeatable) [setting listener.trust_proxy]."),
+    click.option("--forward-to", default=None, metavar="URL",
+                 help="Relay every new callback to your app at URL, at least once [setting forward.url]."),
 ]
 
 
-def settings_options(*, listener: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+DEMO_DB_HELP = ("SQLite database: a new or empty file, or one an earlier demo made [default: a fresh temporary one, "
+                "deleted on exit; SMSMON_DB and the config file's db are not used].")
+
+
+def settings_options(*, listener: bool = False, db_help: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--db and --config (and with `listener`, the callback listener's options); the command
-    receives `settings` (smsmon.config.Settings) and, with `listener`, a checked ListenerConfig."""
+    receives `settings` (smsmon.config.Settings) and, with `listener`, a checked ListenerConfig.
+    `db_help` replaces --db's help (the demo's database is chosen otherwise: DEMO_DB_HELP)."""
+    options = list(_SETTINGS_OPTIONS)
+    if db_help is not None:
+        options[0] = click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None, help=db_help)
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
@@ -100,14 +114,16 @@ def settings_options(*, listener: bool = False) -> Callable[[Callable[..., Any]]
 
             flags: dict[str, Any] = {"db": db}
             if listener:
-                flags.update({"listen": kwargs.pop("listen"), "listener.token": kwargs.pop("token")})
+                flags.update({"listen": kwargs.pop("listen"), "listener.token": kwargs.pop("token"),
+                              "public_url": kwargs.pop("public_url"), "forward.url": kwargs.pop("forward_to"),
+                              "listener.trust_proxy": kwargs.pop("trust_proxy") or None})
                 network = {k: kwargs.pop(k) for k in ("tls_cert", "tls_key", "allow_from", "insecure")}
             settings = config.load(config_file, flags=flags)
             if listener:
                 kwargs["listener"] = listener_config(settings, **network)
             return f(*args, settings=settings, **kwargs)
 
-        for option in reversed(_SETTINGS_OPTIONS + (_LISTENER_OPTIONS if listener else [])):
+        for option in reversed(options + (_LISTENER_OPTIONS if listener else [])):
             wrapper = option(wrapper)
         return wrapper
 
@@ -120,7 +136,8 @@ def listener_config(settings: Any, *, tls_cert: Path | None = None, tls_key: Pat
 
     config = ListenerConfig(host=settings.listen.host, port=settings.listen.port, token=settings.listener.token,
                             allow_from=list(allow_from), tls_cert=tls_cert, tls_key=tls_key, insecure=insecure,
-                            region=settings.default_region)
+                            region=settings.default_region, public_url=settings.public_url,
+                            trust_proxy=list(settings.listener.trust_proxy or ()))
     config.check()
     return config
 

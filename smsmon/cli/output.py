@@ -3,7 +3,6 @@ progress. Renders plain data the store returns; reads nothing itself."""
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -13,20 +12,17 @@ import tempfile
 import textwrap
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, BinaryIO, Callable, Iterable
 
 import click
+import msgspec
 
 from smsmon import catalogue, present
 from smsmon.catalogue import Entry
 from smsmon.errors import SmsmonError
-from smsmon.store.queries import PUBLIC_COLUMNS
-from smsmon.store.stats import Stats
+from smsmon.store.stats import RAW_LIMIT, Stats
 from smsmon.timeutil import UTC_ZONE, DisplayZone, human_duration
 
-EVENT_EXPORT_COLUMNS = ["id", "event_key", "message_id", "provider", "source", "event_type", "raw_status", "status",
-                        "error_code", "event_time", "received_at", "sent_at", "flags", "raw"]
-MESSAGE_EXPORT_COLUMNS = [*PUBLIC_COLUMNS, "stale"]
 WIDTH = 96
 
 
@@ -108,7 +104,10 @@ def plural(n: int, word: str) -> str:
 
 def render_stats(s: Stats, source: str, window: timedelta) -> str:
     rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
-    lines = [f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}" + (f"  (filter: {source})" if source else ""),
+    head = (f"more than {RAW_LIMIT:,} messages; the figures below are of the first {RAW_LIMIT:,} read"
+            " (this filter is one the maintained counts cannot answer: narrow it, e.g. with since:, for exact figures)"
+            if s.partial else f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}")
+    lines = [head + (f"  (filter: {source})" if source else ""),
              f"  delivery rate {rate}   (delivered / delivered + not delivered)",
              f"  time to deliver: median {human_duration(s.median_seconds)},"
              f" p90 {human_duration(s.p90_seconds)}  (from the first known send time)",
@@ -134,24 +133,52 @@ def render_stats(s: Stats, source: str, window: timedelta) -> str:
     return "\n".join(lines)
 
 
-def write_export(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) -> int:
+def render_forwarding(f: dict[str, Any], zone: DisplayZone = UTC_ZONE) -> str:
+    """The outbox under `stats`, when anything waits in it (issue 13)."""
+    if not f["waiting"]:
+        return ""
+    line = f"\n\nForwarding: {plural(f['waiting'], 'callback')} wait to be relayed, the oldest since {zone.show(f['oldest'])}"
+    if f["last_error"]:
+        line += f"\n  last error at {zone.show(f['last_error']['at'])}: {f['last_error']['error']}"
+    return line + "\n  smsmon forward status   lists them"
+
+
+def json_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """An event as `tail --json` gives it, as `export --format ndjson` does (smsmon.store.export):
+    the payload as received (`raw`) as the JSON value it is, not a string (`jq .raw.message`)."""
+    out = {k: row.get(k) for k in columns}
+    raw = out.get("raw")
+    if isinstance(raw, str):
+        try:
+            out["raw"] = _decode(raw)
+        except msgspec.DecodeError:
+            pass  # not JSON (it always is, as stored): the text as it is
+    return out
+
+
+_decode = msgspec.json.Decoder().decode
+
+
+def write_export(batches: Iterable[list[bytes]], fmt: str, out: BinaryIO, columns: list[str]) -> int:
+    """Write what `Reader.export` gives, batches of UTF-8 lines (a JSON object for json and
+    ndjson, a CSV record for csv, ended by CRLF as the csv module and RFC 4180 do), to a binary
+    stream. Returns how many rows."""
     n = 0
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-            n += 1
-    elif fmt == "ndjson":
-        for row in rows:
-            out.write(json.dumps({k: row.get(k) for k in columns}, ensure_ascii=False) + "\n")
-            n += 1
-    else:
-        out.write("[")
-        for row in rows:
-            out.write(("," if n else "") + "\n" + json.dumps({k: row.get(k) for k in columns}, ensure_ascii=False))
-            n += 1
-        out.write("\n]\n" if n else "]\n")
+        out.write(",".join(columns).encode() + b"\r\n")
+    elif fmt == "json":
+        out.write(b"[")
+    end = b"\r\n" if fmt == "csv" else b"\n"
+    for batch in batches:
+        if not batch:
+            continue
+        if fmt == "json":
+            out.write((b"," if n else b"") + b"\n" + b",\n".join(batch))
+        else:
+            out.write(end.join(batch) + end)
+        n += len(batch)
+    if fmt == "json":
+        out.write(b"\n]\n" if n else b"]\n")
     return n
 
 
@@ -161,14 +188,14 @@ def _write_failed(exc: OSError, where: str, after: str) -> SmsmonError:
     return SmsmonError(f"cannot write {where}: {exc.strerror or exc}; {after}")
 
 
-def write_file_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
+def write_file_atomically(path: Path, write: Callable[[BinaryIO], int]) -> int:
     """Run `write` on a temporary file beside `path`, renamed over it once complete and on disk:
     a failure (a full disk) leaves `path` as it was, never half written. A path that is not a
     regular file (/dev/stdout, a FIFO) is written directly. Returns what `write` returns."""
     real = Path(os.path.realpath(path))
     if real.exists() and not stat.S_ISREG(real.stat().st_mode):
         try:
-            with open(real, "w", newline="", encoding="utf-8") as f:
+            with open(real, "wb") as f:
                 return write(f)
         except OSError as exc:
             raise _write_failed(exc, str(path), "the export is incomplete") from None
@@ -178,7 +205,7 @@ def write_file_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file would be, not mkstemp's 0600
-        with open(fd, "w", newline="", encoding="utf-8") as f:
+        with open(fd, "wb") as f:
             n = write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -196,13 +223,15 @@ def write_file_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
                 pass  # it may never have been created; nothing else to clean up
 
 
-def write_stdout(write: Callable[[TextIO], int]) -> int:
-    """Run `write` on standard output and flush it, so that a failure happens here: a full disk
-    is an error that says so; a closed pipe (`| head`) raises BrokenPipeError, which the command
-    group turns into a quiet exit 0."""
+def write_stdout(write: Callable[[BinaryIO], int]) -> int:
+    """Run `write` on standard output's bytes and flush it, so that a failure happens here: a
+    full disk is an error that says so; a closed pipe (`| head`) raises BrokenPipeError, which
+    the command group turns into a quiet exit 0."""
     try:
-        n = write(sys.stdout)
-        sys.stdout.flush()
+        sys.stdout.flush()  # anything printed as text before goes first
+        out = sys.stdout.buffer
+        n = write(out)
+        out.flush()
         return n
     except BrokenPipeError:
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -97,16 +98,22 @@ def show(message: str, as_json: bool, settings: Any) -> None:
 @json_option
 @settings_options()
 def stats(flt: Any, as_json: bool, settings: Any) -> None:
-    """Delivery rate, time to deliver, outcomes, stale messages, failures by code and network."""
-    from smsmon.cli.output import render_stats
+    """Delivery rate, time to deliver, outcomes, stale messages, failures by code and network;
+    and what waits to be forwarded (serve --forward-to), when anything does."""
+    from smsmon.cli.output import render_forwarding, render_stats
     from smsmon.store.reader import Reader
 
     with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
         result = reader.stats(flt)
+        waiting = reader.outbox_summary(limit=0)
+    forwarding = {k: waiting[k] for k in ("waiting", "oldest", "last_error")}
     if as_json:
-        json_out(dict(result.to_dict(), filter=flt.source or None, database=str(settings.db)))
+        json_out(dict(result.to_dict(), filter=flt.source or None, database=str(settings.db), forwarding=forwarding))
     else:
-        click.echo(render_stats(result, flt.source, settings.watch_window))
+        click.echo(render_stats(result, flt.source, settings.watch_window) + render_forwarding(forwarding, settings.display_timezone))
+
+
+EXPORT_CACHE_KIB = 32 * 1024  # enough for the messages an events export joins (1M events: 10 % faster than 8 MB)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -123,15 +130,17 @@ def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Any) -
     smsmon export --table events --format ndjson --filter "status:failed since:24h" | jq .
     With -o the file is replaced only once the export is complete: a full disk leaves it as it was.
     """
-    from smsmon.cli.output import (EVENT_EXPORT_COLUMNS, MESSAGE_EXPORT_COLUMNS, write_export, write_file_atomically,
-                                   write_stdout)
+    from smsmon.cli.output import write_export, write_file_atomically, write_stdout
+    from smsmon.present import plural
     from smsmon.store.reader import Reader
 
-    columns = MESSAGE_EXPORT_COLUMNS if table == "messages" else EVENT_EXPORT_COLUMNS
-    with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
-        rows = reader.iter_messages(flt) if table == "messages" else reader.iter_events(flt)
+    # A page cache and memory map would only hold what was read once: memory stays flat instead.
+    with Reader(settings.db, window=settings.watch_window, region=settings.default_region, cache_kib=EXPORT_CACHE_KIB,
+                mmap=False) as reader:
+        columns, rows = reader.export(table, flt, as_json=fmt != "csv")
+        gc.disable()  # millions of short-lived rows and no cycles: collections would only cost time
         if output:
             n = write_file_atomically(output, lambda out: write_export(rows, fmt, out, columns))
         else:
             n = write_stdout(lambda out: write_export(rows, fmt, out, columns))
-    click.echo(f"exported {n} {table}" + (f" to {output}" if output else ""), err=True)
+    click.echo(f"exported {plural(n, table[:-1])}" + (f" to {output}" if output else ""), err=True)

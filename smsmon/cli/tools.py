@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from smsmon.present import plural
+
 from smsmon.cli import UserError, cli
 from smsmon.cli.options import CONTEXT, json_option, settings_options
 from smsmon.cli.output import json_out, progress
@@ -40,18 +42,34 @@ def sim() -> None:
 @click.option("--events", type=click.IntRange(1), default=None, help="Instead of --messages: about this many stored events.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same traffic.")
 @click.option("--days", type=click.FloatRange(0.01), default=7.0, show_default=True, help="Spread over this many days up to now.")
+@click.option("--append", is_flag=True, help="Add to a database that holds data already (one made by the demo or by this).")
+@click.option("--allow-real-data", is_flag=True,
+              help="With --append, add even to a database of real traffic (its figures will count the simulated messages).")
 @settings_options()
-def generate(messages: int | None, events: int | None, seed: int, days: float, settings: Any) -> None:
+def generate(messages: int | None, events: int | None, seed: int, days: float, append: bool, allow_real_data: bool,
+             settings: Any) -> None:
     """Fill a database with realistic traffic through the real parsers and writer.
 
     Both providers, every status, known and unknown error codes, several networks,
-    out-of-order and duplicate events.
+    out-of-order and duplicate events. Every generated event says it is simulated (its source
+    is sim:callback or sim:poll). A new or empty database is marked as a demo one; one that
+    holds data needs --append, and one that holds real traffic --allow-real-data as well.
     """
     from smsmon.sim.generate import fill
+    from smsmon.store.origin import inspect
+
+    found = inspect(settings.db)
+    if found.has_data and not append:
+        raise UserError(f"{settings.db} holds data already ({found.describe()}"
+                        f"{', simulated' if found.kind == 'demo' else ''}): add --append to add to it, or give --db a new file")
+    if found.kind == "real" and not allow_real_data:
+        raise UserError(f"{settings.db} holds real traffic ({found.describe()}), not a demo's: generated messages would "
+                        "count in its figures and exports. Give --db a new file, or add --allow-real-data if you mean to "
+                        "mix them (generated events say sim: in their source)")
 
     result = fill(settings.db, messages=messages, events=events, seed=seed, days=days,
                   progress=progress("generating", "events"))
-    click.echo(f"stored {result.new} events ({result.duplicates} duplicates) for {result.messages} messages"
+    click.echo(f"stored {plural(result.new, 'event')} ({plural(result.duplicates, 'duplicate')}) for {plural(result.messages, 'message')}"
                f" in {settings.db} at {result.rate:,.0f} events/s", err=True)
 
 
@@ -162,15 +180,18 @@ def bench_store(sizes: tuple[int, ...], large: bool, folder: Path | None, fresh_
 @click.option("--large-events", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Size of the large database when it is built.")
 @click.option("--skip-large", is_flag=True, help="Leave out the run against a large database.")
+@click.option("--skip-forward", is_flag=True, help="Leave out the run with forwarding on.")
 @click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
 def bench_ingest(seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
-                 as_json: bool) -> None:
+                 skip_forward: bool, as_json: bool) -> None:
     """Callbacks/s and latency of `smsmon serve` next to a bare aiohttp endpoint, under the same
-    load (wrk when installed), on a fresh and on a large database; and p99 at a steady rate."""
+    load (wrk when installed), on a fresh database with forwarding off and on (to a second bare
+    endpoint) and on a large one; and p99 at a steady rate."""
     from smsmon.bench.ingest import ingest_bench
 
     figures = ingest_bench(seconds=seconds, connections=connections, rate=rate, large_db=large_db,
-                           large_events=large_events, skip_large=skip_large, say=lambda s: click.echo(s, err=True))
+                           large_events=large_events, skip_large=skip_large, say=lambda s: click.echo(s, err=True),
+                           forward=not skip_forward)
     if as_json:
         json_out(figures)
 
@@ -190,6 +211,45 @@ def bench_ui(large_db: Path | None, events: int, rate: int, presses: int, as_jso
     figures = ui_bench(db=large_db, events=events, rate=rate, presses=presses, say=lambda s: click.echo(s, err=True))
     if as_json:
         json_out(figures)
+
+
+@bench.command("launch", context_settings=CONTEXT)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The database to open (built when missing) [default: a 1,000,000-event one in the user cache dir].")
+@click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True, help="Size of the database when built.")
+@click.option("--repeat", type=click.IntRange(3), default=9, show_default=True, help="Launches of each program.")
+@click.option("--vd", default=None, metavar="PATH", help="VisiData's `vd` [default: the one on PATH, if any].")
+@json_option
+def bench_launch(db: Path | None, events: int, repeat: int, vd: str | None, as_json: bool) -> None:
+    """From process launch to the first rows on screen, in a real terminal (tmux), for `smsmon
+    browse` beside VisiData and the sqlite3 shell on the same file, taking turns."""
+    import shlex
+    import shutil
+    import statistics
+
+    import platformdirs
+
+    from smsmon.bench import launch
+    from smsmon.bench.store import ensure
+
+    if not launch.available():
+        raise UserError("bench launch needs tmux (apt-get install tmux)")
+    say = lambda s: click.echo(s, err=True)  # noqa: E731
+    db = db or Path(platformdirs.user_cache_dir("smsmon")) / "bench" / f"launch-{events // 1000}k.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    ensure(db, events, say)
+    script = Path(sys.executable).parent / "smsmon"  # this smsmon, not whichever is first on PATH
+    smsmon = shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m smsmon"
+    entries = launch.contenders(str(db), smsmon, vd or shutil.which("vd"), shutil.which("sqlite3"))
+    say(f"launch to first rows of {db}, {repeat} times each, taking turns ({', '.join(e.name for e in entries)})")
+    results = launch.compare(entries, repeat, say)
+    ours = results[0].median
+    for t in results:
+        ratio = "" if t is results[0] else f"   smsmon ÷ {t.name}: {ours / t.median:.2f}"
+        say(f"{t.name:<16} median {t.median:.3f} s   min {min(t.seconds):.3f}   max {max(t.seconds):.3f}{ratio}")
+    if as_json:
+        json_out({t.name: {"median_s": round(t.median, 3), "seconds": [round(x, 3) for x in t.seconds],
+                           "stdev_s": round(statistics.pstdev(t.seconds), 3)} for t in results})
 
 
 @bench.command("attack", context_settings=CONTEXT)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from smsmon.errors import DatabaseGone, Failure, NotSmsmonDatabase, StoreError, StoreUnavailable
 from smsmon.lifecycle import Event
+from smsmon.store.origin import simulated
 from smsmon.store.writer import WAL_SIZE_LIMIT, Applied, Checkpointer, DeadLetter, Writer
 
 log = logging.getLogger("smsmon.committer")
@@ -34,9 +35,21 @@ WAL_LIMIT = WAL_SIZE_LIMIT  # 4 MiB, small: the WAL stays in cache and the write
 _STOP = object()
 
 
+class _Work:
+    """Other work for the writer's transaction: `fn(writer)`, its result kept for the caller."""
+
+    def __init__(self, fn: Callable[[Writer], Any]) -> None:
+        self.fn, self.result = fn, None
+
+    def __call__(self, writer: Writer) -> None:
+        self.result = self.fn(writer)
+
+
 @dataclass
 class _Item:
-    kind: str  # "event" | "dead_letter" | "poll_run" | "call"
+    # "event" (payload: the event and its forward entry) | "dead_letter" | "poll_run" | "work" (in
+    # the batch's transaction) | "call" (on the writer thread between batches, its own transactions)
+    kind: str
     payload: Any
     future: asyncio.Future | None
     loop: asyncio.AbstractEventLoop | None
@@ -70,6 +83,11 @@ class Committer:
         # Told of each commit that stored something, on the writer thread: (events, what became of
         # them, items in the batch, seconds it took). Metrics count with it (ingest/metrics.py).
         self.observer: Callable[[list[Event], list[Applied], int, float], None] | None = None
+        # Forwarding (issue 13): with `forwarding`, every new callback submitted with a Content-Type
+        # gets an outbox row in its transaction, and `on_forward` is told after such commits.
+        self.forwarding = False
+        self.on_forward: Callable[[], None] | None = None
+        self.simulated = False  # a demo's: every event's source says it is simulated (store.origin)
 
     # ── lifecycle ─────────────────────────────────────────────────────────────
     def start(self) -> None:
@@ -96,9 +114,17 @@ class Committer:
         return self.last_error is None
 
     # ── submitting ────────────────────────────────────────────────────────────
-    async def submit(self, event: Event) -> Applied:
-        """Queue an event; return once its batch is committed. Raises StoreUnavailable."""
-        return await self._submit("event", event)
+    async def submit(self, event: Event, *, content_type: str | None = None) -> Applied:
+        """Queue an event; return once its batch is committed. Raises StoreUnavailable. A
+        callback's `content_type` ("" for none) makes it relayed when forwarding is on."""
+        forward = content_type if self.forwarding else None
+        return await self._submit("event", (simulated(event) if self.simulated else event, forward))
+
+    async def run(self, fn: Callable[[Writer], Any]) -> Any:
+        """`fn(writer)` in the next batch's transaction; its result once committed."""
+        work = _Work(fn)
+        await self._submit("work", work)
+        return work.result
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         await self._submit("dead_letter", letter)
@@ -178,10 +204,14 @@ class Committer:
         events = [i for i in batch if i.kind == "event"]
         letters = [i for i in batch if i.kind == "dead_letter"]
         runs = [i for i in batch if i.kind == "poll_run"]
+        works = [i for i in batch if i.kind == "work"]
+        forward = [i.payload[1] for i in events]
+        forwarded = any(f is not None for f in forward)
         started = time.perf_counter()
         try:
-            applied = self._writer.apply([i.payload for i in events], dead_letters=[i.payload for i in letters],  # type: ignore[union-attr]
-                                         poll_runs=[i.payload for i in runs])
+            applied = self._writer.apply([i.payload[0] for i in events], dead_letters=[i.payload for i in letters],  # type: ignore[union-attr]
+                                         poll_runs=[i.payload for i in runs], forward=forward if forwarded else None,
+                                         work=[i.payload for i in works])
         except DatabaseGone as exc:
             self._lost_the_file(exc)
             self._resolve([(i, None, exc) for i in batch])
@@ -208,7 +238,12 @@ class Committer:
             else:
                 self.events_stored += 1
                 self.last_event_id = max(self.last_event_id, a.event_id or 0)
-        self._resolve([(i, a, None) for i, a in zip(events, applied)] + [(i, None, None) for i in letters + runs])
+        self._resolve([(i, a, None) for i, a in zip(events, applied)] + [(i, None, None) for i in letters + runs + works])
+        if forwarded and self.on_forward:
+            try:
+                self.on_forward()
+            except Exception:  # the forwarder's bug must not stop the writer; it reads the outbox anyway
+                log.exception("on_forward failed")
         if self.on_commit and (events or letters or runs):
             try:
                 self.on_commit(self.last_event_id)
@@ -216,7 +251,7 @@ class Committer:
                 log.exception("on_commit failed")
         if self.observer is not None:
             try:
-                self.observer([i.payload for i in events], applied, len(batch), time.perf_counter() - started)
+                self.observer([i.payload[0] for i in events], applied, len(batch), time.perf_counter() - started)
             except Exception:  # counting must never stop the writer
                 log.exception("commit observer failed")
         self._writer.checkpoint_if_wal_over(WAL_LIMIT)  # type: ignore[union-attr]

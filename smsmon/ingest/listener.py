@@ -44,7 +44,10 @@ from smsmon.errors import Failure, ListenerError, ParseError, StoreError
 from smsmon.ingest.committer import Committer
 from smsmon.ingest.connections import (BACKLOG, MAX_CONNECTIONS, Connections, connection_cap, defer_accept,
                                        raise_open_file_limit)
+from smsmon.ingest.proxy import SIMULATED, Client, Network, ProxyTrust, kept_headers, parse_networks  # noqa: F401 (parse_networks: for options.py)
 from smsmon.providers import zeckta
+from smsmon.redact import Redactor
+from smsmon.store.origin import SIMULATED as SIM_SOURCE
 from smsmon.store.writer import DeadLetter
 from smsmon.timeutil import fmt, now_utc
 
@@ -59,17 +62,6 @@ RETRY_AFTER_S = "5"
 CALLBACK_PATH = "/callbacks/zeckta"
 HEALTH_PATH = "/healthz"
 LINES_PER_SECOND = 20  # beyond this, callbacks are summed up once a second
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(cidrs: list[str]) -> list[Network]:
-    nets = []
-    for c in cidrs:
-        try:
-            nets.append(ipaddress.ip_network(c.strip(), strict=False))
-        except ValueError:
-            raise ListenerError(f"--allow-from {c!r} is not an address or CIDR range (e.g. 203.0.113.0/24)") from None
-    return nets
 
 
 @dataclass
@@ -82,6 +74,8 @@ class ListenerConfig:
     tls_key: Path | None = None
     insecure: bool = False
     region: str | None = None  # setting default_region: reads a destination in local format
+    public_url: str | None = None  # setting public_url: where Zeckta reaches this listener (a proxy, a tunnel)
+    trust_proxy: list[Network] = field(default_factory=list)  # whose X-Forwarded-* to believe (smsmon.ingest.proxy)
 
     def __post_init__(self) -> None:
         if isinstance(self.token, str):
@@ -176,6 +170,9 @@ class Listener:
         self.committer = committer
         self.config = config
         self.on_event = on_event  # told the newest events.id after each stored callback (the UI's nudge)
+        self.proxy = ProxyTrust(config.trust_proxy)
+        self.redact = Redactor([config.token.reveal()] if config.token else [])  # the ingest sets one for every secret
+        self.health_extra: Callable[[], dict[str, Any]] | None = None  # more details for /healthz/<token> (forwarding)
         self.callback_log = CallbackLog()
         self.last_callback_at: str | None = None
         self.counts = {"new": 0, "duplicate": 0, "rejected": 0, "unavailable": 0, "body_timeout": 0, "bad_transfer": 0,
@@ -199,15 +196,24 @@ class Listener:
         app.router.add_route("*", "/{anything:.*}", self._not_found, expect_handler=self._expect_nothing)
         return app
 
+    def _who(self, request: web.Request) -> Client:
+        """The caller: the peer, or whom a trusted proxy says it called for (--trust-proxy)."""
+        return self.proxy.client(request)
+
     def _forbidden(self, request: web.Request) -> web.Response | None:
         """403 outside --allow-from (checked first on every route; no middleware, which costs on the hot path)."""
-        if self.config.allow_from and not self._allowed(request.remote):
-            self.callback_log.record(403, "forbidden", "%s: %s is outside --allow-from", Failure.FORBIDDEN_ADDRESS, request.remote)
+        if self.config.allow_from and not self._allowed(self._who(request).address):
+            self.callback_log.record(403, "forbidden", "%s: %s is outside --allow-from", Failure.FORBIDDEN_ADDRESS, self._who(request))
             return _json(403, {"ok": False, "error": "address not allowed"})
         return None
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
-        return await _early(request, self._forbidden(request) or _json(404, {"ok": False, "error": "not found"}))
+        return await _early(request, self._forbidden(request) or self._no_such_path(request))
+
+    def _no_such_path(self, request: web.Request) -> web.Response:
+        self.callback_log.record(404, "not found", "%s: %s %s from %s: no such path (nothing stored)", Failure.NOT_FOUND,
+                                 request.method, request.path[:100], self._who(request))
+        return _json(404, {"ok": False, "error": "not found"})
 
     def _allowed(self, remote: str | None) -> bool:
         try:
@@ -247,7 +253,10 @@ class Listener:
         if refused := self._forbidden(request):
             return refused
         if not self._token_ok(request.match_info.get("token")):
-            self.callback_log.record(404, "bad token", "%s: a request without the right token (nothing stored)", Failure.BAD_TOKEN)
+            if self.config.token is None:  # no token is asked for: a wrong path, not a wrong token
+                return self._no_such_path(request)
+            self.callback_log.record(404, "bad token", "%s: a request without the right token from %s (nothing stored)",
+                                     Failure.BAD_TOKEN, self._who(request))
             return _json(404, {"ok": False, "error": "not found"})
         if request.method != "POST":
             return _json(405, {"ok": False, "error": "use POST"}, Allow="POST")
@@ -293,13 +302,13 @@ class Listener:
         except TimeoutError:
             self.counts["body_timeout"] += 1
             self.callback_log.record(408, "slow", "%s: no whole body within %g s from %s (connection closed)",
-                                     Failure.BODY_TIMEOUT, self.body_timeout, request.remote)
+                                     Failure.BODY_TIMEOUT, self.body_timeout, self._who(request))
             return await _answer_and_close(request, _json(408, {
                 "ok": False, "error": f"the body did not arrive within {self.body_timeout:g} s", "code": Failure.BODY_TIMEOUT.value}))
         except web.RequestPayloadError as exc:  # a Content-Encoding or chunked framing that does not decode
             self.counts["bad_transfer"] += 1
             self.callback_log.record(400, "bad transfer", "%s: %s from %s (nothing stored)", Failure.BAD_TRANSFER,
-                                     _first_line(exc), request.remote)
+                                     _first_line(exc), self._who(request))
             return await _answer_and_close(request, _json(400, {
                 "ok": False, "error": f"the body could not be decoded: {_first_line(exc)}", "code": Failure.BAD_TRANSFER.value}))
         except (ConnectionError, RuntimeError) as exc:
@@ -312,17 +321,18 @@ class Listener:
         try:
             if not body.strip():
                 raise ParseError("empty body", Failure.INVALID_JSON)
-            event = zeckta.parse_callback(body, received_at=received, region=self.config.region)
+            source = SIM_SOURCE + "callback" if SIMULATED in request.headers else "callback"
+            event = zeckta.parse_callback(body, received_at=received, source=source, region=self.config.region)
         except ParseError as exc:
             return await self._reject(request, body, exc, received)
         try:
-            applied = await self.committer.submit(event)
+            applied = await self.committer.submit(event, content_type=request.headers.get("Content-Type", ""))
         except StoreError as exc:
             return self._unavailable(exc, event.message_id)
         kind = "duplicate" if applied.duplicate else "new"
         self.counts[kind] += 1
         self.last_callback_at = event.received_at
-        self.callback_log.record(200, kind, "%-9s %s %s from %s", kind, event.message_id, event.raw_status, request.remote)
+        self.callback_log.record(200, kind, "%-9s %s %s from %s", kind, event.message_id, event.raw_status, self._who(request))
         if not applied.duplicate and self.on_event:
             self.on_event(applied.event_id or 0)
         return _json(200, {"ok": True, "eventId": event.event_key, "duplicate": applied.duplicate})
@@ -344,7 +354,7 @@ class Listener:
     def _too_large(self, request: web.Request) -> web.Response:
         self.counts["rejected"] += 1
         self.callback_log.record(413, "too large", "%s: over %d KiB from %s (not read)", Failure.BODY_TOO_LARGE, MAX_BODY // 1024,
-                                 request.remote)
+                                 self._who(request))
         return _json(413, {"ok": False, "error": f"body over {MAX_BODY // 1024} KiB", "code": Failure.BODY_TOO_LARGE.value})
 
     async def _reject(self, request: web.Request, body: bytes, error: ParseError, received: datetime) -> web.Response:
@@ -353,11 +363,12 @@ class Listener:
         code, reason = error.kind.value, error.reason
         path = CALLBACK_PATH + ("/****" if self.config.token else "")  # never the token, never a query string
         try:
-            await self.committer.dead_letter(DeadLetter(fmt(received), request.remote, path, f"{code}: {reason}", body))
+            await self.committer.dead_letter(DeadLetter(fmt(received), self._who(request).address, path, f"{code}: {reason}",
+                                                        body, kept_headers(request, self.redact)))
         except StoreError as exc:
             return self._unavailable(exc, "a rejected callback's dead letter")
         self.counts["rejected"] += 1
-        self.callback_log.record(400, "rejected", "%s: %s from %s", code, reason, request.remote)
+        self.callback_log.record(400, "rejected", "%s: %s from %s", code, reason, self._who(request))
         return _json(400, {"ok": False, "error": reason, "code": code})
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -385,11 +396,13 @@ class Listener:
             "database": str(c.db_path),
             "events": c.last_event_id,
             "last_callback": self.last_callback_at,
+            "callback_url": self.callback_url,
             "store": "ok" if c.healthy else f"unavailable: {c.last_error}",
             "this_run": dict(self.counts, commits=c.batches,
                              mean_batch=round(c.batched_items / c.batches, 1) if c.batches else None,
                              mean_commit_ms=round(c.commit_seconds * 1000 / c.batches, 2) if c.batches else None),
             "connections": self._connection_figures(),
+            **(self.health_extra() if self.health_extra else {}),
         })
 
     def _connection_figures(self) -> dict[str, int] | None:
@@ -433,8 +446,8 @@ class Listener:
 
     @property
     def callback_url(self) -> str:
-        """The URL to give Zeckta, with the token masked (it is never printed whole)."""
-        return f"{self.url}{CALLBACK_PATH}" + (f"/{self.config.token.masked()}" if self.config.token else "")
+        """The URL to give Zeckta (at --public-url when set), with the token masked (it is never printed whole)."""
+        return f"{self.config.public_url or self.url}{CALLBACK_PATH}" + (f"/{self.config.token.masked()}" if self.config.token else "")
 
     async def _tick(self) -> None:
         """Every second: close connections idle too long, sum up the busy log, write held-back warnings."""

@@ -16,7 +16,7 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable
 
 import httpx
 
@@ -25,6 +25,7 @@ from smsmon.config import Settings
 from smsmon.errors import SmsmonError
 from smsmon.ingest.alerting import Evaluator
 from smsmon.ingest.committer import Committer
+from smsmon.ingest.forward import ForwardHealth, Forwarder
 from smsmon.ingest.listener import Listener, ListenerConfig
 from smsmon.ingest.operations import Operations
 from smsmon.ingest.poller import EazitaPoller, Poller, PollOutcome, ZecktaStatusPoller, run_poller
@@ -56,10 +57,12 @@ class Health:
     callback_url: str | None = None
     pollers: list[str] = field(default_factory=list)
     polls: dict[str, PollOutcome] = field(default_factory=dict)  # provider -> its latest outcome
+    forward: ForwardHealth | None = None  # with --forward-to: the outbox's depth, the last error (issue 13)
 
 
 class Ingest:
     description = "live"  # how the app names what it shows
+    simulated = False  # the demo's: every event stored says it is simulated (smsmon.store.origin)
 
     def __init__(self, settings: Settings, *, listener: ListenerConfig | None = None, pollers: bool = True,
                  only: str | None = None, busy_timeout: float = 5.0,
@@ -77,6 +80,7 @@ class Ingest:
         self.operations: Operations | None = None  # retention, metrics, alerts (with a listener: serve, watch)
         self.committer: Committer | None = None
         self.listener: Listener | None = None
+        self.forwarder: Forwarder | None = None
         self.scheduled: list[Scheduled] = []
         self.health = Health()
         self._stop = asyncio.Event()
@@ -109,10 +113,21 @@ class Ingest:
         ListenerError (everything started so far is stopped again)."""
         await asyncio.to_thread(self.preflight)
         self.committer = Committer(self.settings.db, busy_timeout=self.busy_timeout, on_commit=self.on_commit)
+        self.committer.simulated = self.simulated
         await asyncio.to_thread(self.committer.start)
         try:
+            if self.settings.forward.url is not None and self.listener_config is not None:
+                self.forwarder = Forwarder(self.settings.forward.url, self.committer, self.settings.db,
+                                           timeout=self.settings.forward.timeout.total_seconds(),
+                                           redact=Redactor(self.settings.secrets))
+                await self.forwarder.start()
+                self.health.forward = self.forwarder.health
             if self.listener_config is not None:
                 self.listener = Listener(self.committer, self.listener_config)
+                self.listener.redact = Redactor(self.settings.secrets)
+                if self.forwarder is not None:
+                    self.listener.health_extra = lambda: {"forward": self.forwarder.health.to_dict() if self.forwarder else None}
+                    self.forwarder.busy = lambda: self.listener.in_flight if self.listener else 0
                 self.operations = Operations(self.settings, self.committer, self.listener, clock=self.clock,
                                              forward_depth=self.forward_depth)
                 self.health.listening = await self.listener.start()
@@ -174,8 +189,9 @@ class Ingest:
         return self.operations.alerts if self.operations is not None else None
 
     def forward_depth(self) -> int | None:
-        """Events waiting to be forwarded (the metrics gauge), or None where nothing forwards."""
-        return None
+        """Outbox rows waiting to be forwarded (the metrics gauge), or None where nothing forwards:
+        the forwarder's count, read from the outbox after each pass (ForwardHealth.waiting)."""
+        return self.forwarder.health.waiting if self.forwarder is not None else None
 
     async def poll_once(self) -> list[PollOutcome]:
         """One cycle of each poller, side by side, each recorded in poll_runs."""
@@ -201,6 +217,14 @@ class Ingest:
                 return outcome
         raise SmsmonError(f"{provider} is not configured: {NOT_CONFIGURED.split(': ', 1)[1]}")
 
+    async def replay_dead_letters(self, ids: tuple[int, ...] = (), since: str | None = None) -> Any:
+        """Replay dead letters through this ingest's writer (the app's dead-letters screen): a
+        smsmon.ingest.replay.ReplayResult."""
+        from smsmon.ingest.replay import replay_live
+
+        assert self.committer is not None
+        return await replay_live(self.committer, self.settings.db, ids=ids, since=since, region=self.settings.default_region)
+
     @property
     def store_error(self) -> str | None:
         """Why the database cannot take writes now (locked, disk full, the file gone), or None."""
@@ -221,6 +245,9 @@ class Ingest:
         if self.listener:
             await self.listener.stop()
             self.listener = None
+        if self.forwarder is not None:
+            await self.forwarder.stop()  # what it had in flight stays in the outbox for the next run
+            self.forwarder = None
         await self._clients.aclose()
         if self.operations is not None:
             await self.operations.close()

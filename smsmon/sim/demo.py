@@ -1,20 +1,31 @@
 """`smsmon demo`: the real ingest (writer, listener, pollers) fed by simulated providers on
 loopback: the fake Eazita API polled by the real poller, the fake Zeckta Status API, and the
-callback sender posting realistic callbacks to the real listener."""
+callback sender posting realistic callbacks to the real listener.
+
+The demo never writes into real data (issue 13): it runs on a fresh temporary database, deleted
+when it ends, unless `--db` names one on its own command line, and then only a new or empty
+file or one marked as a demo's (smsmon.store.origin); SMSMON_DB and the config file's `db` are
+not used. Every event it stores says it is simulated (source `sim:...`), and it forwards
+nothing unless told to on its command line."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
-from typing import Any, Callable
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from smsmon.config import Settings
-from smsmon.errors import StoreError
+from smsmon.errors import SmsmonError, StoreError
 from smsmon.ingest.listener import CALLBACK_PATH, ListenerConfig
 from smsmon.ingest.runtime import Ingest
 from smsmon.sim.sender import Mix, send
 from smsmon.sim.servers import FakeEazita, FakeZeckta, add_random_eazita
+from smsmon.store import origin
 from smsmon.store.reader import Reader
 
 CALLBACKS_PER_S = 6.0
@@ -27,15 +38,50 @@ DEMO_SETTINGS = {
 }
 
 
+def refuse_real_data(path: Path) -> None:
+    """SmsmonError, with what to do, unless the file is new, empty or a demo's."""
+    found = origin.inspect(path)
+    if found.kind == "real":
+        raise SmsmonError(f"{path} holds data that is not from a demo ({found.describe()}): the demo never writes into "
+                          "real data. Leave out --db for a temporary database, or give --db a new file")
+
+
+@contextmanager
+def demo_database(settings: Settings, say: Callable[[str], None] = lambda _: None) -> Iterator[Settings]:
+    """The settings the demo runs with: the database given with --db on the command line when it
+    may be written (else SmsmonError), or a fresh temporary one, deleted when the demo ends."""
+    if settings.sources.get("db") == "flag":
+        refuse_real_data(settings.db)
+        yield settings
+        say(f"the demo's database is {settings.db}: `smsmon browse --db {settings.db}` to look again")
+        return
+    folder = Path(tempfile.mkdtemp(prefix="smsmon-demo-"))
+    db = folder / "demo.db"
+    say(f"demo: a temporary database at {db}, deleted when the demo ends (--db FILE keeps one)")
+    try:
+        yield settings.override({"db": db}, source="demo (temporary)")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        say(f"demo: deleted its temporary database {db}")
+
+
 class DemoIngest(Ingest):
     description = "demo: simulated providers"
+    simulated = True
 
     def __init__(self, settings: Settings, listener: ListenerConfig, *, seed: int = 1,
                  on_commit: Callable[[int], None] | None = None) -> None:
+        if settings.forward.url is not None and settings.sources.get("forward.url") != "flag":
+            settings = settings.override({"forward.url": None}, source="demo: forwards only when told on its command line")
         super().__init__(settings, listener=listener, on_commit=on_commit)
         self.seed = seed
         self.eazita = FakeEazita(DEMO_SETTINGS["eazita.api_key"], DEMO_SETTINGS["eazita.password"])
         self.zeckta = FakeZeckta(DEMO_SETTINGS["zeckta.api_key"])
+
+    def preflight(self) -> None:
+        """Refuse a database that holds real data (whatever chose it), then the usual checks."""
+        refuse_real_data(self.settings.db)
+        super().preflight()
 
     async def start(self) -> None:
         for fake in (self.eazita, self.zeckta):
@@ -45,8 +91,11 @@ class DemoIngest(Ingest):
             self.settings = self.settings.override(
                 {**DEMO_SETTINGS, "eazita.url": self.eazita.url, "zeckta.url": self.zeckta.url}, source="demo")
             await super().start()
+            assert self.committer is not None
+            await self.committer.run(origin.mark_demo)
         except BaseException:
             await self._stop_fakes()
+            await super().stop()
             raise
         self.add_task(asyncio.create_task(self._eazita_traffic()))
         self.add_task(asyncio.create_task(self._callbacks()))

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 from smsmon.errors import ParseError
 from smsmon.lifecycle import Event
 from smsmon.providers import eazita, zeckta
+from smsmon.store.origin import SIMULATED
 from smsmon.timeutil import UTC, zone
 
 EAZITA_TZ = zone(eazita.DEFAULT_TIMEZONE)
@@ -160,10 +161,10 @@ def traffic(messages: int, *, seed: int = 1, now: datetime | None = None, days: 
 
 
 def to_event(arrival: Arrival) -> Event:
-    """An arrival through the real parser for its provider."""
+    """An arrival through the real parser for its provider; its source says it is simulated."""
     if arrival.provider == "zeckta":
-        return zeckta.callback_from_object(arrival.payload, received_at=arrival.at, source="callback")
-    return eazita.row_event(arrival.payload, tz=EAZITA_TZ, received_at=arrival.at, source="poll")
+        return zeckta.callback_from_object(arrival.payload, received_at=arrival.at, source=SIMULATED + "callback")
+    return eazita.row_event(arrival.payload, tz=EAZITA_TZ, received_at=arrival.at, source=SIMULATED + "poll")
 
 
 def generate_events(messages: int, *, seed: int = 1, now: datetime | None = None, days: float = 7.0) -> Iterator[Event]:
@@ -192,10 +193,13 @@ EVENTS_PER_MESSAGE = 2.967  # stored (non-duplicate) events per generated messag
 def fill(db: Path | str, *, messages: int | None = None, events: int | None = None, seed: int = 1, days: float = 7.0,
          now: datetime | None = None, batch: int = 500, progress: Callable[[int], None] | None = None) -> FillResult:
     """Generate traffic into a database through the real writer. `events` asks for about that
-    many stored events (the message count is derived from it; the traffic always runs up to now)."""
+    many stored events (the message count is derived from it; the traffic always runs up to now).
+    A database that held nothing is marked as a demo one (smsmon.store.origin); whether to write
+    into one that holds data is the caller's decision."""
     import math
     import time
 
+    from smsmon.store import origin
     from smsmon.store.writer import Writer
 
     if messages is None:
@@ -204,7 +208,10 @@ def fill(db: Path | str, *, messages: int | None = None, events: int | None = No
     touched: set[str] = set()
     started = time.perf_counter()
     pending: list[Event] = []
+    fresh = origin.inspect(db).kind == "new"
     with Writer(db) as writer:
+        if fresh:
+            writer.run(origin.mark_demo)
         def flush() -> None:
             nonlocal new, dups
             for a in writer.apply(pending):

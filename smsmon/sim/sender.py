@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 import aiohttp
 
+from smsmon.ingest.proxy import SIMULATED
 from smsmon.sim.generate import GH_PREFIXES, SENDERS, pick
 from smsmon.timeutil import UTC
 
@@ -35,6 +36,10 @@ MALFORMED: list[bytes] = [
     b'{"eventId": 1, "eventType": ["MESSAGE_SENT"], "timestamp": "2026-01-01T00:00:00Z", "message": {"uuid": "x"}}',
     b'["a", "list"]',
 ]
+
+# The listener stores callbacks that carry SIMULATED as simulated (source `sim:callback`), so
+# that they never pass for real ones, whatever database they land in.
+HEADERS = {"Content-Type": "application/json", SIMULATED: "1"}
 
 
 @dataclass
@@ -154,7 +159,7 @@ async def send(target: str, *, rate: float, count: int | None, seed: int = 1, mi
             on_status(body)
         async with gate:
             try:
-                async with session.post(target, data=body, headers={"Content-Type": "application/json"}) as r:
+                async with session.post(target, data=body, headers=HEADERS) as r:
                     report.answers[r.status] += 1
                     if r.status == 200 and (await r.json(content_type=None)).get("duplicate"):
                         report.duplicates_acknowledged += 1

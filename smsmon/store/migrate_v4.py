@@ -27,7 +27,8 @@ BATCH = 20_000
 
 
 def upgrade(conn: sqlite3.Connection) -> None:
-    from smsmon.store.writer import EVENTS_MINUTE_KEEP, decode_attr_at, encode_attr_at
+    from smsmon.store.stamps import decode_attr_at, encode_attr_at
+    from smsmon.store.writer import EVENTS_MINUTE_KEEP
 
     conn.execute("CREATE TABLE payload_dicts (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
     conn.execute("INSERT INTO payload_dicts (id, data) VALUES (?, ?)", (DICT_ID, shipped_dictionary()))
@@ -40,8 +41,8 @@ def upgrade(conn: sqlite3.Connection) -> None:
             break
         conn.executemany("UPDATE events SET raw = ? WHERE id = ?", [(codec.pack(raw), i) for i, raw in rows])
         last = rows[-1][0]
-    updates = [(encode_attr_at(decode_attr_at(text)), mid)
-               for mid, text in conn.execute("SELECT id, attr_at FROM messages WHERE attr_at LIKE '{%'")]
+    updates = [(encode_attr_at(decode_attr_at(text), [at, key]), mid)
+               for mid, text, at, key in conn.execute("SELECT id, attr_at, status_at, status_key FROM messages WHERE attr_at LIKE '{%'")]
     conn.executemany("UPDATE messages SET attr_at = ? WHERE id = ?", updates)
     _rebuild_messages(conn)
     _rebuild_events(conn)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+from typing import Callable
 from pathlib import Path
 
 import zstandard
@@ -59,6 +60,24 @@ class Codec:
 
     def pack(self, text: str) -> bytes:
         return bytes([self.current]) + self._compressor().compress(text.encode())
+
+    def bytes_unpacker(self) -> Callable[[bytes | None], bytes | None]:
+        """For one thread's long loop (an export) on a connection that returns text as bytes:
+        stored payload -> its UTF-8 bytes, never decoded, and without finding this thread's
+        contexts again for every payload (a sixth of the time of a million)."""
+        contexts: dict[int, zstandard.ZstdDecompressor] = {}
+
+        def unpack(stored: bytes | None) -> bytes | None:
+            if not stored:
+                return stored
+            d = contexts.get(stored[0])
+            if d is None:
+                if stored[0] not in self._dicts:
+                    return stored  # not compressed: text (as bytes) from before schema 4
+                d = contexts[stored[0]] = zstandard.ZstdDecompressor(dict_data=self._dicts[stored[0]])
+            return d.decompress(memoryview(stored)[1:], max_output_size=MAX_PAYLOAD)
+
+        return unpack
 
     def unpack(self, stored: bytes | str | None) -> str | None:
         if stored is None or isinstance(stored, str):

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from smsmon.errors import FilterError, SchemaTooOld, StoreError
+from smsmon.errors import FilterError, NotSmsmonDatabase, SchemaTooNew, SchemaTooOld, StoreError
 from smsmon.filters import Filter
 from smsmon.normalize import LocalNumber, e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
-from smsmon.store import queries, views
+from smsmon.timeutil import now_utc
+from smsmon.store import deadletters, follow, insights, outbox, queries, views
 from smsmon.store import stats as figures
 from smsmon.store.schema import CACHE_KIB, open_readonly, store_error
 
@@ -144,6 +146,24 @@ class Reader:
                 return
             after = rows[-1]["id"]
 
+    def export(self, table: str, f: Filter | None = None, *, as_json: bool,
+               now: datetime | None = None) -> tuple[list[str], Iterator[list[str]]]:
+        """(columns, batches of lines) of `smsmon export`: one line per row (a JSON object, or a
+        CSV record of the columns) streamed from one query, holding this reader until all are read."""
+        from smsmon.store import export
+
+        f, now = self.localize(f) or Filter(), now or now_utc()
+        read = export.messages if table == "messages" else export.events
+
+        def rows() -> Iterator[list[str]]:
+            with self._lock:
+                try:
+                    yield from read(self._c(), f, now=now, window=self.window, as_json=as_json)
+                except sqlite3.Error as exc:
+                    raise store_error(exc, self.path) from None
+
+        return (export.MESSAGE_COLUMNS if table == "messages" else export.EVENT_COLUMNS), rows()
+
     # ── figures ──────────────────────────────────────────────────────────────
     def stats(self, f: Filter | None = None, *, now: datetime | None = None) -> figures.Stats:
         return self._run(figures.stats, self.localize(f), now=now, window=self.window)
@@ -152,11 +172,9 @@ class Reader:
                now: datetime | None = None) -> list[tuple[str | None, int]]:
         return self._run(figures.facets, dim, self.localize(f), limit=limit, now=now, window=self.window)
 
-    def dashboard(self, f: Filter, watermark: int, *, limit: int, now: datetime) -> views.Snapshot:
-        return self._run(views.dashboard, self.localize(f), watermark, limit=limit, now=now, window=self.window)
-
-    def insights(self, f: Filter, *, now: datetime) -> dict[str, Any]:
-        return self._run(views.insights, self.localize(f), now=now, window=self.window)
+    def dashboard(self, f: Filter, watermark: int, *, limit: int, now: datetime, with_stats: bool = True) -> views.Snapshot:
+        return self._run(views.dashboard, self.localize(f), watermark, limit=limit, now=now, window=self.window,
+                         with_stats=with_stats)
 
     def sightings(self, code: str, provider: str | None) -> dict[str, Any]:
         return self._run(views.sightings, code, provider, str(self.path))
@@ -167,6 +185,10 @@ class Reader:
 
     def events_after(self, after_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
         return self._run(queries.events_after, after_id, limit=limit)
+
+    def events_matching(self, f: Filter | None, *, after: int, upto: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events after id `after` up to `upto` of the messages matching the filter (`smsmon tail`)."""
+        return self._run(follow.events_between, self.localize(f), after=after, upto=upto, limit=limit, window=self.window)
 
     def dead_letters(self, *, limit: int = 200) -> list[dict[str, Any]]:
         return self._run(queries.dead_letters, limit=limit)
@@ -187,7 +209,62 @@ class Reader:
     def raw_statuses(self, message_ids: Iterable[str]) -> dict[str, str | None]:
         return self._run(queries.raw_statuses, message_ids)
 
+    # ── forwarding and dead letters (issue 13) ──────────────────────────────
+    def outbox_due(self, now: str, limit: int) -> list[outbox.Pending]:
+        return self._run(outbox.due, now, limit)
+
+    def outbox_depth(self) -> tuple[int, str | None]:
+        return self._run(outbox.depth)
+
+    def outbox_summary(self, *, limit: int = outbox.SHOWN) -> dict[str, Any]:
+        return self._run(outbox.summary, limit=limit)
+
+    def dead_letter_ids(self, *, since: str | None = None) -> list[int]:
+        return self._run(deadletters.ids, since=since)
+
+    def dead_letters_where(self, *, ids: Iterable[int] = (), since: str | None = None, limit: int | None = None,
+                           with_bytes: bool = False) -> list[dict[str, Any]]:
+        return self._run(deadletters.select, ids=list(ids), since=since, limit=limit, with_bytes=with_bytes)
+
     # ── for benchmarks ───────────────────────────────────────────────────────
     def sample_messages(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None, queries.Cursor | None]:
         return self._run(queries.sample_messages)
 
+
+    # ── added for the app's charts and insights ──────────────────────────────
+    def activity(self, watermark: int, top: int, *, now: datetime) -> Counter:
+        """Events received per second, past `watermark` up to `top` (the last half hour at first)."""
+        return self._run(views.activity, watermark, top, now=now)
+
+    def insights_period(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
+        """The insights screen over a period (the filter's since:/until:, else the last `period`)."""
+        return self._run(insights.insights_period, self.localize(f), period=period, now=now, window=self.window)
+
+    def insights_costs(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
+        """The insights screen's costs (read from the messages, apart from the rest)."""
+        return self._run(insights.costs, self.localize(f), period=period, now=now, window=self.window)
+
+
+def check_writer_can_open(path: str | Path) -> None:
+    """Before the app starts (watch, demo): refuse, with the writer's own one line, a file it
+    would refuse later (another program's SQLite file, a newer smsmon's), so that the error
+    comes before the screen is drawn rather than as a flash of it. A missing or empty file, an
+    empty SQLite file and any smsmon database pass."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    from smsmon.store.schema import SCHEMA_VERSION, connect, version
+
+    conn = connect(path, readonly=True)
+    try:
+        current = version(conn)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 3")]
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from None
+    finally:
+        conn.close()
+    if current < 0 or (current == 0 and tables):
+        what = f"holds other tables ({', '.join(tables)}) and no smsmon schema" if current == 0 else f"has schema version {current}"
+        raise NotSmsmonDatabase(f"{path} {what}: it is not an smsmon database (give --db a new file or an smsmon one)")
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNew(f"{path} has schema version {current}; this smsmon knows up to {SCHEMA_VERSION}: upgrade smsmon")

@@ -167,7 +167,14 @@ def _v4(db: "sqlite_utils.Database") -> None:
     upgrade(db.conn)
 
 
-MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: "sqlite_utils.Database") -> None:
+    """The demo marker, the forward outbox, dead letters' headers (issue 13)."""
+    from smsmon.store.migrate_v5 import upgrade
+
+    upgrade(db.conn)
+
+
+MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -326,8 +333,8 @@ def migrate(conn: sqlite3.Connection, path: str | Path = "this database") -> int
 
     db = sqlite_utils.Database(conn)
     if 0 < current < SCHEMA_VERSION:
-        log.warning("upgrading %s from schema version %d to %d (once; about two minutes per million events) ...",
-                    path, current, SCHEMA_VERSION)
+        log.warning("upgrading %s from schema version %d to %d (once%s) ...", path, current, SCHEMA_VERSION,
+                    "; about two minutes per million events" if current < 4 else "")  # only v4 rewrites every row
     conn.execute("PRAGMA foreign_keys=OFF")  # only outside a transaction does this take effect
     try:
         for step in range(current, SCHEMA_VERSION):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from smsmon.filters import Filter
+from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import WATCH_WINDOW, Outcome, is_final, normalize, outcome_of
 from smsmon.store import aggregates
 from smsmon.store.queries import TOP, _plan
@@ -28,8 +28,15 @@ from smsmon.store.totals import stored_events
 from smsmon.timeutil import UTC, fmt, now_utc
 
 FACET_DIMS = ("status", "outcome", "provider", "error_code", "network", "country_code")
+# Below these, percentiles come from the times themselves (read in a few ms), not the histogram.
+EXACT_LATENCY, EXACT_SCOPE = 2_000, 10_000  # (20,000 cost 250 ms of random reads at 10M events)
 RAW_LIMIT = 100_000  # messages read for a filter the aggregates cannot answer (~0.15 s of reading)
 Dims = tuple[str, str, str, str, str]  # provider, raw_status, error_code, network, country_code ('' for none)
+
+
+# The histogram bucket of a time to deliver (aggregates.bucket), computed by SQLite.
+BUCKET_SQL = (f"CASE WHEN deliver_seconds IS NULL THEN NULL WHEN deliver_seconds < {aggregates.BUCKET_FLOOR} THEN 0"
+               f" ELSE CAST(ln(deliver_seconds / {aggregates.BUCKET_FLOOR}) / ln({aggregates.BUCKET_BASE}) AS INTEGER) END")
 
 
 @dataclass
@@ -91,18 +98,19 @@ def _keeps(f: Filter, provider: str, raw: str, code: str, net: str, country: str
         return False
     if "final" in f.special and not final:
         return False
-    if f.errors and code not in f.errors:
-        return False
-    if f.networks and net not in f.networks:
-        return False
+    for values, value in ((f.errors, code), (f.networks, net), (f.countries, country)):
+        if values and value not in values and not (value == "" and NONE in values):  # '' is stored for none
+            return False
     return True
 
 
 def _prefilter(f: Filter) -> tuple[str, list[Any]]:
     """SQL terms on the columns both the aggregates and the messages have, to read fewer rows."""
     conds, params = [], []
-    for column, values in (("provider", f.providers), ("error_code", f.errors), ("network", f.networks)):
+    for column, values in (("provider", f.providers), ("error_code", f.errors), ("network", f.networks),
+                           ("country_code", f.countries)):
         if values:
+            values = tuple("" if v == NONE else v for v in values)  # none: stored as '' here
             conds.append(f"coalesce({column}, '') IN ({','.join('?' * len(values))})")
             params.extend(values)
     return " AND ".join(conds) or "1", params
@@ -185,41 +193,45 @@ def collect(conn: sqlite3.Connection, f: Filter, lo: datetime | None, hi: dateti
                         f" WHERE {where} AND {pre} GROUP BY 1, 2, 3, 4, 5", [*params, *pre_params]):
                     if _keeps(f, p, "DELIVERED", code, net, country):
                         tally.latency[b] += n
-    for raw_lo, raw_hi in raw:
-        rows = conn.execute(
-            "SELECT provider, coalesce(raw_status, ''), coalesce(error_code, ''), coalesce(network, ''),"
-            " coalesce(country_code, ''), events_count, deliver_seconds FROM messages INDEXED BY ix_messages_time"
-            f" WHERE last_event_at >= ? AND last_event_at < ? AND {pre}", [raw_lo, raw_hi, *pre_params])
-        _tally_rows(tally, f, rows, open_only=open_only, latency=wants_latency)
+    for raw_lo, raw_hi in raw:  # the minutes at the edges, counted by SQLite in groups
+        for p, raw_status, code, net, country, b, n, events in conn.execute(
+                "SELECT provider, coalesce(raw_status, ''), coalesce(error_code, ''), coalesce(network, ''),"
+                f" coalesce(country_code, ''), {BUCKET_SQL}, count(*), sum(events_count)"
+                " FROM messages INDEXED BY ix_messages_time"
+                f" WHERE last_event_at >= ? AND last_event_at < ? AND {pre} GROUP BY 1, 2, 3, 4, 5, 6",
+                [raw_lo, raw_hi, *pre_params]):
+            if _keeps(f, p, raw_status, code, net, country, open_only=open_only):
+                tally.add((p, raw_status, code, net, country), n, events)
+                if wants_latency and b is not None:
+                    tally.latency[b] += n
     return tally
 
 
 def _keeps_delivered(f: Filter) -> bool:
     """Whether delivered messages can match at all (else no time to deliver is read)."""
-    return _keeps(replace(f, providers=(), errors=(), networks=()), "zeckta", "DELIVERED", "", "", "")
-
-
-def _tally_rows(tally: Tally, f: Filter, rows: Iterable[tuple], *, open_only: bool = False, latency: bool = True) -> None:
-    for p, raw_status, code, net, country, events, seconds in rows:
-        if _keeps(f, p, raw_status, code, net, country, open_only=open_only):
-            tally.add((p, raw_status, code, net, country), 1, events)
-            if latency and seconds is not None:
-                tally.latency[aggregates.bucket(seconds)] += 1
+    return _keeps(replace(f, providers=(), errors=(), networks=(), countries=()), "zeckta", "DELIVERED", "", "", "")
 
 
 def _raw(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta) -> tuple[Tally, int]:
-    """The matching messages themselves, at most RAW_LIMIT: (tally, stale among them)."""
+    """The matching messages themselves, at most RAW_LIMIT (+1, to know there are more), counted
+    by SQLite into a few hundred groups (per message in Python it took as long as the reading):
+    (tally, stale among them)."""
     hint, conds, params = _plan(conn, f, now, window)
-    cutoff = fmt(now - window)
     rows = conn.execute(
-        "SELECT provider, coalesce(raw_status, ''), coalesce(error_code, ''), coalesce(network, ''),"
-        f" coalesce(country_code, ''), events_count, deliver_seconds, is_final = 0 AND last_event_at < ? FROM messages{hint}"
-        f" WHERE {' AND '.join(conds) or '1'} LIMIT ?", [cutoff, *params, RAW_LIMIT + 1]).fetchall()
-    tally = Tally(partial=len(rows) > RAW_LIMIT)
-    rows = rows[:RAW_LIMIT]
-    everything = Filter()
-    _tally_rows(tally, everything, (r[:7] for r in rows))
-    return tally, sum(r[7] for r in rows)
+        "SELECT p, raw, code, net, country, bucket, count(*), sum(events), sum(stale) FROM ("
+        "SELECT provider AS p, coalesce(raw_status, '') AS raw, coalesce(error_code, '') AS code,"
+        " coalesce(network, '') AS net, coalesce(country_code, '') AS country, events_count AS events,"
+        f" {BUCKET_SQL} AS bucket, is_final = 0 AND last_event_at < ? AS stale FROM messages{hint}"
+        f" WHERE {' AND '.join(conds) or '1'} LIMIT ?) GROUP BY 1, 2, 3, 4, 5, 6",
+        [fmt(now - window), *params, RAW_LIMIT + 1]).fetchall()
+    tally = Tally(partial=sum(r[6] for r in rows) > RAW_LIMIT)  # then one message too many is counted: "more than"
+    stale = 0
+    for p, raw, code, net, country, b, n, events, stale_n in rows:
+        tally.add((p, raw, code, net, country), n, events)
+        if b is not None:
+            tally.latency[b] += n
+        stale += stale_n
+    return tally, stale
 
 
 def _range(f: Filter, now: datetime, window: timedelta) -> tuple[datetime | None, datetime | None]:
@@ -260,14 +272,6 @@ def _top(counter: Counter) -> list[tuple[Any, int]]:
     return sorted(((k, n) for k, n in counter.items() if n > 0), key=lambda kv: (-kv[1], str(kv[0])))[:TOP]
 
 
-def failures_by_country(t: Tally, limit: int = TOP) -> list[tuple[str | None, int]]:
-    out: Counter = Counter()
-    for (p, raw, _code, _net, country), n in t.n.items():
-        if outcome_of(p, normalize(p, raw)) is Outcome.NOT_DELIVERED:
-            out[country or None] += n
-    return sorted(((c, n) for c, n in out.items() if n), key=lambda kv: (-kv[1], str(kv[0])))[:limit]
-
-
 def figures(t: Tally, stale: int, events: int | None = None) -> Stats:
     outcomes: Counter = Counter()
     by_code: Counter = Counter()
@@ -301,9 +305,32 @@ def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | 
     """Delivery rate, time to deliver, outcomes, stale count and failures, for everything or a filter."""
     now = now or now_utc()
     if f is None or f.empty:
-        return _unfiltered(conn, now, window)
-    t, stale = tally(conn, f, now=now, window=window)
-    return figures(t, stale)
+        s = _unfiltered(conn, now, window)
+    else:
+        t, stale = tally(conn, f, now=now, window=window)
+        s = figures(t, stale)
+    delivered = s.outcomes.get(Outcome.DELIVERED.value, 0)
+    if 0 < delivered <= EXACT_LATENCY and s.messages <= EXACT_SCOPE and not s.partial:
+        exact = exact_latency(conn, f or Filter(), now, window)
+        if exact is not None:
+            s.median_seconds, s.p90_seconds = exact
+    return s
+
+
+def exact_latency(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta) -> tuple[float, float] | None:
+    """The median and p90 of the times to deliver themselves, where there are few enough to read:
+    the same figures as the insights screen, not the histogram's bucket (within 5 % of them)."""
+    hint, conds, params = _plan(conn, f, now, window)
+    secs = sorted(r[0] for r in conn.execute(
+        f"SELECT deliver_seconds FROM messages{hint} WHERE {' AND '.join([*conds, 'deliver_seconds IS NOT NULL'])}"
+        " LIMIT ?", [*params, EXACT_LATENCY + 1]))
+    if not secs or len(secs) > EXACT_LATENCY:
+        return None  # more than the counts said (written meanwhile): keep the histogram's
+
+    def q(p: float) -> float:
+        return round(secs[min(len(secs) - 1, int(p * len(secs)))], 3)
+
+    return q(0.5), q(0.9)
 
 
 def _unfiltered(conn: sqlite3.Connection, now: datetime, window: timedelta) -> Stats:
@@ -350,36 +377,3 @@ def facets(conn: sqlite3.Connection, dim: str, f: Filter | None = None, *, limit
                  "network": net, "country_code": country}[dim]
         out[value or None] += n
     return sorted(((v, n) for v, n in out.items() if n), key=lambda kv: (-kv[1], str(kv[0])))[:limit]
-
-
-def hourly(conn: sqlite3.Connection, f: Filter, *, now: datetime, hours: int = 24) -> list[dict[str, Any]]:
-    """Per hour of latest activity, the last `hours`: delivery rate (delivered / finished), median
-    time to deliver, finished messages. Each hour is one span of the hourly aggregates."""
-    f = f if aggregable(f) else Filter()  # the series follows what the aggregates can tell apart
-    start = _floor_hour(now.astimezone(UTC)) - timedelta(hours=hours)
-    pre, pre_params = _prefilter(f)
-    delivered: Counter = Counter()
-    finished: Counter = Counter()
-    for span, p, raw, code, net, country, n in conn.execute(
-            f"SELECT span, provider, raw_status, error_code, network, country_code, n FROM agg_hour WHERE span >= ? AND {pre}",
-            [fmt(start)[:13], *pre_params]):
-        if _keeps(f, p, raw, code, net, country):
-            outcome = outcome_of(p, normalize(p, raw))
-            if outcome in (Outcome.DELIVERED, Outcome.NOT_DELIVERED):
-                finished[span] += n
-                delivered[span] += n if outcome is Outcome.DELIVERED else 0
-    latency: dict[str, Counter] = {}
-    if _keeps_delivered(f):
-        for span, p, code, net, country, b, n in conn.execute(
-                f"SELECT span, provider, error_code, network, country_code, bucket, n FROM agg_latency_hour"
-                f" WHERE span >= ? AND {pre}", [fmt(start)[:13], *pre_params]):
-            if _keeps(f, p, "DELIVERED", code, net, country):
-                latency.setdefault(span, Counter())[b] += n
-    out = []
-    for i in range(hours + 1):
-        key = fmt(start + timedelta(hours=i))[:13]
-        done = finished.get(key, 0)
-        out.append({"hour": key, "rate": delivered[key] / done if done else None,
-                    "median": percentile(latency.get(key, Counter()), 0.5), "final": done})
-    return out
-

@@ -19,17 +19,14 @@ from typing import Any
 
 from smsmon import catalogue
 from smsmon.errors import LookupFailed
-from smsmon.filters import Filter
+from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import Outcome
 from smsmon.store import queries
 from smsmon.store import stats as figures
-from smsmon.timeutil import fmt, now_utc, parse_iso, seconds_between
+from smsmon.timeutil import UTC, fmt, now_utc, parse_iso, seconds_between
 
 STREAM_EVENTS = 200  # new events a snapshot carries at most: the newest of a burst
-SPARK_MINUTES = 30
-HOURS = 24
 STALE_SHOWN = 50
-COUNTRIES_SHOWN = 15
 SAME_NUMBER_SHOWN = 10
 RECENT, RECENT_TEXT = timedelta(hours=24), "24h"  # "right now", for how common a failure is
 
@@ -37,44 +34,30 @@ RECENT, RECENT_TEXT = timedelta(hours=24), "24h"  # "right now", for how common 
 @dataclass
 class Snapshot:
     rows: list[dict[str, Any]]
-    stats: figures.Stats
+    stats: figures.Stats | None  # None: not counted with this snapshot (a filter only the raw scan answers)
     new_events: list[dict[str, Any]]
     watermark: int
-    per_minute: Counter  # "YYYY-MM-DDTHH:MM" -> events received that minute, the last SPARK_MINUTES
     polls: dict[str, dict[str, Any]] = field(default_factory=dict)  # provider -> latest poll_runs row
     dead_letters: int = 0
     total_messages: int = 0
 
     @classmethod
     def empty(cls) -> "Snapshot":
-        return cls([], figures.Stats(0, 0, {}, None, None, None, 0, [], [], []), [], 0, Counter())
+        return cls([], figures.Stats(0, 0, {}, None, None, None, 0, [], [], []), [], 0)
 
 
 def dashboard(conn: sqlite3.Connection, f: Filter, watermark: int, *, limit: int, now: datetime,
-              window: timedelta) -> Snapshot:
+              window: timedelta, with_stats: bool = True) -> Snapshot:
     top = queries.latest_event_id(conn)
     new: list[dict[str, Any]] = []
     if top > watermark:
         new = queries.events_after(conn, max(watermark, top - STREAM_EVENTS), limit=STREAM_EVENTS)
-    per_minute = Counter(queries.events_per_minute(conn, fmt(now - timedelta(minutes=SPARK_MINUTES))))
     return Snapshot(
         rows=queries.page(conn, f, limit=limit, now=now, window=window),
-        stats=figures.stats(conn, f, now=now, window=window),
-        new_events=new, watermark=top, per_minute=per_minute, polls=queries.latest_poll_runs(conn),
+        stats=figures.stats(conn, f, now=now, window=window) if with_stats else None,
+        new_events=new, watermark=top, polls=queries.latest_poll_runs(conn),
         dead_letters=queries.dead_letter_count(conn), total_messages=queries.message_count(conn),
     )
-
-
-def insights(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedelta) -> dict[str, Any]:
-    """Everything the insights screen shows, for the filter in force, from one tally."""
-    if f.empty:
-        stats, countries = figures.stats(conn, f, now=now, window=window), figures.facets(
-            conn, "country_code", Filter(outcomes=(Outcome.NOT_DELIVERED.value,)), limit=COUNTRIES_SHOWN, now=now, window=window)
-    else:
-        t, stale_count = figures.tally(conn, f, now=now, window=window)
-        stats, countries = figures.figures(t, stale_count), figures.failures_by_country(t, COUNTRIES_SHOWN)
-    stale = queries.page(conn, Filter(special=("stale",)), limit=STALE_SHOWN, now=now, window=window)
-    return {"stats": stats, "countries": countries, "hours": figures.hourly(conn, f, now=now), "stale": stale}
 
 
 def _flag_entries(flags: str | None) -> list[dict[str, str]]:
@@ -146,3 +129,13 @@ def sightings(conn: sqlite3.Connection, code: str, provider: str | None, databas
     """How often an (unrecognized) error code appears in the database, by network."""
     networks = queries.error_code_networks(conn, code.strip(), provider)
     return {"database": database, "messages": sum(n for _, n in networks), "networks": networks}
+
+
+ACTIVITY = timedelta(minutes=30)  # the main screen's chart of events received
+
+
+def activity(conn: sqlite3.Connection, watermark: int, top: int, *, now: datetime) -> Counter:
+    """Events received per second: those of the last half hour on a first look (watermark 0),
+    else those past the watermark up to `top` (the snapshot's watermark, so none counts twice)."""
+    first = queries.first_event_received_since(conn, fmt(now - ACTIVITY)) if watermark == 0 else watermark + 1
+    return Counter(queries.events_per_second(conn, first, top)) if top >= first else Counter()

@@ -16,25 +16,23 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
-
-import msgspec
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 
 from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Outcome, Status, apply
 from smsmon.errors import DatabaseGone
-from smsmon.store import aggregates, keyindex
+from smsmon.store import aggregates, deadletters, keyindex, origin, outbox
 from smsmon.store.aggregates import Deltas, Place
+from smsmon.store.deadletters import DEAD_LETTER_BYTES, DEAD_LETTER_LIMIT, DeadLetter
 from smsmon.store.payloads import Codec
+from smsmon.store.stamps import decode_attr_at, encode_attr_at
 from smsmon.timeutil import fmt, parse_iso
 from smsmon.store.schema import MESSAGE_COLUMNS, STORED_MESSAGE_COLUMNS, check_writable, connect, migrate, store_error
 
-DEAD_LETTER_LIMIT = 10_000
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # bytes of WAL file kept after it restarts (the committer's WAL_LIMIT)
 POLL_RUN_LIMIT = 100_000
-DEAD_LETTER_BODY = 64 * 1024
 EVENTS_MINUTE_KEEP = timedelta(days=2)
-DEAD_LETTER_BYTES = 16 * 1024 * 1024  # and at most this many bytes of bodies in all (at least 256 full-size ones)
 CHUNK = 500
+T = TypeVar("T")
 POLL_RUN_COLUMNS = ("provider", "started_at", "finished_at", "ok", "http_status", "api_code", "rows_seen", "new_events",
                     "error_code", "error")
 # Maintained message counts per value. A value of None is not counted: the fail_* dimensions
@@ -58,51 +56,6 @@ _BUMP_FACET = (
 # Rule 1 of the merge: this event id, or this fingerprint, already stored for the message.
 # Rule 1 of the merge: the event ids and fingerprints already stored for a message (a few rows).
 _SEEN = "SELECT event_key, fingerprint FROM events WHERE message_seq = ?"
-_attr_encoder = msgspec.json.Encoder()
-_attr_decoder = msgspec.json.Decoder()
-
-
-def encode_attr_at(attr_at: dict[str, list[str]]) -> str | None:
-    """Which event each attribute's value came from, compactly: the distinct (event time, event
-    key) stamps once, then one character per attribute (in ATTRIBUTES order) naming its stamp,
-    `-` for none: `[[["2026-...Z","ez:3811..."]],"0-00000--"]`. Most attributes of a message come
-    from one or two events, so this is a fifth of a dict that repeats the stamp per attribute."""
-    if not attr_at:
-        return None
-    stamps: list[list[str]] = []
-    index = []
-    for name in ATTRIBUTES:
-        stamp = attr_at.get(name)
-        if stamp is None:
-            index.append("-")
-            continue
-        if stamp not in stamps:
-            stamps.append(stamp)
-        index.append(_STAMP_DIGITS[stamps.index(stamp)])
-    return _attr_encoder.encode([stamps, "".join(index)]).decode()
-
-
-def decode_attr_at(text: str | None) -> dict[str, list[str]]:
-    if not text:
-        return {}
-    value = _attr_decoder.decode(text)
-    if isinstance(value, dict):  # written before schema 4
-        return value
-    stamps, index = value
-    return {name: stamps[_STAMP_DIGITS.index(c)] for name, c in zip(ATTRIBUTES, index) if c != "-"}
-
-
-_STAMP_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-class DeadLetter(NamedTuple):
-    """A rejected callback, kept for troubleshooting. `path` must already be free of secrets."""
-
-    received_at: str
-    remote: str | None
-    path: str
-    reason: str
-    body: bytes
 
 
 class Applied(NamedTuple):
@@ -168,7 +121,7 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
         status_at=r["status_at"],
         status_key=r["status_key"],
         attrs={k: r[k] for k in ATTRIBUTES if r[k] is not None},
-        attr_at=decode_attr_at(r["attr_at"]),
+        attr_at=decode_attr_at(r["attr_at"], [r["status_at"], r["status_key"]]),
         first_event_at=r["first_event_at"],
         last_event_at=r["last_event_at"],
         sent_at=r["sent_at"],
@@ -188,7 +141,7 @@ def _message_row(slot: _Slot) -> tuple:
         "error_code": s.error_code, "first_event_at": s.first_event_at, "last_event_at": s.last_event_at,
         "final_at": s.final_at, "events_count": s.events_count, "duplicates_count": s.duplicates_count,
         "flags": _flags_text(s.flags), "status_at": s.status_at, "status_key": s.status_key,
-        "attr_at": encode_attr_at(s.attr_at),
+        "attr_at": encode_attr_at(s.attr_at, [s.status_at, s.status_key]),
         "last_event_id": slot.last_event_id, "deliver_seconds": s.deliver_seconds,
         "sent_at": s.sent_at,
     }
@@ -231,6 +184,7 @@ class Writer:
             raise
         self._identity = _identity(self.path)
         self.codec = Codec.of(self.conn)
+        self.demo = origin.is_demo(self.conn)  # holds only simulated traffic (smsmon.store.origin)
         self._batches = 0
         self._wal_identities = {sfx: _identity_or_none(Path(f"{self.path}{sfx}")) for sfx in ("-wal", "-shm")}
 
@@ -313,21 +267,38 @@ class Writer:
 
     # ── events ────────────────────────────────────────────────────────────────
     def apply(self, events: Sequence[Event], *, dead_letters: Sequence[DeadLetter] = (),
-              poll_runs: Sequence[dict[str, object]] = ()) -> list[Applied]:
-        """Apply a batch of events, dead letters and poll runs in one transaction; when this
-        returns, all of it is durable. Raises StoreUnavailable (locked, disk) with nothing committed."""
-        if not events and not dead_letters and not poll_runs:
+              poll_runs: Sequence[dict[str, object]] = (), forward: Sequence[str | None] | None = None,
+              work: Sequence[Callable[["Writer"], object]] = ()) -> list[Applied]:
+        """Apply a batch of events, dead letters, poll runs and other `work` (each called with
+        this writer) in one transaction; when this returns, all of it is durable. `forward`, one
+        entry per event: its Content-Type to relay it with (an outbox row), or None. Raises
+        StoreUnavailable (locked, disk) with nothing committed."""
+        if not events and not dead_letters and not poll_runs and not work:
             return []
 
-        def work() -> list[Applied]:
-            applied = self._apply(events) if events else []
+        def run() -> list[Applied]:
+            applied = self.stage(events, forward)
             if dead_letters:
-                self._dead_letters(dead_letters)
-            for run in poll_runs:
-                self._poll_run(run)
+                deadletters.keep(self.conn, dead_letters, limit=self.dead_letter_limit, max_bytes=self.dead_letter_bytes)
+            for poll in poll_runs:
+                self._poll_run(poll)
+            for w in work:
+                w(self)
             return applied
 
-        return self._transaction(work)
+        return self._transaction(run)
+
+    def run(self, work: Callable[["Writer"], T]) -> T:
+        """`work(self)` in one transaction, committed when this returns."""
+        return self._transaction(lambda: work(self))
+
+    def stage(self, events: Sequence[Event], forward: Sequence[str | None] | None = None) -> list[Applied]:
+        """Within a transaction (`apply`'s work, `run`): apply events, and write the outbox rows
+        of the new ones that `forward` names (smsmon.store.outbox)."""
+        applied = self._apply(events) if events else []
+        if forward is not None and applied:
+            outbox.add(self.conn, events, applied, forward)
+        return applied
 
     def _transaction(self, work):  # type: ignore[no-untyped-def]
         """Run `work` in one transaction. The file is checked before and after: what was
@@ -355,6 +326,8 @@ class Writer:
 
     def _apply(self, events: Sequence[Event]) -> list[Applied]:
         conn = self.conn
+        if self.demo:
+            self.demo = origin.still_demo(conn, events)
         slots: dict[str, _Slot] = {}
         mids = list({e.message_id for e in events})
         for chunk in _chunks(mids):
@@ -441,28 +414,10 @@ class Writer:
             self.conn.executemany(aggregates.UPSERT[table], rows)
 
     # ── dead letters and poll runs ───────────────────────────────────────────
-    def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes) -> None:
-        """Keep one rejected callback in its own transaction."""
-        self._transaction(lambda: self._dead_letters([DeadLetter(received_at, remote, path, reason, body)]))
-
-    def _dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        """Bodies are cut to 64 KiB; the oldest rows beyond the bounds (rows, and bytes of
-        bodies in all) are dropped."""
-        rows = []
-        for d in letters:
-            body = d.body[:DEAD_LETTER_BODY].decode("utf-8", "replace")
-            rows.append((d.received_at, d.remote, d.path, d.reason[:500], body, len(body.encode())))
-        self.conn.executemany(
-            "INSERT INTO dead_letters (received_at, remote, path, reason, body, size) VALUES (?,?,?,?,?,?)", rows)
-        newest = self.conn.execute("SELECT max(id) FROM dead_letters").fetchone()[0]
-        self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (newest - self.dead_letter_limit,))
-        # The bytes bound: sizes are read from their own index, never from the (large) rows.
-        total = self.conn.execute("SELECT coalesce(sum(size), 0) FROM dead_letters INDEXED BY ix_dead_letters_size").fetchone()[0]
-        if total > self.dead_letter_bytes:
-            cut = self.conn.execute(
-                "SELECT id FROM (SELECT id, sum(size) OVER (ORDER BY id) AS upto FROM dead_letters INDEXED BY ix_dead_letters_size)"
-                " WHERE upto >= ? ORDER BY id LIMIT 1", (total - self.dead_letter_bytes,)).fetchone()[0]
-            self.conn.execute("DELETE FROM dead_letters WHERE id <= ?", (cut,))
+    def dead_letter(self, *, received_at: str, remote: str | None, path: str, reason: str, body: bytes,
+                    headers: str | None = None) -> None:
+        """Keep one rejected callback in its own transaction (smsmon.store.deadletters)."""
+        self.apply([], dead_letters=[DeadLetter(received_at, remote, path, reason, body, headers)])
 
     def record_poll_run(self, **run: object) -> None:
         """Record one poll (columns of `poll_runs`) in its own transaction."""

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from smsmon.timeutil import parse_iso
 
+FUTURE_S = 1.0  # a negative gap shorter than this is two clocks a little apart, not a time in the future
+
 # Outcome -> the suffix of the component classes that colour it (`messages-table--delivered`);
 # the colours themselves are theme variables, in smsmon.tcss.
 OUTCOME_CLASSES = {"DELIVERED": "delivered", "NOT_DELIVERED": "not-delivered", "IN_FLIGHT": "in-flight", "UNKNOWN": "unknown"}
@@ -15,8 +17,10 @@ def ago(iso: str | None, now: datetime) -> str:
     if not iso:
         return "never"
     s = (now - parse_iso(iso)).total_seconds()
-    if s < 0:
+    if s < -FUTURE_S:
         return "in the future"
+    if s < 1:
+        return "just now"  # a clock a fraction of a second ahead of ours is not news
     if s < 60:
         return f"{s:.0f}s ago"
     if s < 3600:
@@ -33,5 +37,12 @@ def clock(iso: str | None, now: datetime) -> str:
     return iso[11:19] if iso[:10] == now.strftime("%Y-%m-%d") else iso[:16].replace("T", " ")
 
 
-def short_id(message_id: str, width: int = 22) -> str:
-    return message_id if len(message_id) <= width else message_id[: width - 1] + "…"
+def middle_cut(text: str, width: int) -> str:
+    """`3099fd…a9c1`: the start and the end of an id kept, so ids that differ only at the end
+    stay distinct."""
+    if len(text) <= width:
+        return text
+    if width < 3:
+        return text[:width]
+    tail = (width - 1) * 2 // 5
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail:]

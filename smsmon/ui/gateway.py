@@ -12,15 +12,16 @@ from textual.worker import Worker, get_current_worker
 
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.store.reader import Reader
+from smsmon.ui.first_look import app_reader
 
 T = TypeVar("T")
-UI_CACHE_KIB = 32 * 1024  # the app's page cache: enough for the hot indexes, not the whole file
 
 
 class Gateway:
-    def __init__(self, app: App, db: Path, *, window: Any = WATCH_WINDOW, region: str | None = None) -> None:
+    def __init__(self, app: App, db: Path, *, window: Any = WATCH_WINDOW, region: str | None = None,
+                 reader: Reader | None = None) -> None:
         self.app = app
-        self.reader = Reader(db, cache_kib=UI_CACHE_KIB, mmap=False, window=window, region=region)
+        self.reader = reader or app_reader(db, window=window, region=region)
 
     def read(self, fetch: Callable[[Reader], T], then: Callable[[T], None], *, group: str,
              exclusive: bool = True) -> Worker:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
+from smsmon.ui.widgets.plain_table import PlainTable
+
+from smsmon.present import plural
 from smsmon.timeutil import UTC_ZONE, DisplayZone
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
 
 SHOWN = 500
+NONE = """[b]No dead letters.[/b] Every callback received so far was well formed.
+
+A callback lands here when the listener answers it [b]400[/b]: a body that is not JSON or not a JSON
+object, or one without [b]eventId[/b], [b]eventType[/b], [b]timestamp[/b] or [b]message.uuid[/b] (or with
+them of the wrong type). It is kept with the reason, the sender's address and the body (up to
+64 KiB), so that you can see what a provider or a proxy sent. Bodies over 64 KiB are answered
+413 and not kept."""
 
 
 class DeadLettersScreen(SubScreen):
@@ -23,7 +34,7 @@ class DeadLettersScreen(SubScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.header()
-        yield DataTable(id="letters", cursor_type="row", zebra_stripes=True)
+        yield PlainTable(id="letters", cursor_type="row", zebra_stripes=True)
         yield Static("", id="letter-body")
         yield from self.footer()
 
@@ -40,11 +51,15 @@ class DeadLettersScreen(SubScreen):
         self.letters = {str(r["id"]): r for r in rows}
         for r in rows:
             table.add_row(self.zone.show(r["received_at"]), r["remote"] or "", r["path"], r["reason"], key=str(r["id"]))
+        table.display = bool(rows)
+        self.sub_title = f"dead letters: {plural(len(rows), 'callback')} answered 400" + (
+            f" (the newest {SHOWN:,})" if len(rows) >= SHOWN else "")
         if not rows:
-            self.query_one("#letter-body", Static).update("No dead letters: every callback so far was well formed.")
+            self.query_one("#letter-body", Static).update(NONE)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         r = self.letters.get(str(event.row_key.value))
         if r:
             body = r["body"] or "(empty body)"
-            self.query_one("#letter-body", Static).update(f"[b]body[/b] ({len(body):,} characters)\n" + body[:3000])
+            self.query_one("#letter-body", Static).update(
+                f"[b]reason[/b] {escape(r['reason'])}\n[b]body[/b] ({plural(len(body), 'character')})\n" + escape(body[:3000]))

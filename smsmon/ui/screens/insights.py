@@ -1,33 +1,66 @@
-"""Insights: failures by code, network and country; delivery over time; stale messages."""
+"""Insights over a period: delivery rate and time to deliver over time (charts with axes),
+failures by status and error code (explained), failure rates by network and country (failed ÷
+finished, with the counts), cost per day and per network, stale messages.
+
+Every table row that counts messages opens exactly those messages (enter; esc comes back here):
+the read model gives each row its filter, and the messages screen shows it in the filter
+language. The period is the filter's since:/until: when it has them, else the last 24 hours
+(w: 1 h, 24 h, 7 days)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
+from rich.markup import escape
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Sparkline, Static
+from textual.message import Message
+from textual.widgets import DataTable, Static
 
-from smsmon import catalogue
+from smsmon.ui.widgets.plain_table import PlainTable
+
+from smsmon import catalogue, filters
 from smsmon.filters import Filter
+from smsmon.lifecycle import MAPPING
 from smsmon.normalize import country_name
+from smsmon.present import CURRENCY_NOTE, plural
 from smsmon.timeutil import UTC_ZONE, DisplayZone, human_duration
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
+from smsmon.ui.widgets.charts import draw_latency, draw_rate, make_plot
+
+PERIODS = (("24h", timedelta(hours=24), "the last 24 hours"), ("7d", timedelta(days=7), "the last 7 days"),
+           ("1h", timedelta(hours=1), "the last hour"))
+SIDE_BY_SIDE = 120  # columns from which the two charts stand side by side
 
 
-def _table(title: str, columns: list[str]) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold", title_style="bold", min_width=60)
-    for c in columns:
-        t.add_column(c, justify="right" if c == "failed" else "left")
-    return t
+def status_meaning(provider: str, status: str) -> str:
+    """A normalized status in the provider's words: its raw statuses and the first one's title."""
+    raws = [raw for raw, st in MAPPING.get(provider, {}).items() if st.value == status]
+    if not raws:
+        return catalogue.explain_status(provider, status).title
+    named = "" if raws == [status] else f" ({', '.join(raws)})"
+    return catalogue.explain_status(provider, raws[0]).title + named
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
 
 
 class InsightsScreen(SubScreen):
+    BINDINGS = [Binding("w", "period", "Period")]
+
+    class Open(Message):
+        """Enter on a row: show these messages (a filter), or this message (an id)."""
+
+        def __init__(self, title: str, expression: str = "", message_id: str = "") -> None:
+            super().__init__()
+            self.title = title
+            self.expression = expression
+            self.message_id = message_id
+
     def __init__(self, gateway: Gateway, flt: Filter, window: timedelta, clock: Callable[[], datetime], *,
                  zone: DisplayZone = UTC_ZONE, show_clock: bool = True) -> None:
         super().__init__(show_clock=show_clock)
@@ -36,56 +69,139 @@ class InsightsScreen(SubScreen):
         self.filter = flt
         self.window = window
         self.clock = clock
+        self.period = 0
+        self.data: dict[str, Any] | None = None
+        self.targets: dict[str, list[tuple[str, str, str]]] = {}  # table id -> per row (title, expression, message id)
 
     def compose(self) -> ComposeResult:
         yield from self.header()
-        with VerticalScroll():
+        with VerticalScroll(id="insights-scroll"):
+            yield Static("loading …", id="insights-head")
             with Horizontal(id="charts"):
-                with Vertical():
-                    yield Static("delivery rate per hour, last 24 h", id="rate-label")
-                    yield Sparkline([], id="rate-chart")
-                with Vertical():
-                    yield Static("median time to deliver per hour, last 24 h", id="latency-label")
-                    yield Sparkline([], id="latency-chart")
-            yield Static("loading …", id="insights")
+                with Vertical(classes="chart"):
+                    yield make_plot("rate-chart")
+                    yield Static("", id="rate-caption", classes="caption")
+                with Vertical(classes="chart"):
+                    yield make_plot("latency-chart")
+                    yield Static("", id="latency-caption", classes="caption")
+            for name in ("by-status", "by-code", "by-network", "by-country", "cost-network", "cost-day", "stale"):
+                yield Static("", id=f"{name}-title", classes="table-title")
+                yield PlainTable(id=name, cursor_type="row", zebra_stripes=True, classes="insight")
+            yield Static(f"Costs are as the providers give them (Eazita's price, Zeckta's cost): {CURRENCY_NOTE},"
+                         " so the two providers' amounts are never added together.", id="cost-note")
         yield from self.footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "insights" + (f" · filter: {self.filter.source}" if self.filter.source else "")
+        self.load()
+        self._fit(self.size.width)
+
+    def on_resize(self, event: Any) -> None:
+        self._fit(event.size.width)
+
+    def _fit(self, width: int) -> None:
+        self.query_one("#charts").set_class(width < SIDE_BY_SIDE, "-stacked")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "period":
+            return not (self.filter.since or self.filter.until)  # the filter's own period rules
+        return True
+
+    def load(self) -> None:
+        name, period, words = PERIODS[self.period]
         now = self.clock()
-        self.gateway.read(lambda r: r.insights(self.filter, now=now), self._show, group="insights")
+        self.sub_title = "insights, " + (f"filter: {self.filter.source}" if self.filter.source else words)
+        self.query_one("#insights-head", Static).update(f"loading {words} …")
+        flt = self.filter
 
-    def _show(self, data: dict[str, Any]) -> None:
-        s = data["stats"]
-        hours = data["hours"]
-        self.query_one("#rate-chart", Sparkline).data = [round((h["rate"] or 0) * 100) for h in hours]
-        self.query_one("#latency-chart", Sparkline).data = [h["median"] or 0 for h in hours]
-        rates = [h for h in hours if h["rate"] is not None]
-        self.query_one("#rate-label", Static).update(
-            f"delivery rate per hour, last 24 h (now {rates[-1]['rate']:.0%})" if rates else "delivery rate per hour: no finals in 24 h")
-        meds = [h for h in hours if h["median"] is not None]
-        self.query_one("#latency-label", Static).update(
-            f"median time to deliver per hour (now {human_duration(meds[-1]['median'])})" if meds else "median time to deliver: no deliveries in 24 h")
+        def then(d: dict[str, Any]) -> None:
+            self._show(d)
+            # Costs come from the messages themselves (the aggregates hold no prices): apart, after.
+            self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now), self._show_costs,
+                              group="insight-costs")
 
-        by_code = _table("Failures by error code", ["failed", "provider", "code", "meaning", "what to do"])
-        for provider, code, n in s.failures_by_code:
-            e = catalogue.explain_error(provider, code, failed=True)
-            by_code.add_row(f"{n:,}", provider, code or "—", e.title if e else "no code (Zeckta sends none)",
-                            e.action if e else "see failures by status")
-        by_status = _table("Failures by status", ["failed", "provider", "status", "meaning"])
-        for provider, raw, n in s.failures_by_status:
-            by_status.add_row(f"{n:,}", provider, raw, catalogue.explain_status(provider, raw).title)
-        by_network = _table("Failures by network", ["failed", "network"])
-        for network, n in s.failures_by_network:
-            by_network.add_row(f"{n:,}", network or "not given by the provider")
-        by_country = _table("Failures by country", ["failed", "country"])
-        for code, n in data["countries"]:
-            by_country.add_row(f"{n:,}", country_name(code))
-        stale = _table(f"Stale messages ({s.stale:,}: not final, silent for {human_duration(self.window.total_seconds())})",
-                       [f"last event ({self.zone.label})", "message", "status", "to"])
-        for m in data["stale"]:
-            stale.add_row(self.zone.show(m["last_event_at"], seconds=False), m["id"], m["status"], m["dest"] or "")
-        head = Text(f"{s.messages:,} messages · delivery rate "
-                    f"{'—' if s.delivery_rate is None else f'{s.delivery_rate:.1%}'} · median {human_duration(s.median_seconds)}"
-                    f" · p90 {human_duration(s.p90_seconds)}", style="bold")
-        self.query_one("#insights", Static).update(Group(head, by_status, by_code, by_network, by_country, stale))
+        self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now), then, group="insights")
+
+    def action_period(self) -> None:
+        self.period = (self.period + 1) % len(PERIODS)
+        self.load()
+
+    # ── drawing ──────────────────────────────────────────────────────────────
+    def _show(self, d: dict[str, Any]) -> None:
+        self.data = d
+        t = d["totals"]
+        since = self.zone.show(d["since"].isoformat(), seconds=False)
+        until = self.zone.show(d["until"].isoformat(), seconds=False) if d["until"] else "now"
+        self.query_one("#insights-head", Static).update(
+            f"[b]{since} to {until}[/] ({self.zone.label}; messages by their latest event)   "
+            f"{plural(t['messages'], 'message')} · delivery rate [b]{_pct(t['delivery_rate'])}[/] · time to deliver:"
+            f" median {human_duration(t['median'])}, p90 {human_duration(t['p90'])}"
+            + ("" if d["until"] or self.filter.since else "   [dim](w: another period)[/]"))
+        hourly = d["bucket"] == "hour"
+        self.query_one("#rate-caption", Static).update(draw_rate(self.query_one("#rate-chart"), d["series"], hourly))
+        self.query_one("#latency-caption", Static).update(draw_latency(self.query_one("#latency-chart"), d["series"], hourly))
+        self._tables(d)
+
+    def _fill(self, name: str, title: str, columns: list[str], rows: list[tuple[list[Any], tuple[str, str, str] | None]],
+              empty: str) -> None:
+        self.query_one(f"#{name}-title", Static).update(f"[b]{escape(title)}[/]" + ("" if rows else f"\n[dim]{escape(empty)}[/]"))
+        table = self.query_one(f"#{name}", DataTable)
+        table.clear(columns=True)
+        table.display = bool(rows)
+        for c in columns:
+            table.add_column(c, key=c)
+        self.targets[name] = []
+        for cells, target in rows:
+            table.add_row(*cells)
+            self.targets[name].append(target or ("", "", ""))
+
+    def _tables(self, d: dict[str, Any]) -> None:
+        expr = filters.expression
+        self._fill("by-status", "Failures by status (enter lists them)", ["failed", "provider", "status", "meaning"],
+                   [([f"{r['failed']:,}", r["provider"], r["status"], status_meaning(r["provider"], r["status"])],
+                     (f"{r['provider']} {r['status']}", expr(r["filter"]), "")) for r in d["by_status"]],
+                   "No failures in this period.")
+        rows = []
+        for r in d["by_code"]:
+            e = catalogue.explain_error(r["provider"], r["code"], failed=True)
+            rows.append(([f"{r['failed']:,}", r["provider"], r["code"] or "none",
+                          e.title if e else "no code (Zeckta sends none)", e.action if e else "see failures by status"],
+                         (f"{r['provider']} failures with code {r['code'] or 'none'}", expr(r["filter"]), "")))
+        self._fill("by-code", "Failures by error code", ["failed", "provider", "code", "meaning", "what to do"], rows,
+                   "No failures in this period.")
+        for name, dim, label, show in (("by-network", "network", "network", lambda v: v or "not given by the provider"),
+                                       ("by-country", "country", "country", country_name)):
+            self._fill(name, f"Failure rate by {label}: failed ÷ finished (delivered + not delivered)",
+                       ["failed", "finished", "failure rate", label, "unknown outcome", "in flight"],
+                       [([f"{r['failed']:,}", f"{r['finished']:,}", _pct(r["rate"]), show(r[dim]), f"{r['unknown']:,}",
+                          f"{r['in_flight']:,}"], (f"failures, {label} {show(r[dim])}", expr(r["filter"]), ""))
+                        for r in d[f"by_{dim}"]], "No messages in this period.")
+        for name, title in (("cost-network", "Cost by network"), ("cost-day", "Cost per day sent (UTC days)")):
+            self._fill(name, title, [], [], "reading the prices and costs …")
+        self._fill("stale", f"Stale messages: {d['stale_count']:,}, not final and silent for {human_duration(self.window.total_seconds())}"
+                   " (any time)", [f"last event ({self.zone.label})", "message", "status", "to"],
+                   [([self.zone.show(m["last_event_at"], seconds=False), m["id"], m["status"], m["dest"] or ""],
+                     (m["id"], "", m["id"])) for m in d["stale"]], "No stale messages.")
+
+    def _show_costs(self, d: dict[str, Any]) -> None:
+        if self.data is not None:
+            self.data.update(d)
+        expr = filters.expression
+        self._fill("cost-network", "Cost by network", ["cost", "priced", "of messages", "provider", "network"],
+                   [([f"{r['cost']:,.3f}", f"{r['priced']:,}", f"{r['messages']:,}", r["provider"],
+                      r["network"] or "not given by the provider"],
+                     (f"{r['provider']} messages on {r['network'] or 'no network'}", expr(r["filter"]), ""))
+                    for r in d["cost_by_network"]], "No prices or costs given in this period.")
+        days: dict[str, dict[str, tuple[int, float]]] = {}
+        for r in d["cost_by_day"]:
+            days.setdefault(r["day"], {})[r["provider"]] = (r["priced"], r["cost"])
+        self._fill("cost-day", "Cost per day sent (UTC days)", ["day", "eazita price", "messages", "zeckta cost", "messages "],
+                   [([day, *(x for p in ("eazita", "zeckta") for x in ((f"{v[p][1]:,.3f}", f"{v[p][0]:,}") if p in v else ("—", "")))],
+                     None) for day, v in sorted(days.items(), reverse=True)], "No prices or costs given in this period.")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        targets = self.targets.get(str(event.data_table.id), [])
+        if event.cursor_row < len(targets):
+            title, expression, message_id = targets[event.cursor_row]
+            if expression or message_id:
+                self.post_message(self.Open(title, expression, message_id))

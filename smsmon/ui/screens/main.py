@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any, Callable
 
 from rich.markup import escape
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.widgets import Static
 
 from smsmon.store.views import Snapshot
@@ -24,6 +24,8 @@ from smsmon.ui.widgets.summary import Summary
 
 STREAM_LINES = 40  # lines a refresh adds to the event stream, at most
 STREAM_KEEP = 200  # lines the event stream keeps
+STREAM_MIN_WIDTH = 120  # below this many columns the event stream is hidden (e shows it), the table takes the width
+CHART_MIN_WIDTH = 100  # below this the summary goes without the events chart (it says the last minute's count)
 
 EMPTY = """[b]No messages yet.[/b] Ways to get data in:
 
@@ -39,19 +41,19 @@ EMPTY = """[b]No messages yet.[/b] Ways to get data in:
 class MainScreen(SmsmonScreen):
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear_filter", "Clear filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("t", "jump", "Jump in time", show=False),
         Binding("i", "app.insights", "Insights"),
         Binding("d", "app.dead_letters", "Dead letters"),
-        Binding("g", "newest", "Newest", show=False),
+        Binding("e", "toggle_stream", "Events", show=False),
     ]
-
-    class NewestWanted(Message):
-        """`g`: back to the newest message, and a fresh first page."""
 
     def __init__(self, clock: Callable[[], datetime], *, zone: DisplayZone = UTC_ZONE, show_clock: bool = True) -> None:
         super().__init__(show_clock=show_clock)
         self.clock = clock
         self.zone = zone
+        self.stream_wanted: bool | None = None  # e: the user's choice; None: by the width
+        self.on_ready: Callable[[], None] | None = None  # run once the widgets exist, before the first frame
 
     def compose(self) -> ComposeResult:
         yield from self.header()
@@ -68,6 +70,21 @@ class MainScreen(SmsmonScreen):
         self.query_one("#empty").display = False
         self.query_one("#stream", EventStream).border_title = "events, newest first"
         self.query_one("#messages", MessagesTable).focus()
+        self._fit(self.size.width)
+        if self.on_ready is not None:
+            ready, self.on_ready = self.on_ready, None
+            ready()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.width)
+
+    def _fit(self, width: int) -> None:
+        """What the width holds: the event stream (unless e chose), the events chart."""
+        if not width:
+            return
+        stream = self.query_one("#stream", EventStream)
+        stream.display = self.stream_wanted if self.stream_wanted is not None else width >= STREAM_MIN_WIDTH
+        self.query_one("#activity").display = width >= CHART_MIN_WIDTH
 
     @property
     def table(self) -> MessagesTable:
@@ -80,8 +97,9 @@ class MainScreen(SmsmonScreen):
 
     # ── what the app hands down ──────────────────────────────────────────────
     def show(self, snap: Snapshot, changed: dict[str, dict[str, Any]], health: HealthInfo, now: datetime, *,
-             per_minute: Any, full: bool) -> None:
-        self.query_one(Summary).show(snap.stats, per_minute, snap.dead_letters, now)
+             per_second: Any, full: bool, table: bool = True) -> None:
+        """`table`: whether the messages table takes this snapshot's rows (the app paces it)."""
+        self.show_summary(snap.stats, per_second, snap.dead_letters, now)
         self.show_health(health, now)
         shown = snap.new_events[-STREAM_LINES:]  # more than this a refresh is a blur, and costs the UI thread
         if shown:
@@ -96,14 +114,20 @@ class MainScreen(SmsmonScreen):
         if empty:
             self.query_one("#empty", Static).update(
                 EMPTY.format(callback=escape(health.callback_url) if health.callback_url else "(run `smsmon watch` to listen)"))
-        table = self.table
-        if full or table.following:
-            table.replace(snap.rows, now)
+        if not table:
+            return
+        rows = self.table
+        if full or rows.following:
+            rows.replace(snap.rows, now)
         else:
-            table.update_rows(changed, now)
+            rows.update_rows(changed, now)
+
+    def show_summary(self, stats: Any, per_second: Any, dead_letters: int, now: datetime) -> None:
+        """The figures (None while they are being counted) and the events chart."""
+        self.query_one(Summary).show(stats, per_second, dead_letters, now)
 
     def show_health(self, health: HealthInfo, now: datetime) -> None:
-        self.query_one(HealthLine).show(health, now)
+        self.query_one(HealthLine).show_health(health, now)
 
     def page_failed(self) -> None:
         """The page asked for could not be read: the table may ask again."""
@@ -127,6 +151,11 @@ class MainScreen(SmsmonScreen):
     def on_filter_bar_closed(self, event: FilterBar.Closed) -> None:
         self.table.focus()
 
-    def action_newest(self) -> None:
-        self.table.to_newest()
-        self.post_message(self.NewestWanted())
+    def action_jump(self) -> None:
+        """t: the filter, open at a `since:`/`until:` to jump in time."""
+        self.query_one(FilterBar).open(jump=True)
+
+    def action_toggle_stream(self) -> None:
+        stream = self.query_one("#stream", EventStream)
+        self.stream_wanted = not stream.display
+        self._fit(self.size.width)

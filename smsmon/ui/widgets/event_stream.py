@@ -11,9 +11,10 @@ from textual.widget import Widget
 
 from smsmon.lifecycle import Status, outcome_of
 from smsmon.timeutil import UTC_ZONE, DisplayZone
-from smsmon.ui.format import OUTCOME_CLASSES
+from smsmon.ui.format import OUTCOME_CLASSES, middle_cut
 
-SOURCE_LABEL = {"callback": "cb ", "poll": "poll", "status_api": "api ", "import": "imp "}
+SOURCE_LABEL = {"callback": "cb  ", "poll": "poll", "status_api": "api ", "import": "imp "}
+ID_MIN = 11  # an id is never cut shorter than `3099fd…a9c1`
 
 
 def event_outcome(event: dict[str, Any]) -> str:
@@ -41,14 +42,20 @@ class EventStream(Widget):
             self.items.appendleft((ev, now))
         self.refresh()
 
-    def _line(self, item: dict[str, Any] | int, now: datetime, width: int) -> Text:
+    def _line(self, item: dict[str, Any] | int, now: datetime, width: int, status_width: int) -> Text:
+        """`18:03:21 DELIVERED  cb  016205e1…9e77`: the id gets what the width leaves, cut in the
+        middle; flags follow where there is room."""
         if isinstance(item, int):
-            line = Text(f"… {item} more", style="dim")
+            line = Text(f"… {item:,} more", style="dim")
         else:
             line = Text(self.zone.clock(item["received_at"], now) + " ")
             style = self.get_component_rich_style(f"event-stream--{OUTCOME_CLASSES[event_outcome(item)]}", partial=True)
-            line.append(f"{item['status']:<13}", style=style)
-            line.append(f" {SOURCE_LABEL.get(item['source'], item['source'])} {item['message_id']}")
+            line.append(f"{item['status']:<{status_width}}", style=style)
+            if width - line.cell_len - 6 >= ID_MIN:  # the source, where it leaves the id room
+                line.append(f" {SOURCE_LABEL.get(item['source'], item['source'])}")
+            line.append(" ")
+            mid = item["message_id"].partition(":")[2] or item["message_id"]
+            line.append(middle_cut(mid, max(ID_MIN, width - line.cell_len)))
             if item["flags"]:
                 line.append(f" {item['flags']}", style="dim")
         line.truncate(width, overflow="ellipsis")
@@ -56,5 +63,6 @@ class EventStream(Widget):
 
     def render(self) -> Text:
         width = max(1, self.content_size.width)
-        lines = [self._line(item, now, width) for item, now in list(self.items)[: max(1, self.content_size.height)]]
-        return Text("\n").join(lines)
+        items = list(self.items)[: max(1, self.content_size.height)]
+        status_width = max((len(i["status"]) for i, _ in items if not isinstance(i, int)), default=0)
+        return Text("\n").join(self._line(item, now, width, status_width) for item, now in items)

@@ -17,7 +17,10 @@ from smsmon import filters
 from smsmon.errors import FilterError
 from smsmon.filters import Filter
 
-PLACEHOLDER = "filter: text, status:failed provider:eazita dest:+233… error:101 network:Zong since:2h"
+PLACEHOLDER = "filter: text, status:failed provider:eazita dest:+233… error:101 network:Zong country:GH since:2h"
+JUMP_HINT = ("jump in time: [b]until:[/] shows what was newest then (until:2h is two hours ago, until:2026-11-23T14:00,"
+             " until:yesterday); [b]since:[/] starts a range (since:2026-11-23T13:00 until:2026-11-23T14:00)."
+             " Enter applies, esc gives up.")
 
 
 class FilterBar(Vertical):
@@ -40,21 +43,31 @@ class FilterBar(Vertical):
         self.text = ""
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder=PLACEHOLDER, id="filter-input")
+        yield Input(placeholder=PLACEHOLDER, id="filter-input", select_on_focus=False)
+        yield Static(JUMP_HINT, id="filter-hint")
         yield Static(id="filter-status")
 
     def on_mount(self) -> None:
         self.query_one(Input).display = False
+        self.query_one("#filter-hint").display = False
         self.show(self.text)
 
-    def open(self) -> None:
+    def open(self, *, jump: bool = False) -> None:
+        """Edit the filter; with `jump`, with an `until:` to complete and the ways to say a time."""
         box = self.query_one(Input)
         box.display = True
-        box.value = self.text
+        value = self.text
+        if jump:
+            words = [w for w in value.split() if not w.startswith(("until:", "since:"))]
+            value = " ".join([*words, "until:"])
+        box.value = value
+        box.cursor_position = len(value)
+        self.query_one("#filter-hint").display = jump
         box.focus()
 
     def close(self) -> None:
         self.query_one(Input).display = False
+        self.query_one("#filter-hint").display = False
         self.post_message(self.Closed())
 
     def show(self, text: str, error: str | None = None) -> None:
@@ -64,9 +77,9 @@ class FilterBar(Vertical):
         if error:
             status.update(f"[b $error]✗ {escape(error)}[/]")
         elif text:
-            status.update(f"[b]filter:[/] [b $accent]{escape(text)}[/]   (esc clears, / edits)")
+            status.update(f"[b]filter:[/] [b $accent]{escape(text)}[/]   (esc clears, / edits, t jumps in time)")
         else:
-            status.update("[dim]no filter (/ to filter)[/]")
+            status.update("[dim]no filter (/ filters, t jumps in time)[/]")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

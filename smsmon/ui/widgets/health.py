@@ -9,9 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.markup import escape
-from textual.widgets import Static
 
 from smsmon.ui.format import ago
+from smsmon.ui.widgets.flow import Fact, Flow
 
 
 @dataclass(frozen=True)
@@ -33,27 +33,30 @@ class HealthInfo:
     store_error: str | None = None  # live: why the database takes no writes now
 
 
-class HealthLine(Static):
-    def show(self, h: HealthInfo, now: datetime) -> None:
+class HealthLine(Flow):
+    def show_health(self, h: HealthInfo, now: datetime) -> None:
+        facts: list[Fact] = []
         if h.live:
-            parts = ["[b reverse $success] LIVE [/]",
-                     f"  callbacks to {escape(h.callback_url or '')}   last callback {ago(h.last_callback, now)}"]
+            url = escape(h.callback_url or "")
+            facts += ["[b reverse $success] LIVE [/]", (f"callbacks to {url}", url),
+                      f"last callback {ago(h.last_callback, now)}"]
         else:
-            parts = ["[b reverse] OFFLINE [/]", f"  browsing {escape(str(h.db))}, not receiving; following rows another process adds"]
+            facts += ["[b reverse] OFFLINE [/]", (f"browsing {escape(str(h.db))}", f"browsing {escape(h.db.name)}"),
+                      "not receiving; following rows another process adds"]
         for provider in h.pollers:
             p = h.polls.get(provider)
-            label = f"   {provider} poll " if h.live else f"   last {provider} poll "
+            label = f"{provider} poll " if h.live else f"last {provider} poll "
             if p is None:
-                parts.append(f"{label}[$warning]starting[/]")
+                facts.append(f"{label}[$warning]starting[/]")
             elif h.live:
-                parts.append(f"{label}[$success]ok {ago(p.finished_at, now)}[/]" if p.ok
+                facts.append(f"{label}[$success]ok {ago(p.finished_at, now)}[/]" if p.ok
                              else f"{label}[$error]{p.error_code} {ago(p.finished_at, now)}[/]")
             else:
-                parts.append(f"{label}{ago(p.finished_at, now)}: " + ("[$success]ok[/]" if p.ok else f"[$error]{p.error_code}[/]"))
+                facts.append(f"{label}{ago(p.finished_at, now)}: " + ("[$success]ok[/]" if p.ok else f"[$error]{p.error_code}[/]"))
         if h.live and not h.pollers:
-            parts.append("   [dim]no pollers configured[/]")
+            facts.append("[dim]no pollers configured[/]")
         if h.store_error:
-            parts.append(f"   [b $error]NOT STORING: {escape(h.store_error)}[/]")
+            facts.append(f"[b $error]NOT STORING: {escape(h.store_error)}[/]")
         if h.paused:
-            parts.append("   [b $warning]PAUSED (p resumes)[/]")
-        self.update("".join(parts))
+            facts.append("[b $warning]PAUSED (p resumes)[/]")
+        self.show(facts)

@@ -1,5 +1,7 @@
 """The summary at the top of the main screen: messages per outcome, delivery rate, time to
-deliver, stale messages, dead letters, and events per minute over the last half hour."""
+deliver, stale messages, dead letters (facts that wrap between facts), and the events received
+over the last half hour (hidden on narrow terminals, where the summary says the last minute's
+count instead)."""
 
 from __future__ import annotations
 
@@ -7,32 +9,47 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.containers import Horizontal
 
-from smsmon.store.stats import Stats
+from smsmon.present import plural
+from smsmon.store.stats import RAW_LIMIT, Stats
 from smsmon.timeutil import human_duration
+from smsmon.ui.widgets.activity import Activity, second
+from smsmon.ui.widgets.flow import Fact, Flow
 
-SPARK_MINUTES = 30
 OUTCOMES = (("DELIVERED", "delivered", "$success"), ("NOT_DELIVERED", "not delivered", "$error"),
             ("IN_FLIGHT", "in flight", "$primary-lighten-2"), ("UNKNOWN", "unknown", "$warning"))
 
 
 class Summary(Horizontal):
     def compose(self) -> ComposeResult:
-        yield Static(id="summary")
-        with Vertical(id="spark-box"):
-            yield Static(f"events / minute, last {SPARK_MINUTES} min", id="spark-label")
-            yield Sparkline([0] * SPARK_MINUTES, id="spark")
+        yield Flow(id="summary")
+        yield Activity(id="activity")
 
-    def show(self, s: Stats, per_minute: Counter, dead_letters: int, now: datetime) -> None:
-        parts = [f"[b {colour}]{s.outcomes.get(outcome, 0):,}[/] {label}" for outcome, label, colour in OUTCOMES]
-        rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
-        line2 = (f"delivery rate [b]{rate}[/]   time to deliver: median [b]{human_duration(s.median_seconds)}[/],"
-                 f" p90 {human_duration(s.p90_seconds)}   stale [b{' $warning' if s.stale else ''}]{s.stale:,}[/]"
-                 f"   {s.messages:,} messages, {s.events:,} events")
+    def show(self, s: Stats | None, per_second: Counter, dead_letters: int, now: datetime) -> None:
+        """`s` None: the figures are being counted (a filter that is read message by message)."""
+        facts: list[Fact] = (["[dim]counting the messages of this filter …[/]"] if s is None else
+                             self._figures(s))
         if dead_letters:
-            line2 += f"   [$error]{dead_letters:,} dead letters[/]"
-        self.query_one("#summary", Static).update("   ".join(parts) + "   \n" + line2)
-        minutes = [(now - timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M") for i in range(SPARK_MINUTES - 1, -1, -1)]
-        self.query_one("#spark", Sparkline).data = [per_minute.get(m, 0) for m in minutes]
+            facts.append(f"[$error]{plural(dead_letters, 'dead letter')}[/]")
+        activity = self.query_one(Activity)
+        if not activity.display:
+            last_minute = sum(n for k, n in per_second.items() if k > second(now - timedelta(minutes=1)))
+            facts.append(f"{plural(last_minute, 'event')} in the last minute")
+        self.query_one(Flow).show(facts)
+        activity.show(per_second, now)
+
+    @staticmethod
+    def _figures(s: Stats) -> list[Fact]:
+        facts: list[Fact] = [f"[b {colour}]{s.outcomes.get(outcome, 0):,}[/] {label}" for outcome, label, colour in OUTCOMES]
+        rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
+        facts += [
+            (f"delivery rate [b]{rate}[/]", f"rate [b]{rate}[/]"),
+            (f"time to deliver: median [b]{human_duration(s.median_seconds)}[/], p90 {human_duration(s.p90_seconds)}",
+             f"median [b]{human_duration(s.median_seconds)}[/] p90 {human_duration(s.p90_seconds)}"),
+            f"stale [b{' $warning' if s.stale else ''}]{s.stale:,}[/]",
+            (f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}", plural(s.events, "event")) if not s.partial
+            else (f"[$warning]figures of the first {RAW_LIMIT:,} messages of more[/] (narrow the filter for exact ones)",
+                  f"[$warning]first {RAW_LIMIT:,} of more[/]"),
+        ]
+        return facts

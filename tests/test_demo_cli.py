@@ -1,0 +1,49 @@
+"""`smsmon demo` as a user runs it, in a real terminal (issue 13): SMSMON_DB and the config
+file's db are not used; without --db the demo runs on a temporary database that it deletes, and
+says where it was; with --db on its own command line it uses (and keeps) a new file.
+
+These need smsmon/cli/app.py's `demo` to use smsmon.sim.demo.demo_database, which the lead wires
+(issue 12 owns that file); until then they are skipped, and tests/test_demo_safety.py shows that
+the demo refuses a database with real data whatever names it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smsmon.store.origin import inspect
+from tests.helpers import rows, run_in_terminal
+from tests.test_demo_safety import digest, real_db  # noqa: F401 (a fixture)
+
+HELP = subprocess.run([sys.executable, "-m", "smsmon", "demo", "--help"], capture_output=True, text=True).stdout
+pytestmark = pytest.mark.skipif("SMSMON_DB and the config file's db are not used" not in " ".join(HELP.split()),
+                                reason="smsmon/cli/app.py's demo does not use smsmon.sim.demo.demo_database yet (the lead wires it)")
+
+
+def plain(out: str) -> str:
+    return " ".join(re.sub(r"\x1b\[[0-9;?<>=]*[a-zA-Z]|\x1b\][^\x07]*\x07", "", out).split())
+
+
+def test_smsmon_db_is_not_used_and_the_temporary_database_goes(real_db: Path, tmp_path: Path) -> None:  # noqa: F811
+    before = digest(real_db)
+    config = tmp_path / "config.toml"
+    config.write_text(f'db = "{real_db}"\n')
+    env = {**os.environ, "SMSMON_DB": str(real_db), "SMSMON_CONFIG": str(config), "TERM": "xterm-256color"}
+    out = plain(run_in_terminal([sys.executable, "-m", "smsmon", "demo"], env, 60, ready="LIVE"))
+    m = re.search(r"demo: a temporary database at (\S+/demo\.db), deleted when the demo ends", out)
+    assert m, out[-2000:]
+    assert f"demo: deleted its temporary database {m.group(1)}" in out and not Path(m.group(1)).parent.exists()
+    assert digest(real_db) == before
+
+
+def test_db_on_its_command_line_is_used_and_kept(tmp_path: Path) -> None:
+    db = tmp_path / "kept.db"
+    out = plain(run_in_terminal([sys.executable, "-m", "smsmon", "demo", "--db", str(db)],
+                                {**os.environ, "TERM": "xterm-256color"}, 60, ready="LIVE"))
+    assert f"the demo's database is {db}" in out, out[-2000:]
+    assert inspect(db).kind == "demo" and all(s.startswith("sim:") for (s,) in rows(db, "SELECT DISTINCT source FROM events"))

@@ -1,0 +1,76 @@
+"""A filter the maintained counts cannot answer (a number prefix, free text, a stored flag) is
+counted from at most RAW_LIMIT messages; past that the figures say so instead of passing for
+exact, in `smsmon stats` and on the main screen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from click.testing import CliRunner
+
+from smsmon import filters
+from smsmon.cli import cli
+from smsmon.cli import output
+from smsmon.sim.generate import fill
+from smsmon.store import stats
+from smsmon.store.reader import Reader
+from smsmon.timeutil import UTC
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("partial") / "p.db"
+    fill(path, messages=300, seed=2, days=1, now=NOW)
+    return path
+
+
+def test_a_small_scope_is_exact_and_a_large_one_says_it_is_partial(db, monkeypatch) -> None:
+    with Reader(db) as r:
+        f = r.localize(filters.parse("dest:+233*", NOW))
+        exact = r.stats(f, now=NOW)
+        assert not exact.partial and exact.messages > 60
+        monkeypatch.setattr(stats, "RAW_LIMIT", 50)
+        capped = r.stats(f, now=NOW)
+    assert capped.partial and capped.messages <= 51
+
+
+def test_stats_command_says_the_figures_are_of_the_first_messages_only(db, monkeypatch) -> None:
+    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
+    monkeypatch.setattr(output, "RAW_LIMIT", 50)
+    r = CliRunner().invoke(cli, ["stats", "--db", str(db), "--filter", "dest:+233*"])
+    assert r.exit_code == 0, r.output
+    assert "more than 50 messages; the figures below are of the first 50 read" in r.stdout
+    as_json = CliRunner().invoke(cli, ["stats", "--db", str(db), "--filter", "dest:+233*", "--json"])
+    assert '"partial": true' in as_json.stdout
+
+
+async def test_the_rows_of_a_number_prefix_show_before_its_figures_are_counted(db) -> None:
+    import threading
+
+    from smsmon.ui.app import SmsmonApp
+    from tests.test_app import table, text, until
+
+    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
+    release = threading.Event()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+        reader = app.gateway.reader
+        counting = reader.stats
+
+        def slow_stats(*args, **kwargs):  # the count of a large prefix, held until the test has looked
+            assert release.wait(10)
+            return counting(*args, **kwargs)
+
+        reader.stats = slow_stats
+        app.set_filter("dest:+233*")
+        with Reader(db) as r:
+            f = r.localize(filters.parse("dest:+233*", NOW))
+            want = [m["id"] for m in r.iter_messages(f, now=NOW)]
+            exact = r.stats(f, now=NOW)
+        await until(pilot, lambda: table(app).row_count == min(len(want), 200))
+        assert "counting the messages of this filter" in text(app.screen.query_one("#summary"))
+        release.set()
+        await until(pilot, lambda: f"{exact.messages:,} messages" in text(app.screen.query_one("#summary")))
