@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -159,22 +160,27 @@ def test_outbox_rows_poll_runs_and_dead_letters_of_the_same_age_go(tmp_path) -> 
     old, new = NOW - timedelta(days=40), NOW - timedelta(days=1)
     cutoff = fmt(NOW - timedelta(days=30))
     with Writer(path) as w:
-        w.apply([zevent(uuid="old", at=old), zevent(uuid="new", at=new), zevent(uuid="newest", at=new)])
-        # issue 13's outbox, reduced to the two columns prune relies on
-        w.conn.execute("CREATE TABLE forward_outbox (id INTEGER PRIMARY KEY, message_id TEXT NOT NULL, created_at TEXT NOT NULL)")
-        w.conn.executemany("INSERT INTO forward_outbox (message_id, created_at) VALUES (?, ?)", [
-            ("zeckta:old", fmt(new)),  # queued recently, for a message that goes: goes with it
-            ("zeckta:new", fmt(old)),  # queued long ago, for a message that stays: older than the cut-off, goes
-            ("zeckta:new", fmt(new)),  # stays
-        ])
+        # forwarded callbacks, as the listener stores them with --forward-to: an outbox row each
+        # (schema v5), queued when the event arrived
+        events = [
+            replace(zevent(uuid="old", at=old), received_at=fmt(new)),  # queued recently, for a message that goes: goes with it
+            replace(zevent("MESSAGE_SENT", uuid="new", at=old), received_at=fmt(old)),  # queued long ago, its message stays: goes
+            replace(zevent(uuid="new", at=new), received_at=fmt(new)),  # stays
+            replace(zevent(uuid="newest", at=new), received_at=fmt(new)),  # stays
+        ]
+        w.apply(events, forward=["application/json"] * len(events))
+        assert len(rows(w.conn, "SELECT * FROM forward_outbox")) == 4
         for t in (old, new):
             w.record_poll_run(provider="eazita", started_at=fmt(t), finished_at=fmt(t), ok=1)
             w.dead_letter(received_at=fmt(t), remote="127.0.0.1", path="/callbacks/zeckta", reason="invalid_json: x", body=b"{")
         dry = pruning.plan(w.conn, cutoff)
         result = pruning.prune(w, cutoff)
     for r in (dry, result):
-        assert (r.messages, r.outbox, r.poll_runs, r.dead_letters) == (1, 2, 1, 1)
-    assert rows(path, "SELECT message_id, created_at FROM forward_outbox") == [("zeckta:new", fmt(new))]
+        assert (r.messages, r.events, r.outbox, r.poll_runs, r.dead_letters) == (1, 1, 2, 1, 1)
+    assert rows(path, "SELECT message_id, created_at FROM forward_outbox ORDER BY message_id") == [
+        ("zeckta:new", fmt(new)), ("zeckta:newest", fmt(new))]
+    # every row left still has its event: the forwarder can relay it
+    assert rows(path, "SELECT count(*) FROM forward_outbox o JOIN events e ON e.id = o.event_id") == [(2,)]
     assert rows(path, "SELECT started_at FROM poll_runs") == [(fmt(new),)]
     assert rows(path, "SELECT received_at FROM dead_letters") == [(fmt(new),)]
     assert [r[0] for r in rows(path, "SELECT id FROM messages ORDER BY id")] == ["zeckta:new", "zeckta:newest"]
