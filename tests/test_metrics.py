@@ -21,17 +21,11 @@ from smsmon.ingest.runtime import Ingest
 from smsmon.sim.servers import FakeEazita, Step
 from smsmon.timeutil import UTC
 from tests.helpers import callback, rows
+from tests.test_forward import eventually, free_port
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "metrics-token-0123456789"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-class Forwarding(Ingest):
-    """An ingest with a forward outbox of 3 waiting (what the forwarder of issue 13 reports)."""
-
-    def forward_depth(self) -> int | None:
-        return 3
 
 
 def parse(text: str) -> Samples:
@@ -39,12 +33,12 @@ def parse(text: str) -> Samples:
 
 
 @asynccontextmanager
-async def world(db: Path, env: dict[str, str] | None = None, *, cls: type = Ingest, **listener: Any) -> AsyncIterator[tuple[Ingest, str, FakeEazita]]:
+async def world(db: Path, env: dict[str, str] | None = None, **listener: Any) -> AsyncIterator[tuple[Ingest, str, FakeEazita]]:
     fake = FakeEazita("k-123456", "p-123456")
     await fake.start()
     settings = config.load(env={"SMSMON_DB": str(db), "SMSMON_EAZITA_API_KEY": "k-123456", "SMSMON_EAZITA_PASSWORD": "p-123456",
                                 "SMSMON_EAZITA_URL": fake.url, **(env or {})})
-    ing = cls(settings, listener=ListenerConfig(port=0, **listener))
+    ing = Ingest(settings, listener=ListenerConfig(port=0, **listener))
     await ing.start()
     try:
         yield ing, ing.health.listening, fake
@@ -54,8 +48,10 @@ async def world(db: Path, env: dict[str, str] | None = None, *, cls: type = Inge
 
 
 async def scrape_after_traffic(db: Path) -> tuple[Samples, str]:
-    env = {"SMSMON_ALERTS_DELIVERY_RATE_BELOW": "99%", "SMSMON_ALERTS_MIN_MESSAGES": "1"}
-    async with world(db, env, cls=Forwarding) as (ing, base, fake), aiohttp.ClientSession() as s:
+    # forwarding to an application that is down: every new callback waits in the outbox (issue 13)
+    env = {"SMSMON_ALERTS_DELIVERY_RATE_BELOW": "99%", "SMSMON_ALERTS_MIN_MESSAGES": "1",
+           "SMSMON_FORWARD_URL": f"http://127.0.0.1:{free_port()}/hooks/sms"}
+    async with world(db, env) as (ing, base, fake), aiohttp.ClientSession() as s:
         url = base + "/callbacks/zeckta"
         now = datetime.now(UTC) - timedelta(seconds=5)
         sent = callback("MESSAGE_SENT", uuid="m1", at=now - timedelta(seconds=5))
@@ -68,6 +64,9 @@ async def scrape_after_traffic(db: Path) -> tuple[Samples, str]:
         await ing.poll_once()
         fake.fail("http", arg=502)
         await ing.poll_once()
+        # the forwarder has tried them and counted its outbox: the three new callbacks wait
+        await eventually(lambda: ing.health.forward is not None and ing.health.forward.waiting == 3
+                         and ing.health.forward.last_error is not None, what=lambda: str(ing.health.forward))
         assert ing.alerts is not None
         await ing.alerts.evaluate()
         async with s.get(base + "/metrics") as r:
@@ -99,7 +98,8 @@ async def test_the_metrics_say_what_happened(db_path) -> None:
     assert m[("smsmon_window_failures_by_code", (("error_code", "101"), ("provider", "eazita")))] == 1
     assert m[("smsmon_window_failures_by_network", (("network", "Jazz"),))] == 1
     assert m[("smsmon_alerts_firing", (("rule", "delivery_rate"), ("subject", "")))] == 1
-    assert m[("smsmon_forward_queue_depth", ())] == 3 and m[("smsmon_store_up", ())] == 1
+    waiting = rows(db_path, "SELECT count(*) FROM forward_outbox")[0][0]
+    assert m[("smsmon_forward_queue_depth", ())] == waiting == 3 and m[("smsmon_store_up", ())] == 1
     assert m[("smsmon_last_callback_timestamp_seconds", ())] > 1.7e9
 
 
