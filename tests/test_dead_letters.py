@@ -113,3 +113,53 @@ async def test_a_live_replay_goes_through_the_running_writer_and_forwards(db_pat
     finally:
         await ingest.stop()
     assert sorted(rows(db_path, "SELECT message_id FROM forward_outbox")) == [("zeckta:late-fix",), ("zeckta:m-dup",)]
+
+
+async def _replay_on_screen(app, pilot) -> None:
+    from smsmon.ui.screens.dead_letters import DeadLettersScreen
+    from textual.widgets import DataTable
+
+    from tests.test_app import until
+
+    await until(pilot, lambda: app.refreshes >= 1)
+    await pilot.press("d")
+    assert isinstance(app.screen, DeadLettersScreen)
+    await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 4)
+    await pilot.press("r")  # the newest first: #4, which nothing parses
+    await until(pilot, lambda: any("still fail" in n.message for n in app._notifications))
+    assert any("1 still fail" in n.message for n in app._notifications)
+    await pilot.press("R")
+    await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 2)  # #1 and #2 parse now: they leave
+
+
+async def test_the_dead_letters_screen_replays_one_and_all_when_browsing(db_path) -> None:
+    from smsmon.ui.app import SmsmonApp
+
+    with Writer(db_path) as w:
+        w.apply([zevent("MESSAGE_SENT", uuid="m-dup", event_id="dup-1")])
+        refused_yesterday(w)
+    app = SmsmonApp(db_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _replay_on_screen(app, pilot)
+        assert any("1 became new events, 1 were stored already, 2 still fail" in n.message for n in app._notifications)
+        await pilot.press("escape", "q")
+    assert rows(db_path, "SELECT source FROM events WHERE event_key = 'fixed-1'") == [("replay",)]
+    assert rows(db_path, "SELECT id FROM dead_letters ORDER BY id") == [(3,), (4,)]
+
+
+async def test_the_dead_letters_screen_replays_through_the_live_writer(db_path) -> None:
+    from smsmon.ui.app import SmsmonApp
+
+    with Writer(db_path) as w:
+        refused_yesterday(w)
+    settings = config.load(env={}, config_file=os.devnull, flags={"db": str(db_path), "forward.url": "http://127.0.0.1:9/"})
+    app = SmsmonApp(db_path, ingest=Ingest(settings, listener=ListenerConfig(host="127.0.0.1", port=0), pollers=False))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _replay_on_screen(app, pilot)
+        await pilot.press("escape")
+        from tests.test_app import until
+
+        # The outbox the replay filled (its target never answers), on the health line.
+        await until(pilot, lambda: "forward: 2 waiting, forward_connect_error" in str(app.main.query_one("#health").render()))
+        await pilot.press("q")
+    assert sorted(rows(db_path, "SELECT message_id FROM forward_outbox")) == [("zeckta:late-fix",), ("zeckta:m-dup",)]

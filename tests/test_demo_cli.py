@@ -1,16 +1,13 @@
 """`smsmon demo` as a user runs it, in a real terminal (issue 13): SMSMON_DB and the config
 file's db are not used; without --db the demo runs on a temporary database that it deletes, and
 says where it was; with --db on its own command line it uses (and keeps) a new file.
-
-These need smsmon/cli/app.py's `demo` to use smsmon.sim.demo.demo_database, which the lead wires
-(issue 12 owns that file); until then they are skipped, and tests/test_demo_safety.py shows that
-the demo refuses a database with real data whatever names it."""
+(tests/test_demo_safety.py shows that the demo refuses a database with real data whatever names
+it)."""
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,9 +17,6 @@ from smsmon.store.origin import inspect
 from tests.helpers import rows, run_in_terminal
 from tests.test_demo_safety import digest, real_db  # noqa: F401 (a fixture)
 
-HELP = subprocess.run([sys.executable, "-m", "smsmon", "demo", "--help"], capture_output=True, text=True).stdout
-pytestmark = pytest.mark.skipif("SMSMON_DB and the config file's db are not used" not in " ".join(HELP.split()),
-                                reason="smsmon/cli/app.py's demo does not use smsmon.sim.demo.demo_database yet (the lead wires it)")
 
 
 def plain(out: str) -> str:

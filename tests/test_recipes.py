@@ -98,6 +98,7 @@ async def through(url: str, ca: ssl.SSLContext, source: str, *, headers: dict[st
 
 
 def start_serve(tmp: Path, listen: int, public: str) -> tuple[Serve, Path]:
+    tmp.mkdir(exist_ok=True)
     db = tmp / "smsmon.db"
     words = serve_line_after("caddyfile")
     assert words[:2] == ["smsmon", "serve"] and "--trust-proxy" in words and "--public-url" in words
@@ -111,15 +112,18 @@ def start_serve(tmp: Path, listen: int, public: str) -> tuple[Serve, Path]:
 async def ready(url: str, ca: ssl.SSLContext, timeout: float = 30) -> None:
     """Wait until the proxy answers /healthz over HTTPS (a proxy may listen before its certificate is ready)."""
     deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca)) as s:
+    # From the address --allow-from lets in: from any other, smsmon answers 403 through the proxy.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca, local_addr=("127.0.0.2", 0))) as s:
         while True:
+            status: int | str
             try:
                 async with s.get(f"{url}/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                if time.monotonic() > deadline:
-                    raise
+                    status = r.status
+            except aiohttp.ClientError as exc:
+                status = repr(exc)
+            if status == 200:
+                return
+            assert time.monotonic() < deadline, f"{url}/healthz: {status} for {timeout:.0f} s"
             await asyncio.sleep(0.1)
 
 
@@ -144,25 +148,32 @@ def no_token_in(*paths: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (Debian: apt-get install caddy)")
 async def test_caddy_with_automatic_https(tmp_path: Path) -> None:
-    port, listen = free_port(), free_port()
-    public = f"https://localhost:{port}"
-    site = fenced("caddyfile").replace("sms.example.com", f"localhost:{port}").replace("127.0.0.1:8787", f"127.0.0.1:{listen}")
-    # Here only: no admin endpoint, no change to this machine's trust store, certificates kept in tmp.
-    (tmp_path / "Caddyfile").write_text(f"{{\n\tadmin off\n\tskip_install_trust\n\tstorage file_system {tmp_path}/caddy\n}}\n\n{site}")
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    serve, db = start_serve(tmp_path, listen, public)
-    caddy = Process(["caddy", "run", "--config", str(tmp_path / "Caddyfile"), "--adapter", "caddyfile"], tmp_path / "caddy.log", env)
-    try:
-        wait_for_port(port, caddy)
-        deadline = time.monotonic() + 30
-        while not (root := next(tmp_path.glob("caddy/pki/authorities/local/root.crt"), None)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert root is not None, caddy.log.read_text()
-        await check_the_proxy(public, ssl.create_default_context(cafile=str(root)), serve, db, public)
-    finally:
-        caddy.stop()
-        serve.proc.send_signal(signal.SIGTERM)
-        assert serve.finish() == 0
+    for attempt in range(3):  # a free port may be taken by another program before caddy binds it
+        port, listen = free_port(), free_port()
+        public = f"https://localhost:{port}"
+        site = fenced("caddyfile").replace("sms.example.com", f"localhost:{port}").replace("127.0.0.1:8787", f"127.0.0.1:{listen}")
+        # Here only: no admin endpoint, no change to this machine's trust store, certificates kept in tmp.
+        (tmp_path / "Caddyfile").write_text(f"{{\n\tadmin off\n\tskip_install_trust\n\tstorage file_system {tmp_path}/caddy\n}}\n\n{site}")
+        env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+        serve, db = start_serve(tmp_path / f"try-{attempt}", listen, public)
+        caddy = Process(["caddy", "run", "--config", str(tmp_path / "Caddyfile"), "--adapter", "caddyfile"], tmp_path / "caddy.log", env)
+        try:
+            try:
+                wait_for_port(port, caddy)
+            except AssertionError:
+                if "address already in use" in caddy.log.read_text() and attempt < 2:
+                    continue
+                raise
+            deadline = time.monotonic() + 30
+            while not (root := next(tmp_path.glob("caddy/pki/authorities/local/root.crt"), None)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert root is not None, caddy.log.read_text()
+            await check_the_proxy(public, ssl.create_default_context(cafile=str(root)), serve, db, public)
+            break
+        finally:
+            caddy.stop()
+            serve.proc.send_signal(signal.SIGTERM)
+            assert serve.finish() == 0
     no_token_in(tmp_path / "caddy.log")
     assert TOKEN not in "\n".join(serve.lines)
 

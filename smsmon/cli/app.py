@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from smsmon.cli import cli
-from smsmon.cli.options import ADDRESS, CONTEXT, settings_options
+from smsmon.cli.options import ADDRESS, CONTEXT, DEMO_DB_HELP, settings_options
 
 
 def _run_app(settings: Any, ingest: Any) -> None:
@@ -52,20 +51,23 @@ def watch(settings: Any, listener: Any) -> None:
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same simulated traffic.")
 @click.option("--listen", type=ADDRESS, default="127.0.0.1:0", show_default=True,
               help="Where the demo's listener listens (0: any free port).")
-@settings_options()
-def demo(seed: int, listen: Any, settings: Any) -> None:
+@click.option("--forward-to", default=None, metavar="URL",
+              help="Relay the simulated callbacks to your app at URL, to try forwarding (only when given here).")
+@settings_options(db_help=DEMO_DB_HELP)
+def demo(seed: int, listen: Any, forward_to: str | None, settings: Any) -> None:
     """The live app against simulated providers: no credentials needed.
 
     A fake Eazita API on loopback, polled by the real poller; simulated Zeckta callbacks posted to
-    the real listener; all stored by the real writer in a fresh database (or --db).
+    the real listener; all stored by the real writer. Without --db on its command line it runs on
+    a temporary database, deleted when it ends; it never writes into a database holding real data.
     """
     from smsmon.ingest.listener import ListenerConfig
-    from smsmon.sim.demo import DemoIngest
+    from smsmon.sim.demo import DemoIngest, demo_database
 
-    if settings.sources.get("db") == "default":
-        settings = settings.override({"db": Path(tempfile.mkdtemp(prefix="smsmon-demo-")) / "demo.db"}, source="demo")
-    _run_app(settings, DemoIngest(settings, ListenerConfig(host=listen.host, port=listen.port), seed=seed))
-    click.echo(f"the demo's database is {settings.db}: `smsmon browse --db {settings.db}` to look again", err=True)
+    if forward_to is not None:
+        settings = settings.override({"forward.url": forward_to}, source="flag")
+    with demo_database(settings, lambda line: click.echo(line, err=True)) as settings:
+        _run_app(settings, DemoIngest(settings, ListenerConfig(host=listen.host, port=listen.port), seed=seed))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -143,9 +143,7 @@ def replay(ids: tuple[int, ...], all_: bool, since: str | None, as_json: bool, s
             click.echo(f"#{i}: still refused: {_printable(reason)}", err=True)
         for i in missing:
             click.echo(f"#{i}: no such dead letter" + (" received since then" if since else ""), err=True)
-        new = sum(not r.duplicate for r in result.events)
-        click.echo(f"replayed {plural(len(result.events) + len(result.failed), 'dead letter')}: {new:,} became new events,"
-                   f" {len(result.events) - new:,} were stored already, {len(result.failed):,} still fail", err=True)
+        click.echo(result.summary(), err=True)
     if result.failed or missing:
         raise click.exceptions.Exit(1)
 

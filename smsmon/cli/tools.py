@@ -215,7 +215,8 @@ def bench_ui(large_db: Path | None, events: int, rate: int, presses: int, as_jso
 
 @bench.command("launch", context_settings=CONTEXT)
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The database to open (built when missing) [default: a 1,000,000-event one in the user cache dir].")
+              help="The database to open, as it is (built with --events when missing) [default: a 1,000,000-event one "
+                   "in the user cache dir].")
 @click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True, help="Size of the database when built.")
 @click.option("--repeat", type=click.IntRange(3), default=9, show_default=True, help="Launches of each program.")
 @click.option("--vd", default=None, metavar="PATH", help="VisiData's `vd` [default: the one on PATH, if any].")
@@ -237,7 +238,8 @@ def bench_launch(db: Path | None, events: int, repeat: int, vd: str | None, as_j
     say = lambda s: click.echo(s, err=True)  # noqa: E731
     db = db or Path(platformdirs.user_cache_dir("smsmon")) / "bench" / f"launch-{events // 1000}k.db"
     db.parent.mkdir(parents=True, exist_ok=True)
-    ensure(db, events, say)
+    if not db.exists() or not db.stat().st_size:  # a file given is timed as it is, whatever its size
+        ensure(db, events, say)
     script = Path(sys.executable).parent / "smsmon"  # this smsmon, not whichever is first on PATH
     smsmon = shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m smsmon"
     entries = launch.contenders(str(db), smsmon, vd or shutil.which("vd"), shutil.which("sqlite3"))

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 from smsmon.errors import Failure, ParseError
 from smsmon.ingest.committer import Committer
 from smsmon.lifecycle import Event
+from smsmon.present import plural
 from smsmon.providers import zeckta
 from smsmon.store import deadletters
 from smsmon.store.origin import simulated
@@ -44,6 +45,12 @@ class Replayed:
 class ReplayResult:
     events: list[Replayed] = field(default_factory=list)  # became events, and left the dead letters
     failed: list[tuple[int, str]] = field(default_factory=list)  # still refused: (id, new reason)
+
+    def summary(self) -> str:
+        """One line, as `smsmon dead-letters replay` and the app's dead letters screen say it."""
+        new = sum(not r.duplicate for r in self.events)
+        return (f"replayed {plural(len(self.events) + len(self.failed), 'dead letter')}: {new:,} became new events,"
+                f" {len(self.events) - new:,} were stored already, {len(self.failed):,} still fail")
 
     def to_dict(self) -> dict[str, Any]:
         return {"events": [asdict(r) for r in self.events],

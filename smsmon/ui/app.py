@@ -35,7 +35,7 @@ from smsmon.ui.gateway import Gateway
 from smsmon.ui.messages import DataChanged
 from smsmon.ui.screens.main import MainScreen
 from smsmon.ui.widgets.filter_bar import FilterBar
-from smsmon.ui.widgets.health import HealthInfo, PollState
+from smsmon.ui.widgets.health import ForwardState, HealthInfo, PollState
 from smsmon.ui.widgets.activity import WINDOW as ACTIVITY_WINDOW
 from smsmon.ui.widgets.activity import second
 from smsmon.ui.widgets.messages_table import MessagesTable
@@ -44,6 +44,7 @@ LIVE_TICK_S = 0.25  # how often a nudge is turned into a refresh, at most
 TABLE_TICK_S = 1.0  # how often the messages table takes new rows while live data pours in
 SLOW_STATS_S = 5.0  # how often the figures of a filter only a scan answers are read again
 BROWSE_CHECK_S = 1.0  # how often browsing looks for rows another process added
+HEALTH_TICK_S = 1.0  # live, with nothing new stored: how often the health line is drawn again (its "ago"s)
 
 
 def _commands() -> type:
@@ -77,6 +78,7 @@ class SmsmonApp(App):
         self.now = now
         self.show_clock = show_clock
         self.first_look = first_look
+        self.region = region
         self.gateway = Gateway(self, self.db, window=window, region=region, reader=first_look.reader if first_look else None)
         self.filter = Filter()
         self.paused = False
@@ -87,6 +89,7 @@ class SmsmonApp(App):
         self._dirty = True
         self._screen_dirty = False
         self._table_at = 0.0  # when the table was last given rows (monotonic)
+        self._health_at = 0.0  # when the health line was last drawn without a refresh (monotonic)
         self._held: dict[str, Any] = {}  # changed messages not yet given to the table
         self._stats: Any = None  # the figures of the filter in force, when they are read apart
         self._stats_at = 0.0
@@ -171,6 +174,11 @@ class SmsmonApp(App):
             return
         if self._dirty or self.ingest is None:
             self._start_refresh(full=False)
+        elif self._last is not None and time.monotonic() - self._health_at >= HEALTH_TICK_S:
+            # Nothing new stored: the health line still moves ("last callback 2m ago", the
+            # pollers, the forward outbox), from this process's memory, no read.
+            self._health_at = time.monotonic()
+            self.main.show_health(self._health(self._last), self.now())
 
     def refresh_now(self, *, full: bool = True) -> None:
         """Read now, replacing any read in progress (the newest request wins)."""
@@ -238,8 +246,9 @@ class SmsmonApp(App):
         runs when browsing."""
         if self.ingest is not None:
             h = self.ingest.health
+            fwd = h.forward and ForwardState(h.forward.waiting, h.forward.last_error if h.forward.waiting else None)
             return HealthInfo(live=True, db=self.db, callback_url=h.callback_url, last_callback=self.ingest.last_callback,
-                              pollers=tuple(h.pollers), paused=self.paused, store_error=self.ingest.store_error,
+                              pollers=tuple(h.pollers), paused=self.paused, store_error=self.ingest.store_error, forward=fwd,
                               polls={p: PollState(o.ok, o.finished_at, o.error_code) for p, o in h.polls.items()})
         return HealthInfo(live=False, db=self.db, pollers=tuple(sorted(snap.polls)), paused=self.paused,
                           polls={p: PollState(bool(r["ok"]), r["finished_at"], r["error_code"]) for p, r in snap.polls.items()})
@@ -314,6 +323,27 @@ class SmsmonApp(App):
             self.notify(f"{outcome.new_events} new events" if outcome.new_events else "no change")
         else:
             self.notify(f"{outcome.error_code}: {outcome.error}", severity="error", markup=False)
+        screen.load()
+
+    def on_dead_letters_screen_replay(self, message: Any) -> None:
+        self.run_worker(self._replay(message.screen, message.ids), group="replay", exclusive=True)
+
+    async def _replay(self, screen: Any, ids: tuple[int, ...]) -> None:
+        """Through this process's writer when live (and its forwarding), else with a writer of
+        its own on the file (a `serve` writing it meanwhile waits its turn)."""
+        from smsmon.ingest.replay import replay
+
+        try:
+            if self.ingest is not None and self.ingest.committer is not None:
+                result = await self.ingest.replay_dead_letters(ids)
+            else:
+                result = await asyncio.to_thread(replay, self.db, ids=ids, region=self.region)
+        except SmsmonError as exc:
+            self.notify(f"replay failed: {exc}", severity="error", markup=False)
+            return
+        self.notify(result.summary() + ("" if not result.failed else f"; still refused: {result.failed[0][1]}"),
+                    severity="warning" if result.failed else "information", markup=False)
+        self._dirty = True  # the main screen's rows and dead-letter count
         screen.load()
 
     def action_pause(self) -> None:

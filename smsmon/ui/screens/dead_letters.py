@@ -6,6 +6,8 @@ from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from smsmon.ui.widgets.plain_table import PlainTable
@@ -22,10 +24,26 @@ A callback lands here when the listener answers it [b]400[/b]: a body that is no
 object, or one without [b]eventId[/b], [b]eventType[/b], [b]timestamp[/b] or [b]message.uuid[/b] (or with
 them of the wrong type). It is kept with the reason, the sender's address and the body (up to
 64 KiB), so that you can see what a provider or a proxy sent. Bodies over 64 KiB are answered
-413 and not kept."""
+413 and not kept.
+
+Once smsmon (or the provider) is fixed, [b]r[/b] replays the chosen one and [b]R[/b] all of them: a
+callback that parses now becomes an event and leaves this list."""
 
 
 class DeadLettersScreen(SubScreen):
+    BINDINGS = [
+        Binding("r", "replay", "Replay"),
+        Binding("R", "replay_all", "Replay all"),
+    ]
+
+    class Replay(Message):
+        """`r`, `R`: run these dead letters (none named: all) through the parser again."""
+
+        def __init__(self, screen: "DeadLettersScreen", ids: tuple[int, ...]) -> None:
+            super().__init__()
+            self.screen = screen
+            self.ids = ids
+
     def __init__(self, gateway: Gateway, *, zone: DisplayZone = UTC_ZONE, show_clock: bool = True) -> None:
         super().__init__(show_clock=show_clock)
         self.gateway = gateway
@@ -43,7 +61,24 @@ class DeadLettersScreen(SubScreen):
         table = self.query_one(DataTable)
         for c in (f"received ({self.zone.label})", "from", "path", "reason"):
             table.add_column(c)
+        self.load()
+
+    def load(self) -> None:
         self.gateway.read(lambda r: r.dead_letters(limit=SHOWN), self._show, group="letters")
+
+    def action_replay(self) -> None:
+        table = self.query_one(DataTable)
+        if not self.letters or table.cursor_row is None or table.cursor_row >= table.row_count:
+            self.notify("no dead letter to replay")
+            return
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        self.post_message(self.Replay(self, (int(str(key)),)))
+
+    def action_replay_all(self) -> None:
+        if not self.letters:
+            self.notify("no dead letter to replay")
+            return
+        self.post_message(self.Replay(self, ()))
 
     def _show(self, rows: list[dict[str, Any]]) -> None:
         table = self.query_one(DataTable)
@@ -52,6 +87,8 @@ class DeadLettersScreen(SubScreen):
         for r in rows:
             table.add_row(self.zone.show(r["received_at"]), r["remote"] or "", r["path"], r["reason"], key=str(r["id"]))
         table.display = bool(rows)
+        if not rows:
+            self.query_one("#letter-body", Static).update("")
         self.sub_title = f"dead letters: {plural(len(rows), 'callback')} answered 400" + (
             f" (the newest {SHOWN:,})" if len(rows) >= SHOWN else "")
         if not rows:
@@ -61,5 +98,8 @@ class DeadLettersScreen(SubScreen):
         r = self.letters.get(str(event.row_key.value))
         if r:
             body = r["body"] or "(empty body)"
+            replayed = (f"[b]replayed[/b] {self.zone.show(r['replayed_at'])}: it still fails, with the reason above\n"
+                        if r.get("replayed_at") else "")
             self.query_one("#letter-body", Static).update(
-                f"[b]reason[/b] {escape(r['reason'])}\n[b]body[/b] ({plural(len(body), 'character')})\n" + escape(body[:3000]))
+                f"[b]reason[/b] {escape(r['reason'])}\n{replayed}[b]body[/b] ({plural(len(body), 'character')})  "
+                "[dim]r replays it, R all[/]\n" + escape(body[:3000]))

@@ -22,6 +22,12 @@ class PollState:
 
 
 @dataclass(frozen=True)
+class ForwardState:
+    waiting: int  # callbacks in the outbox, not yet relayed
+    last_error: str | None = None  # "forward_timeout: ...", free of secrets, when the last try failed
+
+
+@dataclass(frozen=True)
 class HealthInfo:
     live: bool
     db: Path
@@ -31,6 +37,7 @@ class HealthInfo:
     polls: dict[str, PollState] = field(default_factory=dict)
     paused: bool = False
     store_error: str | None = None  # live: why the database takes no writes now
+    forward: ForwardState | None = None  # live, with --forward-to: the outbox
 
 
 class HealthLine(Flow):
@@ -55,8 +62,19 @@ class HealthLine(Flow):
                 facts.append(f"{label}{ago(p.finished_at, now)}: " + ("[$success]ok[/]" if p.ok else f"[$error]{p.error_code}[/]"))
         if h.live and not h.pollers:
             facts.append("[dim]no pollers configured[/]")
+        if h.forward is not None:
+            facts.append(_forward_fact(h.forward))
         if h.store_error:
             facts.append(f"[b $error]NOT STORING: {escape(h.store_error)}[/]")
         if h.paused:
             facts.append("[b $warning]PAUSED (p resumes)[/]")
         self.show(facts)
+
+
+def _forward_fact(f: ForwardState) -> Fact:
+    if not f.waiting:
+        return "forward [$success]ok[/]"
+    if f.last_error:
+        kind = escape(f.last_error.split(":", 1)[0])
+        return (f"[$error]forward: {f.waiting:,} waiting, {kind}[/]", f"[$error]fwd {f.waiting:,} waiting[/]")
+    return f"forward [$warning]{f.waiting:,} waiting[/]"
