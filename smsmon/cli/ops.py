@@ -128,12 +128,15 @@ def alerts(check: bool, send_test: bool, as_json: bool, settings: Any) -> None:
         from smsmon import logs
         from smsmon.redact import Redactor
 
-        logs.to_stderr(Redactor(settings.secrets))
         if delivery is None:
             raise SmsmonError("nowhere to send: set alerts.webhook (SMSMON_ALERTS_WEBHOOK) or alerts.command (SMSMON_ALERTS_COMMAND)")
         body = {"source": "smsmon", "alert": "test", "state": "test", "at": fmt(now_utc()),
                 "summary": "a test notice from `smsmon alerts --send-test`"}
-        ok = asyncio.run(_send(delivery, body))
+        restore = logs.to_stderr(Redactor(settings.secrets))  # why a notice failed, redacted
+        try:
+            ok = asyncio.run(_send(delivery, body))
+        finally:
+            restore()  # as it was: a caller in the same process (a test, a script) keeps its logging
         for where, good in ok:
             click.echo(f"{where}: {'ok' if good else 'FAILED (the line above says why)'}", err=True)
         if not all(good for _, good in ok):
