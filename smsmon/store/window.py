@@ -23,6 +23,7 @@ from typing import Any
 
 from smsmon.alerts import Figures
 from smsmon.lifecycle import PROVIDERS, WATCH_WINDOW, Outcome, normalize, outcome_of
+from smsmon.store.origin import SIMULATED
 from smsmon.store.queries import first_event_received_since
 from smsmon.store.schema import open_readonly, store_error
 from smsmon.store.stats import pieces
@@ -79,8 +80,9 @@ def read(conn: sqlite3.Connection, *, now: datetime, window: timedelta, watch_wi
                            (fmt(now - watch_window),)).fetchone()[0]
     if silence is not None:
         first = first_event_received_since(conn, fmt(now - silence))
-        row = conn.execute("SELECT received_at FROM events WHERE id >= ? AND source = 'callback' ORDER BY id DESC LIMIT 1",
-                           (first,)).fetchone()
+        # a simulated callback (a demo's, `sim generate`'s: store.origin) came through the listener too
+        row = conn.execute("SELECT received_at FROM events WHERE id >= ? AND source IN ('callback', ?) ORDER BY id DESC LIMIT 1",
+                           (first, SIMULATED + "callback")).fetchone()
         f.last_callback = row[0] if row else None
         f.heard_at = parse_iso(row[0]) if row else None
         f.looked_back = None if row else silence
