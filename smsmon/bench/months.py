@@ -31,6 +31,7 @@ from smsmon.bench.ingest import WRK_SCRIPT, Result, Server, run_steady, run_wrk,
 from smsmon.bench.store import ensure
 from smsmon.errors import SmsmonError
 from smsmon.store import prune as pruning
+from smsmon.store.reader import Reader
 from smsmon.store.window import Source
 from smsmon.store.writer import Writer
 from smsmon.timeutil import now_utc, parse_iso
@@ -276,8 +277,13 @@ def months_bench(*, db: Path | None, events: int, rate: int, seconds: int, parts
         tmp = Path(tmp_name)
         base = db or tmp / "base.db"
         if "prune" in parts or "listener" in parts or "evaluation" in parts:
-            have = ensure(base, events, say)
-            say(f"database: {base} ({have:,} events)")
+            if db is not None and db.exists():  # the user's file, whatever its size (a smaller one measures less)
+                with Reader(db) as reader:
+                    have = reader.latest_event_id()
+                say(f"database: {base} ({have:,} events, used as it is)")
+            else:
+                have = ensure(base, events, say)
+                say(f"database: {base} ({have:,} events)")
         if "prune" in parts:
             say("prune half of it, no other load:")
             figures["prune"] = prune_alone(base, tmp, say)

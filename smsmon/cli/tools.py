@@ -279,7 +279,7 @@ def bench_attack(quick: bool, areas: tuple[str, ...], as_json: bool) -> None:
 
 @bench.command("months", context_settings=CONTEXT)
 @click.option("--db", "large_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A large database to copy for each run (built when missing; default: a temporary one). Never written.")
+              help="A database to copy for each run, used as it is (built with --events when missing; default: a temporary one). Never written.")
 @click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True, help="Size of the database when built.")
 @click.option("--rate", type=click.IntRange(1), default=1000, show_default=True, help="Callbacks/s of the steady-rate runs.")
 @click.option("--seconds", type=click.IntRange(1), default=20, show_default=True, help="Length of each run.")
