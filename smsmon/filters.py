@@ -1,6 +1,7 @@
 """The filter language of SPEC §9, shared by the UI and the read-side commands. Pure.
 
-    free text                 the start of a message id, destination number or reference
+    free text                 the start of a message id, destination number or reference (and,
+                              16 characters or more, exactly an event id: the store looks it up)
     status:failed,rejected    a normalized status, an outcome (delivered, not_delivered,
                               in_flight, unknown), or open / final / stale
     provider:zeckta           zeckta or eazita
@@ -50,10 +51,11 @@ class Filter:
     until: datetime | None = None
     source: str = field(default="", compare=False)
     text_number: str = ""  # the free text read as the start of a local phone number, in international form
+    text_messages: tuple[str, ...] = ()  # the messages whose event ids equal the free text (the store fills it)
 
     @property
     def empty(self) -> bool:
-        return all(not getattr(self, f.name) for f in fields(self) if f.name not in ("source", "text_number"))
+        return all(not getattr(self, f.name) for f in fields(self) if f.name not in ("source", "text_number", "text_messages"))
 
 
 def _values(raw: str) -> list[str]:

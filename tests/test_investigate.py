@@ -242,6 +242,26 @@ def test_an_event_id_finds_its_message_among_many(tmp_path) -> None:
     assert run("show", "ev-9-9", "--db", str(db)).exit_code == 1
 
 
+def test_an_event_id_in_the_filter_finds_its_message_and_one_that_arrives_later(tmp_path) -> None:
+    db = tmp_path / "ids.db"
+    uuid_key = "4075b658-81d8-4f66-8da4-eb88ac4592b6"  # as Zeckta's eventIds look
+    with Writer(db) as w:
+        for chunk in range(3):
+            w.apply([zevent("MESSAGE_SENT", uuid=f"m{chunk}-{i}", event_id=f"event-{chunk}-{i:06d}-x") for i in range(2000)])
+        w.apply([zevent("MESSAGE_DELIVERED", uuid="target", event_id=uuid_key)])
+    with Reader(db) as r:
+        page = r.page(filters.parse(uuid_key, NOW))
+        assert [m["id"] for m in page] == ["zeckta:target"]
+        assert r.stats(filters.parse(uuid_key, NOW)).messages == 1
+        later = filters.parse("event-9-000001-x", NOW)
+        assert r.page(later) == []  # not yet: the reader remembers what it read, and reads what comes after
+        with Writer(db) as w:
+            w.apply([zevent("MESSAGE_SENT", uuid="late", event_id="event-9-000001-x")])
+        assert [m["id"] for m in r.page(later)] == ["zeckta:late"]
+    r = run("stats", "--filter", uuid_key, "--json", "--db", str(db))
+    assert r.exit_code == 0 and json.loads(r.stdout)["messages"] == 1
+
+
 # ── 8. copy that arrives ─────────────────────────────────────────────────────────
 def _fake_tool(folder: Path, name: str) -> Path:
     """A stand-in for xclip or tmux that keeps what it was given (and its arguments)."""

@@ -43,15 +43,27 @@ def add(conn: sqlite3.Connection, rows: Iterable[tuple[int, str]]) -> None:
 
 def find(conn: sqlite3.Connection, key: str) -> list[str]:
     """The message ids of the events with this event key, newest first."""
+    return find_from(conn, key, 0)[0]
+
+
+def find_from(conn: sqlite3.Connection, key: str, first_block: int) -> tuple[list[str], int]:
+    """The same in the blocks from `first_block` on, and the last block there is now (the one
+    still filling): a caller that keeps both and starts there next time reads only what was
+    added since (the filter of a live view)."""
     positions = _positions(key)
-    blocks = [block for block, bloom in conn.execute("SELECT block, bloom FROM event_key_blocks ORDER BY block DESC")
-              if all(bloom[p >> 3] & (1 << (p & 7)) for p in positions)]
+    last = first_block
+    blocks = []
+    for block, bloom in conn.execute("SELECT block, bloom FROM event_key_blocks WHERE block >= ? ORDER BY block DESC",
+                                     (first_block,)):
+        last = max(last, block)
+        if all(bloom[p >> 3] & (1 << (p & 7)) for p in positions):
+            blocks.append(block)
     found: list[str] = []
     for block in blocks:
         found += [r[0] for r in conn.execute(
             "SELECT m.id FROM events e JOIN messages m ON m.seq = e.message_seq WHERE e.id >= ? AND e.id < ? AND e.event_key = ?",
             (block * BLOCK, (block + 1) * BLOCK, key))]
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found)), last
 
 
 def rebuild(conn: sqlite3.Connection) -> None:

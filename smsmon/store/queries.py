@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from smsmon.errors import Ambiguous, LookupFailed
 from smsmon.filters import NONE, Filter
@@ -49,9 +49,9 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _text_ids_sql(text: str, number: str = "") -> tuple[str, list[Any]]:
+def _text_ids_sql(text: str, number: str = "", messages: Sequence[str] = ()) -> tuple[str, list[Any]]:
     """Free text: the ids of messages whose id, provider id, number or reference starts with it,
-    each branch an index range."""
+    each branch an index range, and `messages` (those with an event of that id)."""
     branches, params = [], []
 
     def prefix(column: str, value: str) -> None:
@@ -67,6 +67,9 @@ def _text_ids_sql(text: str, number: str = "") -> tuple[str, list[Any]]:
     for form in dict.fromkeys([*phone_forms(phone(text) or text), *([number] if number else [])]):
         prefix("dest", form)
     prefix("reference", text)
+    if messages:
+        branches.append(f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(messages))})")
+        params.extend(messages)
     return " UNION ".join(branches), params
 
 
@@ -133,7 +136,7 @@ def _conditions(f: Filter, now: datetime, window: timedelta, t: str = "") -> tup
         conds.append(f"{t}last_event_at < ?")
         params.append(fmt(f.until))
     if f.text:
-        sub, sub_params = _text_ids_sql(f.text, f.text_number)
+        sub, sub_params = _text_ids_sql(f.text, f.text_number, f.text_messages)
         conds.append(f"{t}id IN ({sub})")
         params.extend(sub_params)
     return conds, params
@@ -172,7 +175,7 @@ def _drivers(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedel
         out.append((_probe(conn, f"SELECT 1 FROM messages INDEXED BY ix_messages_dest WHERE {conds[0]}", params),
                     "ix_messages_dest"))
     if f.text:
-        sub, params = _text_ids_sql(f.text, f.text_number)
+        sub, params = _text_ids_sql(f.text, f.text_number, f.text_messages)
         out.append((_probe(conn, f"SELECT 1 FROM ({sub})", params), "sqlite_autoindex_messages_1"))
     for flag in f.flags:
         if flag in STORED_FLAGS:

@@ -20,11 +20,20 @@ from smsmon.filters import Filter
 from smsmon.normalize import LocalNumber, e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.timeutil import now_utc
-from smsmon.store import deadletters, follow, insights, outbox, queries, views
+from smsmon.store import deadletters, follow, insights, keyindex, outbox, queries, views
 from smsmon.store import stats as figures
 from smsmon.store.schema import CACHE_KIB, open_readonly, store_error
 
 EXPORT_BATCH = 1000  # rows read at a time when iterating everything
+EVENT_KEY_CACHE = 16  # free texts whose event-id lookups a reader keeps
+# Free text this long, in one word and not a number, is looked up as an event id too (a Zeckta
+# eventId is a uuid of 36, smsmon's own keys `ez:` + 16 hex digits): the first lookup reads every
+# Bloom block (about 25 ms per million events), so not for the short prefixes typed on the way.
+EVENT_KEY_MIN = 16
+
+
+def _may_be_event_key(text: str) -> bool:
+    return len(text) >= EVENT_KEY_MIN and not any(c.isspace() for c in text) and not text.lstrip("+").isdigit()
 
 
 class Reader:
@@ -38,6 +47,8 @@ class Reader:
         self._cache_kib, self._mmap = cache_kib, mmap
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        # Free text looked up as an event id: text -> (its messages, the last Bloom block read)
+        self._by_event_key: dict[str, tuple[tuple[str, ...], int]] = {}
 
     def open(self) -> "Reader":
         """Open now, to fail early with a clear StoreError (a missing file, not a database)."""
@@ -82,6 +93,8 @@ class Reader:
         international form too. A local number without a region is a FilterError that says so."""
         if f is None or not (f.dests or f.text):
             return f
+        if _may_be_event_key(f.text):
+            f = replace(f, text_messages=self._event_key_messages(f.text))
         dests = []
         for v in f.dests:
             if v.endswith("*"):
@@ -92,6 +105,17 @@ class Reader:
             except LocalNumber as exc:
                 raise FilterError(f"dest: {exc}") from None
         return replace(f, dests=tuple(dests), text_number=international_prefix(f.text, self.region) or "")
+
+    def _event_key_messages(self, text: str) -> tuple[str, ...]:
+        """The messages with an event of this id; a second call reads only the Bloom blocks
+        written since the first (a filter is localized for every page and summary)."""
+        found, last = self._by_event_key.get(text, ((), 0))
+        more, last = self._run(keyindex.find_from, text, last)
+        found = tuple(dict.fromkeys((*more, *found)))
+        if len(self._by_event_key) >= EVENT_KEY_CACHE:
+            self._by_event_key.pop(next(iter(self._by_event_key)))
+        self._by_event_key[text] = (found, last)
+        return found
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """`fn(connection, ...)` under the lock; SQLite's failures become smsmon's (a damaged

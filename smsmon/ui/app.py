@@ -129,7 +129,8 @@ class SmsmonApp(App):
                 return
             self.ingest.run_pollers()
         self.set_interval(LIVE_TICK_S if self.ingest else BROWSE_CHECK_S, self._tick)
-        self._tick()
+        if first is None:  # else the first frame has the data already: the next tick looks again
+            self._tick()
 
     async def on_unmount(self) -> None:
         if self.ingest is not None:

@@ -26,6 +26,8 @@ from smsmon.ui.widgets.summary import Summary
 STREAM_LINES = 40  # lines a refresh adds to the event stream, at most
 STREAM_KEEP = 200  # lines the event stream keeps
 STREAM_MIN_WIDTH = 120  # below this many columns the event stream is hidden (e shows it), the table takes the width
+STREAM_PERCENT, STREAM_MIN, STREAM_MAX = 30, 36, 70  # the event stream's width (smsmon.tcss #stream)
+BORDERS = 2  # the table's border, left and right
 CHART_MIN_WIDTH = 100  # below this the summary goes without the events chart (it says the last minute's count)
 
 EMPTY = """[b]No messages yet.[/b] Ways to get data in:
@@ -73,12 +75,20 @@ class MainScreen(SmsmonScreen):
         self.query_one("#stream", EventStream).border_title = "events, newest first"
         self.query_one("#messages", MessagesTable).focus()
         self._fit(self.size.width)
+        self._expect(self.app.size.width)
         if self.on_ready is not None:
             ready, self.on_ready = self.on_ready, None
             ready()
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width)
+
+    def _expect(self, width: int) -> None:
+        """The table's width once laid out, from the terminal's (the stream's width and the
+        borders as smsmon.tcss gives them): see MessagesTable.expected_width."""
+        stream = self.stream_wanted if self.stream_wanted is not None else width >= STREAM_MIN_WIDTH
+        beside = min(STREAM_MAX, max(STREAM_MIN, width * STREAM_PERCENT // 100)) if stream else 0
+        self.query_one("#messages", MessagesTable).expected_width = max(0, width - beside - BORDERS)
 
     def _fit(self, width: int) -> None:
         """What the width holds: the event stream (unless e chose), the events chart."""

@@ -141,6 +141,10 @@ class MessagesTable(PlainTable):
         self.sort_key: str | None = None
         self.sort_reverse = False
         self.now: datetime | None = None
+        # The width the screen expects this table to have, before the first layout gives the real
+        # one: rows handed over then are drawn in the very first frame (a fill after the first
+        # layout cost 100-140 ms from launch to rows, measured); a wrong guess only lays out again.
+        self.expected_width = 0
 
     # ── columns ──────────────────────────────────────────────────────────────
     def texts(self, m: dict[str, Any], now: datetime) -> dict[str, str]:
@@ -156,7 +160,7 @@ class MessagesTable(PlainTable):
                     self.natural[key] = len(text)
 
     def _width(self) -> int:
-        return max(0, self.size.width - self.styles.scrollbar_size_vertical)
+        return max(0, (self.size.width or self.expected_width) - self.styles.scrollbar_size_vertical)
 
     def _relayout(self) -> bool:
         """Columns for the current width and content; True when they changed (then every row
