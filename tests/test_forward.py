@@ -307,7 +307,9 @@ async def test_every_accepted_callback_reaches_the_target_across_kill_9(tmp_path
             sent += 1
             event_id = f"k{sent}"
             try:
-                status, _ = await post(session, url, callback(uuid=f"m{sent % 50}", event_id=event_id, at=f"2026-11-23T10:00:{sent % 60:02d}Z"))
+                status, _ = await post(session, url, callback(uuid=f"m{sent % 50}", event_id=event_id,
+                                                      # a time of its own: no fingerprint twin (a duplicate is not relayed)
+                                                      at=f"2026-11-23T{10 + sent // 3600:02d}:{sent // 60 % 60:02d}:{sent % 60:02d}Z"))
             except aiohttp.ClientError:
                 continue  # killed mid-request: not acknowledged, so Zeckta would send it again
             if status == 200:
