@@ -114,10 +114,19 @@ def _public_url(value: Any) -> str:
 
 
 def _forward_url(value: Any) -> SecretUrl:
-    text = _check_secret(_url(value))
-    if not urlsplit(text).hostname:
+    """A URL that may hold a credential anywhere after its host: an error names only its scheme,
+    host or port, never the rest."""
+    text = _text(value).rstrip("/")
+    u = urlsplit(text)
+    if u.scheme not in ("http", "https"):
+        raise ValueError(f"the scheme {u.scheme[:10]!r} is not http or https" if u.scheme else "is not an http:// or https:// URL")
+    if not u.hostname:
         raise ValueError("has no host name")
-    return SecretUrl(text)
+    try:
+        u.port
+    except ValueError:
+        raise ValueError(f"the port of {u.hostname[:100]!r} is not a number from 1 to 65535") from None
+    return SecretUrl(_check_secret(text))
 
 
 def _networks(value: Any) -> tuple[Any, ...]:

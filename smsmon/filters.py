@@ -19,12 +19,13 @@ with spaces: network:"Ghana Telecom".
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from smsmon.errors import FilterError
-from smsmon.lifecycle import PROVIDERS, Flag, Outcome, Status
+from smsmon.lifecycle import KEY_PREFIX, PROVIDERS, STATUS_API_KEY_PREFIX, Flag, Outcome, Status
 from smsmon.normalize import calling_code_of, code, phone
 from smsmon.timeutil import UTC, parse_when
 
@@ -62,6 +63,11 @@ def _values(raw: str) -> list[str]:
     return [v.strip() for v in raw.split(",") if v.strip()]
 
 
+# An event key smsmon made for an event without an id of its own (lifecycle.derived_key): `ez:` and
+# 16 hex digits is free text (an event id), not a field.
+_DERIVED_KEY = re.compile(rf"^({'|'.join((*KEY_PREFIX.values(), STATUS_API_KEY_PREFIX))}):[0-9a-f]{{16}}$")
+
+
 def parse(text: str, now: datetime) -> Filter:
     """Parse a filter expression. Raises FilterError saying what is wrong."""
     try:
@@ -75,7 +81,7 @@ def parse(text: str, now: datetime) -> Filter:
     for tok in tokens:
         name, sep, value = tok.partition(":")
         key = _ALIASES.get(name.lower(), name.lower())
-        if not sep or (key not in FIELDS and (not name.isalpha() or name.lower() in PROVIDERS)):
+        if not sep or (key not in FIELDS and (not name.isalpha() or name.lower() in PROVIDERS)) or _DERIVED_KEY.match(tok):
             words.append(tok)  # free text: a message id like zeckta:016205e1-..., a time, a number
             continue
         if key not in FIELDS:

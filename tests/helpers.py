@@ -95,9 +95,10 @@ def rows(db: Path | sqlite3.Connection, sql: str, *params: Any) -> list[tuple]:
 
 
 def run_in_terminal(args: list[str], env: dict[str, str], seconds: float, *, ready: str | None = None,
-                    size: tuple[int, int] = (40, 120)) -> str:
+                    size: tuple[int, int] = (40, 120), stop: bytes | int = b"q") -> str:
     """Run a command in a real pseudo-terminal (its own session, the terminal its controlling one),
-    press q once its output matches `ready` (or after `seconds`), and return all it printed."""
+    press `stop` (q), or send it as a signal when it is a number, once its output matches `ready`
+    (or after `seconds`), and return all it printed."""
     import fcntl
     import os
     import pty
@@ -135,7 +136,10 @@ def run_in_terminal(args: list[str], env: dict[str, str], seconds: float, *, rea
             break
         now = time.monotonic()
         if pressed is None and (now > deadline or (ready and re.search(ready, out.decode("utf-8", "replace")))):
-            os.write(master, b"q")
+            if isinstance(stop, int):
+                os.kill(proc.pid, stop)
+            else:
+                os.write(master, stop)
             pressed = now
         if pressed is not None and now > pressed + 20:
             os.killpg(proc.pid, 9)

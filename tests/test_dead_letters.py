@@ -44,7 +44,7 @@ def test_replay_turns_what_parses_now_into_events_and_keeps_what_does_not(db_pat
     with Writer(db_path) as w:
         w.apply([zevent("MESSAGE_SENT", uuid="m-dup", event_id="dup-1")])
         refused_yesterday(w)
-    result = replay(db_path, ids=[], since=None)
+    result = replay(db_path, ids=None, since=None)
     assert [(r.id, r.message_id, r.event_key, r.duplicate) for r in result.events] == [
         (1, "zeckta:late-fix", "fixed-1", False), (2, "zeckta:m-dup", "dup-1", True)]
     assert [i for i, _ in result.failed] == [3, 4]
@@ -83,7 +83,10 @@ def test_the_cli_lists_shows_and_replays(db_path) -> None:
     assert "#1: stored zeckta:late-fix (event fixed-1)" in r.stderr
     assert "#3: still refused: invalid_payload: missing required field `timestamp`" in r.stderr
     assert "#99: no such dead letter" in r.stderr
-    assert "replayed 2 dead letters: 1 became new events, 0 were stored already, 1 still fail" in r.stderr
+    assert "replayed 2 dead letters: 1 new event, 0 stored already, 1 still refused" in r.stderr
+    r = run("dead-letters", "replay", "--id", "99", "--db", str(db_path))  # only unknown ids: nothing is replayed
+    assert r.exit_code == 1 and "#99: no such dead letter" in r.stderr and "replayed 0 dead letters" in r.stderr
+    assert rows(db_path, "SELECT id FROM dead_letters ORDER BY id") == [(2,), (3,), (4,)]
     r = run("dead-letters", "show", "3", "--db", str(db_path))
     assert "replayed" in r.stdout and "missing required field `timestamp`" in r.stdout
     r = run("dead-letters", "replay", "--all", "--json", "--db", str(db_path))
@@ -108,6 +111,7 @@ async def test_a_live_replay_goes_through_the_running_writer_and_forwards(db_pat
     try:
         result = await ingest.replay_dead_letters(ids=(2,))
         assert [(r.id, r.event_key) for r in result.events] == [(2, "fixed-1")]
+        assert ingest.committer.last_event_id == rows(db_path, "SELECT max(id) FROM events")[0][0]  # followers hear of it
         result = await ingest.replay_dead_letters()
         assert [r.event_key for r in result.events] == ["dup-1"] and [i for i, _ in result.failed] == [1, 4, 5]
     finally:
@@ -126,8 +130,11 @@ async def _replay_on_screen(app, pilot) -> None:
     assert isinstance(app.screen, DeadLettersScreen)
     await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 4)
     await pilot.press("r")  # the newest first: #4, which nothing parses
-    await until(pilot, lambda: any("still fail" in n.message for n in app._notifications))
-    assert any("1 still fail" in n.message for n in app._notifications)
+    await until(pilot, lambda: any("still refused" in n.message for n in app._notifications))
+    assert any("1 still refused" in n.message for n in app._notifications)
+    await pilot.press("R")  # once: it asks for a second R
+    await until(pilot, lambda: any("R again replays every dead letter" in n.message for n in app._notifications))
+    assert app.screen.query_one(DataTable).row_count == 4
     await pilot.press("R")
     await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 2)  # #1 and #2 parse now: they leave
 
@@ -138,13 +145,14 @@ async def test_the_dead_letters_screen_replays_one_and_all_when_browsing(db_path
     with Writer(db_path) as w:
         w.apply([zevent("MESSAGE_SENT", uuid="m-dup", event_id="dup-1")])
         refused_yesterday(w)
-    app = SmsmonApp(db_path)
+    app = SmsmonApp(db_path, forward=True)  # forward.url set: what becomes an event waits in the outbox for serve
     async with app.run_test(size=(120, 40)) as pilot:
         await _replay_on_screen(app, pilot)
-        assert any("1 became new events, 1 were stored already, 2 still fail" in n.message for n in app._notifications)
+        assert any("1 new event, 1 stored already, 2 still refused" in n.message for n in app._notifications)
         await pilot.press("escape", "q")
     assert rows(db_path, "SELECT source FROM events WHERE event_key = 'fixed-1'") == [("replay",)]
     assert rows(db_path, "SELECT id FROM dead_letters ORDER BY id") == [(3,), (4,)]
+    assert rows(db_path, "SELECT message_id FROM forward_outbox") == [("zeckta:late-fix",)]  # not the duplicate
 
 
 async def test_the_dead_letters_screen_replays_through_the_live_writer(db_path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -41,3 +42,13 @@ def test_db_on_its_command_line_is_used_and_kept(tmp_path: Path) -> None:
                                 {**os.environ, "TERM": "xterm-256color"}, 60, ready="LIVE"))
     assert f"the demo's database is {db}" in out, out[-2000:]
     assert inspect(db).kind == "demo" and all(s.startswith("sim:") for (s,) in rows(db, "SELECT DISTINCT source FROM events"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_demo_ended_by_a_signal_deletes_its_temporary_database_too(sig: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SMSMON_DB", "SMSMON_CONFIG")}
+    out = plain(run_in_terminal([sys.executable, "-m", "smsmon", "demo"], {**env, "TERM": "xterm-256color"}, 60,
+                                ready="LIVE", stop=sig))
+    m = re.search(r"demo: a temporary database at (\S+/demo\.db), deleted when the demo ends", out)
+    assert m, out[-2000:]
+    assert f"demo: deleted its temporary database {m.group(1)}" in out and not Path(m.group(1)).parent.exists()

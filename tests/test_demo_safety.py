@@ -25,7 +25,7 @@ from smsmon.sim.generate import fill
 from smsmon.sim.sender import Mix, send
 from smsmon.store.origin import inspect
 from smsmon.store.writer import Writer
-from tests.helpers import rows, run_in_terminal, zevent
+from tests.helpers import callback, rows, run_in_terminal, zevent
 from tests.test_listener import serving
 
 
@@ -164,6 +164,28 @@ def test_a_demo_database_that_receives_real_data_is_a_demo_one_no_more(tmp_path:
     assert inspect(db).kind == "real"
     with pytest.raises(SmsmonError):
         refuse_real_data(db)
+
+
+def test_a_real_callback_refused_or_replayed_makes_a_demo_database_real_and_is_never_called_simulated(tmp_path: Path) -> None:
+    from smsmon.ingest.replay import replay
+
+    body = json.dumps(callback("MESSAGE_SENT", uuid="real-one", event_id="r1")).encode()
+    sim_headers = json.dumps({"Content-Type": "application/json", "X-Smsmon-Simulated": "1"})
+    db = tmp_path / "d.db"
+    fill(db, messages=10)
+    with Writer(db) as w:  # what the demo's own malformed callbacks leave: still a demo database
+        w.dead_letter(received_at="2026-11-23T10:00:00.000000Z", remote="127.0.0.1", path="/callbacks/zeckta",
+                      reason="invalid_payload: an older parser refused it", body=body.replace(b"r1", b"s1").replace(
+                          b"real-one", b"sim-one"), headers=sim_headers)
+    assert inspect(db).kind == "demo"
+    with Writer(db) as w:  # a callback no simulator sent: real traffic, though refused
+        w.dead_letter(received_at="2026-11-23T10:00:01.000000Z", remote="203.0.113.9", path="/callbacks/zeckta",
+                      reason="invalid_payload: an older parser refused it", body=body,
+                      headers=json.dumps({"Content-Type": "application/json"}))
+    assert inspect(db).kind == "real"
+    replay(db)
+    assert sorted(rows(db, "SELECT event_key, source FROM events WHERE source LIKE '%replay'")) == [
+        ("r1", "replay"), ("s1", "sim:replay")]
 
 
 # ── simulated callbacks into a real listener ───────────────────────────────────

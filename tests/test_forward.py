@@ -29,6 +29,7 @@ from smsmon.ingest import forward
 from smsmon.ingest.listener import ListenerConfig
 from smsmon.ingest.runtime import Ingest
 from smsmon.store.reader import Reader
+from smsmon.store.writer import Writer
 from tests.helpers import callback, rows
 from tests.test_serve import Serve
 
@@ -242,6 +243,23 @@ async def test_a_target_that_is_down_gets_everything_once_it_is_back(db_path) ->
             await target.stop()
 
 
+async def test_a_target_back_is_found_within_the_pause_cap_though_every_row_waits_out_a_long_backoff(db_path, monkeypatch) -> None:
+    monkeypatch.setattr(forward, "PAUSE_CAP_S", 0.5)  # 30 s in use; the rule is the same
+    target = Target()  # not started: nothing listens on its port
+    async with live(db_path, target.url) as (ingest, url), aiohttp.ClientSession() as s:
+        for i in range(3):
+            assert (await post(s, url, callback(uuid=f"m{i}", event_id=f"e{i}")))[0] == 200
+        await eventually(lambda: (ingest.health.forward.last_error or "").startswith("forward_connect_error"))
+        with Writer(db_path) as w:  # as after many failures: each row's own next try minutes away
+            w.run(lambda w: w.conn.execute("UPDATE forward_outbox SET next_at = '2999-01-01T00:00:00.000000Z'"))
+        await target.start()
+        try:
+            await eventually(lambda: not outbox(db_path), timeout=15, what="delivered once the target was back")
+            assert set(target.delivered()) == {f"e{i}" for i in range(3)}
+        finally:
+            await target.stop()
+
+
 async def test_the_outbox_survives_a_restart(db_path) -> None:
     target = Target()
     async with live(db_path, target.url) as (_, url), aiohttp.ClientSession() as s:
@@ -308,8 +326,8 @@ async def test_every_accepted_callback_reaches_the_target_across_kill_9(tmp_path
             event_id = f"k{sent}"
             try:
                 status, _ = await post(session, url, callback(uuid=f"m{sent % 50}", event_id=event_id,
-                                                      # a time of its own: no fingerprint twin (a duplicate is not relayed)
-                                                      at=f"2026-11-23T{10 + sent // 3600:02d}:{sent // 60 % 60:02d}:{sent % 60:02d}Z"))
+                                                                 # a time of its own: the same message, status and time is a duplicate
+                                                                 at=f"2026-11-23T{10 + sent // 3600:02d}:{sent // 60 % 60:02d}:{sent % 60:02d}Z"))
             except aiohttp.ClientError:
                 continue  # killed mid-request: not acknowledged, so Zeckta would send it again
             if status == 200:

@@ -262,6 +262,19 @@ def test_an_event_id_in_the_filter_finds_its_message_and_one_that_arrives_later(
     assert r.exit_code == 0 and json.loads(r.stdout)["messages"] == 1
 
 
+
+def test_an_event_key_smsmon_made_is_free_text_in_the_filter_and_finds_its_message(tmp_path) -> None:
+    db = tmp_path / "ez.db"
+    with Writer(db) as w:
+        w.apply([eevent("DELIVERED", message_id=9001)])
+    with Reader(db) as r:
+        (key,) = [e["event_key"] for e in r.timeline("eazita:9001")]
+        assert key.startswith("ez:")
+        assert [m["id"] for m in r.page(filters.parse(key, NOW))] == ["eazita:9001"]
+    with pytest.raises(filters.FilterError, match="unknown filter field 'ez'"):
+        filters.parse("ez:DELIVRD", NOW)  # not a key: still a mistyped field
+
+
 # ── 8. copy that arrives ─────────────────────────────────────────────────────────
 def _fake_tool(folder: Path, name: str) -> Path:
     """A stand-in for xclip or tmux that keeps what it was given (and its arguments)."""

@@ -28,7 +28,7 @@ def test_the_forward_url_shows_its_origin_only_and_is_masked_in_every_part() -> 
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"SMSMON_FORWARD_URL": "ftp://app.example/x"}, "forward.url (env SMSMON_FORWARD_URL): 'ftp://app.example/x' is not an http"),
+    ({"SMSMON_FORWARD_URL": "ftp://app.example/x"}, "forward.url (env SMSMON_FORWARD_URL): the scheme 'ftp' is not http or https"),
     ({"SMSMON_FORWARD_URL": "http://"}, "forward.url (env SMSMON_FORWARD_URL): "),
     ({"SMSMON_PUBLIC_URL": "https://sms.example.com/?token=x"}, "public_url (env SMSMON_PUBLIC_URL): 'https://sms.example.com/?token=x' must be a plain base URL"),
     ({"SMSMON_TRUST_PROXY": "127.0.0.1, proxy.local"}, "listener.trust_proxy (env SMSMON_TRUST_PROXY): "),
@@ -38,6 +38,14 @@ def test_a_bad_value_names_the_setting_and_where_it_came_from(env: dict[str, str
     with pytest.raises(ConfigError) as info:
         load(**env)
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("url", ["htps://app.example/hooks/s3cr3t", "http://app.example:99999/hooks/s3cr3t",
+                                 "http://app.example:abc/hooks/s3cr3t", "app.example/hooks/s3cr3t"])
+def test_a_mistyped_forward_url_is_refused_without_showing_its_credential(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(SMSMON_FORWARD_URL=url)
+    assert "s3cr3t" not in str(info.value) and str(info.value).startswith("forward.url (env SMSMON_FORWARD_URL): ")
 
 
 def test_values_parse() -> None:

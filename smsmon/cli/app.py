@@ -28,7 +28,7 @@ def _run_app(settings: Any, ingest: Any) -> None:
     from smsmon.ui.app import SmsmonApp
 
     app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window, zone=settings.display_timezone,
-                    region=settings.default_region, first_look=look)
+                    region=settings.default_region, first_look=look, forward=settings.forward.url is not None)
     app.run()
     if app.return_code:
         raise click.exceptions.Exit(app.return_code)

@@ -132,7 +132,7 @@ def replay(ids: tuple[int, ...], all_: bool, since: str | None, as_json: bool, s
     with Reader(settings.db) as reader:
         known = set(reader.dead_letter_ids(since=since))
     missing = [i for i in ids if i not in known]
-    result = run_replay(settings.db, ids=[i for i in ids if i in known], since=since, region=settings.default_region,
+    result = run_replay(settings.db, ids=None if all_ else [i for i in ids if i in known], since=since, region=settings.default_region,
                         forward=settings.forward.url is not None)
     if as_json:
         json_out(dict(result.to_dict(), missing=missing))

@@ -238,13 +238,16 @@ class Committer:
             else:
                 self.events_stored += 1
                 self.last_event_id = max(self.last_event_id, a.event_id or 0)
+        if works:  # work may have stored events too (a replay): followers and the forwarder hear of them
+            self.last_event_id = max(self.last_event_id, self._writer.latest_event_id())  # type: ignore[union-attr]
+            forwarded = forwarded or self.forwarding
         self._resolve([(i, a, None) for i, a in zip(events, applied)] + [(i, None, None) for i in letters + runs + works])
         if forwarded and self.on_forward:
             try:
                 self.on_forward()
             except Exception:  # the forwarder's bug must not stop the writer; it reads the outbox anyway
                 log.exception("on_forward failed")
-        if self.on_commit and (events or letters or runs):
+        if self.on_commit and (events or letters or runs or works):
             try:
                 self.on_commit(self.last_event_id)
             except Exception:  # a watcher's bug must not stop the writer

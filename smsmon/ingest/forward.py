@@ -52,6 +52,7 @@ IDLE_S = 1.0  # with nothing due, look again this often (and at once when a comm
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0  # 5 minutes, as the pollers
 PAUSE_CAP_S = 30.0  # while the target is down, it is tried again at least this often: back within 30 s of it
+PROBE_ANY = "9999"  # later than any next_at (ISO text): the soonest waiting row, due or not
 ANSWER_MAX = 2048  # bytes of the target's answer read (the start of an error page, for the log)
 DEPTH_EVERY_S = 1.0  # recount the outbox at most this often
 HEADER_MAX = 512
@@ -183,6 +184,11 @@ class Forwarder:
         now = now_utc()
         await self._count(now.timestamp())
         rows = await asyncio.to_thread(self._reader.outbox_due, fmt(now), self.batch)
+        if not rows and self._down:
+            # The target is down and every row waits out its own backoff (up to 5 minutes): the
+            # soonest is sent anyway, as a probe, so that the moment the target is back (within
+            # PAUSE_CAP_S) everything waiting goes.
+            rows = await asyncio.to_thread(self._reader.outbox_due, PROBE_ANY, 1)
         if not rows:
             return False
         self.health.waiting = max(self.health.waiting, len(rows))  # until the next count

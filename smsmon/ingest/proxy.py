@@ -21,10 +21,11 @@ from aiohttp import web
 
 from smsmon.errors import ListenerError
 from smsmon.redact import MASK, Redactor
+from smsmon.store.origin import SIMULATED_HEADER
 
 FORWARDED_FOR = "X-Forwarded-For"
 FORWARDED_PROTO = "X-Forwarded-Proto"
-SIMULATED = "X-Smsmon-Simulated"  # `smsmon simulate` and the demo send it: their callbacks are stored as simulated
+SIMULATED = SIMULATED_HEADER  # `smsmon simulate` and the demo send it: their callbacks are stored as simulated
 MAX_HOPS = 20  # addresses of X-Forwarded-For looked at, right to left; a longer chain is a forgery
 HEADERS_MAX = 8 * 1024  # bytes of a request's headers a dead letter keeps
 HEADER_VALUE_MAX = 1024

@@ -24,7 +24,7 @@ from smsmon.lifecycle import Event
 from smsmon.present import plural
 from smsmon.providers import zeckta
 from smsmon.store import deadletters
-from smsmon.store.origin import simulated
+from smsmon.store.origin import simulated, simulated_headers
 from smsmon.store.reader import Reader
 from smsmon.store.writer import Applied, Writer
 from smsmon.timeutil import now_utc, parse_iso
@@ -49,8 +49,8 @@ class ReplayResult:
     def summary(self) -> str:
         """One line, as `smsmon dead-letters replay` and the app's dead letters screen say it."""
         new = sum(not r.duplicate for r in self.events)
-        return (f"replayed {plural(len(self.events) + len(self.failed), 'dead letter')}: {new:,} became new events,"
-                f" {len(self.events) - new:,} were stored already, {len(self.failed):,} still fail")
+        return (f"replayed {plural(len(self.events) + len(self.failed), 'dead letter')}: {plural(new, 'new event')},"
+                f" {len(self.events) - new:,} stored already, {len(self.failed):,} still refused")
 
     def to_dict(self) -> dict[str, Any]:
         return {"events": [asdict(r) for r in self.events],
@@ -70,6 +70,7 @@ class _Batch:
     ids: list[int] = field(default_factory=list)  # dead letters that parse now, in the order of `events`
     events: list[Event] = field(default_factory=list)
     types: list[str] = field(default_factory=list)
+    simulated: list[bool] = field(default_factory=list)  # its callback said so (a simulator's header)
     failed: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -87,6 +88,7 @@ def _parse(letters: Sequence[dict[str, Any]], region: str | None) -> _Batch:
         batch.ids.append(d["id"])
         batch.events.append(event)
         batch.types.append(_content_type(d["headers"]))
+        batch.simulated.append(simulated_headers(d["headers"]))
     return batch
 
 
@@ -94,7 +96,7 @@ def _work(batch: _Batch, forward: bool) -> Callable[[Writer], list[Applied]]:
     """What the writer does, in one transaction."""
 
     def run(writer: Writer) -> list[Applied]:
-        events = [simulated(e) for e in batch.events] if writer.demo else batch.events
+        events = [simulated(e) if sim else e for e, sim in zip(batch.events, batch.simulated)]
         applied = writer.stage(events, batch.types if forward else None)
         deadletters.resolve(writer, batch.ids, batch.failed, now_utc())
         return applied
@@ -111,14 +113,18 @@ def _chunks(ids: list[int]) -> list[list[int]]:
     return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
 
 
-def _ids(reader: Reader, ids: Sequence[int], since: str | None) -> list[int]:
+def _ids(reader: Reader, ids: Sequence[int] | None, since: str | None) -> list[int]:
+    """The dead letters to replay: those of `ids` still there (received since `since`); None: all."""
     known = reader.dead_letter_ids(since=since)
-    return [i for i in known if i in set(ids)] if ids else known
+    if ids is None:
+        return known
+    wanted = set(ids)
+    return [i for i in known if i in wanted]
 
 
-def replay(db: str | Path, *, ids: Sequence[int] = (), since: str | None = None, region: str | None = None,
+def replay(db: str | Path, *, ids: Sequence[int] | None = None, since: str | None = None, region: str | None = None,
            forward: bool = False) -> ReplayResult:
-    """Replay the dead letters `ids` (or all, received since `since`) with a writer of its own."""
+    """Replay the dead letters `ids` (None: all), received since `since`, with a writer of its own."""
     result = ReplayResult()
     with Reader(db) as reader, Writer(db) as writer:
         for chunk in _chunks(_ids(reader, ids, since)):
@@ -127,7 +133,7 @@ def replay(db: str | Path, *, ids: Sequence[int] = (), since: str | None = None,
     return result
 
 
-async def replay_live(committer: Committer, db: str | Path, *, ids: Sequence[int] = (), since: str | None = None,
+async def replay_live(committer: Committer, db: str | Path, *, ids: Sequence[int] | None = None, since: str | None = None,
                       region: str | None = None) -> ReplayResult:
     """The same through a running ingest's writer (its forwarding on or off)."""
     result = ReplayResult()

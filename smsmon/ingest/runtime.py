@@ -217,7 +217,7 @@ class Ingest:
                 return outcome
         raise SmsmonError(f"{provider} is not configured: {NOT_CONFIGURED.split(': ', 1)[1]}")
 
-    async def replay_dead_letters(self, ids: tuple[int, ...] = (), since: str | None = None) -> Any:
+    async def replay_dead_letters(self, ids: tuple[int, ...] | None = None, since: str | None = None) -> Any:
         """Replay dead letters through this ingest's writer (the app's dead-letters screen): a
         smsmon.ingest.replay.ReplayResult."""
         from smsmon.ingest.replay import replay_live

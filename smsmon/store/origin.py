@@ -10,6 +10,7 @@ soon as it stores an event that is not simulated: from then on the file holds re
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("smsmon.store")
 
 SIMULATED = "sim:"
+SIMULATED_HEADER = "X-Smsmon-Simulated"  # `smsmon simulate` and the demo send it with their callbacks
 DEMO_KEY = "demo"
 
 
@@ -93,6 +95,25 @@ def mark_demo(writer: "Writer") -> None:
 
 def is_demo(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM meta WHERE key = ?", (DEMO_KEY,)).fetchone() is not None
+
+
+def simulated_headers(headers: str | None) -> bool:
+    """Whether a dead letter's kept headers (JSON) say its callback was simulated."""
+    try:
+        kept = json.loads(headers or "{}")
+    except ValueError:
+        return False
+    return isinstance(kept, dict) and any(k.lower() == SIMULATED_HEADER.lower() for k in kept)
+
+
+def still_demo_letters(conn: sqlite3.Connection, headers: Iterable[str | None]) -> bool:
+    """The same for dead letters: one that a simulator did not send is real traffic, refused."""
+    if all(simulated_headers(h) for h in headers):
+        return True
+    conn.execute("DELETE FROM meta WHERE key = ?", (DEMO_KEY,))
+    log.warning("this database held only simulated traffic; it now holds a real callback (a dead letter) too, and demo "
+                "commands will no longer write into it")
+    return False
 
 
 def still_demo(conn: sqlite3.Connection, events: Iterable[Event]) -> bool:

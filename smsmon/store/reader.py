@@ -109,13 +109,14 @@ class Reader:
     def _event_key_messages(self, text: str) -> tuple[str, ...]:
         """The messages with an event of this id; a second call reads only the Bloom blocks
         written since the first (a filter is localized for every page and summary)."""
-        found, last = self._by_event_key.get(text, ((), 0))
-        more, last = self._run(keyindex.find_from, text, last)
-        found = tuple(dict.fromkeys((*more, *found)))
-        if len(self._by_event_key) >= EVENT_KEY_CACHE:
-            self._by_event_key.pop(next(iter(self._by_event_key)))
-        self._by_event_key[text] = (found, last)
-        return found
+        with self._lock:  # the app's workers share one reader
+            found, last = self._by_event_key.get(text, ((), 0))
+            more, last = self._run(keyindex.find_from, text, last)
+            found = tuple(dict.fromkeys((*more, *found)))
+            if text not in self._by_event_key and len(self._by_event_key) >= EVENT_KEY_CACHE:
+                self._by_event_key.pop(next(iter(self._by_event_key)))
+            self._by_event_key[text] = (found, last)
+            return found
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """`fn(connection, ...)` under the lock; SQLite's failures become smsmon's (a damaged

@@ -280,6 +280,8 @@ class Writer:
             applied = self.stage(events, forward)
             if dead_letters:
                 deadletters.keep(self.conn, dead_letters, limit=self.dead_letter_limit, max_bytes=self.dead_letter_bytes)
+                if self.demo:
+                    self.demo = origin.still_demo_letters(self.conn, [d.headers for d in dead_letters])
             for poll in poll_runs:
                 self._poll_run(poll)
             for w in work:

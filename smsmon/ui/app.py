@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -64,12 +65,14 @@ class SmsmonApp(App):
 
     def __init__(self, db: Path, *, ingest: Any = None, window: timedelta = WATCH_WINDOW, zone: DisplayZone = UTC_ZONE,
                  region: str | None = None, now: Callable[[], datetime] = now_utc, show_clock: bool = True,
-                 first_look: FirstLook | None = None) -> None:
+                 first_look: FirstLook | None = None, forward: bool = False) -> None:
         """`ingest` (an smsmon.ingest.runtime.Ingest, not yet started) makes the app live; without
         one it browses. `zone` is where times are shown (display_timezone), `region` where local
         phone numbers typed in a filter are read (default_region). `now` and `show_clock` are for
         pictures that must come out the same every time. `first_look`: the first screen's data,
-        read in a thread while Textual loaded (the commands start it before importing Textual)."""
+        read in a thread while Textual loaded (the commands start it before importing Textual).
+        `forward`: forwarding is configured (forward.url), so that a dead letter replayed while
+        browsing is written to the outbox for the process that forwards."""
         super().__init__()
         self.db = Path(db)
         self.ingest = ingest
@@ -79,6 +82,8 @@ class SmsmonApp(App):
         self.show_clock = show_clock
         self.first_look = first_look
         self.region = region
+        self.forward = forward
+        self._replaying = False
         self.gateway = Gateway(self, self.db, window=window, region=region, reader=first_look.reader if first_look else None)
         self.filter = Filter()
         self.paused = False
@@ -111,6 +116,7 @@ class SmsmonApp(App):
     # ── start and stop ───────────────────────────────────────────────────────
     async def on_mount(self) -> None:
         self._restore_logging = logs.silenced()  # the screens show health and failures instead
+        self._on_signals(lambda sig: asyncio.get_running_loop().add_signal_handler(sig, self.exit))
         self.sub_title = self.ingest.description if self.ingest else "offline"
         look, self.first_look = self.first_look, None
         first = look.take() if look is not None else None
@@ -132,7 +138,19 @@ class SmsmonApp(App):
         if first is None:  # else the first frame has the data already: the next tick looks again
             self._tick()
 
+    @staticmethod
+    def _on_signals(do: Callable[[int], Any]) -> None:
+        """SIGTERM and SIGHUP (the terminal closed) end the app as q does: the ingest stops after
+        committing what it acknowledged, and whatever ran it cleans up (the demo's temporary
+        database)."""
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                do(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # no such signal here, or not the main thread (a test's, the browser's): nothing to catch
+
     async def on_unmount(self) -> None:
+        self._on_signals(asyncio.get_running_loop().remove_signal_handler)
         if self.ingest is not None:
             await self.ingest.stop()
         self.gateway.close()
@@ -327,9 +345,13 @@ class SmsmonApp(App):
         screen.load()
 
     def on_dead_letters_screen_replay(self, message: Any) -> None:
-        self.run_worker(self._replay(message.screen, message.ids), group="replay", exclusive=True)
+        if self._replaying:
+            self.notify("a replay is running: wait for its result", severity="warning")
+            return
+        self._replaying = True
+        self.run_worker(self._replay(message.screen, message.ids), group="replay")
 
-    async def _replay(self, screen: Any, ids: tuple[int, ...]) -> None:
+    async def _replay(self, screen: Any, ids: tuple[int, ...] | None) -> None:
         """Through this process's writer when live (and its forwarding), else with a writer of
         its own on the file (a `serve` writing it meanwhile waits its turn)."""
         from smsmon.ingest.replay import replay
@@ -338,10 +360,12 @@ class SmsmonApp(App):
             if self.ingest is not None and self.ingest.committer is not None:
                 result = await self.ingest.replay_dead_letters(ids)
             else:
-                result = await asyncio.to_thread(replay, self.db, ids=ids, region=self.region)
+                result = await asyncio.to_thread(replay, self.db, ids=ids, region=self.region, forward=self.forward)
         except SmsmonError as exc:
             self.notify(f"replay failed: {exc}", severity="error", markup=False)
             return
+        finally:
+            self._replaying = False
         self.notify(result.summary() + ("" if not result.failed else f"; still refused: {result.failed[0][1]}"),
                     severity="warning" if result.failed else "information", markup=False)
         self._dirty = True  # the main screen's rows and dead-letter count

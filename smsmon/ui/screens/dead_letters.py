@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.markup import escape
@@ -18,6 +19,7 @@ from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
 
 SHOWN = 500
+CONFIRM_S = 3.0  # R must be pressed again within this to replay them all
 NONE = """[b]No dead letters.[/b] Every callback received so far was well formed.
 
 A callback lands here when the listener answers it [b]400[/b]: a body that is not JSON or not a JSON
@@ -37,9 +39,9 @@ class DeadLettersScreen(SubScreen):
     ]
 
     class Replay(Message):
-        """`r`, `R`: run these dead letters (none named: all) through the parser again."""
+        """`r`, `R`: run these dead letters (None: all) through the parser again."""
 
-        def __init__(self, screen: "DeadLettersScreen", ids: tuple[int, ...]) -> None:
+        def __init__(self, screen: "DeadLettersScreen", ids: tuple[int, ...] | None) -> None:
             super().__init__()
             self.screen = screen
             self.ids = ids
@@ -49,6 +51,7 @@ class DeadLettersScreen(SubScreen):
         self.gateway = gateway
         self.zone = zone
         self.letters: dict[str, dict[str, Any]] = {}
+        self._all_asked = 0.0  # when R was pressed once (monotonic)
 
     def compose(self) -> ComposeResult:
         yield from self.header()
@@ -75,10 +78,16 @@ class DeadLettersScreen(SubScreen):
         self.post_message(self.Replay(self, (int(str(key)),)))
 
     def action_replay_all(self) -> None:
+        """Twice within CONFIRM_S: every dead letter of the database, not only those shown."""
         if not self.letters:
             self.notify("no dead letter to replay")
             return
-        self.post_message(self.Replay(self, ()))
+        if time.monotonic() - self._all_asked > CONFIRM_S:
+            self._all_asked = time.monotonic()
+            self.notify("R again replays every dead letter in the database through the parser", timeout=CONFIRM_S)
+            return
+        self._all_asked = 0.0
+        self.post_message(self.Replay(self, None))
 
     def _show(self, rows: list[dict[str, Any]]) -> None:
         table = self.query_one(DataTable)
