@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import json
 import os
+import random
 import re
 import stat
 from datetime import timedelta
@@ -94,6 +95,34 @@ def test_eazita_rows_in_any_order_give_the_same_send_time() -> None:
     rows = [eevent("PENDING", sent="2026/11/23 16:50:00", done="2026/11/23 16:50:05"),
             eevent("DELIVERED", sent="2026/11/23 16:50:00", done="2026/11/23 16:51:00")]
     assert {(s.sent_at, s.deliver_seconds) for s in map(fold, orders(rows))} == {("2026-11-23T11:50:00.000000Z", 60.0)}
+
+
+def test_every_fact_shown_is_the_same_in_every_arrival_order(tmp_path) -> None:
+    """Rules 1, 3, 5 and 6 together, through the real writer and what `show` and the app print:
+    send time and time to deliver, attempts, units and segments, the number as typed without +,
+    a duplicate, a clock from next year: every arrival order gives the same facts and figures."""
+    typed = "233551234000"  # without the +, as Zeckta may send it
+    events = [zevent("MESSAGE_SUBMITTED", uuid="ord", event_id="a", at=NOW - timedelta(seconds=30), dest=typed),
+              zevent("MESSAGE_SENT", uuid="ord", event_id="b", at=NOW - timedelta(seconds=20), dest=typed, attempts=2, segments=2),
+              zevent("MESSAGE_SENT", uuid="ord", event_id="b", at=NOW - timedelta(seconds=20), dest=typed, attempts=2, segments=2),
+              zevent("MESSAGE_DELIVERED", uuid="ord", event_id="c", at=NOW - timedelta(seconds=5), dest=typed, units=2),
+              zevent("MESSAGE_READ", uuid="ord", event_id="d", at=NOW + timedelta(days=365), dest=typed)]
+    seen = set()
+    every = orders(events)
+    for i, order in enumerate([every[0], every[-1], *random.Random(5).sample(every, 22)]):  # 24 of the 120 orders
+        db = tmp_path / f"{i}.db"
+        with Writer(db) as w:
+            for ev in order:  # one commit per arrival, as callbacks come
+                w.apply([ev])
+        with Reader(db) as r:
+            m = r.message("zeckta:ord", now=NOW)
+            figures = r.stats(now=NOW)
+        seen.add((tuple(present.facts(m)), figures.median_seconds, figures.outcomes.get("delivered")))
+    assert len(seen) == 1, seen
+    facts = dict(next(iter(seen))[0])
+    assert facts["to"] == "+233551234000" and facts["time to deliver"] == "25.0s after it was sent"
+    assert facts["final"].startswith("2026-11-23 11:59:55")  # the delivery, not the read from next year
+    assert facts["events"] == "4 stored, 1 duplicates acknowledged"
 
 
 # ── 2. advice that agrees with the status ────────────────────────────────────────
