@@ -6,6 +6,7 @@
     tools.py    config, simulate, sim generate, bench
     deadletters.py  dead-letters list|show|replay, forward status
     tail.py     tail                                  (follow a database)
+    ops.py      prune, alerts                         (running it for months)
 
 Exit codes are click's: 0 ok, 1 a runtime failure, 2 a mistake on the command line (click's
 usage errors, which the parameter types in options.py raise for bad values). smsmon's own
@@ -40,7 +41,8 @@ class UserError(click.ClickException):
 # for --help), so that `smsmon browse` starts without loading what `serve` needs.
 LAZY = {"watch": "app", "demo": "app", "browse": "app", "web": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
         "explain": "read", "show": "read", "stats": "read", "export": "read", "config": "tools", "simulate": "tools",
-        "sim": "tools", "bench": "tools", "dead-letters": "deadletters", "forward": "deadletters", "tail": "tail"}
+        "sim": "tools", "bench": "tools", "dead-letters": "deadletters", "forward": "deadletters", "tail": "tail",
+        "prune": "ops", "alerts": "ops"}
 
 
 class SmsmonGroup(click.Group):
