@@ -185,11 +185,10 @@ def _switch(value: Any) -> bool:
     return text in ("on", "true", "yes", "1")
 
 
-def _webhook(value: Any) -> Secret:
-    """A URL that may hold a secret (a Slack or Teams hook does, in its path): masked like one."""
-    text = _check_secret(_text(value))
-    _url(text)
-    return Secret(text)
+def _webhook(value: Any) -> SecretUrl:
+    """A URL that may hold a secret (a Slack or Teams hook does, in its path): shown as its
+    origin, masked in every part, and never in an error (as forward.url)."""
+    return _forward_url(value)
 
 
 def _setting(default: str | None, env: str | None, help: str, parse: Callable[[Any], Any] = _text, *,

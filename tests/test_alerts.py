@@ -334,7 +334,7 @@ def test_alert_settings_are_read_and_checked() -> None:
     assert (s.alerts.delivery_rate_below, s.alerts.window, s.alerts.min_messages) == (0.95, timedelta(hours=1), 50)
     assert "zzzzzz" not in str(s.shown()) and "https://hooks.example.com/x/y/zzzzzz" in s.secrets
     for env, message in (("SMSMON_ALERTS_DELIVERY_RATE_BELOW", "not a share between 0 and 1"),
-                         ("SMSMON_ALERTS_MIN_MESSAGES", "is not a whole number"), ("SMSMON_ALERTS_WEBHOOK", "is not an http")):
+                         ("SMSMON_ALERTS_MIN_MESSAGES", "is not a whole number"), ("SMSMON_ALERTS_WEBHOOK", "is not http or https")):
         with pytest.raises(config.ConfigError, match=message):
             config.load(env={env: "150%" if "RATE" in env else "-3" if "MIN" in env else "ftp://x"})
 

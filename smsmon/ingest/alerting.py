@@ -27,7 +27,7 @@ import httpx
 
 from smsmon import __version__
 from smsmon.alerts import RULES, Alert, Figures, Rules, Tracker, Transition, evaluate, payload
-from smsmon.config import Secret
+from smsmon.config import Secret, SecretUrl
 from smsmon.errors import Failure, StoreError
 from smsmon.redact import Redactor
 from smsmon.store.window import Source
@@ -74,7 +74,7 @@ class Delivery:
                  command_timeout: float = COMMAND_TIMEOUT_S) -> None:
         self.webhook = webhook
         self.command = command_args(command) if command else None
-        self.redact = redact or Redactor([webhook.reveal()] if webhook else [])
+        self.redact = redact or Redactor(webhook.parts() if isinstance(webhook, SecretUrl) else [webhook.reveal()] if webhook else [])
         self.attempts, self.backoff, self.timeout, self.command_timeout = attempts, backoff, timeout, command_timeout
         self.outcomes: Counter[str] = Counter()  # webhook_ok, webhook_failed, command_ok, command_failed, dropped
         self._queue: asyncio.Queue[dict[str, Any]] | None = None
