@@ -332,6 +332,25 @@ for _c, _t, _m, _causes, _a, _r, _g in [
 ]:
     _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
 
+# Alerts, issue 14: where a notice could not go.
+for _c, _t, _m, _causes, _a, _r, _g in [
+    (Failure.ALERT_WEBHOOK_FAILED, "Alert webhook failed",
+     "An alert's notice (its start or its end) could not be POSTed to alerts.webhook: the receiver refused it, or did not "
+     "answer through every retry (six attempts over about half a minute). The alert itself still fires: the log, the app's "
+     "banner, `smsmon alerts` and /metrics show it.",
+     ["The receiver is down or unreachable from here.", "The webhook URL is wrong or was revoked (a 404 or 403 is not retried).",
+      "Over 1,000 notices waited at once and the oldest was dropped."],
+     "Check the webhook URL (`smsmon config` shows only its length) and that this host can reach it; `smsmon alerts` shows what "
+     "fires now.", R.LATER, G.UNKNOWN),
+    (Failure.ALERT_COMMAND_FAILED, "Alert command failed",
+     "The command in alerts.command could not be started, exited with a status other than 0, or ran longer than 30 seconds and "
+     "was stopped. It is not run again for the same notice.",
+     ["The program is not installed or not on PATH.", "It failed: its first line of error output is in the log."],
+     "Run the command by hand with a notice on its standard input: `smsmon alerts --json` shows the figures it would get.",
+     R.AFTER_FIX, G.UNKNOWN),
+]:
+    _add(_c.value, "smsmon", X, _t, _m, _causes, _a, _r, P.NO, _g)
+
 # The listener's wrong paths, and the forwarder (issue 13): each failed relay is retried with backoff until a 2xx.
 _RELAY = "The callback stays in the outbox and is relayed again after an exponential backoff with jitter (up to 5 minutes), until the target answers 2xx; `smsmon forward status` lists what waits."
 for _c, _t, _m, _causes, _a, _r, _g in [

@@ -14,7 +14,6 @@ every line that happens to contain it.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import ipaddress
 import logging
 import os
@@ -23,13 +22,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import platformdirs
 
 from smsmon import database
+from smsmon.config_values import Address, Secret, SecretUrl
 from smsmon.database import Database, PostgresUrl
 from smsmon.errors import ConfigError
 from smsmon.defaults import EAZITA_TIMEZONE as DEFAULT_TIMEZONE
@@ -48,85 +48,6 @@ def default_db() -> Path:
 
 def default_config() -> Path:
     return Path(platformdirs.user_config_dir("smsmon")) / "config.toml"
-
-
-class Secret:
-    """A credential. str() and repr() never show it; `reveal()` does, for the one place that sends it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def masked(self) -> str:
-        """For showing that a secret is set, and nothing of it but its length: `<32 characters>`."""
-        return f"<{len(self._value)} characters>"
-
-    def __repr__(self) -> str:
-        return "Secret(<hidden>)"
-
-    __str__ = __repr__
-
-    def __len__(self) -> int:
-        return len(self._value)
-
-    def parts(self) -> list[str]:
-        """What a Redactor must mask so that no part of it shows."""
-        return [self._value]
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-class SecretUrl(Secret):
-    """A URL that may carry a credential in its path, query or user part (a forward target such
-    as https://app.example/hooks/<token>): shown as its origin only, masked in every part."""
-
-    __slots__ = ()
-
-    def masked(self) -> str:
-        u = urlsplit(self._value)
-        return f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}/…"
-
-    def parts(self) -> list[str]:
-        """The URL, and each part of it that may hold the credential (never the host alone, so
-        that an error can still say which host it could not reach)."""
-        u = urlsplit(self._value)
-        rest = self._value.split(u.netloc, 1)[-1]
-        secret = len(rest) > 1 or bool(u.password)
-        return [p for p in (self._value, self._value.split("://", 1)[-1] if secret else "", u.netloc if u.password else "",
-                            u.password, rest if len(rest) > 1 else "", u.path if len(u.path) > 1 else "", u.query) if p]
-
-
-class Address(NamedTuple):
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> "Address":
-        """`127.0.0.1:8787`, `[::1]:8787`, `localhost:0`. Raises ValueError."""
-        host, sep, port = str(text).strip().rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8787)")
-        return cls(host.strip("[]") or "127.0.0.1", int(port))
-
-    @property
-    def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 # ── parsers of raw values (TOML values or environment strings) ──────────────────
@@ -244,6 +165,39 @@ def _display_zone(value: Any) -> DisplayZone:
     return DisplayZone.parse(_text(value))
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"{value!r} is not a whole number (0, 1, 2, ...)")
+    return int(str(value).strip())
+
+
+def _fraction(value: Any) -> float:
+    """A share: `0.95`, or `95%`."""
+    text = _text(value)
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a share: use e.g. 0.95 or 95%") from None
+    if not 0 < share <= 1:
+        raise ValueError(f"{text!r} is not a share between 0 and 1 (or 0% and 100%)")
+    return share
+
+
+def _switch(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text not in ("on", "off", "true", "false", "yes", "no", "1", "0"):
+        raise ValueError(f"{text!r} is not on or off")
+    return text in ("on", "true", "yes", "1")
+
+
+def _webhook(value: Any) -> SecretUrl:
+    """A URL that may hold a secret (a Slack or Teams hook does, in its path): shown as its
+    origin, masked in every part, and never in an error (as forward.url)."""
+    return _forward_url(value)
+
+
 def _setting(default: str | None, env: str | None, help: str, parse: Callable[[Any], Any] = _text, *,
              secret: bool = False) -> Any:
     """A field of a settings class: its default as text (parsed here), environment variable and help."""
@@ -293,6 +247,34 @@ class ZecktaSettings:
 
 
 @dataclass(frozen=True)
+class AlertsSettings:
+    """Alert rules (issue 14): each is off until its threshold is set. See smsmon.alerts."""
+
+    delivery_rate_below: float | None = _setting(
+        None, "SMSMON_ALERTS_DELIVERY_RATE_BELOW",
+        "alert when the share delivered of the messages finished in the window is below this (0.9 or 90%)", _fraction)
+    window: timedelta = _setting("15m", "SMSMON_ALERTS_WINDOW", "the time the rate and failure rules look back over",
+                                 _duration)
+    min_messages: int = _setting("20", "SMSMON_ALERTS_MIN_MESSAGES",
+                                 "the delivery rate is judged only over at least this many finished messages", _count)
+    code_failures_above: int | None = _setting(
+        None, "SMSMON_ALERTS_CODE_FAILURES_ABOVE",
+        "alert when more messages than this failed in the window with one error code, or on one network", _count)
+    stale_above: int | None = _setting(None, "SMSMON_ALERTS_STALE_ABOVE",
+                                       "alert when more messages than this are stale (see watch_window)", _count)
+    silence_after: timedelta | None = _setting(
+        None, "SMSMON_ALERTS_SILENCE_AFTER", "alert when no callback has arrived for this long (the listener may be "
+        "unreachable)", _duration)
+    poll_failures: int | None = _setting(None, "SMSMON_ALERTS_POLL_FAILURES",
+                                         "alert when a poller has failed this many polls in a row", _count)
+    webhook: Secret | None = _setting(None, "SMSMON_ALERTS_WEBHOOK",
+                                      "POST each alert (and its clearing) as JSON here; retried; masked like a secret",
+                                      _webhook, secret=True)
+    command: str | None = _setting(None, "SMSMON_ALERTS_COMMAND",
+                                   "run this command with each alert's JSON on its standard input", _text)
+
+
+@dataclass(frozen=True)
 class ForwardSettings:
     url: SecretUrl | None = _setting(None, "SMSMON_FORWARD_URL", "relay every new callback to this URL (your app), "
                                      "at least once", _forward_url, secret=True)
@@ -312,12 +294,17 @@ class Settings:
     default_region: str | None = _setting(None, "SMSMON_DEFAULT_REGION",
                                           "country whose local format phone numbers are read in (e.g. GH): "
                                           "0241234567 is then +233241234567", _region)
+    retention: timedelta | None = _setting(None, "SMSMON_RETENTION",
+                                           "serve and watch remove messages silent for longer than this (e.g. 90d), "
+                                           "as `smsmon prune --older-than` does", _duration)
+    metrics: bool = _setting("on", "SMSMON_METRICS", "serve Prometheus metrics at GET /metrics on the listener", _switch)
     public_url: str | None = _setting(None, "SMSMON_PUBLIC_URL", "the listener's URL as Zeckta reaches it (behind a "
                                       "proxy or tunnel), shown wherever the callback URL is", _public_url)
     listener: ListenerSettings = field(default_factory=ListenerSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
     eazita: EazitaSettings = field(default_factory=EazitaSettings)
     zeckta: ZecktaSettings = field(default_factory=ZecktaSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
     # TOML key -> where its value came from: "default", "file PATH", "env NAME", "flag", ...
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -367,9 +354,11 @@ class Settings:
 
 
 def _display(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
-        for unit, size in (("h", 3600), ("m", 60)):
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
             if seconds >= size and seconds % size == 0:
                 return f"{seconds / size:g}{unit}"
         return f"{seconds:g}s"

@@ -64,6 +64,8 @@ class Failure(enum.StrEnum):
     FORWARD_REJECTED = "forward_rejected"
     FORWARD_SERVER_ERROR = "forward_server_error"
     FORWARD_INTERNAL = "forward_internal"
+    ALERT_WEBHOOK_FAILED = "alert_webhook_failed"
+    ALERT_COMMAND_FAILED = "alert_command_failed"
 
 
 class SmsmonError(Exception):

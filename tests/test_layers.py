@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).parent.parent / "smsmon"
 SPEC_CORE = ["lifecycle", "catalogue", "providers", "store", "ingest", "sim"]
 # Every core package that exists (ingest arrives with the listener), plus the pure helpers.
-CORE = [n for n in [*SPEC_CORE, "filters", "timeutil", "errors", "normalize"] if (ROOT / n).is_dir() or (ROOT / f"{n}.py").exists()]
-PURE = ["lifecycle", "catalogue", "providers", "filters", "timeutil", "errors", "normalize"]
+CORE = [n for n in [*SPEC_CORE, "filters", "timeutil", "errors", "normalize", "alerts"] if (ROOT / n).is_dir() or (ROOT / f"{n}.py").exists()]
+PURE = ["lifecycle", "catalogue", "providers", "filters", "timeutil", "errors", "normalize", "alerts"]
 OUTER = ("smsmon.store", "smsmon.ingest", "smsmon.sim", "smsmon.ui", "smsmon.cli", "smsmon.bench")
 MAX_LINES = 500
 UI = ("textual", "smsmon.ui")

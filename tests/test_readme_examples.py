@@ -48,6 +48,7 @@ BIN = Path(sys.executable).parent  # this environment's smsmon and sqlite-utils
 COMMANDS = {"smsmon", "python3", "pip", "pytest", "sqlite-utils", "sqlite3", "datasette", "export", "apt-get", "cat",
             "/usr/bin/time", "sudo", "journalctl", "cloudflared", "ngrok"}
 NOT_SHELL = ("line 2: not UTF-8", "error: zeckta.api_key", "pure domain (no I/O)",  # output shown, diagrams
+             "removed ", "  FIRING ", "retention: removed ",  # what prune, alerts and serve's retention print
              " " * 16 + "Zeckta callbacks")
 ZECKTA_ID, EVENT_ID, NUMBER = "016205e1-3c54-4b7a-9f4e-8a2d1c0b9e77", "4075b658-81d8-4f66-8da4-eb88ac4592b6", "+233241234567"
 TUI = ("watch", "demo", "browse")

@@ -42,10 +42,16 @@ def test_a_bad_value_names_the_setting_and_where_it_came_from(env: dict[str, str
 
 @pytest.mark.parametrize("url", ["htps://app.example/hooks/s3cr3t", "http://app.example:99999/hooks/s3cr3t",
                                  "http://app.example:abc/hooks/s3cr3t", "app.example/hooks/s3cr3t"])
-def test_a_mistyped_forward_url_is_refused_without_showing_its_credential(url: str) -> None:
+@pytest.mark.parametrize("env, key", [("SMSMON_FORWARD_URL", "forward.url"), ("SMSMON_ALERTS_WEBHOOK", "alerts.webhook")])
+def test_a_mistyped_secret_url_is_refused_without_showing_its_credential(url: str, env: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load(SMSMON_FORWARD_URL=url)
-    assert "s3cr3t" not in str(info.value) and str(info.value).startswith("forward.url (env SMSMON_FORWARD_URL): ")
+        load(**{env: url})
+    assert "s3cr3t" not in str(info.value) and str(info.value).startswith(f"{key} (env {env}): ")
+
+
+def test_the_alerts_webhook_shows_its_origin_only() -> None:
+    s = load(SMSMON_ALERTS_WEBHOOK="https://hooks.example/services/T00/B00/s3cr3t")
+    assert dict((k, v) for k, v, _ in s.shown())["alerts.webhook"] == "https://hooks.example/…"
 
 
 def test_values_parse() -> None:

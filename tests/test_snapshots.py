@@ -10,6 +10,7 @@ review the new SVGs in tests/__snapshots__/ by eye before committing them."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import shutil
 import tempfile
 from datetime import datetime
@@ -31,6 +32,16 @@ DB = Path(tempfile.gettempdir()) / "smsmon-snapshot-tests" / "snapshots.db"
 
 @pytest.fixture(scope="module", autouse=True)
 def database():
+    # Two runs of the suite at once (on one machine) would share the fixed path: one at a time.
+    lock = open(Path(tempfile.gettempdir()) / "smsmon-snapshot-tests.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield from _database()
+    finally:
+        lock.close()
+
+
+def _database():
     shutil.rmtree(DB.parent, ignore_errors=True)
     DB.parent.mkdir(parents=True)
     fill(DB, messages=300, seed=3, days=1, now=FROZEN)

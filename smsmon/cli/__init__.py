@@ -7,6 +7,7 @@
     move.py     migrate                               (SQLite to PostgreSQL)
     deadletters.py  dead-letters list|show|replay, forward status
     tail.py     tail                                  (follow a database)
+    ops.py      prune, alerts                         (running it for months)
 
 Exit codes are click's: 0 ok, 1 a runtime failure, 2 a mistake on the command line (click's
 usage errors, which the parameter types in options.py raise for bad values). smsmon's own
@@ -42,7 +43,7 @@ class UserError(click.ClickException):
 LAZY = {"watch": "app", "demo": "app", "browse": "app", "web": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
         "explain": "read", "show": "read", "stats": "read", "export": "read", "config": "tools", "simulate": "tools",
         "sim": "tools", "bench": "tools", "dead-letters": "deadletters", "forward": "deadletters", "tail": "tail",
-        "migrate": "move"}
+        "prune": "ops", "alerts": "ops", "migrate": "move"}
 
 
 class SmsmonGroup(click.Group):

@@ -75,6 +75,8 @@ def serve(busy_timeout: float, no_poll: bool, settings: Any, listener: Any) -> N
                 log.info("polling %s every %g s at %s", s.poller.provider, s.interval, s.base_url)
             if not no_poll and not ingest.scheduled:
                 log.info("not polling (%s)", NOT_CONFIGURED.split(": ", 1)[1].split(" (or")[0])
+            for line in ingest.operations.describe(listener.public_url or ingest.health.listening, bool(listener.token)) if ingest.operations else ():
+                log.info("%s", line)
             log.info("health: %s/healthz%s   stop: Ctrl+C", listener.public_url or ingest.health.listening,
                      " (details: /healthz/<token>)" if listener.token else "")
             ingest.run_pollers()

@@ -287,3 +287,24 @@ def bench_attack(quick: bool, areas: tuple[str, ...], as_json: bool) -> None:
         json_out([r.to_dict() for r in results])
     if failed:
         raise click.exceptions.Exit(1)
+
+
+@bench.command("months", context_settings=CONTEXT)
+@click.option("--db", "large_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A database to copy for each run, used as it is (built with --events when missing; default: a temporary one). Never written.")
+@click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True, help="Size of the database when built.")
+@click.option("--rate", type=click.IntRange(1), default=1000, show_default=True, help="Callbacks/s of the steady-rate runs.")
+@click.option("--seconds", type=click.IntRange(1), default=20, show_default=True, help="Length of each run.")
+@click.option("--only", "parts", multiple=True, type=click.Choice(["prune", "listener", "metrics", "evaluation"]),
+              help="Only this part (repeatable; default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
+def bench_months(large_db: Path | None, events: int, rate: int, seconds: int, parts: tuple[str, ...], as_json: bool) -> None:
+    """What running for months costs: pruning half of a 1M-event database and giving the space
+    back; callbacks' p99 while a prune runs beside serve and inside it; throughput with metrics
+    and every alert rule on against off; what reading the alert figures costs."""
+    from smsmon.bench.months import months_bench
+
+    figures = months_bench(db=large_db, events=events, rate=rate, seconds=seconds,
+                           parts=parts or ("prune", "listener", "metrics", "evaluation"), say=lambda s: click.echo(s, err=True))
+    if as_json:
+        json_out(figures)

@@ -26,14 +26,14 @@ from smsmon.lifecycle import Event
 from smsmon import database
 from smsmon.store import backend
 from smsmon.store.origin import simulated
-from smsmon.store.writer import Applied, DeadLetter, Writer
+from smsmon.store.writer import WAL_SIZE_LIMIT, Applied, DeadLetter, Writer
 
 log = logging.getLogger("smsmon.committer")
 
 MAX_BATCH = 500
 CHECKPOINT_EVERY_S = 0.5
 VERIFY_EVERY_S = 1.0  # when idle, check this often that the file at the path is still the database being written
-WAL_LIMIT = 4 * 1024 * 1024  # small: the WAL stays in cache and the writer's catch-up copy is short (measured best)
+WAL_LIMIT = WAL_SIZE_LIMIT  # 4 MiB, small: the WAL stays in cache and the writer's catch-up copy is short (measured best)
 _STOP = object()
 
 
@@ -49,7 +49,9 @@ class _Work:
 
 @dataclass
 class _Item:
-    kind: str  # "event" (payload: the event and its forward entry) | "dead_letter" | "poll_run" | "work"
+    # "event" (payload: the event and its forward entry) | "dead_letter" | "poll_run" | "work" (in
+    # the batch's transaction) | "call" (on the writer thread between batches, its own transactions)
+    kind: str
     payload: Any
     future: asyncio.Future | None
     loop: asyncio.AbstractEventLoop | None
@@ -84,6 +86,9 @@ class Committer:
         self.commit_seconds = 0.0  # time spent applying and committing
         self.last_error: str | None = None
         self.gone: DatabaseGone | None = None  # set once the file at the path stopped being this database: no commit after
+        # Told of each commit that stored something, on the writer thread: (events, what became of
+        # them, items in the batch, seconds it took). Metrics count with it (ingest/metrics.py).
+        self.observer: Callable[[list[Event], list[Applied], int, float], None] | None = None
         # Forwarding (issue 13): with `forwarding`, every new callback submitted with a Content-Type
         # gets an outbox row in its transaction, and `on_forward` is told after such commits.
         self.forwarding = False
@@ -133,6 +138,11 @@ class Committer:
     async def poll_run(self, run: dict[str, Any]) -> None:
         await self._submit("poll_run", run)
 
+    async def call(self, fn: Callable[[Writer], Any]) -> Any:
+        """Run `fn(writer)` on the writer thread, between two batches of callbacks, and return
+        what it returns (retention's batches: no second connection competes for the lock)."""
+        return await self._submit("call", fn)
+
     def _submit(self, kind: str, payload: Any) -> asyncio.Future:
         if self._thread is None:
             raise StoreUnavailable("the writer is not running")
@@ -163,7 +173,10 @@ class Committer:
                     stop = True
                     break
                 batch.append(item)  # type: ignore[arg-type]
-            self._commit(batch)
+            if writes := [i for i in batch if i.kind != "call"]:
+                self._commit(writes)
+            for call in (i for i in batch if i.kind == "call"):
+                self._call(call)
         if self.gone is None:
             self._writer.close()
 
@@ -245,6 +258,27 @@ class Committer:
                 self.on_commit(self.last_event_id)
             except Exception:  # a watcher's bug must not stop the writer
                 log.exception("on_commit failed")
+        if self.observer is not None:
+            try:
+                self.observer([i.payload[0] for i in events], applied, len(batch), time.perf_counter() - started)
+            except Exception:  # counting must never stop the writer
+                log.exception("commit observer failed")
+        self._writer.checkpoint_if_wal_over(WAL_LIMIT)  # type: ignore[union-attr]
+
+    def _call(self, item: _Item) -> None:
+        if self.gone is not None:
+            self._resolve([(item, None, self.gone)])
+            return
+        try:
+            result = item.payload(self._writer)
+        except DatabaseGone as exc:
+            self._lost_the_file(exc)
+            self._resolve([(item, None, exc)])
+            return
+        except Exception as exc:  # StoreError, or a bug of the caller's: the caller hears of it
+            self._resolve([(item, None, exc)])
+            return
+        self._resolve([(item, result, None)])
         self._writer.checkpoint_if_wal_over(WAL_LIMIT)  # type: ignore[union-attr]
 
     @staticmethod

@@ -178,6 +178,7 @@ class Listener:
         self.counts = {"new": 0, "duplicate": 0, "rejected": 0, "unavailable": 0, "body_timeout": 0, "bad_transfer": 0,
                        "internal_error": 0}
         self.connections: Connections | None = None
+        self.extra_routes: list[Callable[[web.Application], None]] = []  # added before start: /metrics (metrics.py)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._flusher: asyncio.Task | None = None
@@ -190,6 +191,8 @@ class Listener:
             app.router.add_route("*", path, self._callback, expect_handler=self._expect_callback)
         for path in (HEALTH_PATH, HEALTH_PATH + "/{token}"):
             app.router.add_route("*", path, self._health, expect_handler=self._expect_nothing)
+        for add in self.extra_routes:
+            add(app)
         app.router.add_route("*", "/{anything:.*}", self._not_found, expect_handler=self._expect_nothing)
         return app
 

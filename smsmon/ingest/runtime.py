@@ -15,6 +15,7 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable
 
 import httpx
@@ -22,15 +23,18 @@ import httpx
 from smsmon import __version__
 from smsmon.config import Settings
 from smsmon.errors import SmsmonError
+from smsmon.ingest.alerting import Evaluator
 from smsmon.ingest.committer import Committer
 from smsmon.ingest.forward import ForwardHealth, Forwarder
 from smsmon.ingest.listener import Listener, ListenerConfig
+from smsmon.ingest.operations import Operations
 from smsmon.ingest.poller import EazitaPoller, Poller, PollOutcome, ZecktaStatusPoller, run_poller
 from smsmon.redact import Redactor
 from smsmon.database import is_postgres
 from smsmon.store.backend import open_reader
 from smsmon.store.reader import Reader
 from smsmon.store.schema import CHECK_BUDGET_S, check_integrity, check_writable
+from smsmon.timeutil import now_utc
 
 log = logging.getLogger("smsmon.ingest")
 
@@ -64,16 +68,18 @@ class Ingest:
 
     def __init__(self, settings: Settings, *, listener: ListenerConfig | None = None, pollers: bool = True,
                  only: str | None = None, busy_timeout: float = 5.0,
-                 on_commit: Callable[[int], None] | None = None) -> None:
+                 on_commit: Callable[[int], None] | None = None, clock: Callable[[], datetime] = now_utc) -> None:
         """`pollers=False` runs no poller; `only` runs only that provider's. `on_commit` is told
         the newest events.id after each commit, on the writer thread (the app's nudge); it may
-        be set until `start()`."""
+        be set until `start()`. `clock` is what alerts and retention take for now (tests move it)."""
         self.settings = settings
         self.listener_config = listener
         self.with_pollers = pollers
         self.only = only
         self.busy_timeout = busy_timeout
         self.on_commit = on_commit
+        self.clock = clock
+        self.operations: Operations | None = None  # retention, metrics, alerts (with a listener: serve, watch)
         self.committer: Committer | None = None
         self.listener: Listener | None = None
         self.forwarder: Forwarder | None = None
@@ -127,6 +133,8 @@ class Ingest:
                 if self.forwarder is not None:
                     self.listener.health_extra = lambda: {"forward": self.forwarder.health.to_dict() if self.forwarder else None}
                     self.forwarder.busy = lambda: self.listener.in_flight if self.listener else 0
+                self.operations = Operations(self.settings, self.committer, self.listener, clock=self.clock,
+                                             forward_depth=self.forward_depth)
                 self.health.listening = await self.listener.start()
                 self.health.callback_url = self.listener.callback_url
             self._reader = open_reader(self.settings.db, window=self.settings.watch_window, region=self.settings.default_region)
@@ -168,6 +176,8 @@ class Ingest:
         for s in self.scheduled:
             self._tasks.append(asyncio.create_task(run_poller(s.poller, self.committer, s.interval, self._stop,
                                                               on_outcome=self._polled)))
+        if self.operations is not None:
+            self._tasks += self.operations.start(self._stop)
 
     def add_task(self, task: asyncio.Task) -> None:
         """Another background task that lives and stops with the ingest (the demo's traffic)."""
@@ -175,6 +185,18 @@ class Ingest:
 
     def _polled(self, outcome: PollOutcome) -> None:
         self.health.polls[outcome.provider] = outcome
+        if self.operations is not None:
+            self.operations.polled(outcome)
+
+    @property
+    def alerts(self) -> Evaluator | None:
+        """The alert evaluator (`.firing()`: the alerts firing now), while a listener runs."""
+        return self.operations.alerts if self.operations is not None else None
+
+    def forward_depth(self) -> int | None:
+        """Outbox rows waiting to be forwarded (the metrics gauge), or None where nothing forwards:
+        the forwarder's count, read from the outbox after each pass (ForwardHealth.waiting)."""
+        return self.forwarder.health.waiting if self.forwarder is not None else None
 
     async def poll_once(self) -> list[PollOutcome]:
         """One cycle of each poller, side by side, each recorded in poll_runs."""
@@ -232,6 +254,8 @@ class Ingest:
             await self.forwarder.stop()  # what it had in flight stays in the outbox for the next run
             self.forwarder = None
         await self._clients.aclose()
+        if self.operations is not None:
+            await self.operations.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None

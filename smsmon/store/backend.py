@@ -62,6 +62,17 @@ def inspect_origin(db: Database | str) -> Any:
     return inspect(Path(db))
 
 
+def figures_source(db: Database | str) -> Any:
+    """Where alerts and metrics read their figures (store.window.Source, or its PostgreSQL twin)."""
+    if is_postgres(db):
+        from smsmon.store.pg.window import PgSource
+
+        return PgSource(db)  # type: ignore[arg-type]
+    from smsmon.store.window import Source
+
+    return Source(Path(db))
+
+
 def exists(db: Database) -> bool:
     """Whether there may be a database to read: a file that exists, or any server URL (asked on opening)."""
     return isinstance(db, PostgresUrl) or Path(db).exists()

@@ -23,7 +23,8 @@ from typing import Any, Iterable
 from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import WATCH_WINDOW, Outcome, is_final, normalize, outcome_of
 from smsmon.store import aggregates
-from smsmon.store.queries import TOP, _plan, latest_event_id
+from smsmon.store.queries import TOP, _plan
+from smsmon.store.totals import stored_events
 from smsmon.timeutil import UTC, fmt, now_utc
 
 FACET_DIMS = ("status", "outcome", "provider", "error_code", "network", "country_code")
@@ -347,7 +348,7 @@ def _unfiltered(conn: sqlite3.Connection, now: datetime, window: timedelta) -> S
         return sorted(counts.get(dim, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
 
     return Stats(
-        messages=sum(outcomes.values()), events=latest_event_id(conn),
+        messages=sum(outcomes.values()), events=stored_events(conn),
         outcomes={o.value: outcomes.get(o.value, 0) for o in Outcome},
         delivery_rate=delivered / (delivered + failed) if delivered + failed else None,
         median_seconds=percentile(latency, 0.5), p90_seconds=percentile(latency, 0.9), stale=stale,

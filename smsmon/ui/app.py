@@ -190,6 +190,9 @@ class SmsmonApp(App):
         self._committed(message.event_id)
 
     def _tick(self) -> None:
+        alerts = self.ingest.alerts if self.ingest is not None else None  # watch, demo: the runtime's evaluator
+        if alerts is not None and self.main.is_mounted:
+            self.main.show_alerts(alerts.firing())
         if self.paused:
             return
         if self._screen_dirty and hasattr(self.screen, "message_id"):  # a message screen: its message may have news

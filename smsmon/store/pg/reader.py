@@ -88,6 +88,11 @@ class PgReader(Reader):
         except (psycopg.Error, PoolTimeout) as exc:
             raise pg_error(exc, self.url) from None
 
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`fn(connection, ...)`, a read of the store's (written in SQLite's SQL: store.window's
+        figures, store.prune's plan), on a connection of the pool; PostgreSQL's failures as smsmon's."""
+        return self._run(fn, *args, **kwargs)
+
     def export(self, table: str, f: Filter | None = None, *, as_json: bool,
                now: datetime | None = None) -> tuple[list[str], Iterator[list[bytes]]]:
         f, now = self.localize(f) or Filter(), now or now_utc()

@@ -16,6 +16,7 @@ from textual.widgets import Static
 from smsmon.store.views import Snapshot
 from smsmon.timeutil import UTC_ZONE, DisplayZone
 from smsmon.ui.screens.base import SmsmonScreen
+from smsmon.ui.widgets.alert_banner import AlertBanner
 from smsmon.ui.widgets.event_stream import EventStream
 from smsmon.ui.widgets.filter_bar import FilterBar
 from smsmon.ui.widgets.health import HealthInfo, HealthLine
@@ -60,6 +61,7 @@ class MainScreen(SmsmonScreen):
     def compose(self) -> ComposeResult:
         yield from self.header()
         yield Summary(id="top")
+        yield AlertBanner(id="alerts")
         yield HealthLine(id="health")
         yield FilterBar(self.clock, id="filter-bar")
         with Horizontal(id="body"):
@@ -138,6 +140,10 @@ class MainScreen(SmsmonScreen):
 
     def show_health(self, health: HealthInfo, now: datetime) -> None:
         self.query_one(HealthLine).show_health(health, now)
+
+    def show_alerts(self, firing: list[Any]) -> None:
+        """The alerts firing now (smsmon.alerts.Alert), in the banner."""
+        self.query_one(AlertBanner).show_alerts(firing)
 
     def page_failed(self) -> None:
         """The page asked for could not be read: the table may ask again."""
