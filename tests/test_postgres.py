@@ -181,7 +181,7 @@ def test_serve_answers_503_while_the_server_is_down_and_stores_again_once_it_is_
 
     with Server() as server:
         db = PostgresUrl(server.create_database("restart"))
-        serve = Serve(db, "--listen", "127.0.0.1:0")
+        serve = Serve(db, "--listen", "127.0.0.1:0", "--busy-timeout", "1")  # 503 after 1 s, not 5
         url = serve.url()
 
         async def scenario() -> list[int]:
