@@ -144,6 +144,13 @@ def test_only_the_ui_imports_textual_and_only_the_cli_imports_click() -> None:
             assert not _offending(names, ("click",)), path
 
 
+def test_the_ui_and_the_store_do_not_know_the_command_line() -> None:
+    """The CLI renders and calls; what it renders with is not the app's or the store's to borrow."""
+    for package in ("ui", "store", "ingest"):
+        for path in _files(package):
+            assert not _offending(_imports(path), ("smsmon.cli",)), path
+
+
 def test_the_ingest_does_not_know_the_simulator() -> None:
     """The demo's wiring lives in smsmon.sim; the ingest runs whatever it is given."""
     for path in _files("ingest"):
