@@ -152,3 +152,8 @@ class SchemaTooOld(StoreError):
 
 class NotSmsmonDatabase(StoreError):
     """The file is not an smsmon database, or SQLite cannot read it as a database at all."""
+
+
+class LocalNumber(ValueError):
+    """A number in a country's local format (a leading 0) with no region to read it in
+    (smsmon.normalize.e164_strict); the store turns it into a FilterError or a lookup failure."""

@@ -13,6 +13,8 @@ import math
 import re
 from typing import Any
 
+from smsmon.errors import LocalNumber
+
 MAX_TEXT = 256
 _PHONE_JUNK = re.compile(r"[\s\-().]")
 _PHONE = re.compile(r"\+?\d{3,20}")
@@ -70,10 +72,6 @@ def phone(value: Any) -> str | None:
         return None
     squeezed = _PHONE_JUNK.sub("", t)
     return squeezed if _PHONE.fullmatch(squeezed) else t
-
-
-class LocalNumber(ValueError):
-    """A number in a country's local format (a leading 0) with no region to read it in."""
 
 
 def e164(value: Any, region: str | None = None) -> str | None:

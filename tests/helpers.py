@@ -216,3 +216,25 @@ def run_in_terminal(args: list[str], env: dict[str, str], seconds: float, *, rea
     proc.wait(10)
     os.close(master)
     return out.decode("utf-8", "replace")
+
+
+def smsmon_at(commit: str, folder: Path) -> Path:
+    """The `smsmon` package as it was at `commit` of this repository, extracted into `folder`
+    (put it first on PYTHONPATH to run that version); pytest.skip where git or the commit is
+    missing (a shallow clone)."""
+    import shutil
+    import subprocess
+    import tarfile
+    from io import BytesIO
+
+    import pytest
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: the old code comes from this repository's history")
+    root = Path(__file__).parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", commit, "smsmon"], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {commit[:12]} is not in this checkout (a shallow clone?): {archive.stderr.decode()[:200]}")
+    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder

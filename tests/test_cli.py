@@ -127,6 +127,24 @@ def test_usage_errors_exit_2() -> None:
     assert run("frobnicate").exit_code == 2
 
 
+def test_a_bug_is_one_internal_error_line_and_a_traceback_only_when_asked(sample_db, monkeypatch) -> None:
+    """A bug cannot be made with real parts: one is planted where `stats` reads."""
+    from smsmon.store.reader import Reader
+
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(Reader, "stats", broken)
+    monkeypatch.delenv("SMSMON_DEBUG", raising=False)
+    r = CliRunner().invoke(cli, ["stats", "--db", str(sample_db)])
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: internal error: ZeroDivisionError: planted (a bug in smsmon; set SMSMON_DEBUG=1 for a traceback)"]
+    monkeypatch.setenv("SMSMON_DEBUG", "1")
+    r = CliRunner().invoke(cli, ["stats", "--db", str(sample_db)])
+    assert isinstance(r.exception, ZeroDivisionError)  # raised for the traceback
+
+
 # ── stats ────────────────────────────────────────────────────────────────────────
 def test_stats_text_and_json(sample_db) -> None:
     text = run("stats", "--db", str(sample_db)).stdout

@@ -144,6 +144,27 @@ def test_only_the_ui_imports_textual_and_only_the_cli_imports_click() -> None:
             assert not _offending(names, ("click",)), path
 
 
+def test_the_ui_and_the_store_do_not_know_the_command_line() -> None:
+    """The CLI renders and calls; what it renders with is not the app's or the store's to borrow."""
+    for package in ("ui", "store", "ingest"):
+        for path in _files(package):
+            assert not _offending(_imports(path), ("smsmon.cli",)), path
+
+
+def test_every_exception_class_lives_in_errors_py() -> None:
+    """Outside the command line (whose errors are click's): one place for every kind of failure."""
+    found = []
+    for path in _all_modules():
+        if path.name == "errors.py" or _package(path) == "smsmon.cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    (b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "").endswith(("Error", "Exception"))
+                    for b in node.bases):
+                found.append(f"{path.relative_to(ROOT.parent)}: {node.name}")
+    assert not found
+
+
 def test_the_ingest_does_not_know_the_simulator() -> None:
     """The demo's wiring lives in smsmon.sim; the ingest runs whatever it is given."""
     for path in _files("ingest"):

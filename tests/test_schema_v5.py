@@ -9,8 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
-from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from smsmon.store import schema
 from smsmon.store.origin import inspect
 from smsmon.store.writer import Writer
-from tests.helpers import rows, zevent
+from tests.helpers import rows, smsmon_at, zevent
 
 ROOT = Path(__file__).parent.parent
 V4_COMMIT = "91968557ccdcdc425d952cfc9ce4336600dff853"  # the last commit that wrote schema version 4
@@ -41,14 +39,7 @@ w.close()
 @pytest.fixture(scope="module")
 def v4_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database written by smsmon at schema version 4 (its own code, from git)."""
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed: the schema-4 code comes from this repository's history")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", V4_COMMIT, "smsmon"], capture_output=True)
-    if archive.returncode != 0:
-        pytest.skip(f"commit {V4_COMMIT[:12]} is not in this checkout (a shallow clone?): {archive.stderr.decode()[:200]}")
-    old = tmp_path_factory.mktemp("v4")
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(old, filter="data")
+    old = smsmon_at(V4_COMMIT, tmp_path_factory.mktemp("v4"))
     db = old / "v4.db"
     subprocess.run([sys.executable, "-c", WRITE_V4, str(old), str(db)], check=True, capture_output=True, text=True,
                    env={**os.environ, "PYTHONPATH": str(old)}, cwd=old)

@@ -10,14 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
-from io import BytesIO
 from pathlib import Path
 
 import pytest
 
 from smsmon.store import schema
-from tests.helpers import rows
+from tests.helpers import rows, smsmon_at
 
 ROOT = Path(__file__).parent.parent
 FIRST_RELEASE = "2aa32b7c56acdc2c7ad27b3e94b0b26d0a6da301"
@@ -42,14 +40,7 @@ def _export(db: Path, table: str, env: dict[str, str], cwd: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def first_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], list[dict]]:
     """A database the first release wrote, and its own export of it (events, messages)."""
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed: the first release's code comes from this repository's history")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", FIRST_RELEASE, "smsmon"], capture_output=True)
-    if archive.returncode != 0:
-        pytest.skip(f"commit {FIRST_RELEASE[:12]} is not in this checkout (a shallow clone?): {archive.stderr.decode()[:200]}")
-    old = tmp_path_factory.mktemp("first")
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(old, filter="data")
+    old = smsmon_at(FIRST_RELEASE, tmp_path_factory.mktemp("first"))
     db = old / "old.db"
     env = {**os.environ, "PYTHONPATH": str(old)}
     subprocess.run([sys.executable, "-c", WRITE, str(db)], check=True, capture_output=True, text=True, env=env, cwd=old)

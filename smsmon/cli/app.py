@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,8 +12,12 @@ from smsmon.cli import cli
 from smsmon.cli.options import ADDRESS, CONTEXT, DEMO_DB_HELP, settings_options
 from smsmon.database import is_postgres
 
+if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
+    from smsmon.config import Settings
+    from smsmon.ingest.listener import ListenerConfig
 
-def _run_app(settings: Any, ingest: Any) -> None:
+
+def _run_app(settings: Settings, ingest: Any) -> None:
     if ingest is not None:  # a clear line now, not a flash of the app before it
         from smsmon.store.backend import check_writer_can_open
 
@@ -38,7 +42,7 @@ def _run_app(settings: Any, ingest: Any) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @settings_options(listener=True)
-def watch(settings: Any, listener: Any) -> None:
+def watch(settings: Settings, listener: ListenerConfig) -> None:
     """The live app: the callback listener and the configured pollers, into the database, on screen.
 
     Same listener options as `smsmon serve`. Keys: / filter, enter open, p pause, i insights,
@@ -56,7 +60,7 @@ def watch(settings: Any, listener: Any) -> None:
 @click.option("--forward-to", default=None, metavar="URL",
               help="Relay the simulated callbacks to your app at URL, to try forwarding (only when given here).")
 @settings_options(db_help=DEMO_DB_HELP)
-def demo(seed: int, listen: Any, forward_to: str | None, settings: Any) -> None:
+def demo(seed: int, listen: Any, forward_to: str | None, settings: Settings) -> None:
     """The live app against simulated providers: no credentials needed.
 
     A fake Eazita API on loopback, polled by the real poller; simulated Zeckta callbacks posted to
@@ -74,7 +78,7 @@ def demo(seed: int, listen: Any, forward_to: str | None, settings: Any) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @settings_options()
-def browse(settings: Any) -> None:
+def browse(settings: Settings) -> None:
     """The app on a database, offline: no listener, no pollers. Follows rows another process
     (`smsmon serve` on the same file) adds."""
     from smsmon.store.backend import open_reader
@@ -93,7 +97,7 @@ WEB_DEFAULT = "127.0.0.1:8790"
 @click.option("--insecure", is_flag=True, help="Serve a non-loopback address without a token (something in front checks).")
 @click.option("--title", default="smsmon", show_default=True, help="The browser tab's title.")
 @settings_options()
-def web(listen: Any, token: str | None, insecure: bool, title: str, settings: Any) -> None:
+def web(listen: Any, token: str | None, insecure: bool, title: str, settings: Settings) -> None:
     """The app in a browser, for people who will not open a terminal.
 
     Each browser tab runs its own `smsmon browse` on the database: the same screens and keys,

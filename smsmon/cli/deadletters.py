@@ -4,13 +4,16 @@ after a fix (issue 13); forward: what waits to be relayed to `--forward-to`."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from smsmon.cli import UserError, cli
 from smsmon.cli.options import CONTEXT, json_option, settings_options
 from smsmon.cli.output import json_out, plural
+
+if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
+    from smsmon.config import Settings
 
 
 class WhenType(click.ParamType):
@@ -54,7 +57,7 @@ def dead_letters() -> None:
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="At most this many (newest first).")
 @json_option
 @settings_options()
-def list_(since: str | None, limit: int, as_json: bool, settings: Any) -> None:
+def list_(since: str | None, limit: int, as_json: bool, settings: Settings) -> None:
     """The newest dead letters: when, from where, size and reason."""
     from smsmon.store.backend import open_reader as Reader
 
@@ -80,7 +83,7 @@ def list_(since: str | None, limit: int, as_json: bool, settings: Any) -> None:
 @click.argument("letter_id", type=int, metavar="ID")
 @json_option
 @settings_options()
-def show(letter_id: int, as_json: bool, settings: Any) -> None:
+def show(letter_id: int, as_json: bool, settings: Settings) -> None:
     """One dead letter: its reason, the request's headers and the body as received."""
     from smsmon.store.backend import open_reader as Reader
 
@@ -117,7 +120,7 @@ def show(letter_id: int, as_json: bool, settings: Any) -> None:
 @SINCE
 @json_option
 @settings_options()
-def replay(ids: tuple[int, ...], all_: bool, since: str | None, as_json: bool, settings: Any) -> None:
+def replay(ids: tuple[int, ...], all_: bool, since: str | None, as_json: bool, settings: Settings) -> None:
     """Run dead letters through the parser again, after a fix: one that parses now becomes an
     event (a callback stored already is a duplicate and changes nothing) and leaves the dead
     letters; one that still fails stays, with its new reason. Exits 1 when one still fails.
@@ -157,7 +160,7 @@ def forward() -> None:
 @click.option("--limit", type=click.IntRange(0), default=20, show_default=True, help="List at most this many waiting callbacks.")
 @json_option
 @settings_options()
-def status(limit: int, as_json: bool, settings: Any) -> None:
+def status(limit: int, as_json: bool, settings: Settings) -> None:
     """What waits to be relayed: how many, since when, the last error, the first ones.
 
     A callback waits in the outbox (in the database) until the target answers 2xx; `smsmon

@@ -7,7 +7,7 @@ import gc
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,10 @@ from smsmon.present import plural
 from smsmon.cli.options import CONTEXT, ZONE, json_option, settings_options
 from smsmon.cli.output import json_out, progress
 from smsmon.config import Address
+
+if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
+    from smsmon.config import Settings
+    from smsmon.ingest.listener import ListenerConfig
 
 log = logging.getLogger("smsmon.serve")
 
@@ -33,7 +37,7 @@ def _stop_on_signals() -> asyncio.Event:
               help="Seconds to wait for a database locked by another process before answering 503.")
 @click.option("--no-poll", is_flag=True, help="Run only the listener, even where pollers are configured.")
 @settings_options(listener=True)
-def serve(busy_timeout: float, no_poll: bool, settings: Any, listener: Any) -> None:
+def serve(busy_timeout: float, no_poll: bool, settings: Settings, listener: ListenerConfig) -> None:
     """Run the callback listener, and the pollers that are configured, headless, logging to stderr.
 
     Every accepted callback is committed to the database before it is answered 200.
@@ -91,7 +95,7 @@ def serve(busy_timeout: float, no_poll: bool, settings: Any, listener: Any) -> N
     asyncio.run(run())
 
 
-def _reachability(listener: Any) -> list[str]:
+def _reachability(listener: ListenerConfig) -> list[str]:
     """What to know about the URL shown: Zeckta cannot reach loopback, and asks for HTTPS."""
     if listener.public_url is None:
         if Address(listener.host, listener.port).loopback:
@@ -110,7 +114,7 @@ def _reachability(listener: Any) -> list[str]:
               help="Ask the provider about this one message now (an id, uuid, reference or number, as for `show`).")
 @click.option("--json", "as_json", is_flag=True, help="With --once or --message: the outcome as JSON on stdout.")
 @settings_options()
-def poll(once: bool, provider: str | None, message: str | None, as_json: bool, settings: Any) -> None:
+def poll(once: bool, provider: str | None, message: str | None, as_json: bool, settings: Settings) -> None:
     """Pull delivery reports headless: Eazita's reports, Zeckta's Status API for silent messages.
 
     \b
@@ -167,7 +171,7 @@ def poll(once: bool, provider: str | None, message: str | None, as_json: bool, s
 @click.option("--timezone", "tz", type=ZONE, default=None, help="Zone of Eazita dates [setting eazita.timezone].")
 @click.option("--max-errors", default=20, show_default=True, help="How many bad lines to list.")
 @settings_options()
-def import_(file: str, tz: Any, max_errors: int, settings: Any) -> None:
+def import_(file: str, tz: Any, max_errors: int, settings: Settings) -> None:
     """Load stored callbacks and delivery reports (NDJSON) through the writer.
 
     Each line is a Zeckta callback (has eventId), an Eazita report row (has message_id) or a

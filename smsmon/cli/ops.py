@@ -4,13 +4,16 @@ their state now)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from smsmon.cli import cli
 from smsmon.cli.options import CONTEXT, json_option, settings_options
 from smsmon.cli.output import json_out, progress
+
+if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
+    from smsmon.config import Settings
 
 
 class DurationType(click.ParamType):
@@ -43,7 +46,7 @@ def _mb(n: int) -> str:
 @json_option
 @settings_options()
 def prune(older_than: timedelta | None, dry_run: bool, vacuum: str, busy_timeout: float, as_json: bool,
-          settings: Any) -> None:
+          settings: Settings) -> None:
     """Remove old messages, with their events and forward-outbox rows, and poll runs and dead
     letters of the same age. Every figure stays exact: `smsmon stats` afterwards counts only
     what is left, as if the rest had never been.
@@ -106,7 +109,7 @@ def prune(older_than: timedelta | None, dry_run: bool, vacuum: str, busy_timeout
 @click.option("--send-test", is_flag=True, help="Send a test notice to alerts.webhook and alerts.command, and say how it went.")
 @json_option
 @settings_options()
-def alerts(check: bool, send_test: bool, as_json: bool, settings: Any) -> None:
+def alerts(check: bool, send_test: bool, as_json: bool, settings: Settings) -> None:
     """The alert rules, their thresholds and their state, judged on the database now.
 
     `serve` and `watch` judge the same rules every 15 s and send a notice (alerts.webhook,

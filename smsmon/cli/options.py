@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from smsmon.config import Address
+
+if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
+    from smsmon.config import Settings
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -145,7 +148,7 @@ def settings_options(*, listener: bool = False, db_help: str | None = None) -> C
     return decorate
 
 
-def listener_config(settings: Any, *, tls_cert: Path | None = None, tls_key: Path | None = None,
+def listener_config(settings: Settings, *, tls_cert: Path | None = None, tls_key: Path | None = None,
                     allow_from: tuple[Any, ...] = (), insecure: bool = False) -> Any:
     from smsmon.ingest.listener import ListenerConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,13 +12,16 @@ from smsmon.cli import cli
 from smsmon.cli.options import CONTEXT, filter_option, json_option, settings_options
 from smsmon.cli.output import json_out
 
+if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
+    from smsmon.config import Settings
+
 
 @cli.command(context_settings=dict(CONTEXT, ignore_unknown_options=True))  # `explain -2`: a code, not an option
 @click.argument("code")
 @click.option("--provider", type=click.Choice(["zeckta", "eazita", "smsmon"]), help="Only this provider's meaning.")
 @json_option
 @settings_options()
-def explain(code: str, provider: str | None, as_json: bool, settings: Any) -> None:
+def explain(code: str, provider: str | None, as_json: bool, settings: Settings) -> None:
     """Explain a status, error code, API code, flag or failure.
 
     \b
@@ -62,7 +65,7 @@ def explain(code: str, provider: str | None, as_json: bool, settings: Any) -> No
 @click.argument("message")
 @json_option
 @settings_options()
-def show(message: str, as_json: bool, settings: Any) -> None:
+def show(message: str, as_json: bool, settings: Settings) -> None:
     """One message's drill-down: facts, timeline, explanations, raw payloads.
 
     MESSAGE is `provider:id`, or a bare id, uuid, reference, phone number (any format; local
@@ -97,7 +100,7 @@ def show(message: str, as_json: bool, settings: Any) -> None:
 @filter_option()
 @json_option
 @settings_options()
-def stats(flt: Any, as_json: bool, settings: Any) -> None:
+def stats(flt: Any, as_json: bool, settings: Settings) -> None:
     """Delivery rate, time to deliver, outcomes, stale messages, failures by code and network;
     and what waits to be forwarded (serve --forward-to), when anything does."""
     from smsmon.cli.output import render_forwarding, render_stats
@@ -122,7 +125,7 @@ EXPORT_CACHE_KIB = 32 * 1024  # enough for the messages an events export joins (
 @filter_option("Only messages matching this filter (for events: their events).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
 @settings_options()
-def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Any) -> None:
+def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Settings) -> None:
     """Export messages or events as CSV, JSON or NDJSON.
 
     \b

@@ -18,12 +18,15 @@ import stat
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from smsmon.cli import cli
 from smsmon.cli.options import CONTEXT, filter_option, settings_options
+
+if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
+    from smsmon.config import Settings
 
 INTERVAL_S = 0.25  # how often the database is looked at: new events show within a quarter second
 LOOK_BACK = 1000  # events read at a time when looking back for the last --lines matching ones
@@ -64,7 +67,7 @@ def _line(row: dict[str, Any], zone: Any) -> str:
 @click.option("--lines", "-n", type=click.IntRange(0), default=10, show_default=True,
               help="Start with the last N events (that match), then follow.")
 @settings_options()
-def tail(flt: Any, as_json: bool, lines: int, settings: Any) -> None:
+def tail(flt: Any, as_json: bool, lines: int, settings: Settings) -> None:
     """Print events as they are stored, by `smsmon serve`, `watch` or anything else writing the
     database, one a line, and keep following (like `tail -f`) until Ctrl+C.
 

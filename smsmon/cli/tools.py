@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,12 +15,15 @@ from smsmon.cli import UserError, cli
 from smsmon.cli.options import CONTEXT, DATABASE, json_option, settings_options
 from smsmon.cli.output import json_out, progress
 
+if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
+    from smsmon.config import Settings
+
 
 # ── config ──────────────────────────────────────────────────────────────────────
 @cli.command("config", context_settings=CONTEXT)
 @json_option
 @settings_options()
-def config_(as_json: bool, settings: Any) -> None:
+def config_(as_json: bool, settings: Settings) -> None:
     """Show the effective settings, secrets masked, and where each came from."""
     rows = settings.shown()
     if as_json:
@@ -47,7 +50,7 @@ def sim() -> None:
               help="With --append, add even to a database of real traffic (its figures will count the simulated messages).")
 @settings_options()
 def generate(messages: int | None, events: int | None, seed: int, days: float, append: bool, allow_real_data: bool,
-             settings: Any) -> None:
+             settings: Settings) -> None:
     """Fill a database with realistic traffic through the real parsers and writer.
 
     Both providers, every status, known and unknown error codes, several networks,
@@ -88,7 +91,7 @@ def generate(messages: int | None, events: int | None, seed: int, days: float, a
 @click.option("--json", "as_json", is_flag=True, help="The summary as JSON on stdout.")
 @settings_options()
 def simulate(target: str | None, rate: float, count: int, forever: bool, seed: int, duplicates: float, out_of_order: float,
-             unknown: float, malformed: float, as_json: bool, settings: Any) -> None:
+             unknown: float, malformed: float, as_json: bool, settings: Settings) -> None:
     """Send realistic Zeckta delivery callbacks to a listener, like `stripe trigger`.
 
     \b

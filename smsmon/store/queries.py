@@ -21,7 +21,8 @@ from typing import Any, Iterable, Iterator, Sequence
 from smsmon.errors import Ambiguous, LookupFailed
 from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import PROVIDERS, WATCH_WINDOW, Outcome, Status, is_stale, outcome_of
-from smsmon.normalize import LocalNumber, e164_strict, phone, phone_forms
+from smsmon.errors import LocalNumber
+from smsmon.normalize import e164_strict, phone, phone_forms
 from smsmon.store import keyindex
 from smsmon.store.payloads import codec_for
 from smsmon.store.schema import MESSAGE_COLUMNS, STORED_FLAGS, flag_condition

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Iterator
 
 from smsmon.errors import FilterError, NotSmsmonDatabase, SchemaTooNew, SchemaTooOld, StoreError
 from smsmon.filters import Filter
-from smsmon.normalize import LocalNumber, e164_strict, international_prefix
+from smsmon.errors import LocalNumber
+from smsmon.normalize import e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.timeutil import now_utc
 from smsmon.store import deadletters, follow, insights, keyindex, outbox, queries, views

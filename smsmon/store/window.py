@@ -26,7 +26,7 @@ from smsmon.lifecycle import PROVIDERS, WATCH_WINDOW, Outcome, normalize, outcom
 from smsmon.store.origin import SIMULATED
 from smsmon.store.queries import first_event_received_since
 from smsmon.store.schema import open_readonly, store_error
-from smsmon.store.stats import pieces
+from smsmon.store.stats import _span_sql, pieces
 from smsmon.timeutil import fmt, parse_iso
 
 STREAK_LIMIT = 1000  # poll runs read per provider at most, to count failures in a row
@@ -46,15 +46,9 @@ def read(conn: sqlite3.Connection, *, now: datetime, window: timedelta, watch_wi
     days, hours, raw = pieces(now - window, None)
     for table, spans in (("agg_day", days), ("agg_hour", hours)):
         for lo, hi in spans:
-            conds, params = [], []
-            if lo is not None:
-                conds.append("span >= ?")
-                params.append(lo)
-            if hi is not None:
-                conds.append("span < ?")
-                params.append(hi)
+            where, params = _span_sql(lo, hi)
             for p, r, code, net, n in conn.execute(
-                    f"SELECT provider, raw_status, error_code, network, sum(n) FROM {table} WHERE {' AND '.join(conds) or '1'}"
+                    f"SELECT provider, raw_status, error_code, network, sum(n) FROM {table} WHERE {where}"
                     " GROUP BY 1, 2, 3, 4", params):
                 tally[(p, r, code, net)] += n
     for lo, hi in raw:
