@@ -30,7 +30,7 @@ from psycopg import errors as pgerrors
 from psycopg_pool import PoolTimeout
 
 from smsmon.database import PostgresUrl
-from smsmon.errors import StoreError, StoreUnavailable
+from smsmon.errors import BatchRaced, StoreError, StoreUnavailable
 from smsmon.lifecycle import Event, MessageState, apply
 from smsmon.store import aggregates, deadletters, keyindex, origin, outbox
 from smsmon.store.aggregates import Deltas, Place
@@ -67,10 +67,6 @@ UPSERT = {
 assert set(UPSERT) == set(aggregates.UPSERT)
 BUMP_FACET = ("INSERT INTO facet_counts (dim, value, n) VALUES (?, ?, ?)"
               " ON CONFLICT (dim, value) DO UPDATE SET n = facet_counts.n + excluded.n")
-
-
-class _Raced(Exception):
-    """Another writer created a message this batch took for new: do the batch again."""
 
 
 class PgWriter:
@@ -139,7 +135,7 @@ class PgWriter:
                         return work(self.conn)
                     finally:
                         self.conn = None
-            except _Raced:
+            except BatchRaced:
                 log.debug("batch raced another writer for a new message: again (%d)", attempt + 1)
             except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure) as exc:
                 if attempt == RETRIES - 1:
@@ -266,7 +262,7 @@ class PgWriter:
             "UPDATE commit_clock SET last_event_id = last_event_id + ?, last_seq = last_seq + ? WHERE id = 1"
             " RETURNING last_event_id, last_seq", (len(plan.rows), len(plan.new))).fetchone()
         if plan.new and conn.execute("SELECT 1 FROM messages WHERE id = ANY(?) LIMIT 1", (plan.new,)).fetchone():
-            raise _Raced()
+            raise BatchRaced()
         for i, mid in enumerate(plan.new):
             slots[mid].seq = last_seq - len(plan.new) + 1 + i
         return last_id - len(plan.rows) + 1
