@@ -28,7 +28,9 @@ from zoneinfo import ZoneInfo
 
 import platformdirs
 
+from smsmon import database
 from smsmon.config_values import Address, Secret, SecretUrl
+from smsmon.database import Database, PostgresUrl
 from smsmon.errors import ConfigError
 from smsmon.defaults import EAZITA_TIMEZONE as DEFAULT_TIMEZONE
 from smsmon.defaults import WATCH_WINDOW
@@ -95,6 +97,11 @@ def _zone(value: Any) -> ZoneInfo:
 
 def _path(value: Any) -> Path:
     return Path(_text(value)).expanduser()
+
+
+def _database(value: Any) -> Database:
+    """An SQLite file path, or a postgresql:// URL (never taken for a file name)."""
+    return database.parse(_text(value))
 
 
 def _url(value: Any) -> str:
@@ -276,7 +283,8 @@ class ForwardSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    db: Path = _setting(None, "SMSMON_DB", "SQLite database file (default: the user data dir)", _path)
+    db: Database = _setting(None, "SMSMON_DB", "the database: an SQLite file (default: in the user data dir) or a"
+                            " postgresql:// URL (its password masked wherever it is shown)", _database)
     listen: Address = _setting(DEFAULT_LISTEN, "SMSMON_LISTEN", "address the callback listener binds", _address)
     watch_window: timedelta = _setting(f"{WATCH_WINDOW.total_seconds() / 3600:g}h", "SMSMON_WATCH_WINDOW", "a non-final message with no event for this long is stale",
                                        _duration)
@@ -307,7 +315,8 @@ class Settings:
     @property
     def secrets(self) -> list[str]:
         """Every configured secret, revealed: what a Redactor must mask."""
-        return [part for spec, value in _values(self) if spec.secret and value is not None for part in value.parts()]
+        secrets = [part for spec, value in _values(self) if spec.secret and value is not None for part in value.parts()]
+        return secrets + list(self.db.passwords if isinstance(self.db, PostgresUrl) else ())
 
     @property
     def warnings(self) -> list[str]:
@@ -395,7 +404,7 @@ def _build(raw: Mapping[str, Any], sources: dict[str, str]) -> Settings:
     parsed: dict[str, Any] = {}
     for key, spec in SPECS.items():
         value = raw.get(key)
-        if value is None or isinstance(value, (Secret, timedelta, ZoneInfo, Address, Path, DisplayZone)):
+        if value is None or isinstance(value, (Secret, timedelta, ZoneInfo, Address, Path, PostgresUrl, DisplayZone)):
             parsed[key] = value
             continue
         try:

@@ -154,6 +154,11 @@ class NotSmsmonDatabase(StoreError):
     """The file is not an smsmon database, or SQLite cannot read it as a database at all."""
 
 
+class BatchRaced(StoreError):
+    """PostgreSQL: another writer created a message this batch took for new; the writer does the
+    batch again (it now finds the message). Never leaves the writer (smsmon.store.pg.writer)."""
+
+
 class LocalNumber(ValueError):
     """A number in a country's local format (a leading 0) with no region to read it in
     (smsmon.normalize.e164_strict); the store turns it into a FilterError or a lookup failure."""

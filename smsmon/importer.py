@@ -18,6 +18,7 @@ import msgspec
 from smsmon.errors import ParseError, ProviderAPIError, StoreError
 from smsmon.lifecycle import Event
 from smsmon.providers import events_from_object
+from smsmon.store.backend import open_writer
 from smsmon.store.writer import Writer
 from smsmon.timeutil import now_utc
 
@@ -96,7 +97,7 @@ def import_lines(stream: BinaryIO, db: Path, *, tz: ZoneInfo, region: str | None
         if len(result.bad) < KEEP_BAD:
             result.bad.append((line_no, reason if len(reason) <= REASON_MAX else reason[: REASON_MAX - 1] + "…"))
 
-    with Writer(db) as writer:
+    with open_writer(db) as writer:
         batch = _Batch(writer, result)
         while True:
             line = stream.readline(MAX_LINE + 1)

@@ -82,16 +82,85 @@ def message_events(draw):
     return events
 
 
-def rows(db: Path | sqlite3.Connection, sql: str, *params: Any) -> list[tuple]:
-    """What a query returns, as plain tuples: from an open connection, or a database file
-    opened (and closed) for it, as another process would."""
-    if isinstance(db, sqlite3.Connection):
+def connect(db: Any) -> Any:
+    """A connection to look into a database with, whichever store it is: sqlite3's, or the
+    PostgreSQL store's sqlite-faced one (the same SQL: `?` placeholders; autocommit). Close it."""
+    from smsmon.database import PostgresUrl
+
+    if isinstance(db, PostgresUrl):
+        from smsmon.store.pg.connection import Connection
+        from smsmon.store.pg.connection import connect as pg_connect
+
+        return _Closing(Connection(pg_connect(db, autocommit=True)))
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class _Closing:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def close(self) -> None:
+        self._conn.raw.close()
+
+
+def rows(db: Any, sql: str, *params: Any) -> list[tuple]:
+    """What a query returns, as plain tuples: from an open connection, or a database (an SQLite
+    file, a PostgreSQL URL) opened (and closed) for it, as another process would."""
+    if hasattr(db, "execute"):
         return [tuple(r) for r in db.execute(sql, params)]
-    conn = sqlite3.connect(db)
+    conn = connect(db)
     try:
         return [tuple(r) for r in conn.execute(sql, params)]
     finally:
         conn.close()
+
+
+def lock_out_writers(db: Any) -> Any:
+    """Another process holding the write lock, until `.execute("ROLLBACK")`: SQLite's reserved
+    lock, or PostgreSQL's commit clock row (what every writer locks before it writes)."""
+    blocker = connect(db)
+    if isinstance(blocker, sqlite3.Connection):
+        blocker.execute("BEGIN IMMEDIATE")
+    else:
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT * FROM commit_clock FOR UPDATE")
+    return blocker
+
+
+def stored_bytes(db: Any) -> bytes:
+    """Everything a database holds, to search for what must never be stored: an SQLite file's
+    bytes (with its -wal), or every row of every table of a PostgreSQL schema as text."""
+    from smsmon.database import PostgresUrl
+
+    if not isinstance(db, PostgresUrl):
+        return b"".join(p.read_bytes() for p in Path(db).parent.glob(Path(db).name + "*"))
+    conn = connect(db)
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+        return "\n".join(r[0] for t in tables for r in conn.execute(f"SELECT CAST(t AS text) FROM {t} AS t")).encode()
+    finally:
+        conn.close()
+
+
+def arg(db: Any) -> str:
+    """A database as `--db` takes it on a command line."""
+    from smsmon.database import PostgresUrl
+
+    return db.reveal() if isinstance(db, PostgresUrl) else str(db)
+
+
+def nul(db: Any) -> str:
+    """How a NUL character in a provider's value reads back from this store: itself from SQLite,
+    U+2400 from PostgreSQL (whose text cannot hold a NUL)."""
+    from smsmon.database import PostgresUrl
+
+    return "\u2400" if isinstance(db, PostgresUrl) else "\x00"
 
 
 def run_in_terminal(args: list[str], env: dict[str, str], seconds: float, *, ready: str | None = None,

@@ -27,7 +27,7 @@ from smsmon.ingest.listener import ListenerConfig
 from smsmon.ingest.runtime import Ingest
 from smsmon.sim.servers import FakeEazita, Step
 from smsmon.timeutil import UTC, fmt
-from tests.helpers import callback
+from tests.helpers import arg, callback
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SECRET_PATH = "/hook/T000-B000-s3cr3t-w3bh00k-path"
@@ -181,8 +181,8 @@ def notices(out: Path) -> list[tuple[str, str, str]]:
 
 
 @asynccontextmanager
-async def live(db: Path, clock: Clock, env: dict[str, str], **ingest: Any) -> AsyncIterator[tuple[Ingest, str]]:
-    settings = config.load(env={"SMSMON_DB": str(db), **env})
+async def live(db: Any, clock: Clock, env: dict[str, str], **ingest: Any) -> AsyncIterator[tuple[Ingest, str]]:
+    settings = config.load(env={"SMSMON_DB": arg(db), **env})
     ing = Ingest(settings, listener=ListenerConfig(port=0), clock=clock, **ingest)
     await ing.start()
     stop = asyncio.Event()
@@ -197,7 +197,7 @@ async def live(db: Path, clock: Clock, env: dict[str, str], **ingest: Any) -> As
         await ing.stop()
 
 
-async def test_rate_and_silence_fire_and_clear_once_each_by_webhook_and_command(db_path, tmp_path, caplog) -> None:
+async def test_rate_and_silence_fire_and_clear_once_each_by_webhook_and_command(db, tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
     receiver = Receiver(fail=2)  # the receiver is down twice first: the notice is retried
     out = tmp_path / "notices.txt"
@@ -206,7 +206,7 @@ async def test_rate_and_silence_fire_and_clear_once_each_by_webhook_and_command(
         env = {"SMSMON_ALERTS_DELIVERY_RATE_BELOW": "90%", "SMSMON_ALERTS_MIN_MESSAGES": "5",
                "SMSMON_ALERTS_SILENCE_AFTER": "10m", "SMSMON_ALERTS_WEBHOOK": hook,
                "SMSMON_ALERTS_COMMAND": writer_script(tmp_path, out)}
-        async with live(db_path, clock, env) as (ing, url), aiohttp.ClientSession() as s:
+        async with live(db, clock, env) as (ing, url), aiohttp.ClientSession() as s:
             ing.operations.delivery.backoff = 0.01  # the real backoff, in hundredths
             for i in range(10):
                 event = "MESSAGE_FAILED" if i < 6 else "MESSAGE_DELIVERED"
@@ -243,7 +243,7 @@ async def test_rate_and_silence_fire_and_clear_once_each_by_webhook_and_command(
     assert SECRET_PATH.split("/")[-1] not in ours and f"alert webhook {webhook_host(hook)}: HTTP 503" in ours
 
 
-async def test_code_network_and_poll_failures_from_the_real_poller(db_path, tmp_path) -> None:
+async def test_code_network_and_poll_failures_from_the_real_poller(db, tmp_path) -> None:
     fake = FakeEazita("k-123456", "p-123456")
     await fake.start()
     for i in range(4):
@@ -253,7 +253,7 @@ async def test_code_network_and_poll_failures_from_the_real_poller(db_path, tmp_
     env = {"SMSMON_EAZITA_API_KEY": "k-123456", "SMSMON_EAZITA_PASSWORD": "p-123456", "SMSMON_EAZITA_URL": fake.url,
            "SMSMON_ALERTS_CODE_FAILURES_ABOVE": "3", "SMSMON_ALERTS_POLL_FAILURES": "3"}
     try:
-        async with live(db_path, clock, env) as (ing, _):
+        async with live(db, clock, env) as (ing, _):
             await ing.poll_once()
             changes = await ing.alerts.evaluate()
             assert {(t.state, t.alert.rule, t.alert.subject) for t in changes} == {

@@ -16,6 +16,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
 
 from smsmon.sim.generate import fill
+from smsmon.store.backend import open_writer
 from smsmon.store.writer import Writer
 from smsmon.ui.app import SmsmonApp
 from smsmon.ui.screens.insights import InsightsScreen
@@ -148,20 +149,20 @@ async def test_every_screen_and_back(seeded) -> None:
     assert app.return_code == 0
 
 
-async def test_browse_follows_another_writer_and_pause_holds_updates(tmp_path) -> None:
-    db = tmp_path / "shared.db"
-    with Writer(db) as w:
+async def test_browse_follows_another_writer_and_pause_holds_updates(db) -> None:
+    """On SQLite the app looks for new rows every second; on PostgreSQL the server announces them."""
+    with open_writer(db) as w:
         w.apply([zevent(uuid="first")])
 
     app = SmsmonApp(db)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: table(app).row_count == 1)
-        with Writer(db) as other:  # another process's writer, on the same file
+        with open_writer(db) as other:  # another process's writer, on the same database
             other.apply([zevent(uuid="second")])
         await until(pilot, lambda: table(app).row_count == 2)
         await pilot.press("p")
         assert app.paused and "PAUSED" in text(app.screen.query_one("#health"))
-        with Writer(db) as other:
+        with open_writer(db) as other:
             other.apply([zevent(uuid="third")])
         seen = app.refreshes
         await pilot.pause(1.5)  # longer than the browse check: nothing may change while paused
@@ -170,9 +171,8 @@ async def test_browse_follows_another_writer_and_pause_holds_updates(tmp_path) -
         await until(pilot, lambda: table(app).row_count == 3)
 
 
-async def test_the_selected_row_stays_put_when_new_rows_arrive(tmp_path) -> None:
-    db = tmp_path / "busy.db"
-    with Writer(db) as w:
+async def test_the_selected_row_stays_put_when_new_rows_arrive(db) -> None:
+    with open_writer(db) as w:
         w.apply([zevent(uuid=f"m{i}", at=f"2026-11-23T10:00:{i:02d}Z") for i in range(20)])
 
     app = SmsmonApp(db)
@@ -181,7 +181,7 @@ async def test_the_selected_row_stays_put_when_new_rows_arrive(tmp_path) -> None
         table(app).move_cursor(row=5)
         await pilot.pause(0.05)
         chosen = table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value
-        with Writer(db) as other:
+        with open_writer(db) as other:
             other.apply([zevent(uuid="newest", at="2026-11-23T11:00:00Z")])
         await until(pilot, lambda: app.watermark == 21)
         assert table(app).cursor_row == 5
@@ -246,3 +246,27 @@ async def test_keys_typed_into_the_filter_are_text_not_commands(seeded) -> None:
                           "backspace", "enter")
         await until(pilot, lambda: app.filter_text == "provider:eazita")
         assert isinstance(app.screen, MainScreen) and not app.paused and app.return_code is None
+
+
+async def test_browsing_postgresql_reads_nothing_until_a_commit_is_announced(db) -> None:
+    """SQLite announces nothing, so browsing asks for the newest event id every second; from
+    PostgreSQL the app hears of each commit (LISTEN/NOTIFY) and reads nothing while all is quiet."""
+    from smsmon.database import PostgresUrl
+
+    with open_writer(db) as w:
+        w.apply([zevent(uuid="first")])
+    app = SmsmonApp(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        reads = []
+        reader = app.gateway.reader
+        latest, dashboard = reader.latest_event_id, reader.dashboard
+        reader.latest_event_id = lambda: reads.append("latest") or latest()  # type: ignore[method-assign]
+        reader.dashboard = lambda *a, **k: reads.append("dashboard") or dashboard(*a, **k)  # type: ignore[method-assign]
+        await pilot.pause(2.5)  # quiet: over two of SQLite's browse checks
+        assert (reads == []) is isinstance(db, PostgresUrl), reads
+        reads.clear()
+        with open_writer(db) as other:
+            other.apply([zevent(uuid="second")])
+        await until(pilot, lambda: table(app).row_count == 2)
+        assert "dashboard" in reads

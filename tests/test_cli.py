@@ -379,7 +379,7 @@ def test_an_export_that_fails_half_way_leaves_the_file_as_it_was(sample_db, tmp_
 
 
 @pytest.mark.parametrize("command", ["watch", "demo", "browse", "explain", "show", "stats", "export", "import", "serve", "poll",
-                                     "simulate", "config", "sim", "sim generate", "bench", "bench store", "bench ingest",
+                                     "simulate", "config", "sim", "sim generate", "bench", "bench store", "bench ingest", "migrate",
                                      "bench ui", "bench attack"])
 def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
     r = run(*command.split(), "--help")

@@ -155,14 +155,20 @@ def test_sim_generate_needs_append_for_data_and_more_for_real_data(tmp_path: Pat
     assert r.exit_code == 1  # the environment chooses no differently
 
 
-def test_a_demo_database_that_receives_real_data_is_a_demo_one_no_more(tmp_path: Path) -> None:
-    db = tmp_path / "d.db"
+def test_a_demo_database_that_receives_real_data_is_a_demo_one_no_more(db) -> None:
+    """On either store: new, then a demo's, then real once a real event comes."""
+    from smsmon.store.backend import inspect_origin, open_writer
+
+    assert inspect_origin(db).kind == "new"
+    refuse_real_data(db)
     fill(db, messages=10)
-    assert inspect(db).kind == "demo"
-    with Writer(db) as w:
+    assert inspect_origin(db).kind == "demo"
+    refuse_real_data(db)
+    with open_writer(db) as w:
         w.apply([zevent("MESSAGE_SENT", uuid="real", event_id="x1")])
-    assert inspect(db).kind == "real"
-    with pytest.raises(SmsmonError):
+    found = inspect_origin(db)
+    assert found.kind == "real" and found.messages == 11
+    with pytest.raises(SmsmonError, match="holds data that is not from a demo"):
         refuse_real_data(db)
 
 

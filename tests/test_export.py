@@ -16,25 +16,24 @@ from click.testing import CliRunner
 from smsmon.cli import cli
 from smsmon.providers import eazita, zeckta
 from smsmon.sim.generate import fill
-from smsmon.store.reader import Reader
-from smsmon.store.writer import Writer
-from tests.helpers import KARACHI, NOW, callback, report_row
+from smsmon.store.backend import open_reader, open_writer
+from tests.helpers import KARACHI, NOW, arg, callback, report_row
 
 AWKWARD = 'Acme, "Ltd"\nline two; ünï €'
 
 
 def export(db: Path, *args: str) -> str:
-    r = CliRunner().invoke(cli, ["export", "--db", str(db), *args], catch_exceptions=False)
+    r = CliRunner().invoke(cli, ["export", "--db", arg(db), *args], catch_exceptions=False)
     assert r.exit_code == 0, r.stderr
     return r.stdout
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("export") / "e.db"
+def db(module_db) -> Path:
+    path = module_db
     fill(path, messages=200, seed=9, days=1)
     pretty = json.dumps(callback("MESSAGE_DELIVERED", uuid="pretty", src=AWKWARD), indent=2).encode()
-    with Writer(path) as w:
+    with open_writer(path) as w:
         w.apply([zeckta.parse_callback(pretty, received_at=NOW),
                  eazita.row_event(report_row("DELIVERED", message_id=4242, network=AWKWARD, reference='r,"1"'),
                                   tz=KARACHI, received_at=NOW)])
@@ -43,7 +42,7 @@ def db(tmp_path_factory) -> Path:
 
 def reference_rows(db: Path) -> list[dict]:
     """The messages as the app reads them, the reference every format must agree with."""
-    with Reader(db) as r:
+    with open_reader(db) as r:
         return list(r.iter_messages(now=NOW))
 
 
@@ -78,7 +77,7 @@ def test_csv_reads_back_to_the_same_values(db) -> None:
 def test_raw_is_the_object_the_provider_sent_one_line_per_event(db) -> None:
     lines = export(db, "--table", "events", "--format", "ndjson").splitlines()
     events = [json.loads(line) for line in lines]
-    with Reader(db) as r:
+    with open_reader(db) as r:
         assert len(events) == r.latest_event_id()
     pretty = next(e for e in events if e["message_id"] == "zeckta:pretty")
     assert isinstance(pretty["raw"], dict) and pretty["raw"]["message"]["src"] == AWKWARD
@@ -94,7 +93,7 @@ def test_csv_events_carry_raw_as_text(db) -> None:
 
 
 def test_a_filter_exports_exactly_its_messages_and_their_events(db) -> None:
-    with Reader(db) as r:
+    with open_reader(db) as r:
         from smsmon import filters
 
         f = filters.parse("status:failed", NOW + timedelta(hours=1))

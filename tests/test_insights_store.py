@@ -1,6 +1,6 @@
 """Issue 12, the read side: the filter language's country: and none, written back exactly
 (`expression`), and the insights read model, whose every row's filter selects exactly the
-messages it counts. Real SQLite files."""
+messages it counts. Real SQLite files and PostgreSQL schemas."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from smsmon import filters
 from smsmon.errors import FilterError
 from smsmon.sim.generate import fill
 from smsmon.store import queries
+from smsmon.store.backend import open_reader
 from smsmon.store.reader import Reader
 from smsmon.timeutil import UTC
 
@@ -20,10 +21,9 @@ NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory) -> Reader:
-    db = tmp_path_factory.mktemp("insights") / "i.db"
-    fill(db, messages=600, seed=4, days=2, now=NOW)
-    with Reader(db) as r:
+def reader(module_db) -> Reader:
+    fill(module_db, messages=600, seed=4, days=2, now=NOW)
+    with open_reader(module_db) as r:
         yield r
 
 

@@ -1,11 +1,10 @@
-"""The callback listener over real loopback HTTP, into real SQLite files (SPEC §5)."""
+"""The callback listener over real loopback HTTP, into real SQLite files and PostgreSQL schemas (SPEC §5)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import sqlite3
 import ssl
 import zlib
 from contextlib import asynccontextmanager
@@ -20,7 +19,7 @@ from smsmon.ingest.committer import Committer
 from smsmon.config import Address, Secret
 from smsmon.errors import ListenerError
 from smsmon.ingest.listener import CallbackLog, Listener, ListenerConfig, parse_networks
-from tests.helpers import callback, rows
+from tests.helpers import callback, lock_out_writers, rows, stored_bytes
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -48,25 +47,25 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes | str | dic
 
 
 # ── the contract ─────────────────────────────────────────────────────────────────
-async def test_accepted_callbacks_are_committed_before_the_answer(db_path) -> None:
-    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+async def test_accepted_callbacks_are_committed_before_the_answer(db) -> None:
+    async with serving(db) as (_, url), aiohttp.ClientSession() as s:
         body = callback("MESSAGE_SENT", uuid="u1", event_id="e1")
         status, answer = await post(s, url + "/callbacks/zeckta", body)
         assert (status, answer) == (200, {"ok": True, "eventId": "e1", "duplicate": False})
         # Another connection sees it the moment the answer arrives: it was committed first.
-        assert rows(db_path, "SELECT event_key, status, source FROM events") == [("e1", "SENT", "callback")]
+        assert rows(db, "SELECT event_key, status, source FROM events") == [("e1", "SENT", "callback")]
         status, answer = await post(s, url + "/callbacks/zeckta", body)
         assert (status, answer) == (200, {"ok": True, "eventId": "e1", "duplicate": True})
-        assert rows(db_path, "SELECT events_count, duplicates_count FROM messages") == [(1, 1)]
+        assert rows(db, "SELECT events_count, duplicates_count FROM messages") == [(1, 1)]
 
 
-async def test_out_of_order_and_unknown_statuses_are_accepted(db_path) -> None:
-    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+async def test_out_of_order_and_unknown_statuses_are_accepted(db) -> None:
+    async with serving(db) as (_, url), aiohttp.ClientSession() as s:
         for event_type, ts in (("MESSAGE_DELIVERED", "2026-11-23T10:00:09Z"), ("MESSAGE_SENT", "2026-11-23T10:00:02Z"),
                                ("MESSAGE_READ", "2026-11-23T10:01:00Z")):
             status, _ = await post(s, url + "/callbacks/zeckta", callback(event_type, uuid="m", at=ts))
             assert status == 200
-    assert rows(db_path, "SELECT status, flags FROM messages") == [("DELIVERED", "late_event,unmapped")]
+    assert rows(db, "SELECT status, flags FROM messages") == [("DELIVERED", "late_event,unmapped")]
 
 
 BAD_BODIES = [
@@ -87,39 +86,39 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize("name,body,reason", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
-async def test_bad_bodies_get_400_with_the_reason_and_a_dead_letter(db_path, name, body, reason) -> None:
-    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+async def test_bad_bodies_get_400_with_the_reason_and_a_dead_letter(db, name, body, reason) -> None:
+    async with serving(db) as (_, url), aiohttp.ClientSession() as s:
         status, answer = await post(s, url + "/callbacks/zeckta", body)
         assert status == 400 and answer["ok"] is False and reason in answer["error"]
         status, _ = await post(s, url + "/callbacks/zeckta", callback())  # still serving
         assert status == 200
-    letters = rows(db_path, "SELECT remote, path, reason, length(body) FROM dead_letters")
+    letters = rows(db, "SELECT remote, path, reason, length(body) FROM dead_letters")
     assert len(letters) == 1
     remote, path, why, size = letters[0]
     assert remote == "127.0.0.1" and path == "/callbacks/zeckta" and reason in why and size == len(body.decode("utf-8", "replace"))
-    assert rows(db_path, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM events") == [(1,)]
 
 
 @pytest.mark.parametrize("chunked", [False, True])
-async def test_bodies_over_64_kib_get_413_and_are_not_stored(db_path, chunked) -> None:
+async def test_bodies_over_64_kib_get_413_and_are_not_stored(db, chunked) -> None:
     big = json.dumps(callback(src="x" * (1 << 20))).encode()  # 1 MB
 
     async def body_stream():
         for i in range(0, len(big), 8192):
             yield big[i : i + 8192]
 
-    async with serving(db_path) as (listener, url), aiohttp.ClientSession() as s:
+    async with serving(db) as (listener, url), aiohttp.ClientSession() as s:
         async with s.post(url + "/callbacks/zeckta", data=body_stream() if chunked else big) as r:
             assert r.status == 413
             assert "64 KiB" in (await r.json())["error"]
         status, _ = await post(s, url + "/callbacks/zeckta", callback())
         assert status == 200
-    assert rows(db_path, "SELECT count(*) FROM events") == [(1,)]
-    assert rows(db_path, "SELECT count(*) FROM dead_letters") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM dead_letters") == [(0,)]
 
 
-async def test_methods_and_paths(db_path) -> None:
-    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+async def test_methods_and_paths(db) -> None:
+    async with serving(db) as (_, url), aiohttp.ClientSession() as s:
         for method in ("GET", "PUT", "DELETE"):
             async with s.request(method, url + "/callbacks/zeckta") as r:
                 assert r.status == 405 and r.headers["Allow"] == "POST"
@@ -129,24 +128,24 @@ async def test_methods_and_paths(db_path) -> None:
             assert r.status == 404 and (await r.json())["ok"] is False
         async with s.post(url + "/healthz") as r:
             assert r.status == 405
-    assert rows(db_path, "SELECT count(*) FROM events") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM events") == [(0,)]
 
 
-async def test_health(db_path) -> None:
-    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+async def test_health(db) -> None:
+    async with serving(db) as (_, url), aiohttp.ClientSession() as s:
         await post(s, url + "/callbacks/zeckta", callback())
         async with s.get(url + "/healthz") as r:
             health = await r.json()
     assert r.status == 200
-    assert health["status"] == "ok" and health["events"] == 1 and health["database"] == str(db_path)
+    assert health["status"] == "ok" and health["events"] == 1 and health["database"] == str(db)
     assert health["last_callback"].endswith("Z") and health["this_run"]["new"] == 1
 
 
 # ── security ─────────────────────────────────────────────────────────────────────
-async def test_with_a_token_only_the_token_path_accepts_and_the_token_never_leaks(db_path, caplog) -> None:
+async def test_with_a_token_only_the_token_path_accepts_and_the_token_never_leaks(db, caplog) -> None:
     caplog.set_level(logging.INFO, logger="smsmon")
 
-    async with serving(db_path, token=TOKEN) as (listener, url), aiohttp.ClientSession() as s:
+    async with serving(db, token=TOKEN) as (listener, url), aiohttp.ClientSession() as s:
         for path in ("/callbacks/zeckta", "/callbacks/zeckta/wrong-token-0000", f"/callbacks/zeckta/{TOKEN}x",
                      f"/callbacks/zeckta/{TOKEN[:-1]}"):
             status, _ = await post(s, url + path, callback())
@@ -159,24 +158,23 @@ async def test_with_a_token_only_the_token_path_accepts_and_the_token_never_leak
         assert status == 400
         assert TOKEN not in listener.callback_url and Secret(TOKEN).masked() in listener.callback_url
 
-    assert rows(db_path, "SELECT event_key FROM events") == [("ok",)]
-    assert rows(db_path, "SELECT path FROM dead_letters") == [("/callbacks/zeckta/****",)]
-    everything = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
-    assert TOKEN.encode() not in everything
+    assert rows(db, "SELECT event_key FROM events") == [("ok",)]
+    assert rows(db, "SELECT path FROM dead_letters") == [("/callbacks/zeckta/****",)]
+    assert TOKEN.encode() not in stored_bytes(db)
     assert TOKEN not in caplog.text and "bad_token" in caplog.text
 
 
-async def test_allow_from_answers_403_to_other_addresses(db_path) -> None:
-    async with serving(db_path, allow_from=parse_networks(["10.0.0.0/8", "192.0.2.7"])) as (_, url), \
+async def test_allow_from_answers_403_to_other_addresses(db) -> None:
+    async with serving(db, allow_from=parse_networks(["10.0.0.0/8", "192.0.2.7"])) as (_, url), \
             aiohttp.ClientSession() as s:
         status, answer = await post(s, url + "/callbacks/zeckta", callback())
         assert (status, answer["error"]) == (403, "address not allowed")
-    async with serving(db_path, allow_from=parse_networks(["127.0.0.0/8"])) as (_, url), aiohttp.ClientSession() as s:
+    async with serving(db, allow_from=parse_networks(["127.0.0.0/8"])) as (_, url), aiohttp.ClientSession() as s:
         assert (await post(s, url + "/callbacks/zeckta", callback()))[0] == 200
-    assert rows(db_path, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM events") == [(1,)]
 
 
-async def test_https_with_a_throwaway_certificate(db_path, tmp_path) -> None:
+async def test_https_with_a_throwaway_certificate(db, tmp_path) -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -185,7 +183,7 @@ async def test_https_with_a_throwaway_certificate(db_path, tmp_path) -> None:
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
 
-    async with serving(db_path, tls_cert=tmp_path / "cert.pem", tls_key=tmp_path / "key.pem") as (_, url), \
+    async with serving(db, tls_cert=tmp_path / "cert.pem", tls_key=tmp_path / "key.pem") as (_, url), \
             aiohttp.ClientSession() as s:
         assert url.startswith("https://")
         status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="tls"), ssl=client_ctx)
@@ -231,34 +229,33 @@ def test_bad_cidr() -> None:
 
 
 # ── durability, concurrency, unavailability ─────────────────────────────────────
-async def test_the_same_event_posted_200_times_at_once_is_one_event(db_path) -> None:
+async def test_the_same_event_posted_200_times_at_once_is_one_event(db) -> None:
     body = json.dumps(callback(event_id="same", uuid="u")).encode()
 
-    async with serving(db_path) as (_, url), aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as s:
+    async with serving(db) as (_, url), aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as s:
         answers = await asyncio.gather(*(post(s, url + "/callbacks/zeckta", body) for _ in range(200)))
     assert all(status == 200 for status, _ in answers)
     assert sorted(a["duplicate"] for _, a in answers) == [False] + [True] * 199
 
-    assert rows(db_path, "SELECT count(*) FROM events") == [(1,)]
-    assert rows(db_path, "SELECT events_count, duplicates_count FROM messages") == [(1, 199)]
+    assert rows(db, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db, "SELECT events_count, duplicates_count FROM messages") == [(1, 199)]
 
 
-async def test_many_distinct_callbacks_at_once_are_all_stored(db_path) -> None:
-    async with serving(db_path) as (listener, url), aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
+async def test_many_distinct_callbacks_at_once_are_all_stored(db) -> None:
+    async with serving(db) as (listener, url), aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
         answers = await asyncio.gather(*(post(s, url + "/callbacks/zeckta", callback(
             uuid=f"m{i % 50}", event_id=f"e{i}", at=f"2026-11-23T10:{i // 60:02d}:{i % 60:02d}Z")) for i in range(600)))
         assert {status for status, _ in answers} == {200}
         assert not any(a["duplicate"] for _, a in answers)
         assert listener.committer.batches < 600  # group commit: batches shared by callbacks
 
-    assert rows(db_path, "SELECT count(*) FROM events") == [(600,)]
-    assert rows(db_path, "SELECT count(*), sum(events_count) FROM messages") == [(50, 600)]
+    assert rows(db, "SELECT count(*) FROM events") == [(600,)]
+    assert rows(db, "SELECT count(*), sum(events_count) FROM messages") == [(50, 600)]
 
 
-async def test_a_locked_database_answers_503_stores_nothing_and_recovers(db_path) -> None:
-    async with serving(db_path, busy_timeout=0.2) as (_, url), aiohttp.ClientSession() as s:
-        blocker = sqlite3.connect(db_path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+async def test_a_locked_database_answers_503_stores_nothing_and_recovers(db) -> None:
+    async with serving(db, busy_timeout=0.2) as (_, url), aiohttp.ClientSession() as s:
+        blocker = lock_out_writers(db)  # another process holds the write lock
         try:
             async with s.post(url + "/callbacks/zeckta", data=json.dumps(callback(event_id="while-locked"))) as r:
                 assert r.status == 503 and r.headers["Retry-After"] == "5"
@@ -273,13 +270,12 @@ async def test_a_locked_database_answers_503_stores_nothing_and_recovers(db_path
         async with s.get(url + "/healthz") as r:
             assert (await r.json())["status"] == "ok"
 
-    assert rows(db_path, "SELECT event_key FROM events") == [("while-locked",)]
+    assert rows(db, "SELECT event_key FROM events") == [("while-locked",)]
 
 
-async def test_callbacks_waiting_for_the_database_are_bounded(db_path) -> None:
-    async with serving(db_path, busy_timeout=3.0, max_in_flight=2) as (listener, url), aiohttp.ClientSession() as s:
-        blocker = sqlite3.connect(db_path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+async def test_callbacks_waiting_for_the_database_are_bounded(db) -> None:
+    async with serving(db, busy_timeout=3.0, max_in_flight=2) as (listener, url), aiohttp.ClientSession() as s:
+        blocker = lock_out_writers(db)
         try:
             waiting = [asyncio.create_task(post(s, url + "/callbacks/zeckta", callback(uuid=f"m{i}", event_id=f"w{i}"))) for i in range(2)]
             deadline = asyncio.get_running_loop().time() + 10
@@ -294,7 +290,7 @@ async def test_callbacks_waiting_for_the_database_are_bounded(db_path) -> None:
         assert [st for st, _ in await asyncio.gather(*waiting)] == [200, 200]
         assert listener.in_flight == 0
 
-    assert sorted(r[0] for r in rows(db_path, "SELECT event_key FROM events")) == ["w0", "w1"]
+    assert sorted(r[0] for r in rows(db, "SELECT event_key FROM events")) == ["w0", "w1"]
 
 
 def test_a_busy_log_is_summed_up_once_a_second(caplog) -> None:
@@ -327,12 +323,12 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.01)
 
 
-async def test_a_callback_whose_number_has_letters_is_stored(db_path) -> None:
+async def test_a_callback_whose_number_has_letters_is_stored(db) -> None:
     """Found by `smsmon bench attack`: `+23o...` made the calling-code lookup raise, so the callback got a 5xx forever."""
-    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+    async with serving(db) as (_, url), aiohttp.ClientSession() as s:
         status, answer = await post(s, url + "/callbacks/zeckta", callback(event_id="letters", dest="+23o241234567"))
     assert (status, answer["eventId"]) == (200, "letters")
-    assert rows(db_path, "SELECT dest, country_code FROM messages") == [("+23o241234567", None)]
+    assert rows(db, "SELECT dest, country_code FROM messages") == [("+23o241234567", None)]
 
 
 @pytest.mark.parametrize("name,request_bytes", [
@@ -342,15 +338,15 @@ async def test_a_callback_whose_number_has_letters_is_stored(db_path) -> None:
                                   headers={"Content-Encoding": "deflate"})),
     ("broken chunks", b"POST /callbacks/zeckta HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
 ])
-async def test_a_body_that_cannot_be_decoded_is_400_without_a_dead_letter_or_a_traceback(db_path, caplog, name,
+async def test_a_body_that_cannot_be_decoded_is_400_without_a_dead_letter_or_a_traceback(db, caplog, name,
                                                                                          request_bytes) -> None:
     caplog.set_level(logging.INFO)
-    async with serving(db_path) as (_, url), aiohttp.ClientSession() as s:
+    async with serving(db) as (_, url), aiohttp.ClientSession() as s:
         answer = await raw(url, request_bytes)
         assert answer.status == 400, answer
         status, _ = await post(s, url + "/callbacks/zeckta", callback())  # still serving
         assert status == 200
-    assert rows(db_path, "SELECT count(*) FROM dead_letters") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM dead_letters") == [(0,)]
     # Nothing of ours went wrong, and aiohttp did not trip over the rest of the body after the answer.
     assert not [r for r in caplog.records if r.name.startswith("smsmon") and r.levelno >= logging.WARNING]
     assert "Unhandled exception" not in caplog.text
@@ -370,9 +366,9 @@ class BuggyCommitter(Committer):
         return await super().submit(event, **kwargs)
 
 
-async def test_a_bug_of_ours_is_503_with_retry_after_never_500_and_the_retry_is_stored(db_path, caplog) -> None:
+async def test_a_bug_of_ours_is_503_with_retry_after_never_500_and_the_retry_is_stored(db, caplog) -> None:
     caplog.set_level(logging.INFO, logger="smsmon")
-    async with serving(db_path, committer=BuggyCommitter(db_path)) as (listener, url), aiohttp.ClientSession() as s:
+    async with serving(db, committer=BuggyCommitter(db)) as (listener, url), aiohttp.ClientSession() as s:
         body = json.dumps(callback(event_id="retried"))
         async with s.post(url + "/callbacks/zeckta", data=body) as r:
             assert r.status == 503 and r.headers["Retry-After"] == "5"
@@ -380,14 +376,13 @@ async def test_a_bug_of_ours_is_503_with_retry_after_never_500_and_the_retry_is_
         status, answer = await post(s, url + "/callbacks/zeckta", body.encode())  # what Zeckta does next
         assert (status, answer["duplicate"]) == (200, False)
         assert listener.counts["internal_error"] == 1
-    assert rows(db_path, "SELECT event_key FROM events") == [("retried",)]
+    assert rows(db, "SELECT event_key FROM events") == [("retried",)]
     assert "internal_error: KeyError while answering POST /callbacks/zeckta" in caplog.text
 
 
-async def test_a_rejected_callback_whose_dead_letter_cannot_be_kept_is_503_then_kept(db_path) -> None:
-    async with serving(db_path, busy_timeout=0.2) as (_, url), aiohttp.ClientSession() as s:
-        blocker = sqlite3.connect(db_path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+async def test_a_rejected_callback_whose_dead_letter_cannot_be_kept_is_503_then_kept(db) -> None:
+    async with serving(db, busy_timeout=0.2) as (_, url), aiohttp.ClientSession() as s:
+        blocker = lock_out_writers(db)
         try:
             async with s.post(url + "/callbacks/zeckta", data=b"{broken") as r:
                 assert r.status == 503 and r.headers["Retry-After"] == "5"
@@ -396,12 +391,12 @@ async def test_a_rejected_callback_whose_dead_letter_cannot_be_kept_is_503_then_
             blocker.close()
         async with s.post(url + "/callbacks/zeckta", data=b"{broken") as r:  # the retry
             assert r.status == 400
-    assert [r[0].split(":")[0] for r in rows(db_path, "SELECT reason FROM dead_letters")] == ["invalid_json"]
+    assert [r[0].split(":")[0] for r in rows(db, "SELECT reason FROM dead_letters")] == ["invalid_json"]
 
 
-async def test_slow_senders_are_cut_and_hold_no_place_of_real_callbacks(db_path) -> None:
+async def test_slow_senders_are_cut_and_hold_no_place_of_real_callbacks(db) -> None:
     """Issue 9: waiting for the database was counted from before the body, so slow senders made every real callback 503."""
-    async with serving(db_path, max_in_flight=2, limits={"body_timeout": 1.0}) as (listener, url), \
+    async with serving(db, max_in_flight=2, limits={"body_timeout": 1.0}) as (listener, url), \
             aiohttp.ClientSession() as s:
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         slow = []
@@ -422,11 +417,11 @@ async def test_slow_senders_are_cut_and_hold_no_place_of_real_callbacks(db_path)
             writer.close()
         assert asyncio.get_running_loop().time() - started < 5
         assert listener.counts["body_timeout"] == 5
-    assert rows(db_path, "SELECT event_key FROM events") == [("real",)]
+    assert rows(db, "SELECT event_key FROM events") == [("real",)]
 
 
-async def test_half_sent_connections_are_closed_after_the_idle_timeout(db_path) -> None:
-    async with serving(db_path, limits={"idle_timeout": 1.0}) as (listener, url):
+async def test_half_sent_connections_are_closed_after_the_idle_timeout(db) -> None:
+    async with serving(db, limits={"idle_timeout": 1.0}) as (listener, url):
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(b"POST /callbacks/zeckta HTTP/1.1\r\nHost: x\r\n")  # and never the rest
@@ -437,9 +432,9 @@ async def test_half_sent_connections_are_closed_after_the_idle_timeout(db_path) 
         assert listener.connections is not None and listener.connections.closed_idle == 1
 
 
-async def test_beyond_the_cap_the_stalled_connection_makes_room_for_a_real_callback(db_path) -> None:
+async def test_beyond_the_cap_the_stalled_connection_makes_room_for_a_real_callback(db) -> None:
     """Issue 9: 1,100 idle sockets made real callbacks time out; now the oldest stalled one is closed for them."""
-    async with serving(db_path, limits={"max_connections": 4}) as (listener, url), aiohttp.ClientSession() as s:
+    async with serving(db, limits={"max_connections": 4}) as (listener, url), aiohttp.ClientSession() as s:
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         stalled = []
         for _ in range(4):
@@ -454,13 +449,12 @@ async def test_beyond_the_cap_the_stalled_connection_makes_room_for_a_real_callb
         for _, writer in stalled:
             writer.close()
         assert listener.connections.closed_for_room >= 1 and listener.connections.peak <= 4
-    assert rows(db_path, "SELECT event_key FROM events") == [("got-in",)]
+    assert rows(db, "SELECT event_key FROM events") == [("got-in",)]
 
 
-async def test_when_every_connection_waits_for_the_database_a_new_one_gets_503(db_path) -> None:
-    async with serving(db_path, busy_timeout=3.0, limits={"max_connections": 2}) as (listener, url):
-        blocker = sqlite3.connect(db_path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+async def test_when_every_connection_waits_for_the_database_a_new_one_gets_503(db) -> None:
+    async with serving(db, busy_timeout=3.0, limits={"max_connections": 2}) as (listener, url):
+        blocker = lock_out_writers(db)
         try:
             waiting = [asyncio.create_task(raw(url, request("POST", "/callbacks/zeckta", json.dumps(
                 callback(uuid=f"m{i}", event_id=f"w{i}")).encode()))) for i in range(2)]
@@ -473,15 +467,15 @@ async def test_when_every_connection_waits_for_the_database_a_new_one_gets_503(d
             blocker.execute("ROLLBACK")
             blocker.close()
         assert [a.status for a in await asyncio.gather(*waiting)] == [200, 200]
-    assert sorted(r[0] for r in rows(db_path, "SELECT event_key FROM events")) == ["w0", "w1"]
+    assert sorted(r[0] for r in rows(db, "SELECT event_key FROM events")) == ["w0", "w1"]
 
 
-async def test_expect_100_continue_with_a_huge_length_gets_413_before_any_invitation(db_path) -> None:
+async def test_expect_100_continue_with_a_huge_length_gets_413_before_any_invitation(db) -> None:
     """Issue 9: it got "100 Continue" and then 413."""
     def head(path: str, length: int) -> bytes:
         return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
 
-    async with serving(db_path, token=TOKEN) as (_, url):
+    async with serving(db, token=TOKEN) as (_, url):
         huge = await raw(url, head(f"/callbacks/zeckta/{TOKEN}", 10_000_000))
         assert (huge.status, huge.interim) == (413, [])
         wrong = await raw(url, head("/callbacks/zeckta/wrong-token-0000", 10_000_000))
@@ -494,23 +488,23 @@ async def test_expect_100_continue_with_a_huge_length_gets_413_before_any_invita
         writer.write(body)
         assert (await asyncio.wait_for(read_answer(reader), 5)).status == 200
         writer.close()
-    assert rows(db_path, "SELECT event_key FROM events") == [("invited",)]
+    assert rows(db, "SELECT event_key FROM events") == [("invited",)]
 
 
-async def test_health_tells_strangers_only_ok_or_degraded_when_a_token_is_set(db_path) -> None:
+async def test_health_tells_strangers_only_ok_or_degraded_when_a_token_is_set(db) -> None:
     """Issue 9: /healthz showed anyone the database path and the store's errors."""
-    async with serving(db_path, token=TOKEN) as (_, url), aiohttp.ClientSession() as s:
+    async with serving(db, token=TOKEN) as (_, url), aiohttp.ClientSession() as s:
         async with s.get(url + "/healthz") as r:
             assert (r.status, await r.json()) == (200, {"status": "ok"})
         async with s.get(url + f"/healthz/{TOKEN}") as r:
             details = await r.json()
-            assert details["database"] == str(db_path) and details["connections"]["cap"] >= 1
+            assert details["database"] == str(db) and details["connections"]["cap"] >= 1
         async with s.get(url + f"/healthz/{TOKEN[:-1]}") as r:
             assert r.status == 404
 
 
-async def test_pipelined_callbacks_on_one_connection_are_each_answered_and_stored(db_path) -> None:
-    async with serving(db_path, limits={"max_connections": 2}) as (listener, url):
+async def test_pipelined_callbacks_on_one_connection_are_each_answered_and_stored(db) -> None:
+    async with serving(db, limits={"max_connections": 2}) as (listener, url):
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(b"".join(request("POST", "/callbacks/zeckta", json.dumps(callback(uuid=f"p{i}", event_id=f"p{i}")).encode())
@@ -519,4 +513,4 @@ async def test_pipelined_callbacks_on_one_connection_are_each_answered_and_store
         writer.close()
         assert [a.status for a in answers] == [200, 200, 200]
         assert listener.connections is not None and listener.connections.closed_for_room == 0
-    assert sorted(r[0] for r in rows(db_path, "SELECT event_key FROM events")) == ["p0", "p1", "p2"]
+    assert sorted(r[0] for r in rows(db, "SELECT event_key FROM events")) == ["p0", "p1", "p2"]

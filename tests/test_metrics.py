@@ -20,7 +20,7 @@ from smsmon.ingest.listener import ListenerConfig
 from smsmon.ingest.runtime import Ingest
 from smsmon.sim.servers import FakeEazita, Step
 from smsmon.timeutil import UTC
-from tests.helpers import callback, rows
+from tests.helpers import arg, callback, rows
 from tests.test_forward import eventually, free_port
 
 ROOT = Path(__file__).parent.parent
@@ -33,10 +33,10 @@ def parse(text: str) -> Samples:
 
 
 @asynccontextmanager
-async def world(db: Path, env: dict[str, str] | None = None, **listener: Any) -> AsyncIterator[tuple[Ingest, str, FakeEazita]]:
+async def world(db: Any, env: dict[str, str] | None = None, **listener: Any) -> AsyncIterator[tuple[Ingest, str, FakeEazita]]:
     fake = FakeEazita("k-123456", "p-123456")
     await fake.start()
-    settings = config.load(env={"SMSMON_DB": str(db), "SMSMON_EAZITA_API_KEY": "k-123456", "SMSMON_EAZITA_PASSWORD": "p-123456",
+    settings = config.load(env={"SMSMON_DB": arg(db), "SMSMON_EAZITA_API_KEY": "k-123456", "SMSMON_EAZITA_PASSWORD": "p-123456",
                                 "SMSMON_EAZITA_URL": fake.url, **(env or {})})
     ing = Ingest(settings, listener=ListenerConfig(port=0, **listener))
     await ing.start()
@@ -47,7 +47,7 @@ async def world(db: Path, env: dict[str, str] | None = None, **listener: Any) ->
         await fake.stop()
 
 
-async def scrape_after_traffic(db: Path) -> tuple[Samples, str]:
+async def scrape_after_traffic(db: Any) -> tuple[Samples, str]:
     # forwarding to an application that is down: every new callback waits in the outbox (issue 13)
     env = {"SMSMON_ALERTS_DELIVERY_RATE_BELOW": "99%", "SMSMON_ALERTS_MIN_MESSAGES": "1",
            "SMSMON_FORWARD_URL": f"http://127.0.0.1:{free_port()}/hooks/sms"}
@@ -75,16 +75,16 @@ async def scrape_after_traffic(db: Path) -> tuple[Samples, str]:
     return parse(text), text
 
 
-async def test_the_metrics_say_what_happened(db_path) -> None:
-    m, _ = await scrape_after_traffic(db_path)
+async def test_the_metrics_say_what_happened(db) -> None:
+    m, _ = await scrape_after_traffic(db)
     cb = {dict(k[1])["result"]: v for k, v in m.items() if k[0] == "smsmon_callbacks_total"}
     assert (cb["new"], cb["duplicate"], cb["rejected"], cb["unavailable"]) == (3, 1, 1, 0)
     stored = {(dict(k[1])["provider"], dict(k[1])["status"], dict(k[1])["outcome"]): v
               for k, v in m.items() if k[0] == "smsmon_events_total"}
     in_db = {(p, st, outcome): n for p, st, outcome, n in rows(
-        db_path, "SELECT m.provider, e.status, m.outcome, count(*) FROM events e JOIN messages m ON m.seq = e.message_seq"
-                 " GROUP BY 1, 2")}
-    assert sum(stored.values()) == rows(db_path, "SELECT count(*) FROM events")[0][0] == 4
+        db, "SELECT m.provider, e.status, m.outcome, count(*) FROM events e JOIN messages m ON m.seq = e.message_seq"
+                 " GROUP BY 1, 2, 3")}
+    assert sum(stored.values()) == rows(db, "SELECT count(*) FROM events")[0][0] == 4
     assert stored[("zeckta", "FAILED", "NOT_DELIVERED")] == 1 and stored[("eazita", "UNDELIVERABLE", "NOT_DELIVERED")] == 1
     assert {k[:2] for k in stored} == {k[:2] for k in in_db}
     commits = m[("smsmon_commit_seconds_count", ())]
@@ -98,20 +98,20 @@ async def test_the_metrics_say_what_happened(db_path) -> None:
     assert m[("smsmon_window_failures_by_code", (("error_code", "101"), ("provider", "eazita")))] == 1
     assert m[("smsmon_window_failures_by_network", (("network", "Jazz"),))] == 1
     assert m[("smsmon_alerts_firing", (("rule", "delivery_rate"), ("subject", "")))] == 1
-    waiting = rows(db_path, "SELECT count(*) FROM forward_outbox")[0][0]
+    waiting = rows(db, "SELECT count(*) FROM forward_outbox")[0][0]
     assert m[("smsmon_forward_queue_depth", ())] == waiting == 3 and m[("smsmon_store_up", ())] == 1
     assert m[("smsmon_last_callback_timestamp_seconds", ())] > 1.7e9
 
 
-async def test_without_a_forwarder_there_is_no_queue_gauge(db_path) -> None:
-    async with world(db_path) as (_, base, _fake), aiohttp.ClientSession() as s:
+async def test_without_a_forwarder_there_is_no_queue_gauge(db) -> None:
+    async with world(db) as (_, base, _fake), aiohttp.ClientSession() as s:
         async with s.get(base + "/metrics") as r:
             m = parse(await r.text())
     assert ("smsmon_forward_queue_depth", ()) not in m and ("smsmon_store_up", ()) in m
 
 
-async def test_the_token_rule_is_the_callbacks(db_path) -> None:
-    async with world(db_path, token=TOKEN) as (_, base, _fake), aiohttp.ClientSession() as s:
+async def test_the_token_rule_is_the_callbacks(db) -> None:
+    async with world(db, token=TOKEN) as (_, base, _fake), aiohttp.ClientSession() as s:
         for path, headers, status in [
             ("/metrics", {}, 404), ("/metrics/wrong-token-0123456", {}, 404), (f"/metrics/{TOKEN}", {}, 200),
             ("/metrics", {"Authorization": f"Bearer {TOKEN}"}, 200), ("/metrics", {"Authorization": "Bearer nope"}, 404),
@@ -123,29 +123,29 @@ async def test_the_token_rule_is_the_callbacks(db_path) -> None:
                     assert "smsmon_callbacks_total" in await r.text()
         async with s.post(f"{base}/metrics/{TOKEN}") as r:
             assert r.status == 405
-    async with world(db_path) as (_, base, _fake), aiohttp.ClientSession() as s:
+    async with world(db) as (_, base, _fake), aiohttp.ClientSession() as s:
         async with s.get(f"{base}/metrics/{TOKEN}") as r:
             assert r.status == 404  # no token set: the path takes none
 
 
-async def test_allow_from_applies_and_metrics_can_be_off(db_path) -> None:
+async def test_allow_from_applies_and_metrics_can_be_off(db) -> None:
     from smsmon.ingest.listener import parse_networks
 
-    async with world(db_path, allow_from=parse_networks(["10.0.0.0/8"])) as (_, base, _fake), aiohttp.ClientSession() as s:
+    async with world(db, allow_from=parse_networks(["10.0.0.0/8"])) as (_, base, _fake), aiohttp.ClientSession() as s:
         async with s.get(base + "/metrics") as r:
             assert r.status == 403
-    async with world(db_path, {"SMSMON_METRICS": "off"}) as (_, base, _fake), aiohttp.ClientSession() as s:
+    async with world(db, {"SMSMON_METRICS": "off"}) as (_, base, _fake), aiohttp.ClientSession() as s:
         async with s.get(base + "/metrics") as r:
             assert r.status == 404
 
 
-async def test_the_grafana_dashboard_shows_only_what_is_exported(db_path) -> None:
+async def test_the_grafana_dashboard_shows_only_what_is_exported(db) -> None:
     dashboard = json.loads((ROOT / "contrib" / "grafana" / "smsmon.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert len(exprs) >= 15 and all(p["datasource"]["uid"] == "${DS_PROMETHEUS}" for p in dashboard["panels"])
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
-    _, text = await scrape_after_traffic(db_path)
+    _, text = await scrape_after_traffic(db)
     exported = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     named = {n for e in exprs for n in re.findall(r"\bsmsmon_[a-z_]+", e)}
     assert named and named <= exported, named - exported

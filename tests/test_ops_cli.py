@@ -95,3 +95,24 @@ def test_the_new_commands_have_help_and_are_in_the_readme(command: str) -> None:
     r = run(*command.split(), "--help")
     assert r.exit_code == 0 and "Usage:" in r.stdout
     assert f"smsmon {command}" in (Path(__file__).parent.parent / "README.md").read_text()
+
+
+@pytest.mark.postgres
+def test_prune_and_alerts_on_postgresql(generated, pg_server) -> None:
+    """The same commands with --db postgresql://...: what would go, what went, the rules."""
+    from smsmon.store.pg.copy import copy_sqlite
+    from tests.conftest import schema_url
+
+    db = schema_url(pg_server)
+    copy_sqlite(generated, db)
+    before = rows(db, "SELECT count(*) FROM messages")[0][0]
+    r = run("prune", "--older-than", "5d", "--dry-run", "--db", db.reveal())
+    assert r.exit_code == 0 and r.stderr.startswith("would remove ")
+    would = int(r.stderr.split()[2].replace(",", ""))
+    assert 0 < would < before and rows(db, "SELECT count(*) FROM messages")[0][0] == before
+    r = run("prune", "--older-than", "5d", "--db", db.reveal())
+    assert r.exit_code == 0 and r.stderr.startswith(f"removed {would:,} messages (") and "PostgreSQL's autovacuum" in r.stderr
+    assert rows(db, "SELECT count(*) FROM messages")[0][0] == before - would
+    env = {"SMSMON_ALERTS_STALE_ABOVE": "0", "SMSMON_ALERTS_SILENCE_AFTER": "30d"}
+    r = run("alerts", "--db", db.reveal(), "--check", env=env)
+    assert r.exit_code == 1 and "FIRING  stale " in r.stdout and "ok      silence" in r.stdout and "1 firing" in r.stderr

@@ -1,9 +1,9 @@
 """The read side against a brute-force reference on a generated database: every filter, every
-page, both query plans; stats and facets; lookups; the filter language."""
+page, both query plans; stats and facets; lookups; the filter language. On SQLite and on
+PostgreSQL (the same queries: smsmon.store.pg.connection translates them)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -15,35 +15,37 @@ from smsmon.errors import Ambiguous, FilterError, LookupFailed
 from smsmon.lifecycle import PROVIDERS, Outcome
 from smsmon.sim.generate import fill
 from smsmon.store import aggregates, queries, stats
+from smsmon.store.backend import open_reader, open_writer
 from smsmon.store.reader import Reader
 from smsmon.store.schema import open_readonly
 from smsmon.timeutil import fmt
-from tests.helpers import NOW
+from tests.helpers import NOW, connect
 
 WINDOW = timedelta(hours=72)
 
 
 @pytest.fixture(scope="module")
-def path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("q") / "q.db"
-    fill(path, messages=1500, seed=7, days=6, now=NOW)
-    return path
+def path(module_db) -> Path:
+    fill(module_db, messages=1500, seed=7, days=6, now=NOW)
+    return module_db
 
 
 @pytest.fixture(scope="module")
-def conn(path) -> sqlite3.Connection:
-    return open_readonly(path)
+def conn(path):  # type: ignore[no-untyped-def]
+    c = open_readonly(path) if isinstance(path, Path) else connect(path)
+    yield c
+    c.close()
 
 
 @pytest.fixture(scope="module")
 def reader(path) -> Reader:
-    with Reader(path, window=WINDOW) as r:
+    with open_reader(path, window=WINDOW) as r:
         yield r
 
 
 @pytest.fixture(scope="module")
 def everything(conn) -> list[dict]:
-    return [dict(r) for r in conn.execute("SELECT rowid AS seq, * FROM messages")]
+    return [dict(r) for r in conn.execute("SELECT * FROM messages")]
 
 
 def _forms(number: str) -> set[str]:
@@ -218,15 +220,13 @@ def test_resolve_by_every_kind_of_id(conn, everything) -> None:
         queries.resolve(conn, "nothing-like-this")
 
 
-def test_resolve_lists_candidates_when_ambiguous(tmp_path) -> None:
-    from smsmon.store.writer import Writer
+def test_resolve_lists_candidates_when_ambiguous(db) -> None:
     from tests.helpers import zevent
 
-    with Writer(tmp_path / "a.db") as w:
+    with open_writer(db) as w:
         w.apply([zevent(uuid="a", dest="+233200000001"), zevent(uuid="b", dest="+233200000001")])
-    conn = open_readonly(tmp_path / "a.db")
-    with pytest.raises(Ambiguous) as info:
-        queries.resolve(conn, "233200000001")
+    with open_reader(db) as r, pytest.raises(Ambiguous) as info:
+        r.resolve("233200000001")
     assert {c["id"] for c in info.value.candidates} == {"zeckta:a", "zeckta:b"}
 
 

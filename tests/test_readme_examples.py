@@ -38,6 +38,7 @@ import pytest
 from smsmon.sim.generate import fill
 from smsmon.sim.servers import FakeEazita, FakeZeckta, Step
 from smsmon.store.writer import Writer
+from tests import pgserver
 from tests.helpers import callback, eevent, report_row, run_in_terminal
 from tests.test_simulate_and_poll_cli import InThread
 
@@ -46,8 +47,9 @@ README = ROOT / "README.md"
 BIN = Path(sys.executable).parent  # this environment's smsmon and sqlite-utils
 COMMANDS = {"smsmon", "python3", "pip", "pytest", "sqlite-utils", "sqlite3", "datasette", "export", "apt-get", "cat",
             "/usr/bin/time", "sudo", "journalctl", "cloudflared", "ngrok"}
-NOT_SHELL = ("line 2: not UTF-8", "error: zeckta.api_key", "pure domain (no I/O)",  # output shown, a diagram
-             "removed ", "  FIRING ", "retention: removed ")  # what prune, alerts and serve's retention print
+NOT_SHELL = ("line 2: not UTF-8", "error: zeckta.api_key", "pure domain (no I/O)",  # output shown, diagrams
+             "removed ", "  FIRING ", "retention: removed ",  # what prune, alerts and serve's retention print
+             " " * 16 + "Zeckta callbacks")
 ZECKTA_ID, EVENT_ID, NUMBER = "016205e1-3c54-4b7a-9f4e-8a2d1c0b9e77", "4075b658-81d8-4f66-8da4-eb88ac4592b6", "+233241234567"
 TUI = ("watch", "demo", "browse")
 FOREVER_S = 4.0  # how long something that serves until stopped runs before it is stopped
@@ -149,6 +151,10 @@ def _skip(text: str) -> str | None:
         return f"{word} needs the internet and an account's tunnel (and is not in Debian)"
     if word == "pytest" or ("pip install" in text and "smsmon demo" not in text):
         return "the test suite itself: .ci/run runs the README's test command"
+    if "tests.pgserver" in text:
+        return "a throwaway PostgreSQL server kept until Ctrl+C, for trying things by hand: the suite starts its own"
+    if "postgresql://" in text and (why := pgserver.why_not()):
+        return f"no PostgreSQL server can be started here: {why}"
     if word == "datasette" and not shutil.which("datasette"):
         return "datasette is not installed here"
     for tool in ("sqlite3", "jq", "/usr/bin/time", "openssl"):
@@ -204,10 +210,20 @@ class Session:
     env: dict[str, str]
     ports: dict[str, str]
     background: list[subprocess.Popen] = field(default_factory=list)
+    pg: pgserver.Server | None = None
+
+    def postgres(self) -> str:
+        """A database on a throwaway PostgreSQL server, started the first time an example needs one."""
+        if self.pg is None:
+            self.pg = pgserver.Server().start()
+            self.pg.create_database("smsmon")
+        return self.pg.tcp_url("smsmon")
 
     def prepare(self, text: str) -> str:
         for old, new in self.ports.items():
             text = text.replace(old, new)
+        if "postgresql://" in text:  # the README's servers are this session's throwaway one (the replica too)
+            text = re.sub(r"postgresql://[\w.@-]+/smsmon\b", self.postgres(), text)
         text = text.replace("https://host/", f"http://{self.env['SMSMON_LISTEN']}/")  # the README's placeholder listener
         return text.replace("/var/lib/smsmon/", f"{self.cwd}/var/lib/smsmon/")
 
@@ -299,6 +315,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Any:
     s = Session(cwd, env, ports)
     yield s
     s.stop_background()
+    if s.pg is not None:
+        s.pg.stop()
     for server in servers:
         server.close()
 

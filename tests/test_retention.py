@@ -7,6 +7,7 @@ import asyncio
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,8 +17,8 @@ from smsmon.ingest.listener import ListenerConfig
 from smsmon.ingest.runtime import Ingest
 from smsmon.sim.generate import fill
 from smsmon.timeutil import fmt
-from tests.helpers import NOW, callback, rows
-from tests.test_prune import _check_stats
+from tests.helpers import NOW, arg, callback, rows
+from tests.test_prune import _check_stats, maintained, recount
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,15 @@ def generated(tmp_path_factory) -> Path:
     return path
 
 
-async def test_retention_prunes_while_callbacks_arrive_and_loses_none(generated, tmp_path) -> None:
-    db = tmp_path / "r.db"
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_retention_prunes_while_callbacks_arrive_and_loses_none(generated, tmp_path, backend, request) -> None:
+    db: Any = tmp_path / "r.db"
     shutil.copy(generated, db)
-    settings = config.load(env={"SMSMON_DB": str(db), "SMSMON_RETENTION": "3d"})
+    if backend == "postgres":  # the same database, copied into PostgreSQL by `smsmon migrate`'s copy
+        from tests.test_prune import in_postgresql
+
+        db = in_postgresql(db, request.getfixturevalue("pg_server"))
+    settings = config.load(env={"SMSMON_DB": arg(db), "SMSMON_RETENTION": "3d"})
     ing = Ingest(settings, listener=ListenerConfig(port=0), clock=lambda: NOW)
     await ing.start()
     try:
@@ -57,4 +63,6 @@ async def test_retention_prunes_while_callbacks_arrive_and_loses_none(generated,
     assert rows(db, "SELECT count(*) FROM messages WHERE id LIKE 'zeckta:live-%'")[0][0] == 300
     cutoff = fmt(NOW - timedelta(days=3))
     assert rows(db, "SELECT count(*) FROM messages WHERE last_event_at < ?", cutoff)[0][0] <= 1  # the newest may stay
-    _check_stats(db)
+    assert maintained(db) == recount(db)
+    if backend == "sqlite":
+        _check_stats(db)

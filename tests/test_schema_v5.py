@@ -85,9 +85,11 @@ def test_the_upgraded_database_reads_the_same_and_takes_the_new_rows(v4_db: Path
     assert rows(db, "SELECT headers FROM dead_letters WHERE id = 2") == [('{"User-Agent": "Zeckta"}',)]
 
 
-def test_deleting_an_event_takes_its_outbox_row(db_path: Path) -> None:
-    """For `smsmon prune` (issue 14): an outbox row never outlives its event."""
-    with Writer(db_path) as w:
+def test_deleting_an_event_takes_its_outbox_row(db) -> None:
+    """For `smsmon prune` (issue 14): an outbox row never outlives its event (both stores)."""
+    from smsmon.store.backend import open_writer
+
+    with open_writer(db) as w:
         w.apply([zevent(uuid="a", event_id="a1"), zevent(uuid="b", event_id="b1")], forward=["", "application/json"])
         w.run(lambda w: w.conn.execute("DELETE FROM events WHERE event_key = 'a1'"))
-    assert rows(db_path, "SELECT message_id, content_type FROM forward_outbox") == [("zeckta:b", "application/json")]
+    assert rows(db, "SELECT message_id, content_type FROM forward_outbox") == [("zeckta:b", "application/json")]

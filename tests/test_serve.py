@@ -1,4 +1,5 @@
-"""`smsmon serve` as a real process: start-up, clean stops, and no acknowledged event lost to SIGKILL."""
+"""`smsmon serve` as a real process: start-up, clean stops, and no acknowledged event lost to SIGKILL
+(on an SQLite file and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,7 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import callback
+from typing import Any
+
+from tests.helpers import arg, callback, rows
 
 TOKEN = "serve-token-0123456789abcdef"
 
@@ -25,9 +27,9 @@ TOKEN = "serve-token-0123456789abcdef"
 class Serve:
     """A `smsmon serve` subprocess whose stderr is collected line by line."""
 
-    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db: Any, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smsmon", "serve", "--db", str(db), *args],
+            [sys.executable, "-m", "smsmon", "serve", *(["--db", arg(db)] if db is not None else []), *args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
@@ -68,8 +70,7 @@ async def _post(session: aiohttp.ClientSession, url: str, body: dict) -> int:
         return r.status
 
 
-def test_serve_prints_where_to_send_callbacks_and_stops_cleanly_on_sigterm(tmp_path) -> None:
-    db = tmp_path / "s.db"
+def test_serve_prints_where_to_send_callbacks_and_stops_cleanly_on_sigterm(db) -> None:
     serve = Serve(db, "--listen", "127.0.0.1:0", env={"SMSMON_CALLBACK_TOKEN": TOKEN})
     url = serve.url()
     serve.wait_for(r"give Zeckta this callback URL: http://127\.0\.0\.1:\d+/callbacks/zeckta/<28 characters>  \(the token")  # nothing of it (issue 9)
@@ -87,7 +88,7 @@ def test_serve_prints_where_to_send_callbacks_and_stops_cleanly_on_sigterm(tmp_p
     assert serve.finish() == 0
     assert "stopped:" in serve.text and "Traceback" not in serve.text
     assert TOKEN not in serve.text
-    stored = sqlite3.connect(db).execute("SELECT count(*) FROM events").fetchone()[0]
+    [(stored,)] = rows(db, "SELECT count(*) FROM events")
     assert stored >= statuses.count(200) >= 25
 
 
@@ -98,8 +99,7 @@ def test_serve_stops_on_ctrl_c(tmp_path) -> None:
     assert serve.finish() == 0 and "stopped:" in serve.text
 
 
-def test_no_acknowledged_callback_is_lost_when_serve_is_killed_under_load(tmp_path) -> None:
-    db = tmp_path / "kill.db"
+def test_no_acknowledged_callback_is_lost_when_serve_is_killed_under_load(db) -> None:
     serve = Serve(db, "--listen", "127.0.0.1:0")
     url = serve.url() + "/callbacks/zeckta"
     acked: list[str] = []
@@ -129,7 +129,7 @@ def test_no_acknowledged_callback_is_lost_when_serve_is_killed_under_load(tmp_pa
     asyncio.run(load())
     serve.finish()
     assert len(acked) >= 500
-    stored = {r[0] for r in sqlite3.connect(db).execute("SELECT event_key FROM events")}
+    stored = {r[0] for r in rows(db, "SELECT event_key FROM events")}
     missing = [e for e in acked if e not in stored]
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {missing[:5]}"
 

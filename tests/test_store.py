@@ -1,4 +1,5 @@
-"""SPEC §6 and the one writer: schema, migrations, merge in SQL, duplicates, bounds, failures."""
+"""SPEC §6 and the one writer: schema, migrations, merge in SQL, duplicates, bounds, failures.
+Every test that takes `db` or `writer` runs on SQLite and on PostgreSQL (conftest.BACKENDS)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from smsmon.lifecycle import Flag, Status, fold
 from smsmon.sim.generate import generate_events
 from smsmon.store import aggregates, schema
 from smsmon.store.schema import STORED_FLAGS, connect, migrate, open_readonly
+from smsmon.database import PostgresUrl
+from smsmon.store.backend import open_writer
 from smsmon.store.writer import FACETS, Writer
-from tests.helpers import NOW, eevent, message_events, rows, zevent
+from tests.helpers import NOW, connect as connect_to, eevent, lock_out_writers, message_events, nul, rows, zevent
 
 
-def test_schema_tables_indexes_and_pragmas(writer: Writer) -> None:
+def test_schema_tables_indexes_and_pragmas(db_path) -> None:
+    writer = Writer(db_path)
     conn = writer.conn
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"messages", "events", "dead_letters", "poll_runs", "facet_counts"} <= tables
@@ -32,6 +36,7 @@ def test_schema_tables_indexes_and_pragmas(writer: Writer) -> None:
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert schema.version(conn) == schema.SCHEMA_VERSION
+    writer.close()
 
 
 def test_stored_flags_are_the_lifecycle_flags_that_are_stored() -> None:
@@ -65,78 +70,79 @@ def test_foreign_files_are_refused_not_damaged(tmp_path) -> None:
     assert not (tmp_path / "missing.db").exists()
 
 
-def test_a_batch_is_merged_and_stored(writer: Writer) -> None:
+def test_a_batch_is_merged_and_stored(writer, db) -> None:
     t0 = NOW - timedelta(minutes=10)
     applied = writer.apply([zevent("MESSAGE_DELIVERED", event_id="d", at=t0 + timedelta(seconds=9), cost=0.02),
                             zevent("MESSAGE_SUBMITTED", event_id="s", at=t0),
                             zevent("MESSAGE_SENT", event_id="x", at=t0 + timedelta(seconds=2))])
     assert [a.duplicate for a in applied] == [False, False, False]
     assert [a.event_id for a in applied] == [1, 2, 3]
-    m = writer.conn.execute("SELECT * FROM messages").fetchone()
-    cols = [d[0] for d in writer.conn.execute("SELECT * FROM messages").description]
-    m = dict(zip(cols, m))
+    conn = connect_to(db)
+    m = dict(conn.execute("SELECT * FROM messages").fetchone())
+    conn.close()
     assert (m["status"], m["outcome"], m["is_final"], m["cost"], m["dest"]) == ("DELIVERED", "DELIVERED", 1, 0.02, "+233241234567")
     assert m["events_count"] == 3 and m["duplicates_count"] == 0
     assert m["flags"] == "late_event"  # SUBMITTED and SENT arrived after the final
     assert m["deliver_seconds"] == pytest.approx(9.0)
     assert m["first_event_at"] < m["final_at"] == m["last_event_at"]
-    events = rows(writer.conn, "SELECT event_key, status, flags FROM events ORDER BY event_time")
+    events = rows(db, "SELECT event_key, status, flags FROM events ORDER BY event_time")
     assert events == [("s", "SUBMITTED", "late_event"), ("x", "SENT", "late_event"), ("d", "DELIVERED", None)]
 
 
-def test_duplicates_are_acknowledged_counted_and_change_nothing(writer: Writer) -> None:
+def test_duplicates_are_acknowledged_counted_and_change_nothing(writer, db) -> None:
     ev = zevent("MESSAGE_SENT", event_id="e1")
     twin = zevent("MESSAGE_SENT", event_id="e2", at=ev.event_time)  # same fingerprint, another id
     first = writer.apply([ev, ev])
     later = writer.apply([ev, twin])
     assert [a.duplicate for a in first + later] == [False, True, True, True]
-    assert writer.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
-    assert rows(writer.conn, "SELECT events_count, duplicates_count, status FROM messages") == [(1, 3, "SENT")]
+    assert rows(db, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db, "SELECT events_count, duplicates_count, status FROM messages") == [(1, 3, "SENT")]
 
 
-def test_regressions_unknowns_and_conflicts_are_flagged_in_the_database(writer: Writer) -> None:
+def test_regressions_unknowns_and_conflicts_are_flagged_in_the_database(writer, db) -> None:
     t0 = NOW - timedelta(minutes=10)
     writer.apply([zevent("MESSAGE_SENT", uuid="a", at=t0 + timedelta(seconds=5))])
     writer.apply([zevent("MESSAGE_SUBMITTED", uuid="a", at=t0)])
     writer.apply([zevent("MESSAGE_READ", uuid="b", at=t0), zevent("MESSAGE_DELIVERED", uuid="c", at=t0)])
     writer.apply([zevent("MESSAGE_FAILED", uuid="c", at=t0 + timedelta(seconds=1))])
-    got = dict(rows(writer.conn, "SELECT id, status || ' ' || coalesce(flags, '') FROM messages"))
+    got = dict(rows(db, "SELECT id, status || ' ' || coalesce(flags, '') FROM messages"))
     assert got == {"zeckta:a": "SENT regression_ignored", "zeckta:b": "UNKNOWN unmapped", "zeckta:c": "FAILED terminal_conflict"}
 
 
-def test_eazita_late_dlr_in_the_database(writer: Writer) -> None:
+def test_eazita_late_dlr_in_the_database(writer, db) -> None:
     writer.apply([eevent("EXPIRED", sent="2026/11/23 10:00:00", done="2026/11/23 14:00:00")])
     writer.apply([eevent("DELIVERED", sent="2026/11/23 10:00:00", done="2026/11/23 16:00:00")])
-    assert rows(writer.conn, "SELECT status, outcome, flags FROM messages") == [("DELIVERED", "DELIVERED", "late_dlr")]
+    assert rows(db, "SELECT status, outcome, flags FROM messages") == [("DELIVERED", "DELIVERED", "late_dlr")]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(message_events())
-def test_the_writer_agrees_with_the_pure_merge_in_any_order_and_batching(tmp_path_factory, events) -> None:
-    """Real SQLite: events applied in shuffled order and random batches end in the same row as fold()."""
+def test_the_writer_agrees_with_the_pure_merge_in_any_order_and_batching(make_db, events) -> None:
+    """Real databases: events applied in shuffled order and random batches end in the same row as fold()."""
     expected = fold(events)
     rnd = random.Random(len(events))
     shuffled = events[:]
     rnd.shuffle(shuffled)
-    with Writer(tmp_path_factory.mktemp("w") / "t.db") as w:
+    db = make_db()
+    with open_writer(db) as w:
         i = 0
         while i < len(shuffled):
             n = rnd.randint(1, 3)
             w.apply(shuffled[i : i + n])
             i += n
         w.apply(events[:1])  # a replay
-        m = w.conn.execute("SELECT status, error_code, first_event_at, last_event_at, events_count, duplicates_count,"
-                           " network, cost, sent_at, deliver_seconds FROM messages").fetchone()
+    [m] = rows(db, "SELECT status, error_code, first_event_at, last_event_at, events_count, duplicates_count,"
+                   " network, cost, sent_at, deliver_seconds FROM messages")
     assert m == (expected.status.value, expected.error_code, expected.first_event_at, expected.last_event_at,
                  expected.events_count, expected.duplicates_count + 1, expected.attrs.get("network"), expected.attrs.get("cost"),
                  expected.sent_at, expected.deliver_seconds)
 
 
-def test_maintained_counts_match_the_table(writer: Writer) -> None:
+def test_maintained_counts_match_the_table(writer, db) -> None:
     events = list(generate_events(400, seed=3, now=NOW, days=2))
     for i in range(0, len(events), 97):
         writer.apply(events[i : i + 97])
-    conn = writer.conn
+    conn = connect_to(db)
     columns = {"status": "status", "outcome": "outcome", "provider": "provider", "error_code": "coalesce(error_code, '')",
                "network": "coalesce(network, '')", "country_code": "coalesce(country_code, '')"}
     for dim, expr in columns.items():
@@ -153,17 +159,47 @@ def test_maintained_counts_match_the_table(writer: Writer) -> None:
     # The aggregates the writer maintained, batch by batch, equal the ones counted from the rows.
     tables = ("agg_hour", "agg_day", "agg_latency_hour", "agg_latency_day")
     maintained = {t: set(rows(conn, f"SELECT * FROM {t} WHERE n != 0")) for t in tables}
-    aggregates.rebuild(conn)
-    assert maintained == {t: set(rows(conn, f"SELECT * FROM {t}")) for t in tables}
+    assert maintained == counted_aggregates(conn)
     assert sum(n for (n,) in rows(conn, "SELECT n FROM agg_day")) == len(rows(conn, "SELECT id FROM messages"))
+    conn.close()
 
 
-def test_generated_traffic_has_everything_a_real_database_has(writer: Writer) -> None:
+def counted_aggregates(conn) -> dict[str, set[tuple]]:
+    """The four aggregate tables as counted from the messages themselves (what aggregates.rebuild does)."""
+    out: dict[str, Counter] = {t: Counter() for t in ("agg_hour", "agg_day", "agg_latency_hour", "agg_latency_day")}
+    events: Counter = Counter()
+    for last, p, raw, code, net, country, n_events, seconds in conn.execute(
+            "SELECT last_event_at, provider, raw_status, error_code, network, country_code, events_count, deliver_seconds"
+            " FROM messages"):
+        dims = (p, raw or "", code or "", net or "", country or "")
+        for table, span in (("agg_hour", last[:13]), ("agg_day", last[:10])):
+            out[table][(span, *dims)] += 1
+            events[(table, span, *dims)] += n_events
+        if seconds is not None:
+            for table, span in (("agg_latency_hour", last[:13]), ("agg_latency_day", last[:10])):
+                out[table][(span, p, *dims[2:], aggregates.bucket(seconds))] += 1
+    return {t: {(*k, n, events[(t, *k)]) if t in ("agg_hour", "agg_day") else (*k, n) for k, n in c.items()}
+            for t, c in out.items()}
+
+
+def test_rebuilding_the_aggregates_in_sqlite_gives_what_the_writer_kept(db_path) -> None:
+    with Writer(db_path) as writer:
+        events = list(generate_events(400, seed=3, now=NOW, days=2))
+        for i in range(0, len(events), 97):
+            writer.apply(events[i : i + 97])
+        conn = writer.conn
+        tables = ("agg_hour", "agg_day", "agg_latency_hour", "agg_latency_day")
+        maintained = {t: set(rows(conn, f"SELECT * FROM {t} WHERE n != 0")) for t in tables}
+        aggregates.rebuild(conn)
+        assert maintained == {t: set(rows(conn, f"SELECT * FROM {t}")) for t in tables} == counted_aggregates(conn)
+
+
+def test_generated_traffic_has_everything_a_real_database_has(writer, db) -> None:
     events = list(generate_events(2000, seed=11, now=NOW, days=3))
     applied = []
     for i in range(0, len(events), 500):
         applied += writer.apply(events[i : i + 500])
-    conn = writer.conn
+    conn = connect_to(db)
     statuses = {r[0] for r in conn.execute("SELECT DISTINCT status FROM messages")}
     assert {"DELIVERED", "FAILED", "UNDELIVERABLE", "REJECTED", "EXPIRED", "UNCONFIRMED", "SENT"} <= statuses
     raw = {r[0] for r in conn.execute("SELECT DISTINCT e.raw_status FROM events e JOIN messages m ON m.seq = e.message_seq"
@@ -175,6 +211,7 @@ def test_generated_traffic_has_everything_a_real_database_has(writer: Writer) ->
     assert {"8", "101", "102"} <= {r[0] for r in conn.execute("SELECT DISTINCT error_code FROM messages")}
     assert len({r[0] for r in conn.execute("SELECT DISTINCT network FROM messages WHERE network IS NOT NULL")}) >= 4
     assert conn.execute("SELECT count(*) FROM messages WHERE is_final = 0").fetchone()[0] > 0
+    conn.close()
 
 
 def test_generation_is_deterministic_with_a_seed() -> None:
@@ -184,57 +221,67 @@ def test_generation_is_deterministic_with_a_seed() -> None:
     assert a == b != c
 
 
-def test_dead_letters_are_kept_bounded(db_path) -> None:
-    with Writer(db_path, dead_letter_limit=5) as w:
+def test_dead_letters_are_kept_bounded(db) -> None:
+    with open_writer(db, dead_letter_limit=5) as w:
         for i in range(12):
             w.dead_letter(received_at="2026-11-23T10:00:00.000000Z", remote="127.0.0.1", path="/callbacks/zeckta",
                           reason=f"invalid JSON {i}", body=b"x" * (70 * 1024))
-        kept = rows(w.conn, "SELECT reason, length(body) FROM dead_letters ORDER BY id")
+    kept = rows(db, "SELECT reason, length(body) FROM dead_letters ORDER BY id")
     assert [r[0] for r in kept] == [f"invalid JSON {i}" for i in range(7, 12)]
     assert {r[1] for r in kept} == {64 * 1024}
 
 
-def test_poll_runs_are_recorded_and_bounded(db_path) -> None:
-    with Writer(db_path, poll_run_limit=3) as w:
+def test_poll_runs_are_recorded_and_bounded(db) -> None:
+    with open_writer(db, poll_run_limit=3) as w:
         for i in range(5):
             w.record_poll_run(provider="eazita", started_at="s", finished_at="f", ok=0, http_status=200, api_code="-2",
                               rows_seen=0, new_events=i, error_code="poll_api_error", error="eazita API error -2")
-        assert [r[0] for r in w.conn.execute("SELECT new_events FROM poll_runs ORDER BY id")] == [2, 3, 4]
+    assert [r[0] for r in rows(db, "SELECT new_events FROM poll_runs ORDER BY id")] == [2, 3, 4]
 
 
-def test_a_locked_database_is_unavailable_commits_nothing_and_recovers(db_path) -> None:
-    w = Writer(db_path, busy_timeout=0.2)
-    blocker = sqlite3.connect(db_path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
+def test_a_locked_database_is_unavailable_commits_nothing_and_recovers(db) -> None:
+    w = open_writer(db, busy_timeout=0.2)
+    blocker = lock_out_writers(db)
     try:
         with pytest.raises(StoreUnavailable, match="locked"):
             w.apply([zevent()])
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert w.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert rows(db, "SELECT count(*) FROM events") == [(0,)]
     assert not w.apply([zevent()])[0].duplicate
-    assert w.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    assert rows(db, "SELECT count(*) FROM events") == [(1,)]
     w.close()
 
 
-def test_a_failure_mid_batch_rolls_the_whole_batch_back(writer: Writer, monkeypatch) -> None:
+def test_a_failure_mid_batch_rolls_the_whole_batch_back(writer, db) -> None:
     writer.apply([zevent(uuid="kept")])
-    writer.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.event_key = 'bad' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    conn = connect_to(db)
+    if isinstance(db, PostgresUrl):
+        conn.execute("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$"
+                     " BEGIN RAISE EXCEPTION 'disk I/O error'; END $$")
+        conn.execute("CREATE TRIGGER boom BEFORE INSERT ON events FOR EACH ROW WHEN (NEW.event_key = 'bad')"
+                     " EXECUTE FUNCTION boom()")
+    else:
+        conn.execute("CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.event_key = 'bad'"
+                     " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    conn.close()
     with pytest.raises(StoreError, match="disk I/O error"):
         writer.apply([zevent(uuid="new"), zevent(uuid="new2", event_id="bad")])
-    assert rows(writer.conn, "SELECT id FROM messages") == [("zeckta:kept",)]
-    assert writer.conn.execute("SELECT sum(n) FROM facet_counts WHERE dim = 'provider'").fetchone()[0] == 1
+    assert rows(db, "SELECT id FROM messages") == [("zeckta:kept",)]
+    assert rows(db, "SELECT sum(n) FROM facet_counts WHERE dim = 'provider'") == [(1,)]
+    assert not writer.apply([zevent(uuid="new")])[0].duplicate  # and the writer goes on
 
 
-def test_status_values_in_the_database_are_normalized_names(writer: Writer) -> None:
+def test_status_values_in_the_database_are_normalized_names(writer, db) -> None:
     writer.apply(list(generate_events(100, seed=2, now=NOW)))
-    assert {r[0] for r in writer.conn.execute("SELECT DISTINCT status FROM events")} <= {s.value for s in Status}
+    assert {r[0] for r in rows(db, "SELECT DISTINCT status FROM events")} <= {s.value for s in Status}
 
 
-def test_an_id_with_a_nul_byte_is_one_message(writer: Writer) -> None:
+def test_an_id_with_a_nul_byte_is_one_message(writer, db) -> None:
     """SQLite's text functions stop at a NUL: the writer must not find messages through them
-    (found by `smsmon bench attack`'s fuzz: a second event got 503 forever)."""
+    (found by `smsmon bench attack`'s fuzz: a second event got 503 forever). PostgreSQL's text
+    cannot hold a NUL at all: it is stored as U+2400, the same way every time."""
     writer.apply([zevent("MESSAGE_SENT", uuid="a\x00b", event_id="1")])
     writer.apply([zevent("MESSAGE_DELIVERED", uuid="a\x00b", event_id="2")])
-    assert rows(writer.conn, "SELECT provider_message_id, status, events_count FROM messages") == [("a\x00b", "DELIVERED", 2)]
+    assert rows(db, "SELECT provider_message_id, status, events_count FROM messages") == [(f"a{nul(db)}b", "DELIVERED", 2)]

@@ -1,6 +1,7 @@
 """`smsmon tail` (issue 13): a real subprocess follows the commits of another process (the
 writer in this test), one line each or NDJSON; it exits 0 on Ctrl+C, on SIGTERM and when the
-reader of its pipe goes away (`smsmon tail --json | head -1`), without a word on stderr."""
+reader of its pipe goes away (`smsmon tail --json | head -1`), without a word on stderr. On
+SQLite and on PostgreSQL (where commits are announced, LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
-from smsmon.store.writer import Writer
-from tests.helpers import zevent
+from smsmon.store.backend import open_writer
+from tests.helpers import arg, zevent
 
 SMSMON = [sys.executable, "-m", "smsmon"]
 
@@ -40,17 +42,19 @@ async def lines(proc: asyncio.subprocess.Process, n: int, timeout: float = 15.0)
 
 
 @pytest.fixture
-def db(db_path: Path) -> Path:
-    with Writer(db_path) as w:
+def db(make_db: Callable[[], Any]) -> Any:
+    """A database of the test's store (SQLite, PostgreSQL) with two events in it."""
+    db = make_db()
+    with open_writer(db) as w:
         w.apply([zevent("MESSAGE_SENT", uuid="old-1", event_id="o1"), zevent("MESSAGE_FAILED", uuid="old-2", event_id="o2")])
-    return db_path
+    return db
 
 
-async def test_it_follows_another_process_as_ndjson_and_stops_cleanly_on_ctrl_c(db: Path) -> None:
-    proc = await start_tail("--json", "-n", "1", "--db", str(db))
+async def test_it_follows_another_process_as_ndjson_and_stops_cleanly_on_ctrl_c(db: Any) -> None:
+    proc = await start_tail("--json", "-n", "1", "--db", arg(db))
     first = json.loads((await lines(proc, 1))[0])
     assert first["event_key"] == "o2" and first["raw"]["message"]["uuid"] == "old-2"  # raw is an object: jq .raw.message
-    with Writer(db) as w:  # another writer, committing while tail follows
+    with open_writer(db) as w:  # another writer, committing while tail follows
         for i in range(3):
             w.apply([zevent("MESSAGE_DELIVERED", uuid=f"new-{i}", event_id=f"n{i}")])
     got = [json.loads(line) for line in await lines(proc, 3)]
@@ -61,11 +65,11 @@ async def test_it_follows_another_process_as_ndjson_and_stops_cleanly_on_ctrl_c(
     assert await proc.stderr.read() == b""  # type: ignore[union-attr]
 
 
-async def test_text_lines_a_filter_and_sigterm(db: Path) -> None:
-    proc = await start_tail("--filter", "status:not_delivered", "--db", str(db))
+async def test_text_lines_a_filter_and_sigterm(db: Any) -> None:
+    proc = await start_tail("--filter", "status:not_delivered", "--db", arg(db))
     (old,) = await lines(proc, 1)  # of the last ten events, the one of a message not delivered
     assert "FAILED" in old and "zeckta:old-2" in old and "callback" in old
-    with Writer(db) as w:
+    with open_writer(db) as w:
         w.apply([zevent("MESSAGE_DELIVERED", uuid="fine", event_id="f1"),
                  zevent("MESSAGE_REJECTED", uuid="bad", event_id="b1")])
     (line,) = await lines(proc, 1)
@@ -76,9 +80,9 @@ async def test_text_lines_a_filter_and_sigterm(db: Path) -> None:
     assert b"fine" not in rest
 
 
-def test_a_closed_pipe_ends_it_at_once_with_exit_0(db: Path) -> None:
+def test_a_closed_pipe_ends_it_at_once_with_exit_0(db: Any) -> None:
     """`head -1` takes one line and goes; tail notices without waiting for another event."""
-    command = f"set -o pipefail; {shlex.join(SMSMON)} tail --json --db {shlex.quote(str(db))} | head -1"
+    command = f"set -o pipefail; {shlex.join(SMSMON)} tail --json --db {shlex.quote(arg(db))} | head -1"
     started = time.monotonic()
     r = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
     assert (r.returncode, r.stderr) == (0, "")

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from smsmon.errors import SmsmonError
-from smsmon.store.reader import Reader
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -112,8 +111,14 @@ def bare_server() -> Server:
     return Server([sys.executable, "-m", "smsmon.bench.ingest"], r"bare listening on (\S+)")
 
 
-def smsmon_server(db: Path, *args: str, log: Path | None = None, **popen: Any) -> Server:
-    return Server([sys.executable, "-m", "smsmon", "serve", "--db", str(db), "--listen", "127.0.0.1:0", *args],
+def smsmon_server(db: Any, *args: str, log: Path | None = None, **popen: Any) -> Server:
+    """`smsmon serve` on an SQLite file or a PostgreSQL URL (passed in its environment)."""
+    from smsmon.bench.pg import serve_env
+
+    where, env = serve_env(db)
+    if env is not None:
+        popen["env"] = {**env, **popen.get("env", {})}
+    return Server([sys.executable, "-m", "smsmon", "serve", *where, "--listen", "127.0.0.1:0", *args],
                   r"listening on (\S+)", log=log, **popen)
 
 
@@ -250,18 +255,23 @@ def run_steady(url: str, rate: int, seconds: int, seed: int) -> Result:
 
 
 # ── the benchmark ───────────────────────────────────────────────────────────────
-def _events(db: Path) -> int:
-    with Reader(db) as reader:
+def _events(db: Any) -> int:
+    from smsmon.store.backend import open_reader
+
+    with open_reader(db) as reader:
         return reader.latest_event_id()
 
 
 def _outbox(db: Path) -> int:
-    with Reader(db) as reader:
+    from smsmon.store.backend import open_reader
+
+    with open_reader(db) as reader:
         return reader.outbox_depth()[0]
 
 
 def ingest_bench(*, seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
-                 say: Callable[[str], None], forward: bool = True) -> dict[str, Any]:
+                 say: Callable[[str], None], forward: bool = True, postgres: Any = None) -> dict[str, Any]:
+    """With `postgres` (a PostgresUrl), the same runs on PostgreSQL, and two serves on one database."""
     wrk = shutil.which("wrk")
     figures: dict[str, Any] = {"seconds": seconds, "connections": connections}
     with tempfile.TemporaryDirectory(prefix="smsmon-bench-ingest-") as tmp:
@@ -270,11 +280,11 @@ def ingest_bench(*, seconds: int, connections: int, rate: int, large_db: Path | 
         script.write_text(WRK_SCRIPT)
         seed = [int(time.time())]
 
-        def load(url: str) -> Result:
+        def load(url: str, conns: int = connections) -> Result:
             seed[0] += 1
             if wrk:
-                return run_wrk(url, seconds, connections, script, seed[0])
-            return run_python_closed(url, seconds, connections, seed[0])
+                return run_wrk(url, seconds, conns, script, seed[0])
+            return run_python_closed(url, seconds, conns, seed[0])
 
         if wrk:
             version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0].split(" [")[0]
@@ -338,6 +348,12 @@ def ingest_bench(*, seconds: int, connections: int, rate: int, large_db: Path | 
             size = _events(db)
             large = measure(f"smsmon serve, {size:,}-event database", lambda: smsmon_server(db))
             rows.append(large)
+
+        if postgres is not None:
+            from smsmon.bench.pg_ingest import postgres_runs
+
+            pg_rows, figures["postgres"] = postgres_runs(postgres, measure, load, db if large else None, say, connections)
+            rows += pg_rows
 
         say("")
         say(f"  {'':<42} {'callbacks/s':>11} {'p50':>9} {'p99':>9} {'failed':>7}  vs bare")

@@ -28,8 +28,9 @@ from smsmon.errors import SmsmonError
 from smsmon.filters import Filter
 from smsmon.sim.generate import fill, generate_events
 from smsmon.store.queries import cursor, where_sql
+from smsmon.database import PostgresUrl
+from smsmon.store.backend import open_reader, open_writer
 from smsmon.store.reader import Reader
-from smsmon.store.writer import Writer
 from smsmon.timeutil import now_utc
 
 TARGET_WRITE = 15_000
@@ -48,8 +49,8 @@ class View:
     sqlite: str | None = None  # the same question at the sqlite3 shell
 
 
-def _write_rate(db: Path, events: list) -> float:
-    with Writer(db) as w:
+def _write_rate(db: Any, events: list) -> float:
+    with open_writer(db) as w:
         started = time.perf_counter()
         for i in range(0, len(events), 500):
             w.apply(events[i : i + 500])
@@ -164,17 +165,20 @@ def views(r: Reader, db: Path) -> list[View]:
     return out
 
 
-def _export(db: Path, table: str, fmt: str) -> tuple[float, float]:
+def _export(db: Any, table: str, fmt: str) -> tuple[float, float]:
     """(rows/s, peak RSS in MB) of the real `smsmon export` command, from process launch, to a file.
     The peak is the process's own high-water mark (VmHWM, read while it runs): getrusage would
     count the pages of this large benchmark process that the child started with."""
     import sys
 
+    from smsmon.bench.pg import serve_env
+
+    where, env = serve_env(db)
     with tempfile.TemporaryDirectory(prefix="smsmon-export-") as tmp:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "smsmon", "export", "--db", str(db), "--table", table,
+        proc = subprocess.Popen([sys.executable, "-m", "smsmon", "export", *where, "--table", table,
                                  "--format", fmt, "-o", str(Path(tmp) / f"out.{fmt}")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         peak_kb = 0
         while proc.poll() is None:
             peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
@@ -195,7 +199,9 @@ def _vm_hwm_kb(pid: int) -> int:
         return 0  # it has just ended
 
 
-def store_bench(*, sizes: tuple[int, ...], folder: Path, fresh_events: int, repeat: int, say: Say) -> dict[str, Any]:
+def store_bench(*, sizes: tuple[int, ...], folder: Path, fresh_events: int, repeat: int, say: Say,
+                postgres: PostgresUrl | None = None) -> dict[str, Any]:
+    """With `postgres`, every figure again on PostgreSQL, in the same run (figures["postgres"])."""
     figures: dict[str, Any] = {"sizes": {}}
     folder.mkdir(parents=True, exist_ok=True)
     say(f"databases in {folder} (kept: a second run reuses them)")
@@ -206,7 +212,16 @@ def store_bench(*, sizes: tuple[int, ...], folder: Path, fresh_events: int, repe
     figures["write_fresh_events_per_s"] = round(rate)
     say(f"writer, fresh database: {rate:,.0f} events/s over {len(fresh):,} events "
         f"(target >= {TARGET_WRITE:,}: {'ok' if rate >= TARGET_WRITE else 'MISSED'})")
-    table: dict[str, dict[int, tuple[float, float]]] = {}
+    pg: dict[str, Any] = {"sizes": {}}
+    if postgres is not None:
+        from smsmon.bench import pg as pgbench
+
+        say(f"PostgreSQL: {postgres} (schemas {pgbench.PREFIX}*, kept like the files)")
+        pg_rate = _write_rate(pgbench.schema(postgres, "fresh", fresh=True), fresh)
+        pgbench.drop(postgres, "fresh")
+        pg["write_fresh_events_per_s"] = round(pg_rate)
+        say(f"writer, fresh database, PostgreSQL: {pg_rate:,.0f} events/s over {len(fresh):,} events")
+    table: dict[str, dict[Any, tuple[float, float]]] = {}
     shell: dict[str, float | None] = {}
     for size in sizes:
         db = folder / (f"bench-{size // 1_000_000}m.db" if size % 1_000_000 == 0 else f"bench-{size}.db")
@@ -229,23 +244,56 @@ def store_bench(*, sizes: tuple[int, ...], folder: Path, fresh_events: int, repe
                 entry[f"export_{table_name}_{fmt}_peak_rss_mb"] = round(peak)
                 say(f"  export {table_name} {fmt}: {rate:,.0f} rows/s (target >= {TARGET_EXPORT:,}), peak RSS {peak:,.0f} MB")
         figures["sizes"][size] = entry
-    _print_views(table, shell, sizes, say)
+        if postgres is not None:
+            pg["sizes"][size] = _postgres_size(postgres, db, size, extra, table, repeat, say)
+    _print_views(table, shell, sizes, say, postgres=postgres is not None)
     figures["views_ms"] = {name: {str(size): {"first": round(first, 1), "median": round(median, 1)}
                                   for size, (first, median) in by_size.items()} for name, by_size in table.items()}
     figures["sqlite3_ms"] = {name: round(ms, 1) if ms is not None else None for name, ms in shell.items()}
+    if postgres is not None:
+        pg["views_ms"] = {name: {str(size): {"first": round(by_size[(size, "pg")][0], 1),
+                                             "median": round(by_size[(size, "pg")][1], 1)}
+                                 for size in sizes if (size, "pg") in by_size} for name, by_size in table.items()}
+        figures["postgres"] = pg
     return figures
 
 
-def _print_views(table: dict[str, dict[int, tuple[float, float]]], shell: dict[str, float | None], sizes: tuple[int, ...],
-                 say: Say) -> None:
-    heads = "".join(f"{f'{s / 1_000_000:g}M':>16}" for s in sizes)
+def _postgres_size(postgres: PostgresUrl, sqlite_db: Path, size: int, extra: list, table: dict, repeat: int,
+                   say: Say) -> dict[str, Any]:
+    """The figures of one size on PostgreSQL: its twin of the SQLite database, copied once."""
+    from smsmon.bench import pg as pgbench
+
+    url, copy_rate = pgbench.ensure_copy(sqlite_db, postgres, size, say)
+    rate = _write_rate(url, extra)
+    have = pgbench.events_in(url)
+    per_event = pgbench.bytes_on_disk(url) / have
+    entry: dict[str, Any] = {"events": have, "write_events_per_s": round(rate), "bytes_per_event": round(per_event)}
+    if copy_rate is not None:
+        entry["migrate_events_per_s"] = round(copy_rate)
+    say(f"{have:,} events, PostgreSQL: writer {rate:,.0f} events/s; {per_event:,.0f} bytes on disk per event")
+    with open_reader(url) as r:
+        for v in views(r, sqlite_db):
+            table.setdefault(v.name, {})[(size, "pg")] = _timed(v.run, repeat)
+    for table_name in ("messages", "events"):
+        for fmt in ("ndjson", "csv"):
+            rate, peak = _export(url, table_name, fmt)
+            entry[f"export_{table_name}_{fmt}_rows_per_s"] = round(rate)
+            entry[f"export_{table_name}_{fmt}_peak_rss_mb"] = round(peak)
+            say(f"  export {table_name} {fmt}, PostgreSQL: {rate:,.0f} rows/s, peak RSS {peak:,.0f} MB")
+    return entry
+
+
+def _print_views(table: dict[str, dict[Any, tuple[float, float]]], shell: dict[str, float | None], sizes: tuple[int, ...],
+                 say: Say, *, postgres: bool = False) -> None:
+    columns = [(s, key) for s in sizes for key in ((s, (s, "pg")) if postgres else (s,))]
+    heads = "".join(f"{f'{s / 1_000_000:g}M' + (' PG' if isinstance(key, tuple) else ''):>16}" for s, key in columns)
     say(f"\nwhat a person waits for, ms: median (first run), {'' if len(sizes) < 2 else 'per size; '}"
-        f"the sqlite3 shell on the largest, and smsmon ÷ sqlite3")
+        f"{'SQLite then PostgreSQL (PG); ' if postgres else ''}the sqlite3 shell on the largest, and smsmon ÷ sqlite3")
     say(f"  {'view':<58}{heads}{'sqlite3':>10}{'ratio':>8}")
     for name, by_size in table.items():
         cells = ""
-        for s in sizes:
-            first, median = by_size[s]
+        for _, key in columns:
+            first, median = by_size[key]
             flag = "!" if median > TARGET_VIEW_MS else " "
             cells += f"{median:>8.1f} ({first:>5.0f}){flag}"
         ms = shell.get(name)

@@ -4,6 +4,7 @@
     ingest.py   serve, poll, import                   (write one)
     app.py      watch, demo, browse                   (the Textual app)
     tools.py    config, simulate, sim generate, bench
+    move.py     migrate                               (SQLite to PostgreSQL)
     deadletters.py  dead-letters list|show|replay, forward status
     tail.py     tail                                  (follow a database)
     ops.py      prune, alerts                         (running it for months)
@@ -42,7 +43,7 @@ class UserError(click.ClickException):
 LAZY = {"watch": "app", "demo": "app", "browse": "app", "web": "app", "serve": "ingest", "poll": "ingest", "import": "ingest",
         "explain": "read", "show": "read", "stats": "read", "export": "read", "config": "tools", "simulate": "tools",
         "sim": "tools", "bench": "tools", "dead-letters": "deadletters", "forward": "deadletters", "tail": "tail",
-        "prune": "ops", "alerts": "ops"}
+        "prune": "ops", "alerts": "ops", "migrate": "move"}
 
 
 class SmsmonGroup(click.Group):

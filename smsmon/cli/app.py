@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ import click
 
 from smsmon.cli import cli
 from smsmon.cli.options import ADDRESS, CONTEXT, DEMO_DB_HELP, settings_options
+from smsmon.database import is_postgres
 
 if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
     from smsmon.config import Settings
@@ -17,12 +19,12 @@ if TYPE_CHECKING:  # annotations only: the commands import what they use when th
 
 def _run_app(settings: Settings, ingest: Any) -> None:
     if ingest is not None:  # a clear line now, not a flash of the app before it
-        from smsmon.store.reader import check_writer_can_open
+        from smsmon.store.backend import check_writer_can_open
 
         check_writer_can_open(settings.db)
         ingest.preflight()
     look = None
-    if Path(settings.db).is_file() and Path(settings.db).stat().st_size:
+    if is_postgres(settings.db) or Path(settings.db).is_file() and Path(settings.db).stat().st_size:
         # The first screen's rows are read while Textual loads (most of the wait from launch).
         from smsmon.timeutil import now_utc
         from smsmon.ui.first_look import FirstLook, app_reader
@@ -79,9 +81,9 @@ def demo(seed: int, listen: Any, forward_to: str | None, settings: Settings) -> 
 def browse(settings: Settings) -> None:
     """The app on a database, offline: no listener, no pollers. Follows rows another process
     (`smsmon serve` on the same file) adds."""
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader
 
-    Reader(settings.db).open().close()  # a clear error now rather than an empty screen
+    open_reader(settings.db).open().close()  # a clear error now rather than an empty screen
     _run_app(settings, None)
 
 
@@ -104,7 +106,7 @@ def web(listen: Any, token: str | None, insecure: bool, title: str, settings: Se
     a cookie.
     """
     from smsmon.config import Secret
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader
     from smsmon.ui.web import browse_command, check, make_server
 
     secret = Secret(token) if token else None
@@ -112,8 +114,12 @@ def web(listen: Any, token: str | None, insecure: bool, title: str, settings: Se
         check(listen, secret, insecure)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    Reader(settings.db).open().close()  # a clear error now rather than an empty page
+    open_reader(settings.db).open().close()  # a clear error now rather than an empty page
     files = {src[5:] for src in settings.sources.values() if src.startswith("file ")}  # the config file read, if any
-    server = make_server(browse_command(Path(settings.db), Path(files.pop()) if files else None), listen, token=secret,
-                         title=title)
+    db = None
+    if is_postgres(settings.db):  # the tabs inherit it from the environment: never on a command line others can see
+        os.environ["SMSMON_DB"] = settings.db.reveal()
+    else:
+        db = Path(settings.db)
+    server = make_server(browse_command(db, Path(files.pop()) if files else None), listen, token=secret, title=title)
     server.serve()

@@ -59,7 +59,7 @@ def dead_letters() -> None:
 @settings_options()
 def list_(since: str | None, limit: int, as_json: bool, settings: Settings) -> None:
     """The newest dead letters: when, from where, size and reason."""
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
 
     with Reader(settings.db) as reader:
         rows = reader.dead_letters_where(since=since, limit=limit)
@@ -85,7 +85,7 @@ def list_(since: str | None, limit: int, as_json: bool, settings: Settings) -> N
 @settings_options()
 def show(letter_id: int, as_json: bool, settings: Settings) -> None:
     """One dead letter: its reason, the request's headers and the body as received."""
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
 
     with Reader(settings.db) as reader:
         rows = reader.dead_letters_where(ids=[letter_id])
@@ -128,7 +128,7 @@ def replay(ids: tuple[int, ...], all_: bool, since: str | None, as_json: bool, s
     Where forwarding is configured (forward.url), a replayed callback is relayed as well.
     """
     from smsmon.ingest.replay import replay as run_replay
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
 
     if bool(ids) == all_:
         raise click.UsageError("say which: --id N (repeatable) or --all")
@@ -166,7 +166,7 @@ def status(limit: int, as_json: bool, settings: Settings) -> None:
     A callback waits in the outbox (in the database) until the target answers 2xx; `smsmon
     serve --forward-to` relays it, retrying with backoff, and after a restart too.
     """
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
     from smsmon.timeutil import now_utc, parse_iso, human_duration
 
     target = settings.forward.url.masked() if settings.forward.url else None

@@ -128,7 +128,7 @@ def poll(once: bool, provider: str | None, message: str | None, as_json: bool, s
     from smsmon.ingest.poller import describe
     from smsmon.ingest.runtime import NOT_CONFIGURED, Ingest
     from smsmon.redact import Redactor
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
 
     if message is not None:
         with Reader(settings.db, region=settings.default_region) as reader:

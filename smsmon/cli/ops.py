@@ -58,13 +58,14 @@ def prune(older_than: timedelta | None, dry_run: bool, vacuum: str, busy_timeout
     The newest message is always kept, whatever its age (new ones are numbered after it).
     """
     from smsmon.errors import SmsmonError
+    from smsmon.store.backend import exists
     from smsmon.store.prune import plan_file, prune_file
     from smsmon.timeutil import fmt, human_duration, now_utc
 
     keep = older_than or settings.retention
     if keep is None:
         raise click.UsageError("say how old: --older-than 90d (or set retention, e.g. SMSMON_RETENTION=90d)")
-    if not settings.db.exists():
+    if not exists(settings.db):
         raise SmsmonError(f"no database at {settings.db} (pass --db)")
     cutoff = fmt(now_utc() - keep)
     age = human_duration(keep.total_seconds()).replace(".0", "")
@@ -92,6 +93,9 @@ def prune(older_than: timedelta | None, dry_run: bool, vacuum: str, busy_timeout
     if result.vacuum == "refused":
         click.echo("did not VACUUM: another process (serve?) is writing the database, and a VACUUM would hold it up until "
                    "it ends; run `--vacuum full` when nothing else writes (the space freed is reused meanwhile)", err=True)
+    elif result.vacuum == "server":
+        click.echo(f"PostgreSQL's autovacuum makes the space freed reusable by new data; the database's tables take "
+                   f"{_mb(size or 0)} now (VACUUM FULL, by its administrator, gives space back to the disk)", err=True)
     elif result.vacuum == "none":
         click.echo(f"{settings.db} was made without incremental vacuum: the space freed is reused by new data, but the "
                    f"file does not shrink (now {_mb(size or 0)}). `smsmon prune --older-than {age} --vacuum full` rebuilds "
@@ -122,7 +126,7 @@ def alerts(check: bool, send_test: bool, as_json: bool, settings: Settings) -> N
     from smsmon.errors import SmsmonError
     from smsmon.ingest.alerting import webhook_host
     from smsmon.ingest.operations import delivery_from, rules_from
-    from smsmon.store.window import Source
+    from smsmon.store.backend import exists, figures_source
     from smsmon.timeutil import fmt, now_utc
 
     rules = rules_from(settings.alerts)
@@ -145,10 +149,10 @@ def alerts(check: bool, send_test: bool, as_json: bool, settings: Settings) -> N
         if not all(good for _, good in ok):
             raise click.exceptions.Exit(1)
         return
-    if not settings.db.exists():
+    if not exists(settings.db):
         raise SmsmonError(f"no database at {settings.db} (pass --db)")
     now = now_utc()
-    source = Source(settings.db)
+    source = figures_source(settings.db)
     try:
         figures = source.read(now=now, window=rules.window, watch_window=settings.watch_window,
                               silence=rules.silence_after, streak=rules.poll_failures or 0)

@@ -73,12 +73,27 @@ class ZoneType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-ADDRESS, NETWORK, FILTER, ZONE = AddressType(), NetworkType(), FilterType(), ZoneType()
+class DatabaseType(click.ParamType):
+    """An SQLite file path or a postgresql:// URL, kept as typed: a URL never becomes a path
+    (click.Path would turn `postgresql://u@h/db` into the folder `postgresql:`)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from smsmon import database
+
+        try:
+            return database.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+ADDRESS, NETWORK, FILTER, ZONE, DATABASE = AddressType(), NetworkType(), FilterType(), ZoneType(), DatabaseType()
 
 
 _SETTINGS_OPTIONS = [
-    click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                 help="SQLite database [env SMSMON_DB; default: the user data dir]."),
+    click.option("--db", "db", type=DATABASE, default=None,
+                 help="SQLite file or postgresql://USER@HOST/DB URL [env SMSMON_DB; default: a file in the user data dir]."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                  help="TOML config file [env SMSMON_CONFIG; default: the user config dir]."),
 ]
@@ -112,7 +127,7 @@ def settings_options(*, listener: bool = False, db_help: str | None = None) -> C
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
-        def wrapper(*args: Any, db: Path | None, config_file: Path | None, **kwargs: Any) -> Any:
+        def wrapper(*args: Any, db: Any, config_file: Path | None, **kwargs: Any) -> Any:
             from smsmon import config
 
             flags: dict[str, Any] = {"db": db}

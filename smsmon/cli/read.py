@@ -34,16 +34,16 @@ def explain(code: str, provider: str | None, as_json: bool, settings: Settings) 
     from smsmon import catalogue
     from smsmon.cli.output import render_entry
     from smsmon.errors import StoreError
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import exists, open_reader
 
     if code.startswith("--"):
         raise click.UsageError(f"no such option: {code}")
     entries = catalogue.explain(code, provider)
     suggestions = catalogue.suggest(code, provider) if not entries[0].recognized else []
     seen = None
-    if not entries[0].recognized and settings.db.exists():
+    if not entries[0].recognized and exists(settings.db):
         try:
-            with Reader(settings.db) as reader:
+            with open_reader(settings.db) as reader:
                 seen = reader.sightings(code, provider)
         except StoreError:
             seen = None  # no usable database: the explanation stands without the sightings
@@ -75,7 +75,7 @@ def show(message: str, as_json: bool, settings: Settings) -> None:
     """
     from smsmon.cli.output import render_detail
     from smsmon.errors import Ambiguous
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
 
     with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
         try:
@@ -104,7 +104,7 @@ def stats(flt: Any, as_json: bool, settings: Settings) -> None:
     """Delivery rate, time to deliver, outcomes, stale messages, failures by code and network;
     and what waits to be forwarded (serve --forward-to), when anything does."""
     from smsmon.cli.output import render_forwarding, render_stats
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
 
     with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
         result = reader.stats(flt)
@@ -135,7 +135,7 @@ def export(table: str, fmt: str, flt: Any, output: Path | None, settings: Settin
     """
     from smsmon.cli.output import write_export, write_file_atomically, write_stdout
     from smsmon.present import plural
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
 
     # A page cache and memory map would only hold what was read once: memory stays flat instead.
     with Reader(settings.db, window=settings.watch_window, region=settings.default_region, cache_kib=EXPORT_CACHE_KIB,

@@ -2,7 +2,8 @@
 (issue 13), like `tail -f`: one line each, or NDJSON with --json, clean for jq.
 
 It follows the events' rowid watermark (SPEC §2), looking every INTERVAL_S: one read of the
-newest id, and the new rows only when there are some, so following costs next to nothing. It
+newest id, and the new rows only when there are some, so following costs next to nothing. On
+PostgreSQL it reads only when a commit is announced (LISTEN/NOTIFY). It
 exits 0 on Ctrl+C, on SIGTERM, and as soon as the reader of a pipe goes away (`| head -1`),
 even while no event comes (the pipe is watched for that, as GNU tail does).
 """
@@ -15,6 +16,7 @@ import select
 import signal
 import stat
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +79,7 @@ def tail(flt: Any, as_json: bool, lines: int, settings: Settings) -> None:
     """
     from smsmon.cli.output import json_row
     from smsmon.store.export import EVENT_COLUMNS
-    from smsmon.store.reader import Reader
+    from smsmon.store.backend import open_reader as Reader
 
     def stop(*_: object) -> None:
         raise _Stop
@@ -93,14 +95,23 @@ def tail(flt: Any, as_json: bool, lines: int, settings: Settings) -> None:
         if rows:
             out.flush()  # a closed pipe raises BrokenPipeError here, which the command group turns into exit 0
 
+    stop_listening = None
     try:
         with Reader(settings.db, window=settings.watch_window, region=settings.default_region) as reader:
+            # PostgreSQL announces every commit (LISTEN/NOTIFY): the database is read only then.
+            # SQLite announces nothing: its newest id is looked at every INTERVAL_S.
+            committed = threading.Event()
+            stop_listening = reader.listen(lambda _id: committed.set())
             watermark = reader.latest_event_id()
             write(_last(reader, flt, watermark, lines))
             while True:
                 if _reader_gone(poller):
                     raise _Stop
-                time.sleep(INTERVAL_S)
+                if stop_listening is None:
+                    time.sleep(INTERVAL_S)
+                elif not committed.wait(INTERVAL_S):
+                    continue  # nothing committed: only the pipe was looked at
+                committed.clear()
                 top = reader.latest_event_id()
                 while top > watermark:
                     rows = reader.events_matching(flt, after=watermark, upto=top, limit=LOOK_BACK)
@@ -108,6 +119,9 @@ def tail(flt: Any, as_json: bool, lines: int, settings: Settings) -> None:
                     watermark = rows[-1]["id"] if len(rows) == LOOK_BACK else top
     except (_Stop, KeyboardInterrupt):
         return
+    finally:
+        if stop_listening is not None:
+            stop_listening()
 
 
 def _last(reader: Any, flt: Any, top: int, n: int) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import click
 from smsmon.present import plural
 
 from smsmon.cli import UserError, cli
-from smsmon.cli.options import CONTEXT, json_option, settings_options
+from smsmon.cli.options import CONTEXT, DATABASE, json_option, settings_options
 from smsmon.cli.output import json_out, progress
 
 if TYPE_CHECKING:  # annotations only: the commands import what they use when they run
@@ -59,9 +59,9 @@ def generate(messages: int | None, events: int | None, seed: int, days: float, a
     holds data needs --append, and one that holds real traffic --allow-real-data as well.
     """
     from smsmon.sim.generate import fill
-    from smsmon.store.origin import inspect
+    from smsmon.store.backend import inspect_origin
 
-    found = inspect(settings.db)
+    found = inspect_origin(settings.db)
     if found.has_data and not append:
         raise UserError(f"{settings.db} holds data already ({found.describe()}"
                         f"{', simulated' if found.kind == 'demo' else ''}): add --append to add to it, or give --db a new file")
@@ -142,6 +142,14 @@ def simulate(target: str | None, rate: float, count: int, forever: bool, seed: i
 
 
 # ── bench ───────────────────────────────────────────────────────────────────────
+def _postgres_url(value: Any) -> Any:
+    from smsmon.database import is_postgres
+
+    if value is not None and not is_postgres(value):
+        raise click.BadParameter("give a postgresql:// URL", param_hint="--postgres")
+    return value
+
+
 @cli.group(context_settings=CONTEXT)
 def bench() -> None:
     """Benchmarks that print figures."""
@@ -156,9 +164,11 @@ def bench() -> None:
 @click.option("--fresh-events", type=click.IntRange(1000), default=100_000, show_default=True,
               help="Events written to a fresh database.")
 @click.option("--repeat", type=click.IntRange(3), default=7, show_default=True, help="Runs of each view.")
+@click.option("--postgres", type=DATABASE, default=None, metavar="URL",
+              help="Every figure again on this PostgreSQL database, in the same run (in schemas smsmon_bench_*, kept).")
 @click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
 def bench_store(sizes: tuple[int, ...], large: bool, folder: Path | None, fresh_events: int, repeat: int,
-                as_json: bool) -> None:
+                postgres: Any, as_json: bool) -> None:
     """What the store costs as the database grows: the writer's throughput, every view a person
     waits for (a filter with its summary, the next page, insights, a message, dead letters) beside
     the sqlite3 shell, bytes per event and export speed, at each size."""
@@ -169,7 +179,7 @@ def bench_store(sizes: tuple[int, ...], large: bool, folder: Path | None, fresh_
     chosen = tuple(sorted(set(sizes or SIZES) | ({LARGE} if large else set())))
     where = folder or Path(platformdirs.user_cache_dir("smsmon")) / "bench"
     figures = store_bench(sizes=chosen, folder=where, fresh_events=fresh_events, repeat=repeat,
-                          say=lambda s: click.echo(s, err=True))
+                          say=lambda s: click.echo(s, err=True), postgres=_postgres_url(postgres))
     if as_json:
         json_out(figures)
 
@@ -184,9 +194,11 @@ def bench_store(sizes: tuple[int, ...], large: bool, folder: Path | None, fresh_
               help="Size of the large database when it is built.")
 @click.option("--skip-large", is_flag=True, help="Leave out the run against a large database.")
 @click.option("--skip-forward", is_flag=True, help="Leave out the run with forwarding on.")
+@click.option("--postgres", type=DATABASE, default=None, metavar="URL",
+              help="The same runs on this PostgreSQL database, and two serves on one database against one.")
 @click.option("--json", "as_json", is_flag=True, help="Figures as JSON on stdout.")
 def bench_ingest(seconds: int, connections: int, rate: int, large_db: Path | None, large_events: int, skip_large: bool,
-                 skip_forward: bool, as_json: bool) -> None:
+                 skip_forward: bool, postgres: Any, as_json: bool) -> None:
     """Callbacks/s and latency of `smsmon serve` next to a bare aiohttp endpoint, under the same
     load (wrk when installed), on a fresh database with forwarding off and on (to a second bare
     endpoint) and on a large one; and p99 at a steady rate."""
@@ -194,7 +206,7 @@ def bench_ingest(seconds: int, connections: int, rate: int, large_db: Path | Non
 
     figures = ingest_bench(seconds=seconds, connections=connections, rate=rate, large_db=large_db,
                            large_events=large_events, skip_large=skip_large, say=lambda s: click.echo(s, err=True),
-                           forward=not skip_forward)
+                           forward=not skip_forward, postgres=_postgres_url(postgres))
     if as_json:
         json_out(figures)
 

@@ -30,7 +30,7 @@ from smsmon.alerts import RULES, Alert, Figures, Rules, Tracker, Transition, eva
 from smsmon.config import Secret, SecretUrl
 from smsmon.errors import Failure, StoreError
 from smsmon.redact import Redactor
-from smsmon.store.window import Source
+from smsmon.store.backend import figures_source
 from smsmon.timeutil import now_utc
 
 log = logging.getLogger("smsmon.alerts")
@@ -222,7 +222,7 @@ class Evaluator:
         self.clock = clock
         self.callbacks_seen = callbacks_seen
         self.last_callback = last_callback
-        self.source = Source(db)
+        self.source = figures_source(db)
         self.tracker = Tracker()
         self.figures: Figures | None = None
         self.seconds: float | None = None  # how long the latest reading took

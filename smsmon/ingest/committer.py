@@ -23,8 +23,10 @@ from typing import Any, Callable
 
 from smsmon.errors import DatabaseGone, Failure, NotSmsmonDatabase, StoreError, StoreUnavailable
 from smsmon.lifecycle import Event
+from smsmon import database
+from smsmon.store import backend
 from smsmon.store.origin import simulated
-from smsmon.store.writer import WAL_SIZE_LIMIT, Applied, Checkpointer, DeadLetter, Writer
+from smsmon.store.writer import WAL_SIZE_LIMIT, Applied, DeadLetter, Writer
 
 log = logging.getLogger("smsmon.committer")
 
@@ -61,13 +63,17 @@ class Committer:
 
     def __init__(self, db_path: str | Path, *, busy_timeout: float = 5.0, max_batch: int = MAX_BATCH,
                  on_commit: Callable[[int], None] | None = None) -> None:
-        """`on_commit(last_event_id)` is called on the writer thread after each commit that stored events."""
-        self.db_path = Path(db_path)
+        """`db_path`: an SQLite file or a PostgreSQL URL (smsmon.database). `on_commit(last_event_id)`
+        is called on the writer thread after each commit that stored events."""
+        self.db_path = database.parse(db_path)
+        # Other processes may write the same database (PostgreSQL): work that must not be done
+        # twice (relaying an outbox row) is claimed in a transaction first.
+        self.shared = database.is_postgres(self.db_path)
         self.on_commit = on_commit
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
-        self._writer: Writer | None = None
+        self._writer: Writer | Any | None = None  # Writer, or PgWriter on PostgreSQL
         self._thread: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -91,7 +97,7 @@ class Committer:
 
     # ── lifecycle ─────────────────────────────────────────────────────────────
     def start(self) -> None:
-        self._writer = Writer(self.db_path, busy_timeout=self.busy_timeout, autocheckpoint=False)
+        self._writer = backend.open_writer(self.db_path, busy_timeout=self.busy_timeout, autocheckpoint=False)
         self.last_event_id = self._writer.latest_event_id()
         self._thread = threading.Thread(target=self._run, name="smsmon-writer", daemon=True)
         self._thread.start()
@@ -289,9 +295,11 @@ class Committer:
 
     def _checkpoint_loop(self) -> None:
         try:
-            checkpointer = Checkpointer(self._writer)  # type: ignore[arg-type]
+            checkpointer = backend.checkpointer(self._writer)
         except StoreError:
             return  # the writer's own bound on the WAL still holds
+        if checkpointer is None:
+            return  # PostgreSQL: the server checkpoints
         try:
             while not self._stopping.wait(CHECKPOINT_EVERY_S):
                 checkpointer.checkpoint()

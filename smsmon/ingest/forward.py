@@ -41,6 +41,8 @@ from smsmon.logs import printable
 from smsmon.redact import Redactor
 from smsmon.store import outbox
 from smsmon.store.outbox import Attempt, Pending
+from smsmon import database
+from smsmon.store.backend import open_reader
 from smsmon.store.reader import Reader
 from smsmon.timeutil import fmt, now_utc
 
@@ -51,6 +53,10 @@ CONCURRENCY = 8  # requests in flight at once: a slow target holds 8 connections
 IDLE_S = 1.0  # with nothing due, look again this often (and at once when a commit adds rows)
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0  # 5 minutes, as the pollers
+# A row claimed by one of several processes (PostgreSQL) is theirs for the request's timeout and
+# this long (the settling commit after the answer: milliseconds, seconds while the server is
+# busy): if that process dies meanwhile, the row goes out again once the claim runs out.
+CLAIM_MARGIN_S = 5.0
 PAUSE_CAP_S = 30.0  # while the target is down, it is tried again at least this often: back within 30 s of it
 PROBE_ANY = "9999"  # later than any next_at (ISO text): the soonest waiting row, due or not
 ANSWER_MAX = 2048  # bytes of the target's answer read (the start of an error page, for the log)
@@ -101,7 +107,7 @@ class Forwarder:
                  rng: random.Random | None = None) -> None:
         self.url = url
         self.committer = committer
-        self.db_path = Path(db_path)
+        self.db_path = database.parse(db_path)  # an SQLite file or a PostgreSQL URL
         self.timeout = timeout
         self.redact = redact or Redactor(url.parts())
         self.batch, self.concurrency = batch, concurrency
@@ -119,7 +125,7 @@ class Forwarder:
     async def start(self) -> None:
         """Start relaying in the background; from now on the committer writes outbox rows."""
         self._loop = asyncio.get_running_loop()
-        self._reader = Reader(self.db_path, cache_kib=2048, mmap=False)
+        self._reader = open_reader(self.db_path, cache_kib=2048, mmap=False)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             connector=aiohttp.TCPConnector(limit=self.concurrency), headers={"User-Agent": USER_AGENT})
@@ -184,11 +190,17 @@ class Forwarder:
         now = now_utc()
         await self._count(now.timestamp())
         rows = await asyncio.to_thread(self._reader.outbox_due, fmt(now), self.batch)
+        due_by = fmt(now)
         if not rows and self._down:
             # The target is down and every row waits out its own backoff (up to 5 minutes): the
             # soonest is sent anyway, as a probe, so that the moment the target is back (within
             # PAUSE_CAP_S) everything waiting goes.
             rows = await asyncio.to_thread(self._reader.outbox_due, PROBE_ANY, 1)
+            due_by = PROBE_ANY
+        if rows and self.committer.shared:  # other processes relay this outbox too: take these rows first
+            until = fmt(now + timedelta(seconds=self.timeout + CLAIM_MARGIN_S))
+            mine = await self.committer.run(lambda w: outbox.claim(w, [p.event_id for p in rows], due_by, until))
+            rows = [p for p in rows if p.event_id in mine]
         if not rows:
             return False
         self.health.waiting = max(self.health.waiting, len(rows))  # until the next count

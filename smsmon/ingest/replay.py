@@ -25,6 +25,7 @@ from smsmon.present import plural
 from smsmon.providers import zeckta
 from smsmon.store import deadletters
 from smsmon.store.origin import simulated, simulated_headers
+from smsmon.store.backend import open_reader, open_writer
 from smsmon.store.reader import Reader
 from smsmon.store.writer import Applied, Writer
 from smsmon.timeutil import now_utc, parse_iso
@@ -126,7 +127,7 @@ def replay(db: str | Path, *, ids: Sequence[int] | None = None, since: str | Non
            forward: bool = False) -> ReplayResult:
     """Replay the dead letters `ids` (None: all), received since `since`, with a writer of its own."""
     result = ReplayResult()
-    with Reader(db) as reader, Writer(db) as writer:
+    with open_reader(db) as reader, open_writer(db) as writer:
         for chunk in _chunks(_ids(reader, ids, since)):
             batch = _parse(reader.dead_letters_where(ids=chunk, with_bytes=True), region)
             _tally(result, batch, writer.run(_work(batch, forward)))
@@ -137,7 +138,7 @@ async def replay_live(committer: Committer, db: str | Path, *, ids: Sequence[int
                       region: str | None = None) -> ReplayResult:
     """The same through a running ingest's writer (its forwarding on or off)."""
     result = ReplayResult()
-    reader = Reader(db)
+    reader = open_reader(db)
     try:
         for chunk in _chunks(await asyncio.to_thread(_ids, reader, ids, since)):
             letters = await asyncio.to_thread(reader.dead_letters_where, ids=chunk, with_bytes=True)

@@ -30,6 +30,8 @@ from smsmon.ingest.listener import Listener, ListenerConfig
 from smsmon.ingest.operations import Operations
 from smsmon.ingest.poller import EazitaPoller, Poller, PollOutcome, ZecktaStatusPoller, run_poller
 from smsmon.redact import Redactor
+from smsmon.database import is_postgres
+from smsmon.store.backend import open_reader
 from smsmon.store.reader import Reader
 from smsmon.store.schema import CHECK_BUDGET_S, check_integrity, check_writable
 from smsmon.timeutil import now_utc
@@ -102,6 +104,9 @@ class Ingest:
         file as CHECK_BUDGET_S allows and says so."""
         if self._checked:
             return
+        if is_postgres(self.settings.db):  # a server: the writer's connection says what is wrong, if anything
+            self._checked = True
+            return
         check_writable(self.settings.db)
         if not check_integrity(self.settings.db):
             log.info("checked %s for damage for %g s and found none; the rest of it was not checked (`sqlite3 %s "
@@ -132,7 +137,7 @@ class Ingest:
                                              forward_depth=self.forward_depth)
                 self.health.listening = await self.listener.start()
                 self.health.callback_url = self.listener.callback_url
-            self._reader = Reader(self.settings.db, window=self.settings.watch_window, region=self.settings.default_region)
+            self._reader = open_reader(self.settings.db, window=self.settings.watch_window, region=self.settings.default_region)
             self.scheduled = await self._build_pollers()
             self.health.pollers = [s.poller.provider for s in self.scheduled]
         except BaseException:

@@ -26,7 +26,7 @@ from smsmon.ingest.runtime import Ingest
 from smsmon.sim.sender import Mix, send
 from smsmon.sim.servers import FakeEazita, FakeZeckta, add_random_eazita
 from smsmon.store import origin
-from smsmon.store.reader import Reader
+from smsmon.store.backend import exists, inspect_origin, open_reader
 
 CALLBACKS_PER_S = 6.0
 EAZITA_PER_S = 1.0
@@ -40,7 +40,7 @@ DEMO_SETTINGS = {
 
 def refuse_real_data(path: Path) -> None:
     """SmsmonError, with what to do, unless the file is new, empty or a demo's."""
-    found = origin.inspect(path)
+    found = inspect_origin(path)
     if found.kind == "real":
         raise SmsmonError(f"{path} holds data that is not from a demo ({found.describe()}): the demo never writes into "
                           "real data. Leave out --db for a temporary database, or give --db a new file")
@@ -118,10 +118,10 @@ class DemoIngest(Ingest):
     def _known_to_zeckta(self) -> None:
         """The fake Status API knows the open Zeckta messages already in the database (a demo on
         a database with history), as the real provider knows its own messages."""
-        if not self.settings.db.exists():
+        if not exists(self.settings.db):
             return
         try:
-            with Reader(self.settings.db) as reader:
+            with open_reader(self.settings.db) as reader:
                 statuses = reader.open_statuses("zeckta")
         except StoreError:
             return  # the writer will say what is wrong with the file when it opens it

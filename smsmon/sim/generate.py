@@ -200,7 +200,7 @@ def fill(db: Path | str, *, messages: int | None = None, events: int | None = No
     import time
 
     from smsmon.store import origin
-    from smsmon.store.writer import Writer
+    from smsmon.store.backend import inspect_origin, open_writer
 
     if messages is None:
         messages = math.ceil(events / EVENTS_PER_MESSAGE) if events else 1000
@@ -208,8 +208,8 @@ def fill(db: Path | str, *, messages: int | None = None, events: int | None = No
     touched: set[str] = set()
     started = time.perf_counter()
     pending: list[Event] = []
-    fresh = origin.inspect(db).kind == "new"
-    with Writer(db) as writer:
+    fresh = inspect_origin(db).kind == "new"
+    with open_writer(db) as writer:
         if fresh:
             writer.run(origin.mark_demo)
         def flush() -> None:

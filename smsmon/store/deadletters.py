@@ -44,7 +44,8 @@ def keep(conn: sqlite3.Connection, letters: Sequence[DeadLetter], *, limit: int,
     for d in letters:
         raw = d.body[:DEAD_LETTER_BODY]
         body = raw.decode("utf-8", "replace")
-        exact = None if body.encode() == raw else raw
+        # (a NUL too: PostgreSQL's text cannot hold one and keeps U+2400 in `body` instead)
+        exact = None if body.encode() == raw and "\x00" not in body else raw
         headers = d.headers[:HEADERS_MAX] if d.headers else None
         size = len(body.encode()) + len(exact or b"") + len((headers or "").encode())
         rows.append((d.received_at, d.remote, d.path, d.reason[:500], body, size, headers, exact))

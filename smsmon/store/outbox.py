@@ -73,6 +73,16 @@ def settle(writer: "Writer", attempts: Sequence[Attempt]) -> None:
         [(a.next_at or a.at, a.at, a.status, (a.error or "")[:500], a.event_id) for a in attempts if not a.ok])
 
 
+def claim(writer: "Writer", event_ids: Sequence[int], now: str, until: str) -> set[int]:
+    """Where several processes relay one outbox (PostgreSQL, two serves): take the rows still due
+    at `now` for this process until `until` (their next_at), so that the others skip them; the
+    ones another process took first are not returned. In the caller's transaction."""
+    marks = ",".join("?" * len(event_ids))
+    rows = writer.conn.execute(f"UPDATE forward_outbox SET next_at = ? WHERE event_id IN ({marks}) AND next_at <= ?"
+                               " RETURNING event_id", (until, *event_ids, now)).fetchall()
+    return {r[0] for r in rows}
+
+
 def retry_now(writer: "Writer", now: str) -> int:
     """Everything waiting is due now (after the target was fixed); returns how many rows."""
     return writer.conn.execute("UPDATE forward_outbox SET next_at = ? WHERE next_at > ?", (now, now)).rowcount

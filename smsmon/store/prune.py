@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from smsmon.database import is_postgres
 from smsmon.store import aggregates, keyindex
 from smsmon.store.aggregates import Deltas, Place
 from smsmon.store.schema import MESSAGE_COLUMNS, open_readonly, store_error
@@ -72,6 +73,7 @@ class PruneResult:
     pages_freed: int = 0
     bytes_freed: int = 0
     vacuum: str = "incremental"  # incremental | none (made without auto_vacuum) | full | skipped | refused (another writer)
+    # | server (PostgreSQL: its autovacuum)
     shared: bool = False  # another process wrote the database meanwhile, so batches paused for it
 
     @property
@@ -208,16 +210,26 @@ def page_size(conn: sqlite3.Connection) -> int:
 # ── through a writer (its transactions, its checks of the file, smsmon's errors) ───
 def run_batch(writer: Writer, cutoff: str, limit: int = BATCH) -> Batch:
     """One batch in its own transaction. Raises StoreError (nothing removed)."""
+    if not isinstance(writer, Writer):  # PostgreSQL's writer: the same batch with row locks (store.pg.prune)
+        from smsmon.store.pg import prune as pg
+
+        return pg.run_batch(writer, cutoff, limit)
     return writer._transaction(lambda: prune_batch(writer.conn, cutoff, limit))
 
 
 def run_others(writer: Writer, cutoff: str) -> tuple[int, int, int]:
+    if not isinstance(writer, Writer):
+        from smsmon.store.pg import prune as pg
+
+        return pg.run_others(writer, cutoff)
     return writer._transaction(lambda: prune_others(writer.conn, cutoff))
 
 
 def step_vacuum(writer: Writer, pages: int = VACUUM_STEP) -> int:
     """One step of incremental vacuum (0 when there is nothing to give back, or the file cannot
     shrink in steps). Raises StoreError."""
+    if not isinstance(writer, Writer):
+        return 0  # PostgreSQL: autovacuum makes the space reusable; the server gives back nothing by steps
     try:
         if not incremental(writer.conn) or free_pages(writer.conn) == 0:
             return 0
@@ -347,7 +359,11 @@ def reclaim(writer: Writer, how: str = "incremental", *, sharing: Sharing | None
 
 # ── on a file, for the command line ─────────────────────────────────────────────
 def plan_file(path: str | Path, cutoff: str) -> PruneResult:
-    """A dry run on a database file, read only. Raises StoreError."""
+    """A dry run on a database file (or a PostgreSQL database), read only. Raises StoreError."""
+    if is_postgres(path):
+        from smsmon.store.pg import prune as pg
+
+        return pg.plan_db(path, cutoff)  # type: ignore[arg-type]
     conn = open_readonly(path)
     try:
         return plan(conn, cutoff)
@@ -361,6 +377,10 @@ def prune_file(path: str | Path, cutoff: str, *, busy_timeout: float = 5.0, **kw
     """`prune` on a database file, through a writer of its own (it waits up to `busy_timeout`
     for a `serve` writing the same file, a batch at a time): the result, and the file's size after.
     Raises StoreError."""
+    if is_postgres(path):
+        from smsmon.store.pg import prune as pg
+
+        return pg.prune_db(path, cutoff, busy_timeout=busy_timeout, **kwargs)  # type: ignore[arg-type]
     with Writer(path, busy_timeout=busy_timeout) as writer:
         result = prune(writer, cutoff, **kwargs)
         try:

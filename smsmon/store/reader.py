@@ -216,6 +216,11 @@ class Reader:
         """Events after id `after` up to `upto` of the messages matching the filter (`smsmon tail`)."""
         return self._run(follow.events_between, self.localize(f), after=after, upto=upto, limit=limit, window=self.window)
 
+    def listen(self, on_change: Any) -> Any:
+        """Commits announced as they happen: None here (SQLite announces nothing; a reader
+        follows another process's commits by the watermark). PgReader's calls `on_change`."""
+        return None
+
     def dead_letters(self, *, limit: int = 200) -> list[dict[str, Any]]:
         return self._run(queries.dead_letters, limit=limit)
 

@@ -28,9 +28,11 @@ UI_CACHE_KIB = 32 * 1024  # the app's page cache: enough for the hot indexes, no
 Screenful = tuple[Snapshot, dict[str, Any], Counter]
 
 
-def app_reader(db: Path, *, window: Any, region: str | None) -> Reader:
-    """The app's one Reader (its Gateway's)."""
-    return Reader(db, cache_kib=UI_CACHE_KIB, mmap=False, window=window, region=region)
+def app_reader(db: Any, *, window: Any, region: str | None) -> Reader:
+    """The app's one Reader (its Gateway's), on an SQLite file or a PostgreSQL URL."""
+    from smsmon.store.backend import open_reader
+
+    return open_reader(db, cache_kib=UI_CACHE_KIB, mmap=False, window=window, region=region)
 
 
 def read_screen(r: Reader, flt: Filter, watermark: int, *, now: datetime, live: bool, full: bool) -> Screenful | None:

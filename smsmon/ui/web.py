@@ -28,9 +28,10 @@ Handler = Callable[[Any], Awaitable[Any]]
 log = logging.getLogger("smsmon.web")
 
 
-def browse_command(db: Path, config_file: Path | None) -> str:
-    """The command each browser tab runs: this Python, this smsmon, the same database."""
-    words = [sys.executable, "-m", "smsmon", "browse", "--db", str(db)]
+def browse_command(db: Path | None, config_file: Path | None) -> str:
+    """The command each browser tab runs: this Python, this smsmon, the same database (None: the
+    one SMSMON_DB names in the environment the tabs inherit, which keeps a URL's password out of `ps`)."""
+    words = [sys.executable, "-m", "smsmon", "browse", *(["--db", str(db)] if db is not None else [])]
     if config_file is not None:
         words += ["--config", str(config_file)]
     return " ".join(shlex.quote(w) for w in words)
