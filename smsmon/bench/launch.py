@@ -102,8 +102,8 @@ def compare(entries: list[Contender], times: int, say: Callable[[str], None]) ->
     """Each contender `times` times, taking turns (so a busy moment of the machine hits all alike),
     on one tmux server kept up for the whole run."""
     subprocess.run([*TMUX, "kill-server"], capture_output=True)
-    subprocess.run([*TMUX, "new-session", "-d", "-s", "keep", "sleep 86400"], check=True)
-    try:
+    try:  # the server goes whatever ends this (Ctrl+C as it starts too): no smsmon left running in it
+        subprocess.run([*TMUX, "new-session", "-d", "-s", "keep", "sleep 86400"], check=True)
         results = {e.name: Timed(e.name, []) for e in entries}
         for i in range(times):
             for e in entries:
