@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import uuid as uuidlib
@@ -20,12 +21,17 @@ NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 KARACHI = zone("Asia/Karachi")
 
 
+# Event ids that differ on every call and come out the same in every run (test ids built from them
+# must: pytest-xdist's workers each collect the tests and compare).
+_EVENT_IDS = itertools.count(0x5EED << 96)
+
+
 def callback(event_type: str = "MESSAGE_DELIVERED", *, uuid: str = "m-1", event_id: str | None = None,
              at: datetime | str = NOW - timedelta(minutes=5), **message: Any) -> dict[str, Any]:
     """A Zeckta callback as the provider documents it."""
     ts = at if isinstance(at, str) else at.strftime("%Y-%m-%dT%H:%M:%S.%f") + "482Z"
     return {
-        "eventId": event_id or str(uuidlib.uuid4()),
+        "eventId": event_id or str(uuidlib.UUID(int=next(_EVENT_IDS))),
         "eventType": event_type,
         "timestamp": ts,
         "message": {"uuid": uuid, "src": "ACME", "dest": "+233241234567", "status": event_type.removeprefix("MESSAGE_"),
