@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import signal
 import sys
 from pathlib import Path
@@ -51,4 +52,36 @@ def test_a_demo_ended_by_a_signal_deletes_its_temporary_database_too(sig: int) -
                                 ready="LIVE", stop=sig))
     m = re.search(r"demo: a temporary database at (\S+/demo\.db), deleted when the demo ends", out)
     assert m, out[-2000:]
-    assert f"demo: deleted its temporary database {m.group(1)}" in out and not Path(m.group(1)).parent.exists()
+    assert not Path(m.group(1)).parent.exists()
+    if sig == signal.SIGTERM:  # a hangup ends it at once: nobody is left to read a last line
+        assert f"demo: deleted its temporary database {m.group(1)}" in out
+
+
+def test_browse_ends_at_once_when_its_terminal_hangs_up(tmp_path: Path) -> None:
+    """Textual's orderly exit can hang writing to a terminal that is gone: a `browse` was left
+    running for good. On SIGHUP the app ends at once."""
+    import pty
+    import time
+
+    from smsmon.sim.generate import fill
+
+    db = tmp_path / "b.db"
+    fill(db, messages=20)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "smsmon", "browse", "--db", str(db)], stdin=slave, stdout=slave,
+                            stderr=slave, env={**os.environ, "TERM": "xterm-256color"}, start_new_session=True)
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + 30
+    try:
+        while b"OFFLINE" not in out and time.monotonic() < deadline:
+            out += os.read(master, 65536)
+        assert b"OFFLINE" in out
+        os.close(master)  # the terminal goes, as when its window is closed
+        master = -1
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(10) == 128 + signal.SIGHUP
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if master >= 0:
+            os.close(master)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,8 @@ if TYPE_CHECKING:  # annotations only: the commands import what they use when th
     from smsmon.ingest.listener import ListenerConfig
 
 
-def _run_app(settings: Settings, ingest: Any) -> None:
+def _run_app(settings: Settings, ingest: Any, on_hangup: Any = None) -> None:
+    """`on_hangup`: what must still be done when the terminal closes (SIGHUP ends the process at once)."""
     if ingest is not None:  # a clear line now, not a flash of the app before it
         from smsmon.store.backend import check_writer_can_open
 
@@ -35,6 +37,8 @@ def _run_app(settings: Settings, ingest: Any) -> None:
 
     app = SmsmonApp(settings.db, ingest=ingest, window=settings.watch_window, zone=settings.display_timezone,
                     region=settings.default_region, first_look=look, forward=settings.forward.url is not None)
+    if on_hangup is not None:
+        app.on_hangup.append(on_hangup)
     app.run()
     if app.return_code:
         raise click.exceptions.Exit(app.return_code)
@@ -68,12 +72,14 @@ def demo(seed: int, listen: Any, forward_to: str | None, settings: Settings) -> 
     a temporary database, deleted when it ends; it never writes into a database holding real data.
     """
     from smsmon.ingest.listener import ListenerConfig
-    from smsmon.sim.demo import DemoIngest, demo_database
+    from smsmon.sim.demo import TEMPORARY, DemoIngest, demo_database
 
     if forward_to is not None:
         settings = settings.override({"forward.url": forward_to}, source="flag")
     with demo_database(settings, lambda line: click.echo(line, err=True)) as settings:
-        _run_app(settings, DemoIngest(settings, ListenerConfig(host=listen.host, port=listen.port), seed=seed))
+        temporary = settings.sources.get("db") == TEMPORARY
+        _run_app(settings, DemoIngest(settings, ListenerConfig(host=listen.host, port=listen.port), seed=seed),
+                 on_hangup=(lambda: shutil.rmtree(Path(settings.db).parent, ignore_errors=True)) if temporary else None)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -46,6 +46,9 @@ def refuse_real_data(path: Path) -> None:
                           "real data. Leave out --db for a temporary database, or give --db a new file")
 
 
+TEMPORARY = "demo (temporary)"  # the source of the db setting when the demo made its own
+
+
 @contextmanager
 def demo_database(settings: Settings, say: Callable[[str], None] = lambda _: None) -> Iterator[Settings]:
     """The settings the demo runs with: the database given with --db on the command line when it
@@ -59,7 +62,7 @@ def demo_database(settings: Settings, say: Callable[[str], None] = lambda _: Non
     db = folder / "demo.db"
     say(f"demo: a temporary database at {db}, deleted when the demo ends (--db FILE keeps one)")
     try:
-        yield settings.override({"db": db}, source="demo (temporary)")
+        yield settings.override({"db": db}, source=TEMPORARY)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         say(f"demo: deleted its temporary database {db}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import os
 import signal
 import time
 from collections import Counter
@@ -41,6 +43,7 @@ from smsmon.ui.widgets.activity import WINDOW as ACTIVITY_WINDOW
 from smsmon.ui.widgets.activity import second
 from smsmon.ui.widgets.messages_table import MessagesTable
 
+log = logging.getLogger("smsmon.ui")
 LIVE_TICK_S = 0.25  # how often a nudge is turned into a refresh, at most
 TABLE_TICK_S = 1.0  # how often the messages table takes new rows while live data pours in
 SLOW_STATS_S = 5.0  # how often the figures of a filter only a scan answers are read again
@@ -83,6 +86,7 @@ class SmsmonApp(App):
         self.first_look = first_look
         self.region = region
         self.forward = forward
+        self.on_hangup: list[Callable[[], None]] = []  # run before the process ends on SIGHUP (the terminal closed)
         self._replaying = False
         self.gateway = Gateway(self, self.db, window=window, region=region, reader=first_look.reader if first_look else None)
         self.filter = Filter()
@@ -117,7 +121,7 @@ class SmsmonApp(App):
     # ── start and stop ───────────────────────────────────────────────────────
     async def on_mount(self) -> None:
         self._restore_logging = logs.silenced()  # the screens show health and failures instead
-        self._on_signals(lambda sig: asyncio.get_running_loop().add_signal_handler(sig, self.exit))
+        self._on_signals(lambda sig: asyncio.get_running_loop().add_signal_handler(sig, self._signalled, sig))
         self.sub_title = self.ingest.description if self.ingest else "offline"
         look, self.first_look = self.first_look, None
         first = look.take() if look is not None else None
@@ -144,11 +148,25 @@ class SmsmonApp(App):
         if first is None:  # else the first frame has the data already: the next tick looks again
             self._tick()
 
+    def _signalled(self, sig: int) -> None:
+        """SIGTERM ends the app as q does: the ingest stops after committing what it acknowledged,
+        and whatever ran it cleans up (the demo's temporary database). SIGHUP means the terminal
+        is gone, and Textual's orderly exit can hang writing to it (seen: a `browse` left running
+        for good): what must be cleaned up is, and the process ends at once. Nothing acknowledged
+        is lost: a callback is answered only once committed."""
+        if sig != signal.SIGHUP:
+            self.exit()
+            return
+        for cleanup in self.on_hangup:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001 - ending regardless: the terminal is gone
+                log.exception("cleanup on hangup failed")
+        os._exit(128 + sig)
+
     @staticmethod
     def _on_signals(do: Callable[[int], Any]) -> None:
-        """SIGTERM and SIGHUP (the terminal closed) end the app as q does: the ingest stops after
-        committing what it acknowledged, and whatever ran it cleans up (the demo's temporary
-        database)."""
+        """SIGTERM and SIGHUP: see `_signalled`."""
         for sig in (signal.SIGTERM, signal.SIGHUP):
             try:
                 do(sig)
