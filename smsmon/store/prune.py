@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 from smsmon.database import is_postgres
 from smsmon.store import aggregates, keyindex
@@ -92,6 +92,24 @@ def _newest(conn: sqlite3.Connection) -> tuple[int, int]:
 
 
 # ── what would go ────────────────────────────────────────────────────────────────
+def leaving(rows: Iterable[Sequence[Any]]) -> tuple[Counter[tuple[str, str]], Deltas, list[int], list[str]]:
+    """What pruning these `messages` rows takes out of facet_counts and the aggregates, with
+    their seqs and ids: the same for every store."""
+    facets: Counter[tuple[str, str]] = Counter()
+    moves = Deltas()
+    seqs, ids = [], []
+    for row in rows:
+        r = dict(zip(MESSAGE_COLUMNS, row))
+        state = _state_from_row(r)
+        for dim, value in zip(FACETS, _facet_values(state)):
+            if value is not None:
+                facets[(dim, value)] -= 1
+        moves.move(Place(state), None)  # type: ignore[arg-type]  # out of its rows, into none
+        seqs.append(r["seq"])
+        ids.append(r["id"])
+    return facets, moves, seqs, ids
+
+
 def plan(conn: sqlite3.Connection, cutoff: str) -> PruneResult:
     """A dry run: what `prune` would remove now, read only."""
     keep = _newest(conn)
@@ -124,18 +142,7 @@ def prune_batch(conn: sqlite3.Connection, cutoff: str, limit: int = BATCH) -> Ba
                         " AND seq NOT IN (?, ?) ORDER BY last_event_at LIMIT ?", (cutoff, *keep, limit)).fetchall()
     if not rows:
         return Batch()
-    facets: Counter[tuple[str, str]] = Counter()
-    moves = Deltas()
-    seqs, ids = [], []
-    for row in rows:
-        r = dict(zip(MESSAGE_COLUMNS, row))
-        state = _state_from_row(r)
-        for dim, value in zip(FACETS, _facet_values(state)):
-            if value is not None:
-                facets[(dim, value)] -= 1
-        moves.move(Place(state), None)  # type: ignore[arg-type]  # out of its rows, into none
-        seqs.append(r["seq"])
-        ids.append(r["id"])
+    facets, moves, seqs, ids = leaving(rows)
     marks = ",".join("?" * len(seqs))
     oldest_minute = conn.execute("SELECT min(minute) FROM events_minute").fetchone()[0]
     minutes: Counter[str] = Counter()

@@ -148,6 +148,27 @@ def _message_row(slot: _Slot) -> tuple:
     return tuple(row[c] for c in _MSG_COLS)
 
 
+def changes(slots: Iterable[_Slot]) -> tuple[Counter[tuple[str, str]], Deltas]:
+    """What a batch's messages change in facet_counts (+1/-1 per (dimension, value)) and in the
+    aggregates: the same for every store's writer."""
+    delta: Counter[tuple[str, str]] = Counter()
+    moves = Deltas()
+    for slot in slots:
+        if slot.last_event_id is None:
+            continue
+        moves.move(slot.place, Place(slot.state))
+        after = _facet_values(slot.state)
+        if after == slot.before:
+            continue
+        for dim, old, new in zip(FACETS, slot.before, after):
+            if old != new:
+                if old is not None:
+                    delta[(dim, old)] -= 1
+                if new is not None:
+                    delta[(dim, new)] += 1
+    return delta, moves
+
+
 def _chunks(items: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -396,21 +417,7 @@ class Writer:
 
     def _bump_facets(self, slots: Iterable[_Slot]) -> None:
         """The maintained counts: facet_counts, and the aggregates (aggregates.py)."""
-        delta: Counter[tuple[str, str]] = Counter()
-        moves = Deltas()
-        for slot in slots:
-            if slot.last_event_id is None:
-                continue
-            moves.move(slot.place, Place(slot.state))
-            after = _facet_values(slot.state)
-            if after == slot.before:
-                continue
-            for dim, old, new in zip(FACETS, slot.before, after):
-                if old != new:
-                    if old is not None:
-                        delta[(dim, old)] -= 1
-                    if new is not None:
-                        delta[(dim, new)] += 1
+        delta, moves = changes(slots)
         self.conn.executemany(_BUMP_FACET, [(d, v, n) for (d, v), n in delta.items() if n])
         for table, rows in moves.rows():
             self.conn.executemany(aggregates.UPSERT[table], rows)

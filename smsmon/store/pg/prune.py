@@ -20,13 +20,11 @@ from typing import Any, Callable
 
 from smsmon.database import PostgresUrl
 from smsmon.store import keyindex
-from smsmon.store.aggregates import Deltas, Place
 from smsmon.store.pg.connection import Connection
 from smsmon.store.pg.writer import BUMP_FACET, UPSERT, PgWriter
-from smsmon.store.prune import BATCH, Batch, PruneResult, _newest, plan, prune_others
+from smsmon.store.prune import BATCH, Batch, PruneResult, _newest, leaving, plan, prune_others
 from smsmon.store.schema import MESSAGE_COLUMNS
 from smsmon.store.totals import PRUNED_EVENTS
-from smsmon.store.writer import FACETS, _facet_values, _state_from_row
 
 _LOAD = ", ".join(MESSAGE_COLUMNS)
 _AGG_KEYS = {
@@ -46,18 +44,7 @@ def prune_batch(conn: Connection, cutoff: str, limit: int = BATCH) -> Batch:
     if not rows:
         return Batch()
     conn.execute("SELECT last_event_id FROM commit_clock FOR UPDATE")  # last, as every writer takes it
-    facets: Counter[tuple[str, str]] = Counter()
-    moves = Deltas()
-    seqs, ids = [], []
-    for row in rows:
-        r = dict(zip(MESSAGE_COLUMNS, row))
-        state = _state_from_row(r)
-        for dim, value in zip(FACETS, _facet_values(state)):
-            if value is not None:
-                facets[(dim, value)] -= 1
-        moves.move(Place(state), None)  # type: ignore[arg-type]  # out of its rows, into none
-        seqs.append(r["seq"])
-        ids.append(r["id"])
+    facets, moves, seqs, ids = leaving(rows)
     oldest_minute = conn.execute("SELECT min(minute) FROM events_minute").fetchone()[0]
     minutes: Counter[str] = Counter()
     blocks: set[int] = set()

@@ -33,7 +33,7 @@ from smsmon.database import PostgresUrl
 from smsmon.errors import BatchRaced, StoreError, StoreUnavailable
 from smsmon.lifecycle import Event, MessageState, apply
 from smsmon.store import aggregates, deadletters, keyindex, origin, outbox
-from smsmon.store.aggregates import Deltas, Place
+from smsmon.store.aggregates import Place
 from smsmon.store.deadletters import DEAD_LETTER_BYTES, DEAD_LETTER_LIMIT, DeadLetter
 from smsmon.store.payloads import Codec
 from smsmon.store.pg.connection import Connection, clean, connect, pg_error, pool
@@ -41,7 +41,7 @@ from smsmon.store.pg.schema import migrate
 from smsmon.store.schema import MESSAGE_COLUMNS
 from smsmon.store.writer import (
     _INSERT_EVENT, _INSERT_MESSAGE, _LOAD_MESSAGE, _UPDATE_MESSAGE, EVENTS_MINUTE_KEEP, FACETS, POLL_RUN_COLUMNS,
-    POLL_RUN_LIMIT, RECEIVED_AT, Applied, _facet_values, _flags_text, _message_row, _Slot, _state_from_row,
+    POLL_RUN_LIMIT, RECEIVED_AT, Applied, _facet_values, changes, _flags_text, _message_row, _Slot, _state_from_row,
 )
 from smsmon.timeutil import fmt, parse_iso
 
@@ -318,19 +318,7 @@ class PgWriter:
 
     def _bump(self, conn: Connection, slots: Iterable[_Slot]) -> None:
         """facet_counts and the aggregates, as the SQLite writer keeps them."""
-        delta: Counter[tuple[str, str]] = Counter()
-        moves = Deltas()
-        for slot in slots:
-            if slot.last_event_id is None:
-                continue
-            moves.move(slot.place, Place(slot.state))
-            after = _facet_values(slot.state)
-            for dim, old, new in zip(FACETS, slot.before, after):
-                if old != new:
-                    if old is not None:
-                        delta[(dim, old)] -= 1
-                    if new is not None:
-                        delta[(dim, new)] += 1
+        delta, moves = changes(slots)
         conn.executemany(BUMP_FACET, sorted((d, v, n) for (d, v), n in delta.items() if n))
         for table, rows in moves.rows():
             conn.executemany(UPSERT[table], sorted(rows))
