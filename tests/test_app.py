@@ -171,6 +171,20 @@ async def test_browse_follows_another_writer_and_pause_holds_updates(db) -> None
         await until(pilot, lambda: table(app).row_count == 3)
 
 
+async def test_a_tick_that_fires_while_the_app_closes_does_nothing(db) -> None:
+    """The timer can fire once more while Textual removes the screens' widgets (seen in CI on
+    PostgreSQL, which redraws the health line from memory: it was gone and the tick raised
+    NoMatches out of the app's exit)."""
+    with open_writer(db) as w:
+        w.apply([zevent(uuid="first")])
+    app = SmsmonApp(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+    assert not app.main.query("HealthLine")  # closed: the widgets are gone
+    app._health_at = 0.0  # a health redraw is due
+    app._tick()  # the timer's late call: nothing to draw on, nothing raised
+
+
 async def test_the_selected_row_stays_put_when_new_rows_arrive(db) -> None:
     with open_writer(db) as w:
         w.apply([zevent(uuid=f"m{i}", at=f"2026-11-23T10:00:{i:02d}Z") for i in range(20)])

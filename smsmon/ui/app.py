@@ -208,6 +208,8 @@ class SmsmonApp(App):
         self._committed(message.event_id)
 
     def _tick(self) -> None:
+        if not self.is_running:  # closing: the screens' widgets are being removed (a tick then raised NoMatches)
+            return
         alerts = self.ingest.alerts if self.ingest is not None else None  # watch, demo: the runtime's evaluator
         if alerts is not None and self.main.is_mounted:
             self.main.show_alerts(alerts.firing())

@@ -28,10 +28,14 @@ class Gateway:
         """Run `fetch(reader)` in a thread; hand its result to `then` on the UI thread. With
         `exclusive`, a read of the same group still running is cancelled and its result dropped."""
 
+        def deliver(result: T) -> None:
+            if self.app.is_running:  # not when the app is closing: its widgets are being removed
+                then(result)
+
         def work() -> None:
             result = fetch(self.reader)
             if not get_current_worker().is_cancelled:
-                self.app.call_from_thread(then, result)
+                self.app.call_from_thread(deliver, result)
 
         return self.app.run_worker(work, thread=True, group=group, exclusive=exclusive, exit_on_error=False)
 
