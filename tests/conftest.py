@@ -82,3 +82,34 @@ def module_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     if request.param == "sqlite":
         return tmp_path_factory.mktemp("db") / "m.db"
     return schema_url(request.getfixturevalue("pg_server"))
+
+
+HANG_S = 240.0  # no test takes this long (the slowest, an attack run, about 90 s): past it, say where it waits
+
+
+@pytest.fixture(autouse=True)
+def say_where_a_hung_test_waits(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test still running after HANG_S prints every thread's stack and every asyncio task's
+    (once seen: a test waiting on a future nobody resolved, every thread idle), then goes on."""
+    import threading
+
+    timer = threading.Timer(HANG_S, _dump_waits, args=(request.node.nodeid,))
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+
+
+def _dump_waits(nodeid: str) -> None:
+    import asyncio
+    import faulthandler
+    import gc
+    import sys
+
+    print(f"\n==== {nodeid} still running after {HANG_S:.0f} s: threads, then asyncio tasks ====", file=sys.__stderr__)
+    faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+    for loop in [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]:
+        for task in list(asyncio.all_tasks(loop)):
+            print(f"-- {task!r}", file=sys.__stderr__)
+            task.print_stack(file=sys.__stderr__)
+    sys.__stderr__.flush()
