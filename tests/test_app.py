@@ -205,6 +205,73 @@ async def test_the_selected_row_stays_put_when_new_rows_arrive(db) -> None:
         await until(pilot, lambda: table(app).row_count == 21 and cell(table(app), 0, "message").startswith("newest"))
 
 
+async def test_rows_drawn_after_updates_and_new_rows_show_their_message_and_open_it(db) -> None:
+    """The table keeps the cells it drew and draws again only what changed: what is on screen
+    after an update and after new rows pushed the others down is the new truth, and a click on a
+    line opens the message drawn on it (each drawn cell knows its row)."""
+    with open_writer(db) as w:
+        w.apply([zevent("MESSAGE_SENT", uuid=f"m{i}", at=f"2026-11-23T10:00:{i:02d}Z") for i in range(8)])
+
+    def drawn() -> list[tuple[str, set[Any]]]:
+        """Each drawn row: its text, and the row index its cells carry for clicks."""
+        t = table(app)
+        lines = [t.render_line(y) for y in range(1, 1 + t.row_count)]  # below the header
+        return [(line.text, {s.style.meta.get("row") for s in line if s.style and "row" in s.style.meta}) for line in lines]
+
+    app = SmsmonApp(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 8)
+        await pilot.pause(0.1)
+        before = drawn()
+        assert "SENT" in before[0][0] and "m7" in before[0][0]
+        with open_writer(db) as other:  # the top row changes in place
+            other.apply([zevent("MESSAGE_DELIVERED", uuid="m7", at="2026-11-23T10:01:00Z", event_id="d7")])
+        await until(pilot, lambda: "DELIVERED" in drawn()[0][0])
+        assert drawn()[1:] == before[1:]
+        with open_writer(db) as other:  # new rows above push the others down, one changes as it moves
+            other.apply([zevent("MESSAGE_DELIVERED", uuid="m3", at="2026-11-23T10:02:00Z", event_id="d3"),
+                         zevent("MESSAGE_SENT", uuid="new", at="2026-11-23T10:03:00Z")])
+        await until(pilot, lambda: table(app).row_count == 9)
+        await pilot.pause(0.1)
+        after = drawn()
+        ids = [str(table(app).coordinate_to_cell_key(Coordinate(i, 0)).row_key.value) for i in range(9)]
+        for i, (line, rows) in enumerate(after):
+            assert ids[i].split(":")[1] in line and rows == {i}, (i, line, rows)  # its message, its index
+        assert ["new", "m3", "m7"] == [i.split(":")[1] for i in ids[:3]]  # newest event first
+        assert "DELIVERED" in after[1][0] and "DELIVERED" in after[2][0]
+        assert all("DELIVERED" not in line for line, _ in after[3:])
+        await pilot.click("#messages", offset=(30, 2 + 4))  # the fifth drawn row (below the border and the header)
+        await until(pilot, lambda: table(app).cursor_row == 4)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen))
+        assert app.screen.message_id == ids[4]
+
+
+async def test_the_event_stream_draws_new_events_on_top_of_the_ones_it_drew(db) -> None:
+    from smsmon.ui.widgets.event_stream import EventStream
+
+    with open_writer(db) as w:
+        w.apply([zevent("MESSAGE_SENT", uuid=f"s{i}", at=f"2026-11-23T10:00:{i:02d}Z") for i in range(3)])
+    app = SmsmonApp(db)
+    async with app.run_test(size=(200, 60)) as pilot:
+        stream = app.screen.query_one("#stream", EventStream)
+
+        def drawn() -> list[str]:
+            return [line.strip() for y in range(stream.size.height) if (line := stream.render_line(y).text.strip())]
+
+        await until(pilot, lambda: len(drawn()) == 3)
+        first = drawn()
+        assert [line.split()[-1] for line in first] == ["s2", "s1", "s0"] and all("SENT" in line for line in first)
+        with open_writer(db) as other:
+            other.apply([zevent("MESSAGE_DELIVERED", uuid="s1", at="2026-11-23T10:01:00Z", event_id="d1"),
+                         zevent("MESSAGE_UNDELIVERABLE", uuid="s0", at="2026-11-23T10:01:01Z", event_id="u0")])
+        await until(pilot, lambda: len(drawn()) == 5)
+        now = drawn()
+        assert [line.split()[-1] for line in now] == ["s0", "s1", "s2", "s1", "s0"]
+        assert "UNDELIVERABLE" in now[0] and "DELIVERED" in now[1] and all("SENT" in line for line in now[2:])
+        assert all(len(line) <= stream.size.width for line in now)
+
+
 async def test_an_empty_database_says_how_to_get_data_in(tmp_path) -> None:
     db = tmp_path / "empty.db"
     Writer(db).close()

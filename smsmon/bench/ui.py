@@ -70,7 +70,9 @@ async def browse_figures(db: Path, say: Callable[[str], None], size: tuple[int, 
 
 
 async def keypress_figures(tmp: Path, rate: int, presses: int, say: Callable[[str], None],
-                           size: tuple[int, int] = SIZES[1]) -> dict[str, Any]:
+                           size: tuple[int, int] = SIZES[1], row: int = 10) -> dict[str, Any]:
+    """Down, up, down, ... from `row`: at 10 the rows on screen change in place; at 0 the table
+    follows the newest (every second new rows come in above and every row moves down)."""
     from textual import events
     from textual.widgets import DataTable
 
@@ -91,7 +93,7 @@ async def keypress_figures(tmp: Path, rate: int, presses: int, say: Callable[[st
             table = lambda: app.screen.query_one("#messages", DataTable)  # noqa: E731
             await _until(pilot, lambda: table().row_count >= 50, timeout=30)
             table().focus()
-            table().move_cursor(row=10)
+            table().move_cursor(row=row)
             stored_at_start = app.watermark
             # Pilot.press waits until the app is idle, which under load it never is: post the key
             # as the terminal driver would, and time until the cursor has moved.
@@ -118,9 +120,10 @@ async def keypress_figures(tmp: Path, rate: int, presses: int, say: Callable[[st
     latencies.sort()
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    say(f"  {size[0]}x{size[1]}: key presses while `smsmon simulate --rate {rate}` posts into watch: p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
-        f" max {latencies[-1]:.1f} ms over {len(latencies)} presses (target < 100 ms); {stored:,} events stored meanwhile")
-    return {"size": f"{size[0]}x{size[1]}", "rate": rate, "presses": len(latencies), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
+    where = "at the top, following new rows" if row == 0 else f"at row {row}"
+    say(f"  {size[0]}x{size[1]}, {where}: key presses while `smsmon simulate --rate {rate}` posts into watch: p50 {p50:.1f} ms,"
+        f" p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms over {len(latencies)} presses (target < 100 ms); {stored:,} events stored meanwhile")
+    return {"size": f"{size[0]}x{size[1]}", "row": row, "rate": rate, "presses": len(latencies), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
             "max_ms": round(latencies[-1], 1), "events_stored_meanwhile": stored}
 
 
@@ -140,5 +143,5 @@ def ui_bench(*, db: Path | None, events: int, rate: int, presses: int, say: Call
             size = reader.latest_event_id()
         say(f"browsing a database of {size:,} events")
         figures["browse"] = [dict(asyncio.run(browse_figures(path, say, dims)), events=size) for dims in SIZES]
-        figures["keys"] = [asyncio.run(keypress_figures(Path(tmp), rate, presses, say, dims)) for dims in SIZES]
+        figures["keys"] = [asyncio.run(keypress_figures(Path(tmp), rate, presses, say, dims, row)) for dims in SIZES for row in (10, 0)]
     return figures

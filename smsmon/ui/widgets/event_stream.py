@@ -1,4 +1,7 @@
-"""The live tail of events, newest first, one line each."""
+"""The live tail of events, newest first, one line each. Drawn line by line (Textual's line
+API): a line is made once and kept while its event is on screen, so a refresh draws only the
+new events (drawing every line four times a second took 13-62 ms at 200x60 under 500
+callbacks/s, and a key pressed meanwhile waited)."""
 
 from __future__ import annotations
 
@@ -6,12 +9,16 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
+from rich.segment import Segment
 from rich.text import Text
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widget import Widget
 
 from smsmon.lifecycle import Status, outcome_of
 from smsmon.timeutil import UTC_ZONE, DisplayZone
 from smsmon.ui.format import OUTCOME_CLASSES, middle_cut
+from smsmon.ui.widgets.plain_table import line_segments
 
 SOURCE_LABEL = {"callback": "cb  ", "poll": "poll", "status_api": "api ", "import": "imp "}
 ID_MIN = 11  # an id is never cut shorter than `3099fd…a9c1`
@@ -34,6 +41,8 @@ class EventStream(Widget):
         super().__init__(**kwargs)
         self.zone = zone
         self.items: deque[tuple[dict[str, Any] | int, datetime]] = deque(maxlen=keep)
+        self._status_width = 0
+        self._drawn: dict[int, tuple[Any, tuple[Any, ...], Strip]] = {}  # by id of an item: (the item, how, its line)
 
     def add(self, events: list[dict[str, Any]], skipped: int, now: datetime) -> None:
         if skipped:
@@ -61,8 +70,27 @@ class EventStream(Widget):
         line.truncate(width, overflow="ellipsis")
         return line
 
-    def render(self) -> Text:
-        width = max(1, self.content_size.width)
-        items = list(self.items)[: max(1, self.content_size.height)]
-        status_width = max((len(i["status"]) for i, _ in items if not isinstance(i, int)), default=0)
-        return Text("\n").join(self._line(item, now, width, status_width) for item, now in items)
+    def notify_style_update(self) -> None:
+        self._drawn.clear()  # a theme or the CSS changed: the outcome colours too
+        super().notify_style_update()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        shown = list(self.items)[: self.size.height]
+        self._status_width = max((len(i["status"]) for i, _ in shown if not isinstance(i, int)), default=0)
+        self._drawn = {id(t): d for t in shown if (d := self._drawn.get(id(t))) is not None and d[0] is t}  # the rest left
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width, style = self.size.width, self.rich_style
+        if y >= len(self.items):
+            return Strip.blank(width, style)
+        entry = self.items[y]
+        item, now = entry
+        how = (width, self._status_width, style)
+        drawn = self._drawn.get(id(entry))
+        if drawn is None or drawn[0] is not entry or drawn[1] != how:
+            text = self._line(item, now, width, self._status_width)
+            segments = Segment.apply_style(line_segments(text, self.app.console), style)
+            drawn = (entry, how, Strip(segments).adjust_cell_length(width, style))
+            self._drawn[id(entry)] = drawn
+        return drawn[2]
