@@ -81,7 +81,7 @@ async def keypress_figures(tmp: Path, rate: int, presses: int, say: Callable[[st
     from smsmon.ingest.runtime import Ingest
     from smsmon.ui.app import SmsmonApp
 
-    settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": tmp / f"watch-{size[0]}x{size[1]}.db"})
+    settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": tmp / f"watch-{size[0]}x{size[1]}-row{row}.db"})
     app = SmsmonApp(settings.db, ingest=Ingest(settings, listener=ListenerConfig(port=0)), window=settings.watch_window)
     latencies: list[float] = []
     async with app.run_test(size=size) as pilot:
@@ -117,6 +117,8 @@ async def keypress_figures(tmp: Path, rate: int, presses: int, say: Callable[[st
                 await asyncio.to_thread(sim.wait, 30)
             except subprocess.TimeoutExpired:
                 sim.kill()
+    if not stored:  # simulate's callbacks never came in (or were all duplicates): no load was measured
+        raise RuntimeError("no callback was stored while the keys were timed: the figures would not be under load")
     latencies.sort()
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]

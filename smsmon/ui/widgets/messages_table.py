@@ -269,15 +269,17 @@ class MessagesTable(PlainTable):
     def update_rows(self, changed: dict[str, dict[str, Any]], now: datetime) -> None:
         """Rows on screen update in place; the others are counted as waiting elsewhere."""
         self.now = now
+        cells: list[tuple[str, str, Any]] = []
         for mid, m in changed.items():
             if mid in self.rows:
                 self.data[mid] = m
                 old = self.get_row(mid)
                 for (col, _, _), before, cell in zip(self.layout_now, old, self.cells(m, now)):
                     if str(before) != str(cell) or getattr(before, "style", None) != getattr(cell, "style", None):
-                        self.update_cell(mid, col.key, cell)  # only what changed: each call costs a layout
+                        cells.append((mid, col.key, cell))  # only what changed
             else:
                 self.waiting += 1
+        self.update_cells(cells)
         self._title()
 
     def _title(self) -> None:

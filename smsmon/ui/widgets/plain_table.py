@@ -27,6 +27,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 CELLS_KEPT = 10_000  # rendered cells kept (DataTable's own cache is this size)
 
@@ -172,6 +173,17 @@ class PlainTable(DataTable):
             line.append(Segment(" " * pad, blank))
         return [line]
 
+    def _update_dimensions(self, new_rows: Any) -> None:
+        """DataTable measures every cell of every new row through Rich, for columns as wide as
+        their content (30 ms for a page of 200 rows, each second while the table follows live
+        data). Where every column has its width set and every new row is one line, there is
+        nothing to measure: only the scrollable size is worked out."""
+        if self.columns and not any(c.auto_width for c in self.columns.values()):
+            rows = [self.rows.get(k) for k in new_rows]
+            if all(r is None or (r.height == 1 and not r.auto_height and r.label is None) for r in rows):
+                new_rows = ()
+        super()._update_dimensions(new_rows)
+
     def notify_style_update(self) -> None:
         if isinstance(self._cell_render_cache, CellRenders):
             self._cell_render_cache.purge()
@@ -182,6 +194,20 @@ class PlainTable(DataTable):
 
     def update_cell(self, row_key: Any, column_key: Any, value: Any, **kwargs: Any) -> None:
         super().update_cell(row_key, column_key, plain(value), **kwargs)
+
+    def update_cells(self, changes: list[tuple[Any, Any, Any]]) -> None:
+        """(row key, column key, value) of many cells at once, drawn again in one refresh:
+        `update_cell` refreshes the widget for each (1,275 cells a second under 500 callbacks/s
+        cost 50 ms in refreshes alone). The column widths stay as they are."""
+        for row_key, column_key, value in changes:
+            row_key = row_key if isinstance(row_key, RowKey) else RowKey(row_key)
+            column_key = column_key if isinstance(column_key, ColumnKey) else ColumnKey(column_key)
+            if row_key not in self._row_locations or column_key not in self._column_locations:
+                raise CellDoesNotExist(f"No cell exists for row_key={row_key!r}, column_key={column_key!r}.")
+            self._data[row_key][column_key] = plain(value)
+        if changes:
+            self._update_count += 1
+            self.refresh()
 
     def update_cell_at(self, coordinate: Any, value: Any, **kwargs: Any) -> None:
         super().update_cell_at(coordinate, plain(value), **kwargs)
