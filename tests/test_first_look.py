@@ -3,6 +3,7 @@ shows them with its first frame, through the same Reader it then keeps using."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from smsmon.sim.generate import fill
 from smsmon.timeutil import UTC
 from smsmon.ui.app import SmsmonApp
 from smsmon.ui.first_look import FirstLook, app_reader
-from tests.test_app import table
+from tests.test_app import table, until
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -37,10 +38,39 @@ def ready(look: FirstLook) -> FirstLook:
 async def test_the_first_frame_has_the_rows_read_before_textual_started(db) -> None:
     look = ready(FirstLook(app_reader(db, window=WATCH_WINDOW, region=None), lambda: NOW, live=False))
     app = SmsmonApp(db, now=lambda: NOW, show_clock=False, first_look=look)
-    async with app.run_test(size=(160, 40)):
-        assert app.refreshes >= 1 and table(app).row_count == min(120, 200)  # there at the first frame
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1)
+        assert app.refreshes == 1 and table(app).row_count == min(120, 200)  # there with the main screen's first frame
         assert app.gateway.reader is look.reader  # one connection, not two
         assert app.first_look is None  # used once
+
+
+class SlowLook(FirstLook):
+    """A first look still reading when the app mounts (a cold cache, a slow disk)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.go = threading.Event()
+        self.reads = 0
+        super().__init__(*args, **kwargs)
+
+    def _read(self, live: bool) -> None:
+        self.go.wait(10)
+        self.reads += 1
+        super()._read(live)
+
+
+async def test_a_first_look_still_reading_at_mount_is_waited_for_not_read_again(db) -> None:
+    look = SlowLook(app_reader(db, window=WATCH_WINDOW, region=None), lambda: NOW, live=False)
+    app = SmsmonApp(db, now=lambda: NOW, show_clock=False, first_look=look)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause(0.3)
+        assert app.refreshes == 0 and not app._held  # nothing read meanwhile: the look is under way
+        await pilot.press("question_mark")  # and the app answers keys meanwhile
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+        look.go.set()
+        await until(pilot, lambda: app.refreshes >= 1)
+        assert app.refreshes == 1 and table(app).row_count == min(120, 200) and look.reads == 1
 
 
 async def test_a_first_look_of_a_file_that_is_not_a_database_leaves_the_error_to_the_app(tmp_path) -> None:

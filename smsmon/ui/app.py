@@ -134,9 +134,18 @@ class SmsmonApp(App):
         if look is not None and first is not None:  # read while Textual loaded: in the very first frame
             self.main.on_ready = lambda: self._apply(first, look.now, True)
             self._dirty = self.ingest is not None
+        # The main screen is pushed after on_mount: Textual mounts the app in a batch of updates
+        # that lasts until what on_mount mounted is mounted, and draws nothing meanwhile, so the
+        # main screen laid out and rendered inside it was rendered for nothing and drawn again
+        # after (measured: 100-150 ms more from launch to rows).
+        self.call_later(self._start, look if first is None else None, first is not None)
+
+    async def _start(self, look: FirstLook | None, shown: bool) -> None:
+        """After the app's start-up batch: the main screen, the live ingest (watch, demo), the
+        database's announcements, the tick; and the first look's rows if they were not ready at
+        mount (`shown`: they were, and the main screen draws them in its first frame)."""
         await self.push_screen(self.main)
         if self.ingest is not None:
-            loop = asyncio.get_running_loop()
             self.ingest.on_commit = self._committed
             try:
                 await self.ingest.start()
@@ -151,7 +160,15 @@ class SmsmonApp(App):
         if self._stop_listening is not None:
             self._dirty = True  # once more: a commit between the first read and LISTEN was not announced
         self.set_interval(LIVE_TICK_S if self.ingest or self._stop_listening else BROWSE_CHECK_S, self._tick)
-        if first is None:  # else the first frame has the data already: the next tick looks again
+        if look is not None:  # still reading when the app mounted: wait for it (in a thread) rather than read again
+            def waited(first: Screenful | None) -> None:
+                if first is not None and self._last is None:
+                    self._apply(first, look.now, True)
+                else:  # it failed: the app's own read says why
+                    self._start_refresh(full=True)
+
+            self._refresh = self.gateway.read(lambda _reader: look.wait(), waited, group="refresh")
+        elif not shown:  # else the screen has the data already: the next tick looks again
             self._tick()
 
     def _signalled(self, sig: int) -> None:

@@ -77,6 +77,11 @@ class FirstLook:
     def finished(self) -> bool:
         return self._done.is_set()
 
+    def wait(self) -> Screenful | None:
+        """The result once the read is done (None if it failed): blocks, so from a thread."""
+        self._done.wait()
+        return self._result
+
     def take(self) -> Screenful | None:
         """The result if it is ready now (None if not, or if it failed): never waits."""
         return self._result if self._done.is_set() else None
