@@ -74,7 +74,9 @@ async def test_browse_shows_messages_offline_and_opens_one(seeded) -> None:
     app = SmsmonApp(seeded)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.refreshes >= 1 and table(app).row_count > 0)
-        assert table(app).row_count == 200  # a page, never everything
+        await until(pilot, lambda: table(app).row_count == 200)  # a page (a screenful first), never everything
+        await pilot.pause(0.1)
+        assert table(app).row_count == 200
         assert "OFFLINE" in text(app.screen.query_one("#health"))
         assert "delivery rate" in text(app.screen.query_one("#summary"))
         first = table(app).coordinate_to_cell_key(table(app).cursor_coordinate).row_key.value
@@ -270,6 +272,23 @@ async def test_the_event_stream_draws_new_events_on_top_of_the_ones_it_drew(db) 
         assert [line.split()[-1] for line in now] == ["s0", "s1", "s2", "s1", "s0"]
         assert "UNDELIVERABLE" in now[0] and "DELIVERED" in now[1] and all("SENT" in line for line in now[2:])
         assert all(len(line) <= stream.size.width for line in now)
+
+
+async def test_rows_left_for_after_the_first_frame_stay_before_the_next_page(seeded) -> None:
+    """An empty table takes a screenful of a page first and the rest after the first frame; a
+    page that comes meanwhile goes after all of them."""
+    app = SmsmonApp(seeded)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 200)
+        t = table(app)
+        rows = list(t.data.values())
+        t.clear()
+        t.replace(rows[:150], t.now)
+        assert 0 < t.row_count < 150  # a screenful now
+        t.append(rows[150:], t.now)  # the next page, before the first frame
+        assert [str(k.value) for k in t.rows] == [m["id"] for m in rows]
+        await pilot.pause(0.1)
+        assert [str(k.value) for k in t.rows] == [m["id"] for m in rows]
 
 
 async def test_an_empty_database_says_how_to_get_data_in(tmp_path) -> None:

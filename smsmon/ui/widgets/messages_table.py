@@ -27,6 +27,7 @@ from smsmon.store.queries import Cursor, cursor
 from smsmon.timeutil import UTC_ZONE, DisplayZone
 from smsmon.ui.format import OUTCOME_CLASSES, middle_cut
 
+FIRST_SLACK = 10  # rows beyond the terminal's height that an empty table takes before its first frame
 NEAR_END = 10  # rows from the end of what is loaded at which the next page is asked for
 PADDING = 2  # cells a column adds around its content (DataTable's cell padding, both sides)
 
@@ -145,6 +146,7 @@ class MessagesTable(PlainTable):
         # one: rows handed over then are drawn in the very first frame (a fill after the first
         # layout cost 100-140 ms from launch to rows, measured); a wrong guess only lays out again.
         self.expected_width = 0
+        self._later: list[dict[str, Any]] = []  # rows of the first fill still to add (see _fill)
 
     # ── columns ──────────────────────────────────────────────────────────────
     def texts(self, m: dict[str, Any], now: datetime) -> dict[str, str]:
@@ -223,13 +225,31 @@ class MessagesTable(PlainTable):
             return  # not laid out yet (rows handed over before the first frame): the first resize fills it
         now = self.now or datetime.now()
         scroll_y = self.scroll_y
+        rows = self._ordered()
+        # An empty table takes first the rows a screen can show, the rest once they are drawn:
+        # at launch the first frame waits for no more than it shows (a page of 200 rows cost
+        # 30-40 ms before the first frame).
+        first = not self.row_count and keep is None and len(rows) > self.app.size.height + FIRST_SLACK
+        self._later = rows[self.app.size.height + FIRST_SLACK:] if first else []
         self.clear()
-        for m in self._ordered():
+        for m in rows[: len(rows) - len(self._later)]:
             self.add_row(*self.cells(m, now), key=m["id"])
+        if self._later:
+            self.call_after_refresh(self._flush_later)
         if keep and keep in self.rows:
             self.move_cursor(row=self.get_row_index(keep), scroll=False)
             self.scroll_to(y=scroll_y, animate=False, immediate=True)
         self._title()
+
+    def _flush_later(self) -> None:
+        """The rows of the first fill that were left for after the first frame."""
+        later, self._later = self._later, []
+        if later:
+            now = self.now or datetime.now()
+            for m in later:
+                if m["id"] not in self.rows and m["id"] in self.data:
+                    self.add_row(*self.cells(m, now), key=m["id"])
+            self._title()
 
     @property
     def following(self) -> bool:
@@ -253,6 +273,7 @@ class MessagesTable(PlainTable):
         loaded), ask for the one after."""
         self.fetching = False
         self.now = now
+        self._flush_later()  # the new page goes after them
         new = [m for m in rows if m["id"] not in self.data]
         self.data.update((m["id"], m) for m in new)
         self._measure(new, now)
@@ -269,6 +290,7 @@ class MessagesTable(PlainTable):
     def update_rows(self, changed: dict[str, dict[str, Any]], now: datetime) -> None:
         """Rows on screen update in place; the others are counted as waiting elsewhere."""
         self.now = now
+        self._flush_later()
         cells: list[tuple[str, str, Any]] = []
         for mid, m in changed.items():
             if mid in self.rows:
@@ -317,6 +339,7 @@ class MessagesTable(PlainTable):
             self.post_message(self.NewestWanted(self))
 
     def action_oldest(self) -> None:
+        self._flush_later()
         if self.row_count:
             self.move_cursor(row=self.row_count - 1)
             self.scroll_end(animate=False)
