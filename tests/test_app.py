@@ -274,6 +274,30 @@ async def test_the_event_stream_draws_new_events_on_top_of_the_ones_it_drew(db) 
         assert all(len(line) <= stream.size.width for line in now)
 
 
+@pytest.mark.parametrize("size", [(120, 40), (200, 60)])
+async def test_an_event_s_flags_show_whole_or_not_at_all(db, size) -> None:
+    """A narrow stream cuts the id in the middle and leaves out flags it has no room for; it
+    never cuts the end of a line (an id cut twice looked like another id)."""
+    from smsmon.ui.widgets.event_stream import EventStream
+
+    uuid = "364e433f-f7c8-42f4-a02c-c8284c717095"
+    with open_writer(db) as w:
+        w.apply([zevent("MESSAGE_DELIVERED", uuid=uuid, at="2026-11-23T10:00:05Z", event_id="a")])
+        w.apply([zevent("MESSAGE_SUBMITTED", uuid=uuid, at="2026-11-23T10:00:01Z", event_id="b")])  # late_event
+    app = SmsmonApp(db)
+    async with app.run_test(size=size) as pilot:
+        stream = app.screen.query_one("#stream", EventStream)
+        await until(pilot, lambda: "SUBMITTED" in stream.render_line(0).text)
+        late = stream.render_line(0).text.rstrip()
+        shown_id = late.removesuffix(" late_event").split()[-1]
+        assert shown_id[:3] == uuid[:3] and shown_id[-2:] == uuid[-2:]  # cut in the middle only
+        assert len(late) <= stream.size.width
+        if size[0] == 200:  # room for the flag and a readable id
+            assert late.endswith(" late_event") and uuid[:6] in shown_id and uuid[-4:] in shown_id
+        else:
+            assert "late" not in late  # no room: left out, not cut
+
+
 async def test_rows_left_for_after_the_first_frame_stay_before_the_next_page(seeded) -> None:
     """An empty table takes a screenful of a page first and the rest after the first frame; a
     page that comes meanwhile goes after all of them."""

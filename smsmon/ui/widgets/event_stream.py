@@ -64,9 +64,15 @@ class EventStream(Widget):
                 line.append(f" {SOURCE_LABEL.get(item['source'], item['source'])}")
             line.append(" ")
             mid = item["message_id"].partition(":")[2] or item["message_id"]
-            line.append(middle_cut(mid, max(ID_MIN, width - line.cell_len)))
-            if item["flags"]:
-                line.append(f" {item['flags']}", style="dim")
+            flags = f" {item['flags']}" if item["flags"] else ""
+            room = width - line.cell_len
+            if flags and room - len(flags) < min(len(mid), ID_MIN):
+                flags = ""  # whole, or not at all: the id comes first
+            # Cut in the middle to what is left (the time's date can leave less than ID_MIN): an
+            # id cut at its end as well read as another id.
+            line.append(middle_cut(mid, max(1, room - len(flags))))
+            if flags:
+                line.append(flags, style="dim")
         line.truncate(width, overflow="ellipsis")
         return line
 
