@@ -42,11 +42,11 @@ def plain(value: Any) -> Any:
 
 
 def looks(value: Any) -> Any:
-    """What decides how a cell is drawn: for Text its characters and styles (two Text objects
-    made from the same row each second are the same cell); anything else is itself."""
+    """What decides how a Text cell is drawn: its characters and styles (two Text objects made
+    from the same row each second are the same cell). None for anything else: see CellRenders."""
     if isinstance(value, Text):
         return (value.plain, value.style, tuple(value.spans), value.justify, value.overflow, value.no_wrap)
-    return id(value)
+    return None
 
 
 def line_segments(text: Text, console: Any) -> list[Segment]:
@@ -72,17 +72,26 @@ class CellRenders:
 
     def _key(self, key: tuple) -> tuple:
         t = self.table
-        return (*key[:6], *key[7:], t.show_cursor, t.cursor_type, t.fixed_rows, t.fixed_columns, t.cell_padding)
+        return (*key[:6], *key[7:], t.show_cursor, t.cursor_type, t.fixed_rows, t.fixed_columns, t.cell_padding,
+                t.header_height)
 
     def _now(self, row_key: Any, column_key: Any) -> tuple[Any, int, tuple[int, int]]:
-        """The cell's value, width and place as they are now."""
+        """What the cell shows, its width and its place, as they are now. A cell that is not a
+        Text of a one-line row in a column (a number, a renderable that may change in place, a
+        row label, a taller row) is told apart by DataTable's own rule, its count of changes."""
         t = self.table
-        column = t.columns[column_key]
+        column = t.columns.get(column_key)
+        if column is None:  # the row labels' column
+            row = t._row_locations.get(row_key)
+            return ("changes", t._update_count), t._row_label_column_width, (-1 if row is None else row, -1)
         if row_key is t._header_row_key:
-            value, row = column.label, -1
+            value, row, height = column.label, -1, t.header_height
         else:
-            value, row = t._data[row_key][column_key], t._row_locations.get(row_key)
-        return looks(value), column.get_render_width(t), (row, t._column_locations.get(column_key))
+            value, row, height = t._data[row_key][column_key], t._row_locations.get(row_key), t.rows[row_key].height
+        look = looks(value) if height == 1 else None
+        if look is None:
+            look = ("changes", t._update_count)
+        return look, column.get_render_width(t), (row, t._column_locations.get(column_key))
 
     def _put(self, key: tuple, entry: tuple[Any, int, tuple[int, int], Any]) -> None:
         self._entries[key] = entry
@@ -157,7 +166,7 @@ class PlainTable(DataTable):
                 or column_index < self.fixed_columns or not isinstance(cell, Text)):
             return None
         text = cell.plain
-        if "\n" in text or "\t" in text or cell.justify not in (None, "default", "left") or cell_len(text) > width - 2 * pad:
+        if "\n" in text or "\t" in text or cell.justify not in (None, "default") or cell_len(text) > width - 2 * pad:
             return None
         component, post = self._get_styles_to_render_cell(
             False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
