@@ -315,6 +315,29 @@ async def test_rows_left_for_after_the_first_frame_stay_before_the_next_page(see
         assert [str(k.value) for k in t.rows] == [m["id"] for m in rows]
 
 
+async def test_watch_on_a_port_in_use_ends_before_drawing_the_main_screen(tmp_path) -> None:
+    import socket
+
+    from smsmon import config
+    from smsmon.ingest.listener import ListenerConfig
+    from smsmon.ingest.runtime import Ingest
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        settings = config.load(env={"SMSMON_CONFIG": ""}, flags={"db": tmp_path / "w.db"})
+        ingest = Ingest(settings, listener=ListenerConfig(host="127.0.0.1", port=busy.getsockname()[1]), pollers=False)
+        app = SmsmonApp(settings.db, ingest=ingest)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.return_code is not None)
+            said = " ".join(str(r) for r in app._exit_renderables)  # printed once the app has ended
+            assert app.return_code == 1 and "cannot listen" in said
+            assert not app.main.is_mounted  # never drawn: the error is all the user sees
+    finally:
+        busy.close()
+
+
 async def test_an_empty_database_says_how_to_get_data_in(tmp_path) -> None:
     db = tmp_path / "empty.db"
     Writer(db).close()

@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import json
 import logging
+import re
 import sqlite3
 import time
 import tracemalloc
@@ -62,7 +63,9 @@ def good(message_id: int, when: str) -> dict[str, Any]:
 def spellings(text: str) -> set[str]:
     """The text, lower-cased, and with its %-escapes and JSON escapes undone: a secret hidden
     in any mixture of spellings shows in one of these."""
-    json_undone = json.loads(json.dumps(text).replace("\\\\u", "\\u")).replace("\\/", "/")
+    # Only well-formed \uXXXX escapes: a database file's bytes hold backslash-u followed by
+    # anything (a whole-text JSON round trip failed on one, depending on the run's random bytes).
+    json_undone = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text).replace("\\/", "/")
     out = set()
     for t in (text, json_undone):
         once, plus = unquote(t), unquote_plus(t)

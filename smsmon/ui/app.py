@@ -144,8 +144,7 @@ class SmsmonApp(App):
         """After the app's start-up batch: the main screen, the live ingest (watch, demo), the
         database's announcements, the tick; and the first look's rows if they were not ready at
         mount (`shown`: they were, and the main screen draws them in its first frame)."""
-        await self.push_screen(self.main)
-        if self.ingest is not None:
+        if self.ingest is not None:  # first: one that cannot start (a port in use) ends the app before it draws
             self.ingest.on_commit = self._committed
             try:
                 await self.ingest.start()
@@ -153,6 +152,8 @@ class SmsmonApp(App):
                 self.ingest = None
                 self.exit(return_code=1, message=f"error: {exc}")
                 return
+        await self.push_screen(self.main)
+        if self.ingest is not None:
             self.ingest.run_pollers()
         # PostgreSQL announces every commit of every writer (this process's, other serves'): no
         # need to look for new rows; SQLite announces nothing, and browsing looks every second.
