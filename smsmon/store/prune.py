@@ -76,6 +76,15 @@ class PruneResult:
     # | server (PostgreSQL: its autovacuum)
     shared: bool = False  # another process wrote the database meanwhile, so batches paused for it
 
+    def count(self, done: "Batch", seconds: float) -> None:
+        """One batch run: its time, and (when it removed any) what it removed."""
+        self.longest_batch_s = max(self.longest_batch_s, seconds)
+        if done.messages:
+            self.batches += 1
+            self.messages += done.messages
+            self.events += done.events
+            self.outbox += done.outbox
+
     @property
     def removed_anything(self) -> bool:
         return bool(self.messages or self.outbox or self.poll_runs or self.dead_letters)
@@ -309,13 +318,9 @@ def prune(writer: Writer, cutoff: str, *, batch: int = BATCH, vacuum: str = "inc
         t0 = time.perf_counter()
         done = run_batch(writer, cutoff, size)
         took = time.perf_counter() - t0
-        result.longest_batch_s = max(result.longest_batch_s, took)
+        result.count(done, took)
         if not done.messages:
             break
-        result.batches += 1
-        result.messages += done.messages
-        result.events += done.events
-        result.outbox += done.outbox
         if progress:
             progress(result.messages)
         if share:

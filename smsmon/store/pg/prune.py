@@ -94,13 +94,9 @@ def prune(writer: PgWriter, cutoff: str, *, batch: int = BATCH, vacuum: str = "i
     while True:
         t0 = time.perf_counter()
         done = run_batch(writer, cutoff, batch)
-        result.longest_batch_s = max(result.longest_batch_s, time.perf_counter() - t0)
+        result.count(done, time.perf_counter() - t0)
         if not done.messages:
             break
-        result.batches += 1
-        result.messages += done.messages
-        result.events += done.events
-        result.outbox += done.outbox
         if progress:
             progress(result.messages)
     result.poll_runs, result.dead_letters, orphans = run_others(writer, cutoff)
