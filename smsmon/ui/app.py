@@ -51,8 +51,8 @@ BROWSE_CHECK_S = 1.0  # how often browsing looks for rows another process added
 HEALTH_TICK_S = 1.0  # live, with nothing new stored: how often the health line is drawn again (its "ago"s)
 # Container allocations between young-generation collections (Python's default is 700). Each
 # collection is cheap, but every tenth goes a generation up and every hundredth walks the whole
-# heap: 33-72 ms with a million-event database browsed, measured under 500 callbacks/s, each a key
-# press's wait. The app makes and frees thousands of cells a second, nearly all freed by reference
+# heap: 33-106 ms under 500 callbacks/s (the longest with a million-event database browsed), each
+# a key press's wait. The app makes and frees thousands of cells a second, nearly all freed by reference
 # counting; collecting cycles less often keeps the long pauses rare.
 GC_YOUNG = 20_000
 

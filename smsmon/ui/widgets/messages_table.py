@@ -229,10 +229,10 @@ class MessagesTable(PlainTable):
         # An empty table takes first the rows a screen can show, the rest once they are drawn:
         # at launch the first frame waits for no more than it shows (a page of 200 rows cost
         # 30-40 ms before the first frame).
-        first = not self.row_count and keep is None and len(rows) > self.app.size.height + FIRST_SLACK
-        self._later = rows[self.app.size.height + FIRST_SLACK:] if first else []
+        now_rows = self.app.size.height + FIRST_SLACK if not self.row_count and keep is None else len(rows)
+        self._later = rows[now_rows:]
         self.clear()
-        for m in rows[: len(rows) - len(self._later)]:
+        for m in rows[:now_rows]:
             self.add_row(*self.cells(m, now), key=m["id"])
         if self._later:
             self.call_after_refresh(self._flush_later)

@@ -100,10 +100,11 @@ class CellRenders:
             self._entries.popitem(last=False)
 
     def __contains__(self, key: tuple) -> bool:
-        entry = self._entries.get(self._key(key))
+        mine = self._key(key)
+        entry = self._entries.get(mine)
         if entry is None:
             return False
-        self._entries.move_to_end(self._key(key))
+        self._entries.move_to_end(mine)
         look, width, where, lines = entry
         try:
             now_look, now_width, now_where = self._now(key[0], key[1])
@@ -114,7 +115,7 @@ class CellRenders:
         if now_where != where:  # the same cell in another row: the same lines, told their new place
             meta = Style.from_meta({"row": now_where[0], "column": now_where[1]})
             lines = [[Segment(s.text, s.style + meta if s.style else meta, s.control) for s in line] for line in lines]
-            self._put(self._key(key), (look, width, now_where, lines))
+            self._put(mine, (look, width, now_where, lines))
         return True
 
     def __getitem__(self, key: tuple) -> Any:
@@ -139,19 +140,19 @@ class PlainTable(DataTable):
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int, cursor: bool = False,
                      hover: bool = False) -> Any:
-        if row_index >= 0 and column_index >= 0:
-            row_key = self._row_locations.get_key(row_index)
-            column_key = self._column_locations.get_key(column_index)
-            key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor, self._update_count,
-                   self._pseudo_class_state)  # DataTable's own key of a rendered cell
-            if key not in self._cell_render_cache:
-                lines = self._line_cell(row_key, column_key, row_index, column_index, base_style, width, cursor, hover)
-                if lines is not None:
-                    self._cell_render_cache[key] = lines
-                    return lines
-            else:
-                return self._cell_render_cache[key]
-        return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if row_index < 0 or column_index < 0:  # the header, row labels
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor, self._update_count,
+               self._pseudo_class_state)  # DataTable's own key of a rendered cell
+        if key in self._cell_render_cache:
+            return self._cell_render_cache[key]
+        lines = self._line_cell(row_key, column_key, row_index, column_index, base_style, width, cursor, hover)
+        if lines is None:  # not one line of text that fits: rendered (and kept) DataTable's way
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._cell_render_cache[key] = lines
+        return lines
 
     def _line_cell(self, row_key: Any, column_key: Any, row_index: int, column_index: int, base_style: Style,
                    width: int, cursor: bool, hover: bool) -> list[list[Segment]] | None:
