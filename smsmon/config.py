@@ -17,7 +17,6 @@ import dataclasses
 import ipaddress
 import logging
 import os
-import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -446,6 +445,8 @@ def load(config_file: str | Path | None = None, *, env: Mapping[str, str] | None
     explicit = config_file is not None or bool(env.get("SMSMON_CONFIG"))
     path = Path(config_file or env.get("SMSMON_CONFIG") or default_config()).expanduser()
     if path.exists() or explicit:
+        import tomllib  # only with a file to read
+
         try:
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:

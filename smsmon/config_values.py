@@ -3,7 +3,6 @@ value, `SecretUrl`, a URL that may carry one, and `Address`, a HOST:PORT to bind
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -37,7 +36,9 @@ class Secret:
         return [self._value]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
+        from hmac import compare_digest  # here: hmac loads OpenSSL, and start-up compares no secret
+
+        return isinstance(other, Secret) and compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
         return hash(self._value)

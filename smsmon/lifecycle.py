@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import enum
 import functools
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
+
+from _blake2 import blake2b  # hashlib's own; importing hashlib loads OpenSSL (2 ms of every launch)
 
 from smsmon.defaults import WATCH_WINDOW
 from smsmon.timeutil import fmt, parse_iso
@@ -176,7 +177,7 @@ def order_key(provider: str, status: Status, event_time: str, event_key: str) ->
 def fingerprint(provider: str, message_id: str, raw_status: str | None, error_code: str | None, event_time: str) -> int:
     """A signed 64-bit fingerprint of what makes two events the same event (SPEC §3 rule 1)."""
     text = "\x1f".join((provider, message_id, raw_key(provider, raw_status), error_code or "", event_time))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def derived_key(prefix: str, fp: int) -> str:

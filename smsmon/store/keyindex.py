@@ -11,9 +11,10 @@ and reads only the few blocks that may hold the key.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from typing import Iterable
+
+from _blake2 import blake2b  # hashlib's own; importing hashlib loads OpenSSL (2 ms of every launch)
 
 BLOCK = 4096  # events per filter
 BITS = 40_960  # ~10 bits per key: about 1 % false positives at a full block
@@ -21,7 +22,7 @@ HASHES = 7
 
 
 def _positions(key: str) -> list[int]:
-    digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+    digest = blake2b(key.encode(), digest_size=16).digest()
     h1 = int.from_bytes(digest[:8], "little")
     h2 = int.from_bytes(digest[8:], "little") | 1
     return [(h1 + i * h2) % BITS for i in range(HASHES)]

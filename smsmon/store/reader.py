@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from smsmon.errors import FilterError, NotSmsmonDatabase, SchemaTooNew, SchemaTooOld, StoreError
 from smsmon.filters import Filter
@@ -21,9 +21,15 @@ from smsmon.errors import LocalNumber
 from smsmon.normalize import e164_strict, international_prefix
 from smsmon.lifecycle import WATCH_WINDOW
 from smsmon.timeutil import now_utc
-from smsmon.store import deadletters, follow, insights, keyindex, outbox, queries, views
+from smsmon.store import keyindex, queries, views
 from smsmon.store import stats as figures
 from smsmon.store.schema import CACHE_KIB, open_readonly, store_error
+
+if TYPE_CHECKING:
+    from smsmon.store.outbox import Pending
+
+# The modules of what the first screen does not show (the outbox, dead letters, insights, a
+# follower's reads) are imported by the methods that use them: not by every launch.
 
 EXPORT_BATCH = 1000  # rows read at a time when iterating everything
 EVENT_KEY_CACHE = 16  # free texts whose event-id lookups a reader keeps
@@ -214,6 +220,8 @@ class Reader:
 
     def events_matching(self, f: Filter | None, *, after: int, upto: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Events after id `after` up to `upto` of the messages matching the filter (`smsmon tail`)."""
+        from smsmon.store import follow
+
         return self._run(follow.events_between, self.localize(f), after=after, upto=upto, limit=limit, window=self.window)
 
     def listen(self, on_change: Any) -> Any:
@@ -241,20 +249,30 @@ class Reader:
         return self._run(queries.raw_statuses, message_ids)
 
     # ── forwarding and dead letters (issue 13) ──────────────────────────────
-    def outbox_due(self, now: str, limit: int) -> list[outbox.Pending]:
+    def outbox_due(self, now: str, limit: int) -> list[Pending]:
+        from smsmon.store import outbox
+
         return self._run(outbox.due, now, limit)
 
     def outbox_depth(self) -> tuple[int, str | None]:
+        from smsmon.store import outbox
+
         return self._run(outbox.depth)
 
-    def outbox_summary(self, *, limit: int = outbox.SHOWN) -> dict[str, Any]:
+    def outbox_summary(self, *, limit: int) -> dict[str, Any]:
+        from smsmon.store import outbox
+
         return self._run(outbox.summary, limit=limit)
 
     def dead_letter_ids(self, *, since: str | None = None) -> list[int]:
+        from smsmon.store import deadletters
+
         return self._run(deadletters.ids, since=since)
 
     def dead_letters_where(self, *, ids: Iterable[int] = (), since: str | None = None, limit: int | None = None,
                            with_bytes: bool = False) -> list[dict[str, Any]]:
+        from smsmon.store import deadletters
+
         return self._run(deadletters.select, ids=list(ids), since=since, limit=limit, with_bytes=with_bytes)
 
     # ── for benchmarks ───────────────────────────────────────────────────────
@@ -269,10 +287,14 @@ class Reader:
 
     def insights_period(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
         """The insights screen over a period (the filter's since:/until:, else the last `period`)."""
+        from smsmon.store import insights
+
         return self._run(insights.insights_period, self.localize(f), period=period, now=now, window=self.window)
 
     def insights_costs(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
         """The insights screen's costs (read from the messages, apart from the rest)."""
+        from smsmon.store import insights
+
         return self._run(insights.costs, self.localize(f), period=period, now=now, window=self.window)
 
 

@@ -55,6 +55,7 @@ HEALTH_TICK_S = 1.0  # live, with nothing new stored: how often the health line 
 # a key press's wait. The app makes and frees thousands of cells a second, nearly all freed by reference
 # counting; collecting cycles less often keeps the long pauses rare.
 GC_YOUNG = 20_000
+GC_BACK_S = 3.0  # the collector is back on this long after start at the latest (see collect_normally)
 
 
 def _commands() -> type:
@@ -161,6 +162,7 @@ class SmsmonApp(App):
         if self._stop_listening is not None:
             self._dirty = True  # once more: a commit between the first read and LISTEN was not announced
         self.set_interval(LIVE_TICK_S if self.ingest or self._stop_listening else BROWSE_CHECK_S, self._tick)
+        self.set_timer(GC_BACK_S, self.collect_normally)  # in case no refresh has come by then (a failing read)
         if look is not None:  # still reading when the app mounted: wait for it (in a thread) rather than read again
             def waited(first: Screenful | None) -> None:
                 if first is not None and self._last is None:
@@ -299,8 +301,19 @@ class SmsmonApp(App):
             self._table_at = time.monotonic()
         self.refreshes += 1
         if self.refreshes == 1:
-            gc.freeze()  # what start-up made lives as long as the app: keep full collections short
-            gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+            self.collect_normally()
+
+    @staticmethod
+    def collect_normally() -> None:
+        """The garbage collector as the app runs with it, once it has drawn its first rows (or a
+        few seconds after start, whichever comes first): `smsmon.cli.main` turned it off for the
+        start-up. What start-up made lives as long as the app and is frozen out of full
+        collections; young collections come less often (see GC_YOUNG)."""
+        if gc.isenabled() and gc.get_threshold()[0] == GC_YOUNG:
+            return
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+        gc.enable()
 
     def _count(self, now: datetime) -> None:
         """The figures of the filter in force, read in their own worker (the newest wins)."""

@@ -5,9 +5,12 @@ alert is news whatever the table is doing."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.widgets import Static
 
-from smsmon.alerts import Alert, banner
+if TYPE_CHECKING:
+    from smsmon.alerts import Alert
 
 
 class AlertBanner(Static):
@@ -28,6 +31,8 @@ class AlertBanner(Static):
 
     def show_alerts(self, firing: list[Alert]) -> None:
         """Show the alerts firing now ([] hides the banner). Draws only when the line changes."""
+        from smsmon.alerts import banner  # only live apps have alerts: not loaded to browse
+
         line = banner(firing)
         if line == self.line:
             return
