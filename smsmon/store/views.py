@@ -10,14 +10,12 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from smsmon import catalogue
 from smsmon.errors import LookupFailed
 from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import Outcome
@@ -61,6 +59,8 @@ def dashboard(conn: sqlite3.Connection, f: Filter, watermark: int, *, limit: int
 
 
 def _flag_entries(flags: str | None) -> list[dict[str, str]]:
+    from smsmon import catalogue
+
     out = []
     for flag in (flags or "").split(","):
         if flag:
@@ -96,6 +96,10 @@ def message_detail(conn: sqlite3.Connection, message_id: str, *, window: timedel
     """Everything `show` prints about one message, as plain data: the message, its timeline,
     explanations and flags in words, the other messages to its number, how common its failure
     is right now, and the command that asks the provider about it while it is open."""
+    import json  # here and not at the top, with the catalogue: the first screen shows neither
+
+    from smsmon import catalogue
+
     now = now or now_utc()
     msg = queries.message(conn, message_id, now=now, window=window)
     if msg is None:
