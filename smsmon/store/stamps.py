@@ -29,7 +29,7 @@ def encode_attr_at(attr_at: dict[str, list[str]], status: list[str | None] | Non
         stamp = attr_at.get(name)
         if stamp is None:
             index.append("-")
-        elif status is not None and list(stamp) == list(status):
+        elif stamp == status:  # both lists (a tuple would only be written out in full)
             index.append(_STATUS_STAMP)
         else:
             if stamp not in stamps:
