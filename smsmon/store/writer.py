@@ -362,8 +362,8 @@ class Writer:
                 state = _state_from_row(r)
                 known = seen[r["seq"]] = (set(), set())
                 slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], _facet_values(state), Place(state), known)
-        # What they have stored already: a query per chunk of messages (a query per message was
-        # a quarter of the writer's time on a fresh database).
+        # What they have stored already, in a query per chunk of messages rather than one per
+        # message (one per message: 4,000 queries for 100,000 events written to a fresh file).
         for chunk in _chunks(list(seen)):
             for seq, key, fp in conn.execute(_SEEN.format(",".join("?" * len(chunk))), chunk):
                 keys, fingerprints = seen[seq]
