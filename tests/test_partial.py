@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from smsmon import filters
 from smsmon.cli import cli
-from smsmon.cli import output
 from smsmon.sim.generate import fill
 from smsmon.store import stats
 from smsmon.store.reader import Reader
@@ -39,7 +38,6 @@ def test_a_small_scope_is_exact_and_a_large_one_says_it_is_partial(db, monkeypat
 
 def test_stats_command_says_the_figures_are_of_the_first_messages_only(db, monkeypatch) -> None:
     monkeypatch.setattr(stats, "RAW_LIMIT", 50)
-    monkeypatch.setattr(output, "RAW_LIMIT", 50)
     r = CliRunner().invoke(cli, ["stats", "--db", str(db), "--filter", "dest:+233*"])
     assert r.exit_code == 0, r.output
     assert "more than 50 messages; the figures below are of the first 50 read" in r.stdout
@@ -74,3 +72,39 @@ async def test_the_rows_of_a_number_prefix_show_before_its_figures_are_counted(d
         assert "counting the messages of this filter" in text(app.screen.query_one("#summary"))
         release.set()
         await until(pilot, lambda: f"{exact.messages:,} messages" in text(app.screen.query_one("#summary")))
+
+
+async def test_a_large_prefix_shows_the_figures_of_its_first_messages_at_once_then_counts_on(db, monkeypatch) -> None:
+    """Issue 11: at 10M events the figures of a number prefix take 0.7 s over RAW_LIMIT messages;
+    the screen shows those of the first RAW_FIRST at once (tens of ms), says it counts on, and
+    then shows RAW_LIMIT's."""
+    import threading
+
+    from smsmon.ui.app import SmsmonApp
+    from tests.test_app import text, until
+
+    monkeypatch.setattr(stats, "RAW_FIRST", 20)
+    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
+    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
+    release = threading.Event()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+        reader = app.gateway.reader
+        counting = reader.stats
+        limits: list[int | None] = []
+
+        def held(*args, limit=None, **kwargs):  # the long count, held until the test has looked
+            limits.append(limit)
+            if limit == 50:
+                assert release.wait(10)
+            return counting(*args, limit=limit, **kwargs)
+
+        reader.stats = held
+        summary = app.screen.query_one("#summary")
+        app.set_filter("dest:+233*")
+        await until(pilot, lambda: "figures of the first 20 messages of more" in text(summary))
+        assert "counting on to 50" in text(summary)
+        release.set()
+        await until(pilot, lambda: "figures of the first 50 messages of more" in text(summary))
+        assert "narrow the filter for exact ones" in text(summary)
+        assert limits == [20, 50]

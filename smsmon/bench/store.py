@@ -31,6 +31,7 @@ from smsmon.store.queries import cursor, where_sql
 from smsmon.database import PostgresUrl
 from smsmon.store.backend import open_reader, open_writer
 from smsmon.store.reader import Reader
+from smsmon.store.stats import RAW_FIRST
 from smsmon.timeutil import now_utc
 
 TARGET_WRITE = 15_000
@@ -141,6 +142,10 @@ def views(r: Reader, db: Path) -> list[View]:
                         *((t, t) for t in ("provider:eazita status:failed since:24h network:Zong error:8",))):
         f = filters.parse(text, now)
         out.append(View(f"filter {label}", lambda f=f: r.dashboard(f, 0, limit=200, now=now), summary(f)))
+        if label == "dest:+23324*":  # what the app shows first: the rows, and the figures of RAW_FIRST messages
+            out.append(View(f"filter {label}, first figures",
+                            lambda f=f: (r.dashboard(f, 0, limit=200, now=now, with_stats=False),
+                                         r.stats(f, now=now, limit=RAW_FIRST)), summary(f)))
     out += [
         View("next page", lambda: r.page(after=cursor(first[-1]), limit=200, now=now),
              f"SELECT * FROM messages WHERE last_event_at <= '{first[-1]['last_event_at']}'"

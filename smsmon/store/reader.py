@@ -197,8 +197,9 @@ class Reader:
         return (export.MESSAGE_COLUMNS if table == "messages" else export.EVENT_COLUMNS), rows()
 
     # ── figures ──────────────────────────────────────────────────────────────
-    def stats(self, f: Filter | None = None, *, now: datetime | None = None) -> figures.Stats:
-        return self._run(figures.stats, self.localize(f), now=now, window=self.window)
+    def stats(self, f: Filter | None = None, *, now: datetime | None = None,
+              limit: int | None = None) -> figures.Stats:
+        return self._run(figures.stats, self.localize(f), now=now, window=self.window, limit=limit)
 
     def facets(self, dim: str, f: Filter | None = None, *, limit: int = queries.TOP,
                now: datetime | None = None) -> list[tuple[str | None, int]]:

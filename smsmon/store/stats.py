@@ -30,7 +30,10 @@ from smsmon.timeutil import UTC, fmt, now_utc
 FACET_DIMS = ("status", "outcome", "provider", "error_code", "network", "country_code")
 # Below these, percentiles come from the times themselves (read in a few ms), not the histogram.
 EXACT_LATENCY, EXACT_SCOPE = 2_000, 10_000  # (20,000 cost 250 ms of random reads at 10M events)
-RAW_LIMIT = 100_000  # messages read for a filter the aggregates cannot answer (~0.15 s of reading)
+RAW_LIMIT = 100_000  # messages read for a filter the aggregates cannot answer (0.7 s at 10M events, warm)
+# The app's first look at such a filter's figures, shown while it counts on to RAW_LIMIT: a few
+# tens of milliseconds at 10M events (the same count over 100,000 messages takes 0.7 s).
+RAW_FIRST = 10_000
 Dims = tuple[str, str, str, str, str]  # provider, raw_status, error_code, network, country_code ('' for none)
 
 
@@ -51,7 +54,8 @@ class Stats:
     failures_by_code: list[tuple[str, str | None, int]]  # provider, error code, count
     failures_by_network: list[tuple[str | None, int]]
     failures_by_status: list[tuple[str, str, int]]  # provider, raw status, count
-    partial: bool = False  # counted over the first RAW_LIMIT matching messages only
+    partial: bool = False  # counted over the first `limit` matching messages only
+    limit: int = 0  # the most messages read, for a filter whose figures come from the messages themselves
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,8 +216,8 @@ def _keeps_delivered(f: Filter) -> bool:
     return _keeps(replace(f, providers=(), errors=(), networks=(), countries=()), "zeckta", "DELIVERED", "", "", "")
 
 
-def _raw(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta) -> tuple[Tally, int]:
-    """The matching messages themselves, at most RAW_LIMIT (+1, to know there are more), counted
+def _raw(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta, limit: int) -> tuple[Tally, int]:
+    """The matching messages themselves, at most `limit` (+1, to know there are more), counted
     by SQLite into a few hundred groups (per message in Python it took as long as the reading):
     (tally, stale among them)."""
     hint, conds, params = _plan(conn, f, now, window)
@@ -223,8 +227,8 @@ def _raw(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta) 
         " coalesce(network, '') AS net, coalesce(country_code, '') AS country, events_count AS events,"
         f" {BUCKET_SQL} AS bucket, is_final = 0 AND last_event_at < ? AS stale FROM messages{hint}"
         f" WHERE {' AND '.join(conds) or '1'} LIMIT ?) GROUP BY 1, 2, 3, 4, 5, 6",
-        [fmt(now - window), *params, RAW_LIMIT + 1]).fetchall()
-    tally = Tally(partial=sum(r[6] for r in rows) > RAW_LIMIT)  # then one message too many is counted: "more than"
+        [fmt(now - window), *params, limit + 1]).fetchall()
+    tally = Tally(partial=sum(r[6] for r in rows) > limit)  # then one message too many is counted: "more than"
     stale = 0
     for p, raw, code, net, country, b, n, events, stale_n in rows:
         tally.add((p, raw, code, net, country), n, events)
@@ -242,10 +246,12 @@ def _range(f: Filter, now: datetime, window: timedelta) -> tuple[datetime | None
     return lo, hi
 
 
-def tally(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedelta) -> tuple[Tally, int]:
-    """(the messages of a filter, how many of them are stale), from wherever is cheapest."""
+def tally(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedelta,
+          limit: int | None = None) -> tuple[Tally, int]:
+    """(the messages of a filter, how many of them are stale), from wherever is cheapest: the
+    maintained counts, or at most `limit` of the messages themselves."""
     if not aggregable(f):
-        return _raw(conn, f, now, window)
+        return _raw(conn, f, now, window, RAW_LIMIT if limit is None else limit)
     lo, hi = _range(f, now, window)
     main = collect(conn, f, lo, hi)
     cutoff = now - window
@@ -301,14 +307,18 @@ def figures(t: Tally, stale: int, events: int | None = None) -> Stats:
 
 
 def stats(conn: sqlite3.Connection, f: Filter | None = None, *, now: datetime | None = None,
-          window: timedelta = WATCH_WINDOW) -> Stats:
-    """Delivery rate, time to deliver, outcomes, stale count and failures, for everything or a filter."""
+          window: timedelta = WATCH_WINDOW, limit: int | None = None) -> Stats:
+    """Delivery rate, time to deliver, outcomes, stale count and failures, for everything or a
+    filter. `limit`: the messages read at most for a filter no maintained count answers
+    (RAW_LIMIT unless said)."""
     now = now or now_utc()
+    limit = RAW_LIMIT if limit is None else limit
     if f is None or f.empty:
         s = _unfiltered(conn, now, window)
     else:
-        t, stale = tally(conn, f, now=now, window=window)
+        t, stale = tally(conn, f, now=now, window=window, limit=limit)
         s = figures(t, stale)
+        s.limit = limit
     delivered = s.outcomes.get(Outcome.DELIVERED.value, 0)
     if 0 < delivered <= EXACT_LATENCY and s.messages <= EXACT_SCOPE and not s.partial:
         exact = exact_latency(conn, f or Filter(), now, window)

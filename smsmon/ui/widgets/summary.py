@@ -12,7 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 
 from smsmon.present import plural
-from smsmon.store.stats import RAW_LIMIT, Stats
+from smsmon.store import stats as figures
+from smsmon.store.stats import Stats
 from smsmon.timeutil import human_duration
 from smsmon.ui.widgets.activity import Activity, second
 from smsmon.ui.widgets.flow import Fact, Flow
@@ -48,8 +49,18 @@ class Summary(Horizontal):
             (f"time to deliver: median [b]{human_duration(s.median_seconds)}[/], p90 {human_duration(s.p90_seconds)}",
              f"median [b]{human_duration(s.median_seconds)}[/] p90 {human_duration(s.p90_seconds)}"),
             f"stale [b{' $warning' if s.stale else ''}]{s.stale:,}[/]",
-            (f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}", plural(s.events, "event")) if not s.partial
-            else (f"[$warning]figures of the first {RAW_LIMIT:,} messages of more[/] (narrow the filter for exact ones)",
-                  f"[$warning]first {RAW_LIMIT:,} of more[/]"),
+            Summary._scope(s),
         ]
         return facts
+
+    @staticmethod
+    def _scope(s: Stats) -> Fact:
+        """How many messages the figures are of: all of them, or (a filter only the messages
+        themselves answer) the first few thousand while the count goes on, then the first RAW_LIMIT."""
+        if not s.partial:
+            return f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}", plural(s.events, "event")
+        if s.limit < figures.RAW_LIMIT:
+            return (f"[$warning]figures of the first {s.limit:,} messages of more[/] (counting on to {figures.RAW_LIMIT:,} …)",
+                    f"[$warning]first {s.limit:,} of more[/] …")
+        return (f"[$warning]figures of the first {s.limit:,} messages of more[/] (narrow the filter for exact ones)",
+                f"[$warning]first {s.limit:,} of more[/]")
