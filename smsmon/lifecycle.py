@@ -139,6 +139,7 @@ def normalize(provider: str, raw: str | None) -> Status:
     return MAPPING.get(provider, {}).get(raw_key(provider, raw), Status.UNKNOWN)
 
 
+@functools.cache  # a few dozen (provider, status) pairs, asked for several times per event written
 def status_class(provider: str, status: Status) -> StatusClass:
     if status is Status.UNKNOWN:
         return StatusClass.NONE
@@ -153,6 +154,7 @@ def is_final(provider: str, status: Status) -> bool:
     return status_class(provider, status) >= StatusClass.SOFT_FINAL
 
 
+@functools.cache  # the same few dozen pairs
 def outcome_of(provider: str, status: Status) -> Outcome:
     if status is Status.DELIVERED:
         return Outcome.DELIVERED

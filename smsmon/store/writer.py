@@ -135,8 +135,9 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
 def _message_row(slot: _Slot) -> tuple:
     """The `messages` row of a slot, in MESSAGE_COLUMNS order."""
     s = slot.state
-    row = {
-        **{k: s.attrs.get(k) for k in ATTRIBUTES},
+    row = dict.fromkeys(ATTRIBUTES)
+    row.update(s.attrs)  # only attributes are kept there, and only the columns are read out below
+    row.update({
         "id": s.id, "seq": slot.seq, "provider": s.provider, "provider_message_id": s.provider_message_id,
         "status": s.status.value, "raw_status": s.raw_status, "outcome": s.outcome.value, "is_final": int(s.is_final),
         "error_code": s.error_code, "first_event_at": s.first_event_at, "last_event_at": s.last_event_at,
@@ -145,7 +146,7 @@ def _message_row(slot: _Slot) -> tuple:
         "attr_at": encode_attr_at(s.attr_at, [s.status_at, s.status_key]),
         "last_event_id": slot.last_event_id, "deliver_seconds": s.deliver_seconds,
         "sent_at": s.sent_at,
-    }
+    })
     return _in_column_order(row)
 
 
