@@ -314,6 +314,32 @@ def test_bench_store_prints_figures_per_size_beside_sqlite3(tmp_path) -> None:
     assert "what a person waits for" in r.stderr and (tmp_path / "bench-6000.db").exists()  # kept for the next run
 
 
+def test_bench_writer_puts_another_installation_beside_this_one(tmp_path) -> None:
+    """Here both sides are this installation (the only one a test has), each run in a process of
+    its own, each writing into its own large database."""
+    from smsmon.store.reader import Reader
+
+    large = tmp_path / "l.db"
+    other = tmp_path / "o.db"
+    assert run("sim", "generate", "--messages", "300", "--seed", "4", "--db", str(large)).exit_code == 0
+    other.write_bytes(large.read_bytes())
+    with Reader(large) as reader:
+        before = reader.latest_event_id()
+    r = run("bench", "writer", "--against", sys.executable, "--rounds", "1", "--events", "2000", "--large-db", str(large),
+            "--against-db", str(other), "--large-events", "1000", "--json")
+    assert r.exit_code == 0, r.stderr
+    figures = json.loads(r.stdout)
+    assert set(figures) == {"fresh", "large"}
+    assert all(figures[c]["this_events_per_s"] > 0 and figures[c]["other_events_per_s"] > 0 for c in figures)
+    assert "fresh: other" in r.stderr and "this/other" in r.stderr
+    after = []
+    for db in (large, other):  # each side added the round's events (some are duplicates) to its own database
+        with Reader(db) as reader:
+            after.append(reader.latest_event_id())
+    assert after[0] == after[1] > before
+    assert run("bench", "writer", "--against", sys.executable, "--large-db", str(large)).exit_code == 2
+
+
 # ── the real entry point ─────────────────────────────────────────────────────────
 def _smsmon(*args: str, **kw):
     return subprocess.run([sys.executable, "-m", "smsmon", *args], capture_output=True, text=True, timeout=60, **kw)

@@ -225,6 +225,7 @@ class Session:
         if "postgresql://" in text:  # the README's servers are this session's throwaway one (the replica too)
             text = re.sub(r"postgresql://[\w.@-]+/smsmon\b", self.postgres(), text)
         text = text.replace("https://host/", f"http://{self.env['SMSMON_LISTEN']}/")  # the README's placeholder listener
+        text = text.replace("/opt/smsmon-0.1/bin/python", sys.executable)  # the other installation: this one, the only one here
         return text.replace("/var/lib/smsmon/", f"{self.cwd}/var/lib/smsmon/")
 
     def stop_background(self) -> None:

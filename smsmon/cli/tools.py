@@ -269,6 +269,43 @@ def bench_launch(db: Path | None, events: int, repeat: int, vd: str | None, as_j
                            "stdev_s": round(statistics.pstdev(t.seconds), 3)} for t in results})
 
 
+@bench.command("writer", context_settings=CONTEXT)
+@click.option("--against", required=True, metavar="PYTHON", type=click.Path(exists=True, dir_okay=False),
+              help="The python of another smsmon installation (a virtual environment's bin/python) to compare with.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True, help="Runs of each side, taking turns.")
+@click.option("--events", "fresh_events", type=click.IntRange(1000), default=100_000, show_default=True,
+              help="Events written to a fresh database.")
+@click.option("--large-db", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A large database of this version's schema to add events to as well...")
+@click.option("--against-db", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="...and one of the other version's schema (both or neither).")
+@click.option("--large-events", type=click.IntRange(1000), default=20_000, show_default=True,
+              help="Events added to each large database per round.")
+@json_option
+def bench_writer(against: str, rounds: int, fresh_events: int, large_db: Path | None, against_db: Path | None,
+                 large_events: int, as_json: bool) -> None:
+    """The writer's events/s and CPU per event beside another installed smsmon (an older
+    release, a branch), in one run, taking turns: each side writes the same seeded events with
+    its own code, into a fresh file and, with --large-db and --against-db, into a large one."""
+    from smsmon.bench.writer import compare
+
+    if (large_db is None) != (against_db is None):
+        raise click.UsageError("give --large-db and --against-db together (each side writes to its own schema)")
+    say = lambda s: click.echo(s, err=True)  # noqa: E731
+    cases = compare(against, rounds=rounds, fresh_events=fresh_events,
+                    large=(large_db, against_db) if large_db and against_db else None, large_events=large_events, say=say)
+    out = {}
+    for c in cases:
+        this, other = c.median("this", "rate"), c.median("other", "rate")
+        cpu_this, cpu_other = c.median("this", "cpu_us_per_event"), c.median("other", "cpu_us_per_event")
+        say(f"{c.name}: other {other:,.0f} events/s, this {this:,.0f} events/s (this/other {this / other:.2f});"
+            f" CPU per event {cpu_other:.1f} -> {cpu_this:.1f} us ({cpu_this / cpu_other:.2f})")
+        out[c.name] = {"other_events_per_s": round(other), "this_events_per_s": round(this), "ratio": round(this / other, 3),
+                       "other_cpu_us": round(cpu_other, 1), "this_cpu_us": round(cpu_this, 1), "runs": c.runs}
+    if as_json:
+        json_out(out)
+
+
 @bench.command("attack", context_settings=CONTEXT)
 @click.option("--quick", is_flag=True, help="The short version (as CI runs it): fewer, smaller attacks; the same rules.")
 @click.option("--area", "areas", multiple=True, type=click.Choice(["listener", "provider", "database"]),
