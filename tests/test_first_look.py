@@ -107,6 +107,8 @@ async def test_the_collector_the_command_line_turned_off_for_start_up_is_back_on
 def test_commands_other_than_the_app_run_with_the_collector_on(tmp_path, capsys) -> None:
     import gc
 
+    import click
+
     from smsmon.cli import cli, main
 
     seen: list[bool] = []
@@ -120,5 +122,13 @@ def test_commands_other_than_the_app_run_with_the_collector_on(tmp_path, capsys)
             main(["probe-collector"])
         assert exit_.value.code == 0 and seen == [True]
         assert gc.isenabled()  # and after, whatever happened
+        for name in ("web", "serve", "export"):  # web serves the app to browsers for days: not the app itself
+            gc.disable()
+            cli.get_command(click.Context(cli), name)
+            assert gc.isenabled(), name
+        gc.disable()
+        cli.get_command(click.Context(cli), "browse")
+        assert not gc.isenabled()  # the app turns it on once it has drawn
     finally:
+        gc.enable()
         cli.commands.pop("probe-collector", None)

@@ -47,12 +47,16 @@ LAZY = {"watch": "app", "demo": "app", "browse": "app", "web": "app", "serve": "
         "prune": "ops", "alerts": "ops", "migrate": "move"}
 
 
+# The commands that run the Textual app in this process (`web` serves it, each tab a process).
+RUN_THE_APP = {"watch", "demo", "browse"}
+
+
 class SmsmonGroup(click.Group):
     """Gives every subcommand the same way out: smsmon's errors as one line, a closed pipe
     as success, Ctrl+C as 130, a bug as "internal error". Loads command modules lazily."""
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if LAZY.get(name) != "app":  # see `main`: only the app keeps the collector off until it has drawn
+        if name not in RUN_THE_APP:  # see `main`: only the app keeps the collector off until it has drawn
             gc.enable()
         if name not in self.commands and name in LAZY:
             importlib.import_module(f"smsmon.cli.{LAZY[name]}")
