@@ -4,7 +4,9 @@ exact, in `smsmon stats` and on the main screen."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
+from typing import Callable
 
 import pytest
 from click.testing import CliRunner
@@ -45,24 +47,31 @@ def test_stats_command_says_the_figures_are_of_the_first_messages_only(db, monke
     assert '"partial": true' in as_json.stdout
 
 
-async def test_the_rows_of_a_number_prefix_show_before_its_figures_are_counted(db) -> None:
-    import threading
+def hold_counts(app, hold: Callable[[int | None], bool]) -> tuple[threading.Event, list[int | None]]:
+    """The app's counts of figures whose limit `hold` picks wait until the event returned is set
+    (a large count, held until the test has looked); the list gets the limit of every count."""
+    release = threading.Event()
+    limits: list[int | None] = []
+    counting = app.gateway.reader.stats
 
+    def held(*args, limit=None, **kwargs):
+        limits.append(limit)
+        if hold(limit):
+            assert release.wait(10)
+        return counting(*args, limit=limit, **kwargs)
+
+    app.gateway.reader.stats = held
+    return release, limits
+
+
+async def test_the_rows_of_a_number_prefix_show_before_its_figures_are_counted(db) -> None:
     from smsmon.ui.app import SmsmonApp
     from tests.test_app import table, text, until
 
     app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
-    release = threading.Event()
     async with app.run_test(size=(160, 40)) as pilot:
         await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
-        reader = app.gateway.reader
-        counting = reader.stats
-
-        def slow_stats(*args, **kwargs):  # the count of a large prefix, held until the test has looked
-            assert release.wait(10)
-            return counting(*args, **kwargs)
-
-        reader.stats = slow_stats
+        release, _ = hold_counts(app, lambda limit: True)
         app.set_filter("dest:+233*")
         with Reader(db) as r:
             f = r.localize(filters.parse("dest:+233*", NOW))
@@ -78,28 +87,15 @@ async def test_a_large_prefix_shows_the_figures_of_its_first_messages_at_once_th
     """Issue 11: at 10M events the figures of a number prefix take 0.7 s over RAW_LIMIT messages;
     the screen shows those of the first RAW_FIRST at once (tens of ms), says it counts on, and
     then shows RAW_LIMIT's."""
-    import threading
-
     from smsmon.ui.app import SmsmonApp
     from tests.test_app import text, until
 
     monkeypatch.setattr(stats, "RAW_FIRST", 20)
     monkeypatch.setattr(stats, "RAW_LIMIT", 50)
     app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
-    release = threading.Event()
     async with app.run_test(size=(160, 40)) as pilot:
         await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
-        reader = app.gateway.reader
-        counting = reader.stats
-        limits: list[int | None] = []
-
-        def held(*args, limit=None, **kwargs):  # the long count, held until the test has looked
-            limits.append(limit)
-            if limit == 50:
-                assert release.wait(10)
-            return counting(*args, limit=limit, **kwargs)
-
-        reader.stats = held
+        release, limits = hold_counts(app, lambda limit: limit == 50)
         summary = app.screen.query_one("#summary")
         app.set_filter("dest:+233*")
         await until(pilot, lambda: "figures of the first 20 messages of more" in text(summary))
