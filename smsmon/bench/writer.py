@@ -1,8 +1,8 @@
 """The writer beside another installed smsmon, in one run, taking turns (`smsmon bench writer`).
 
 Each side is a fresh Python process of its own installation (`python -c SNIPPET`), so that the
-other version's code is what runs: it generates the same seeded events with its own generator,
-writes them with its own `Writer` in batches of 500 into a fresh file in a temporary directory
+other version's code is what runs: it generates the events of a seed with its own generator
+(the same events as long as the generator has not changed between the versions), writes them with its own `Writer` in batches of 500 into a fresh file in a temporary directory
 (and, when given, into a large database of its own schema), and prints events/s and CPU per
 event. Medians per side and the ratio come out at the end.
 """
@@ -49,6 +49,7 @@ class Case:
 
     name: str
     events: int
+    dbs: dict[str, str]  # per side: the database written to ("-": a fresh one each run)
     runs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
     def median(self, side: str, what: str) -> float:
@@ -74,18 +75,15 @@ def compare(against: str, *, rounds: int, fresh_events: int, large: tuple[Path, 
     """`against`: the other installation's python. `large`: (this side's database, the other's),
     each of its own version's schema; events are added to both."""
     sides = {"other": against, "this": sys.executable}
-    cases = [Case("fresh", fresh_events)] + ([Case("large", large_events)] if large else [])
+    cases = [Case("fresh", fresh_events, {"other": "-", "this": "-"})]
+    if large:
+        cases.append(Case("large", large_events, {"other": str(large[1]), "this": str(large[0])}))
     for r in range(rounds):
         for case in cases:
             for side, python in sides.items():
-                if case.name == "fresh":
-                    db = "-"
-                else:
-                    assert large is not None
-                    db = str(large[0] if side == "this" else large[1])
                 seed = 101 if case.name == "fresh" else 202 + r  # new events each round in a large file
                 res = case.runs.setdefault(side, [])
-                res.append(_run(python, db, case.events, seed))
+                res.append(_run(python, case.dbs[side], case.events, seed))
                 say(f"round {r + 1} {case.name:<5} {side:<5} {res[-1]['rate']:>9,.0f} events/s"
                     f"  {res[-1]['cpu_us_per_event']:6.1f} us CPU/event")
     return cases
