@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-from _blake2 import blake2b  # hashlib's own; importing hashlib loads OpenSSL (2 ms of every launch)
+try:  # hashlib's own blake2b, without hashlib's import of OpenSSL's hashes (2 ms of every launch)
+    from _blake2 import blake2b
+except ImportError:  # a Python built without it
+    from hashlib import blake2b
 
 from smsmon.defaults import WATCH_WINDOW
 from smsmon.timeutil import fmt, parse_iso
@@ -139,7 +142,9 @@ def normalize(provider: str, raw: str | None) -> Status:
     return MAPPING.get(provider, {}).get(raw_key(provider, raw), Status.UNKNOWN)
 
 
-@functools.cache  # a few dozen (provider, status) pairs, asked for several times per event written
+# A few dozen (provider, status) pairs, asked for several times per event written. Typed: a
+# Status equals its plain string, which these functions do not take for it (they compare with `is`).
+@functools.lru_cache(maxsize=None, typed=True)
 def status_class(provider: str, status: Status) -> StatusClass:
     if status is Status.UNKNOWN:
         return StatusClass.NONE
@@ -154,7 +159,7 @@ def is_final(provider: str, status: Status) -> bool:
     return status_class(provider, status) >= StatusClass.SOFT_FINAL
 
 
-@functools.cache  # the same few dozen pairs
+@functools.lru_cache(maxsize=None, typed=True)  # the same few dozen pairs, the same way
 def outcome_of(provider: str, status: Status) -> Outcome:
     if status is Status.DELIVERED:
         return Outcome.DELIVERED

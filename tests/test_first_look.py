@@ -86,19 +86,22 @@ async def test_a_first_look_of_a_file_that_is_not_a_database_leaves_the_error_to
     assert look.take() is None  # nothing to show; the app's own read says what is wrong
 
 
-async def test_the_collector_the_command_line_turned_off_for_start_up_is_back_once_the_rows_show(db) -> None:
+async def test_the_collector_the_command_line_turned_off_for_start_up_is_back_once_the_rows_show(db, monkeypatch) -> None:
     """`smsmon.cli.main` starts every command with the cyclic collector off (start-up makes
     some 70,000 lasting objects it would walk again and again); the app turns it back on once it has drawn its
     first rows: a long-running watch must not pile up cyclic garbage."""
     import gc
 
+    import smsmon.ui.app
+
+    monkeypatch.setattr(smsmon.ui.app, "GC_BACK_S", 600.0)  # not the fallback: the first frame turns it on
     gc.disable()
     try:
         look = ready(FirstLook(app_reader(db, window=WATCH_WINDOW, region=None), lambda: NOW, live=False))
         app = SmsmonApp(db, now=lambda: NOW, show_clock=False, first_look=look)
         async with app.run_test(size=(120, 30)) as pilot:
             await until(pilot, lambda: app.refreshes >= 1)
-            assert gc.isenabled()
+            await until(pilot, gc.isenabled)  # once the first rows are drawn
     finally:
         gc.enable()
         gc.unfreeze()

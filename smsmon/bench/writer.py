@@ -10,14 +10,16 @@ event. Medians per side and the ratio come out at the end.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+import smsmon
 from smsmon.errors import SmsmonError
 
 # Runs inside either installation: the helpers moved between versions (smsmon/bench.py then,
@@ -25,6 +27,7 @@ from smsmon.errors import SmsmonError
 SNIPPET = r'''
 import json, resource, sys, tempfile
 from pathlib import Path
+import smsmon
 try:
     from smsmon.bench.store import _take, _write_rate
 except ImportError:
@@ -39,7 +42,7 @@ with tempfile.TemporaryDirectory() as tmp:
     rate = _write_rate(path, events)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
 cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-print(json.dumps({"rate": rate, "cpu_us_per_event": cpu / len(events) * 1e6}))
+print(json.dumps({"rate": rate, "cpu_us_per_event": cpu / len(events) * 1e6, "smsmon": str(Path(smsmon.__file__).parent)}))
 '''
 
 
@@ -50,18 +53,18 @@ class Case:
     name: str
     events: int
     dbs: dict[str, str]  # per side: the database written to ("-": a fresh one each run)
-    runs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def median(self, side: str, what: str) -> float:
         return statistics.median(r[what] for r in self.runs[side])
 
 
-def _run(python: str, db: str, events: int, seed: int) -> dict[str, float]:
+def _run(python: str, db: str, events: int, seed: int, env: dict[str, str]) -> dict[str, Any]:
     try:
         # From the temporary directory: `python -c` puts the working directory first on its path,
         # and a checkout of smsmon there would stand in for the installation under test.
         done = subprocess.run([python, "-c", SNIPPET, db, str(events), str(seed)], capture_output=True, text=True,
-                              cwd=tempfile.gettempdir())
+                              cwd=tempfile.gettempdir(), env=env)
     except OSError as exc:
         raise SmsmonError(f"cannot run {python}: {exc.strerror}") from None
     if done.returncode != 0:
@@ -75,6 +78,10 @@ def compare(against: str, *, rounds: int, fresh_events: int, large: tuple[Path, 
     """`against`: the other installation's python. `large`: (this side's database, the other's),
     each of its own version's schema; events are added to both."""
     sides = {"other": against, "this": sys.executable}
+    # This side runs this smsmon, wherever it was imported from (a checkout run with `python -m`
+    # too); the other its own installation's, whatever PYTHONPATH says here.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    envs = {"other": env, "this": {**env, "PYTHONPATH": str(Path(smsmon.__file__).parent.parent)}}
     cases = [Case("fresh", fresh_events, {"other": "-", "this": "-"})]
     if large:
         cases.append(Case("large", large_events, {"other": str(large[1]), "this": str(large[0])}))
@@ -83,7 +90,10 @@ def compare(against: str, *, rounds: int, fresh_events: int, large: tuple[Path, 
             for side, python in sides.items():
                 seed = 101 if case.name == "fresh" else 202 + r  # new events each round in a large file
                 res = case.runs.setdefault(side, [])
-                res.append(_run(python, case.dbs[side], case.events, seed))
+                res.append(_run(python, case.dbs[side], case.events, seed, envs[side]))
+                where = res[-1].pop("smsmon")
+                if r == 0 and case is cases[0]:  # which code each side runs, said once
+                    say(f"{side}: smsmon in {where}")
                 say(f"round {r + 1} {case.name:<5} {side:<5} {res[-1]['rate']:>9,.0f} events/s"
                     f"  {res[-1]['cpu_us_per_event']:6.1f} us CPU/event")
     return cases

@@ -14,7 +14,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterable
 
-from _blake2 import blake2b  # hashlib's own; importing hashlib loads OpenSSL (2 ms of every launch)
+try:  # hashlib's own blake2b, without hashlib's import of OpenSSL's hashes (2 ms of every launch)
+    from _blake2 import blake2b
+except ImportError:  # a Python built without it
+    from hashlib import blake2b
 
 BLOCK = 4096  # events per filter
 BITS = 40_960  # ~10 bits per key: about 1 % false positives at a full block

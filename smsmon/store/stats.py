@@ -65,7 +65,7 @@ class Stats:
             "failures_by_code": [{"provider": p, "error_code": c, "count": n} for p, c, n in self.failures_by_code],
             "failures_by_network": [{"network": net, "count": n} for net, n in self.failures_by_network],
             "failures_by_status": [{"provider": p, "raw_status": r, "count": n} for p, r, n in self.failures_by_status],
-            "partial": self.partial,
+            "partial": self.partial, "limit": self.limit or None,
         }
 
 

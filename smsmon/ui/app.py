@@ -302,16 +302,18 @@ class SmsmonApp(App):
             self._table_at = time.monotonic()
         self.refreshes += 1
         if self.refreshes == 1:
-            self.collect_normally()
+            self.call_after_refresh(self.collect_normally)  # once these rows are drawn: it collects
 
     @staticmethod
     def collect_normally() -> None:
         """The garbage collector as the app runs with it, once it has drawn its first rows (or a
         few seconds after start, whichever comes first): `smsmon.cli.main` turned it off for the
-        start-up. What start-up made lives as long as the app and is frozen out of full
-        collections; young collections come less often (see GC_YOUNG)."""
+        start-up. Start-up's garbage is collected once, after the first frame; what remains lives as
+        long as the app and is frozen out of full collections; young collections come less often
+        (see GC_YOUNG)."""
         if gc.isenabled() and gc.get_threshold()[0] == GC_YOUNG:
             return
+        gc.collect()
         gc.freeze()
         gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
         gc.enable()

@@ -56,7 +56,7 @@ class Summary(Horizontal):
     @staticmethod
     def _scope(s: Stats) -> Fact:
         """How many messages the figures are of: all of them, or (a filter only the messages
-        themselves answer) the first few thousand while the count goes on, then the first RAW_LIMIT."""
+        themselves answer) the first RAW_FIRST while the count goes on, then the first RAW_LIMIT."""
         if not s.partial:
             return f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}", plural(s.events, "event")
         if s.limit < figures.RAW_LIMIT:
