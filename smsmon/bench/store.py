@@ -31,7 +31,7 @@ from smsmon.store.queries import cursor, where_sql
 from smsmon.database import PostgresUrl
 from smsmon.store.backend import open_reader, open_writer
 from smsmon.store.reader import Reader
-from smsmon.store.stats import RAW_FIRST
+from smsmon.store.stats import RAW_FIRST, quick_stats
 from smsmon.timeutil import now_utc
 
 TARGET_WRITE = 15_000
@@ -138,11 +138,12 @@ def views(r: Reader, db: Path) -> list[View]:
                         ("dest:<a number>", f"dest:{sample['dest']}"), *((t, t) for t in (
                             "dest:+23324*", "error:101", "network:Zong", "flag:late_dlr", "since:2h", "since:24h",
                             "since:7d until:1d")), ("<the start of a uuid>", zeckta["provider_message_id"][:8]),
+                        ("<the start of a number>", sample["dest"][:6]),
                         ("<text that matches nothing>", "no-such-thing"),
                         *((t, t) for t in ("provider:eazita status:failed since:24h network:Zong error:8",))):
         f = filters.parse(text, now)
         out.append(View(f"filter {label}", lambda f=f: r.dashboard(f, 0, limit=200, now=now), summary(f)))
-        if label == "dest:+23324*":  # what the app shows first: the rows, and the figures of RAW_FIRST messages
+        if not quick_stats(f):  # what the app shows first: the rows, and the figures of RAW_FIRST messages
             out.append(View(f"filter {label}, first figures",
                             lambda f=f: (r.dashboard(f, 0, limit=200, now=now, with_stats=False),
                                          r.stats(f, now=now, limit=RAW_FIRST)), summary(f)))

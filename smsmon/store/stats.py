@@ -211,6 +211,13 @@ def collect(conn: sqlite3.Connection, f: Filter, lo: datetime | None, hi: dateti
     return tally
 
 
+def quick_stats(flt: Filter) -> bool:
+    """Whether the figures of this filter come in milliseconds: from the maintained counts, or
+    from an index that selects few messages (a stored flag, one number). A number prefix or free
+    text may match a large part of the database, read message by message."""
+    return flt.empty or aggregable(flt) or not (flt.text or any(v.endswith("*") for v in flt.dests))
+
+
 def _keeps_delivered(f: Filter) -> bool:
     """Whether delivered messages can match at all (else no time to deliver is read)."""
     return _keeps(replace(f, providers=(), errors=(), networks=(), countries=()), "zeckta", "DELIVERED", "", "", "")

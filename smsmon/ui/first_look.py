@@ -20,7 +20,7 @@ from typing import Any, Callable
 from smsmon.errors import SmsmonError
 from smsmon.filters import Filter
 from smsmon.store.reader import Reader
-from smsmon.store.stats import aggregable
+from smsmon.store.stats import quick_stats
 from smsmon.store.views import Snapshot
 
 PAGE = 200  # rows of the messages table read at a time
@@ -48,13 +48,6 @@ def read_screen(r: Reader, flt: Filter, watermark: int, *, now: datetime, live: 
     # (at launch they were a query each, 115 of the first look's 153).
     changed = {} if full else r.messages_by_id({e["message_id"] for e in snap.new_events}, now=now)
     return snap, changed, r.activity(watermark, snap.watermark, now=now)
-
-
-def quick_stats(flt: Filter) -> bool:
-    """Whether the figures of this filter come in milliseconds: from the maintained counts, or
-    from an index that selects few messages (a stored flag, one number). A number prefix or free
-    text may match a large part of the database, read message by message."""
-    return flt.empty or aggregable(flt) or not (flt.text or any(v.endswith("*") for v in flt.dests))
 
 
 class FirstLook:
