@@ -22,8 +22,8 @@ from smsmon.errors import Ambiguous, LookupFailed
 from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import PROVIDERS, WATCH_WINDOW, Outcome, Status, is_stale, outcome_of
 from smsmon.errors import LocalNumber
-from smsmon.normalize import e164_strict, phone, phone_forms
-from smsmon.store import keyindex
+from smsmon.normalize import e164_strict, phone_forms
+from smsmon.store import keyindex, text_match
 from smsmon.store.payloads import codec_for
 from smsmon.store.schema import MESSAGE_COLUMNS, STORED_FLAGS, flag_condition
 from smsmon.timeutil import fmt, now_utc
@@ -51,56 +51,10 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _text_ranges(text: str, number: str = "") -> list[tuple[str, str, str]]:
-    """Free text: (column, from, to) of the messages whose id, provider id, number or reference
-    starts with it, each a range of an index."""
-    ranges = []
-
-    def prefix(column: str, value: str) -> None:
-        ranges.append((column, value, value + "\U0010ffff"))
-
-    for value in dict.fromkeys((text, text.lower())):
-        if value.split(":", 1)[0] in PROVIDERS:
-            prefix("id", value)
-        else:
-            for p in PROVIDERS:
-                prefix("id", f"{p}:{value}")
-    for form in dict.fromkeys([*phone_forms(phone(text) or text), *([number] if number else [])]):
-        prefix("dest", form)
-    prefix("reference", text)
-    return ranges
-
-
-def _text_ids_sql(text: str, number: str = "", messages: Sequence[str] = ()) -> tuple[str, list[Any]]:
-    """Free text: the ids of the messages it matches (`_text_ranges`), each branch an index range,
-    and `messages` (those with an event of that id): for a text that matches few."""
-    branches, params = [], []
-    for column, lo, hi in _text_ranges(text, number):
-        branches.append(f"SELECT id FROM messages WHERE {column} >= ? AND {column} < ?")
-        params += [lo, hi]
-    if messages:
-        branches.append(f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(messages))})")
-        params.extend(messages)
-    return " UNION ".join(branches), params
-
-
-def _text_row_sql(text: str, number: str = "", messages: Sequence[str] = (), t: str = "") -> tuple[str, list[Any]]:
-    """The same test on each row, for a text that matches many: the rows are read in page order
-    until the page is full (gathering every match first took 4 s for `+23354` at 10M events)."""
-    parts, params = [], []
-    for column, lo, hi in _text_ranges(text, number):
-        parts.append(f"({t}{column} >= ? AND {t}{column} < ?)")
-        params += [lo, hi]
-    if messages:
-        parts.append(f"{t}id IN ({','.join('?' * len(messages))})")
-        params.extend(messages)
-    return "(" + " OR ".join(parts) + ")", params
-
-
 def _conditions(f: Filter, now: datetime, window: timedelta, t: str = "", *,
                 text_rows: bool = False) -> tuple[list[str], list[Any]]:
     """SQL conditions for a filter. `t` prefixes every column ("m." when messages is joined).
-    `text_rows`: free text tested on each row (`_text_row_sql`), not as the ids it matches."""
+    `text_rows`: free text tested on each row (`text_match.row_sql`), not as the ids it matches."""
     conds: list[str] = []
     params: list[Any] = []
 
@@ -162,11 +116,11 @@ def _conditions(f: Filter, now: datetime, window: timedelta, t: str = "", *,
         conds.append(f"{t}last_event_at < ?")
         params.append(fmt(f.until))
     if f.text and text_rows:
-        cond, text_params = _text_row_sql(f.text, f.text_number, f.text_messages, t)
+        cond, text_params = text_match.row_sql(f.text, f.text_number, f.text_messages, t)
         conds.append(cond)
         params.extend(text_params)
     elif f.text:
-        sub, sub_params = _text_ids_sql(f.text, f.text_number, f.text_messages)
+        sub, sub_params = text_match.ids_sql(f.text, f.text_number, f.text_messages)
         conds.append(f"{t}id IN ({sub})")
         params.extend(sub_params)
     return conds, params
@@ -205,7 +159,7 @@ def _drivers(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedel
         out.append((_probe(conn, f"SELECT 1 FROM messages INDEXED BY ix_messages_dest WHERE {conds[0]}", params),
                     "ix_messages_dest"))
     if f.text:  # counted branch by branch (UNION ALL: a UNION gathered every match before the count stopped)
-        sub, params = _text_ids_sql(f.text, f.text_number, f.text_messages)
+        sub, params = text_match.ids_sql(f.text, f.text_number, f.text_messages)
         out.append((_probe(conn, sub.replace(" UNION ", " UNION ALL "), params), TEXT_INDEX))
     for flag in f.flags:
         if flag in STORED_FLAGS:
