@@ -118,6 +118,7 @@ FILTERS = [
     "dest:{dest}", "dest:{bare}", "dest:+23324*", "dest:23354*", "{uuid}", "zeckta:{uuid}", "{uuid_start}", "{ref}",
     "{dest}", "no-such-message", "status:rejected error:101 network:Jazz",
     "+2332", "23354", "+92 status:delivered",  # free text: the start of a number, matching many messages
+    "country:GH", "country:none", "country:PK status:delivered", "country:GH,none since:3d", "country:FR",  # by the hours
 ]
 
 

@@ -190,12 +190,42 @@ def page(
     f = f or Filter()
     now = now or now_utc()
     hint, conds, params = _plan(conn, f, now, window)
+    if not hint and f.countries:  # no index holds countries: the aggregates say which hours to read
+        hours = _hours_for_page(conn, f, limit, after)
+        if hours is not None:
+            if not hours:
+                return []
+            conds.append("(" + " OR ".join(["(last_event_at >= ? AND last_event_at < ?)"] * len(hours)) + ")")
+            params += [bound for h in hours for bound in (h, _prefix_end(h))]
     if after is not None:
         conds.append("last_event_at <= ? AND (last_event_at < ? OR rowid < ?)")
         params += [after[0], after[0], after[1]]
     sql = (f"SELECT {_COLS} FROM messages{hint or ' INDEXED BY ix_messages_time'} WHERE {' AND '.join(conds) or '1'}"
            " ORDER BY last_event_at DESC, rowid DESC LIMIT ?")
     return [_row(r, now, window) for r in conn.execute(sql, [*params, limit])]
+
+
+def _hours_for_page(conn: sqlite3.Connection, f: Filter, limit: int, after: Cursor | None) -> list[str] | None:
+    """The newest hours that hold a page of an aggregable filter's messages (None: not one the
+    aggregates answer). Walking the time index for a rare country read every message: 2.4 s for
+    `country:none` at 10M events."""
+    from smsmon.store.stats import aggregable, match_hours  # (stats reads through this module)
+
+    if not aggregable(f):
+        return None
+    chosen: list[str] = []
+    enough = 0
+    cursor_hour = after[0][:13] if after else None
+    hours = match_hours(conn, f, after[0] if after else None)
+    try:
+        for hour, n in hours:
+            chosen.append(hour)
+            enough += n if hour != cursor_hour else 0  # the cursor's hour may have fewer left
+            if enough >= limit:
+                break
+    finally:
+        hours.close()  # its statement ends here, not whenever the generator is collected
+    return chosen
 
 
 def cursor(row: dict[str, Any]) -> Cursor:

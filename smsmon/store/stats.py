@@ -18,7 +18,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import WATCH_WINDOW, Outcome, is_final, normalize, outcome_of
@@ -216,6 +216,27 @@ def quick_stats(flt: Filter) -> bool:
     from an index that selects few messages (a stored flag, one number). A number prefix or free
     text may match a large part of the database, read message by message."""
     return flt.empty or aggregable(flt) or not (flt.text or any(v.endswith("*") for v in flt.dests))
+
+
+def match_hours(conn: sqlite3.Connection, f: Filter, upto: str | None = None) -> Iterator[tuple[str, int]]:
+    """(hour, messages) of each hour that holds messages an aggregable filter keeps (a message's
+    hour is that of its latest event), newest first, from `upto`'s hour down, read as they are
+    asked for: where a page of a filter no index drives (a country) has to look."""
+    pre, params = _prefilter(f)
+    if upto is not None:
+        pre, params = f"{pre} AND span <= ?", [*params, upto[:13]]
+    hour, count = None, 0
+    for span, p, raw, code, net, country, n in conn.execute(
+            "SELECT span, provider, raw_status, error_code, network, country_code, n FROM agg_hour"
+            f" WHERE {pre} AND n > 0 ORDER BY span DESC", params):
+        if span != hour:
+            if count:
+                yield hour, count  # type: ignore[misc]
+            hour, count = span, 0
+        if _keeps(f, p, raw, code, net, country):
+            count += n
+    if count:
+        yield hour, count  # type: ignore[misc]
 
 
 def _keeps_delivered(f: Filter) -> bool:
