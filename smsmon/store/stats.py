@@ -212,10 +212,11 @@ def collect(conn: sqlite3.Connection, f: Filter, lo: datetime | None, hi: dateti
 
 
 def quick_stats(flt: Filter) -> bool:
-    """Whether the figures of this filter come in milliseconds: from the maintained counts, or
-    from an index that selects few messages (a stored flag, one number). A number prefix or free
-    text may match a large part of the database, read message by message."""
-    return flt.empty or aggregable(flt) or not (flt.text or any(v.endswith("*") for v in flt.dests))
+    """Whether the figures of this filter come from the maintained counts, in milliseconds however
+    many messages match. Any other (a number or a prefix, free text, a stored flag) is counted
+    from the messages themselves, apart from its rows: a stored flag alone can hold a third of a
+    million messages at 10M events (`flag:late_event` took 0.5 s)."""
+    return flt.empty or aggregable(flt)
 
 
 def match_hours(conn: sqlite3.Connection, f: Filter, upto: str | None = None) -> Iterator[tuple[str, int]]:
