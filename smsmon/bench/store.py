@@ -136,7 +136,7 @@ def views(r: Reader, db: Path) -> list[View]:
     for label, text in (("(none)", ""), *((t, t) for t in ("status:failed", "status:not_delivered", "status:stale",
                                                              "status:open", "provider:zeckta", "provider:eazita status:failed")),
                         ("dest:<a number>", f"dest:{sample['dest']}"), *((t, t) for t in (
-                            "dest:+23324*", "error:101", "network:Zong", "flag:late_dlr", "since:2h", "since:24h",
+                            "dest:+23324*", "error:101", "network:Zong", "country:none", "flag:late_dlr", "since:2h", "since:24h",
                             "since:7d until:1d")), ("<the start of a uuid>", zeckta["provider_message_id"][:8]),
                         ("<the start of a number>", sample["dest"][:6]),
                         ("<text that matches nothing>", "no-such-thing"),
