@@ -73,18 +73,26 @@ def costs(conn: sqlite3.Connection, f: Filter, *, period: timedelta, now: dateti
     messages as `insights_period` (read from the messages: the aggregates hold no prices)."""
     fp = replace(f, since=f.since or _floor(now - period, timedelta(hours=1)))
     hint, conds, params = _plan(conn, fp, now, window)
-    where = " AND ".join(conds) or "1"
-    by_day = conn.execute(
-        f"SELECT substr(coalesce(sent_at, first_event_at), 1, 10), provider, count(cost), total(cost) FROM messages{hint}"
-        f" WHERE {where} AND cost IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2", params).fetchall()
-    by_network = conn.execute(
-        f"SELECT provider, network, count(cost), total(cost), count(*) FROM messages{hint} WHERE {where} GROUP BY 1, 2",
-        params).fetchall()
+    # One pass over the period's messages, added up both ways here (two passes took twice as
+    # long: 2.4 s for a week at 10M events).
+    by_day: dict[tuple[str, str], list[float]] = {}
+    by_network: dict[tuple[str, str | None], list[float]] = {}
+    for day, p, net, priced, cost, n in conn.execute(
+            f"SELECT substr(coalesce(sent_at, first_event_at), 1, 10), provider, network, count(cost), total(cost), count(*)"
+            f" FROM messages{hint} WHERE {' AND '.join(conds) or '1'} GROUP BY 1, 2, 3", params):
+        if priced:
+            d = by_day.setdefault((day, p), [0, 0.0])
+            d[0] += priced
+            d[1] += cost
+        w = by_network.setdefault((p, net), [0, 0.0, 0])
+        w[0] += priced
+        w[1] += cost
+        w[2] += n
     return {
-        "cost_by_day": [{"day": d, "provider": p, "priced": n, "cost": c} for d, p, n, c in by_day],
+        "cost_by_day": [{"day": d, "provider": p, "priced": n, "cost": c} for (d, p), (n, c) in sorted(by_day.items())],
         "cost_by_network": sorted(({"provider": p, "network": net, "priced": priced, "cost": cost, "messages": n,
                                     "filter": replace(fp, providers=(p,), networks=(net or NONE,))}
-                                   for p, net, priced, cost, n in by_network if priced), key=lambda r: -r["cost"]),
+                                   for (p, net), (priced, cost, n) in by_network.items() if priced), key=lambda r: -r["cost"]),
     }
 
 
