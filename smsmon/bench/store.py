@@ -162,6 +162,15 @@ def views(r: Reader, db: Path) -> list[View]:
         View("insights status:failed since:24h", lambda: r.insights_period(filters.parse("status:failed since:24h", now),
                                                                            period=DAY, now=now),
              summary(filters.parse("status:failed since:24h", now))),
+        # a filter the aggregates cannot answer: its insights read the period's messages themselves
+        View("insights dest:+23324*, 24 h", lambda: r.insights_period(filters.parse("dest:+23324*", now), period=DAY,
+                                                                      now=now),
+             summary(filters.parse("dest:+23324* since:24h", now))),
+        # the prices, which no aggregate holds, fill in after the rest of the insights screen
+        View("insights costs, last 24 h", lambda: r.insights_costs(Filter(), period=DAY, now=now),
+             summary(filters.parse("since:24h", now))),
+        View("insights costs, last 7 days", lambda: r.insights_costs(Filter(), period=7 * DAY, now=now),
+             summary(filters.parse("since:7d", now))),
         View("message screen (zeckta)", lambda: r.detail(zeckta["id"], now=now),
              f"SELECT e.* FROM events e JOIN messages m ON m.seq = e.message_seq WHERE m.id = '{zeckta['id']}'"),
         View("message screen (eazita)", lambda: r.detail(eazita_id, now=now),
