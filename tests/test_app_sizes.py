@@ -293,3 +293,33 @@ def test_demo_on_another_programs_database_says_so_before_drawing(tmp_path) -> N
                        env={"SMSMON_CONFIG": "", "PATH": "/usr/bin:/bin", "TERM": "xterm"})
     assert r.returncode == 1 and b"not an smsmon database" in r.stderr
     assert b"\x1b[?1049h" not in r.stdout + r.stderr  # the app never took the screen
+
+
+async def test_insights_under_a_number_prefix_count_their_stale_messages_after_the_rest(seeded) -> None:
+    """A filter the aggregates cannot answer: the insights screen shows its rows at once and says
+    it is counting the stale messages, which it reads apart (4.2 s at 10M events), then the count."""
+    import threading
+
+    app = frozen(seeded)
+    release = threading.Event()
+    async with app.run_test(size=(200, 60)) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1)
+        counting = app.gateway.reader.insights_stale
+
+        def held(*args, **kwargs):  # the count, held until the test has looked
+            assert release.wait(10)
+            return counting(*args, **kwargs)
+
+        app.gateway.reader.insights_stale = held
+        app.set_filter("dest:+233*")
+        await until(pilot, lambda: not app.busy)
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and app.screen.data is not None)
+        title = app.screen.query_one("#stale-title", Static)
+        assert "Stale messages: counting …" in text(title)
+        assert not app.screen.query_one("#stale", DataTable).display  # nothing listed while it reads them
+        release.set()
+        await until(pilot, lambda: "counting" not in text(title))
+        assert isinstance(app.screen.data["stale_count"], int)
+        assert f"Stale messages: {app.screen.data['stale_count']:,}" in text(title)
+        assert app.screen.query_one("#stale", DataTable).row_count == len(app.screen.data["stale"])

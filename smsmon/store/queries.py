@@ -443,10 +443,14 @@ def sample_messages(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, di
             (middle[0], middle[1]) if middle else None)
 
 
-def count(conn: sqlite3.Connection, f: Filter, *, now: datetime | None = None, window: timedelta = WATCH_WINDOW) -> int:
-    """How many messages match a filter, on the filter's plan."""
+def count(conn: sqlite3.Connection, f: Filter, *, now: datetime | None = None, window: timedelta = WATCH_WINDOW,
+          limit: int | None = None) -> int:
+    """How many messages match a filter, on the filter's plan (at most `limit`)."""
     hint, conds, params = _plan(conn, f, now or now_utc(), window)
-    return conn.execute(f"SELECT count(*) FROM messages{hint} WHERE {' AND '.join(conds) or '1'}", params).fetchone()[0]
+    sql = f"SELECT 1 FROM messages{hint} WHERE {' AND '.join(conds) or '1'}"
+    if limit is not None:
+        sql, params = f"{sql} LIMIT ?", [*params, limit]
+    return conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
 
 
 def same_number(conn: sqlite3.Connection, dest: str, but: str, *, limit: int = 10) -> list[dict[str, Any]]:

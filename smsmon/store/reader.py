@@ -292,6 +292,13 @@ class Reader:
 
         return self._run(insights.insights_period, self.localize(f), period=period, now=now, window=self.window)
 
+    def insights_stale(self, f: Filter, *, now: datetime) -> dict[str, Any]:
+        """The insights screen's stale messages, for a filter they are read apart for: the newest,
+        how many (at most STALE_COUNTED when counted one by one) and whether there are more."""
+        from smsmon.store import insights
+
+        return self._run(insights.stale, self.localize(f), now=now, window=self.window)
+
     def insights_costs(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
         """The insights screen's costs (read from the messages, apart from the rest)."""
         from smsmon.store import insights

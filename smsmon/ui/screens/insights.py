@@ -118,6 +118,9 @@ class InsightsScreen(SubScreen):
             # Costs come from the messages themselves (the aggregates hold no prices): apart, after.
             self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now), self._show_costs,
                               group="insight-costs")
+            if d["stale_count"] is None:  # a filter the aggregates cannot answer: counted apart, after
+                self.gateway.read(lambda r: r.insights_stale(flt, now=now), lambda s: self._show_stale(d, s),
+                                  group="insight-stale")
 
         self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now), then, group="insights")
 
@@ -177,10 +180,24 @@ class InsightsScreen(SubScreen):
                         for r in d[f"by_{dim}"]], "No messages in this period.")
         for name, title in (("cost-network", "Cost by network"), ("cost-day", "Cost per day sent (UTC days)")):
             self._fill(name, title, [], [], "reading the prices and costs …")
-        self._fill("stale", f"Stale messages: {d['stale_count']:,}, not final and silent for {human_duration(self.window.total_seconds())}"
+        counted = ("counting …" if d["stale_count"] is None
+                   else f"more than {d['stale_count']:,}" if d["stale_more"] else f"{d['stale_count']:,}")
+        self._fill_stale(d, counted)
+
+    def _show_stale(self, d: dict[str, Any], found: dict[str, Any]) -> None:
+        """The stale messages, read apart (a filter the aggregates cannot answer)."""
+        if d is not self.data:  # the screen has moved on to another period or filter
+            return
+        d.update(found)
+        n = d["stale_count"]
+        self._fill_stale(d, f"more than {n:,}" if d["stale_more"] else f"{n:,}")
+
+    def _fill_stale(self, d: dict[str, Any], counted: str) -> None:
+        self._fill("stale", f"Stale messages: {counted}, not final and silent for {human_duration(self.window.total_seconds())}"
                    " (any time)", [f"last event ({self.zone.label})", "message", "status", "to"],
                    [([self.zone.show(m["last_event_at"], seconds=False), m["id"], m["status"], m["dest"] or ""],
-                     (m["id"], "", m["id"])) for m in d["stale"]], "No stale messages.")
+                     (m["id"], "", m["id"])) for m in d["stale"] or []],
+                   "No stale messages." if d["stale"] is not None else "")
 
     def _show_costs(self, d: dict[str, Any]) -> None:
         if self.data is not None:
