@@ -78,13 +78,14 @@ def stale(conn: sqlite3.Connection, f: Filter, *, now: datetime, window: timedel
     """The filter's stale messages at any time: the newest STALE_SHOWN, how many there are (from
     the aggregates where they answer, else counted one by one up to STALE_COUNTED) and whether
     there are more than that."""
+    stale_filter = _stale_filter(f)
     if figures.aggregable(f):
         n, more = _stale_of_aggregates(conn, f, now, window), False
     else:
-        counted = queries.count(conn, _stale_filter(f), now=now, window=window, limit=STALE_COUNTED + 1)
+        counted = queries.count(conn, stale_filter, now=now, window=window, limit=STALE_COUNTED + 1)
         n, more = min(counted, STALE_COUNTED), counted > STALE_COUNTED
     # None stale (a final status asked for): no looking through the open messages for them
-    shown = queries.page(conn, _stale_filter(f), limit=STALE_SHOWN, now=now, window=window) if n else []
+    shown = queries.page(conn, stale_filter, limit=STALE_SHOWN, now=now, window=window) if n else []
     return {"stale": shown, "stale_count": n, "stale_more": more}
 
 

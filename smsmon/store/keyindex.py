@@ -39,12 +39,8 @@ def add(conn: sqlite3.Connection, rows: Iterable[tuple[int, str]]) -> None:
     for block, keys in by_block.items():
         row = conn.execute("SELECT bloom FROM event_key_blocks WHERE block = ?", (block,)).fetchone()
         bloom = bytearray(row[0]) if row else bytearray(BITS // 8)
-        for key in keys:  # _positions, inline: this runs for every event written
-            digest = blake2b(key.encode(), digest_size=16).digest()
-            h1 = int.from_bytes(digest[:8], "little")
-            h2 = int.from_bytes(digest[8:], "little") | 1
-            for i in range(HASHES):
-                p = (h1 + i * h2) % BITS
+        for key in keys:
+            for p in _positions(key):
                 bloom[p >> 3] |= 1 << (p & 7)
         conn.execute("INSERT OR REPLACE INTO event_key_blocks (block, bloom) VALUES (?, ?)", (block, bytes(bloom)))
 

@@ -158,9 +158,9 @@ def _drivers(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedel
         conds, params = _conditions(replace(Filter(), dests=f.dests), now, window)
         out.append((_probe(conn, f"SELECT 1 FROM messages INDEXED BY ix_messages_dest WHERE {conds[0]}", params),
                     "ix_messages_dest"))
-    if f.text:  # counted branch by branch (UNION ALL: a UNION gathered every match before the count stopped)
-        sub, params = text_match.ids_sql(f.text, f.text_number, f.text_messages)
-        out.append((_probe(conn, sub.replace(" UNION ", " UNION ALL "), params), TEXT_INDEX))
+    if f.text:
+        sub, params = text_match.ids_sql(f.text, f.text_number, f.text_messages, union="UNION ALL")
+        out.append((_probe(conn, sub, params), TEXT_INDEX))
     for flag in f.flags:
         if flag in STORED_FLAGS:
             out.append((_probe(conn, f"SELECT 1 FROM messages WHERE {flag_condition(flag)}", []), f"ix_messages_flag_{flag}"))

@@ -31,9 +31,11 @@ def ranges(text: str, number: str = "") -> list[tuple[str, str, str]]:
     return out
 
 
-def ids_sql(text: str, number: str = "", messages: Sequence[str] = ()) -> tuple[str, list[Any]]:
+def ids_sql(text: str, number: str = "", messages: Sequence[str] = (), *, union: str = "UNION") -> tuple[str, list[Any]]:
     """Free text: the ids of the messages it matches (`ranges`), each branch an index range,
-    and `messages` (those with an event of that id): for a text that matches few."""
+    and `messages` (those with an event of that id): for a text that matches few. `union`:
+    "UNION ALL" to count matches branch by branch, stopping at a limit (a UNION gathers every
+    match before it yields one)."""
     branches, params = [], []
     for column, lo, hi in ranges(text, number):
         branches.append(f"SELECT id FROM messages WHERE {column} >= ? AND {column} < ?")
@@ -41,7 +43,7 @@ def ids_sql(text: str, number: str = "", messages: Sequence[str] = ()) -> tuple[
     if messages:
         branches.append(f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(messages))})")
         params.extend(messages)
-    return " UNION ".join(branches), params
+    return f" {union} ".join(branches), params
 
 
 def row_sql(text: str, number: str = "", messages: Sequence[str] = (), t: str = "") -> tuple[str, list[Any]]:

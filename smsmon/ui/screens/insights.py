@@ -180,19 +180,18 @@ class InsightsScreen(SubScreen):
                         for r in d[f"by_{dim}"]], "No messages in this period.")
         for name, title in (("cost-network", "Cost by network"), ("cost-day", "Cost per day sent (UTC days)")):
             self._fill(name, title, [], [], "reading the prices and costs …")
-        counted = ("counting …" if d["stale_count"] is None
-                   else f"more than {d['stale_count']:,}" if d["stale_more"] else f"{d['stale_count']:,}")
-        self._fill_stale(d, counted)
+        self._fill_stale(d)
 
     def _show_stale(self, d: dict[str, Any], found: dict[str, Any]) -> None:
         """The stale messages, read apart (a filter the aggregates cannot answer)."""
         if d is not self.data:  # the screen has moved on to another period or filter
             return
         d.update(found)
-        n = d["stale_count"]
-        self._fill_stale(d, f"more than {n:,}" if d["stale_more"] else f"{n:,}")
+        self._fill_stale(d)
 
-    def _fill_stale(self, d: dict[str, Any], counted: str) -> None:
+    def _fill_stale(self, d: dict[str, Any]) -> None:
+        n = d["stale_count"]  # None: still being read apart
+        counted = "counting …" if n is None else f"more than {n:,}" if d["stale_more"] else f"{n:,}"
         self._fill("stale", f"Stale messages: {counted}, not final and silent for {human_duration(self.window.total_seconds())}"
                    " (any time)", [f"last event ({self.zone.label})", "message", "status", "to"],
                    [([self.zone.show(m["last_event_at"], seconds=False), m["id"], m["status"], m["dest"] or ""],
