@@ -397,3 +397,15 @@ async def test_two_serves_on_one_postgresql_relay_each_callback_once(pg_server) 
         assert sorted(ids) == sorted(f"e{i}" for i in range(60)), sorted(k for k, n in Counter(ids).items() if n > 1)
     finally:
         await target.stop()
+
+
+async def test_stopping_while_the_idle_forwarder_is_woken_still_stops(db) -> None:
+    """Once seen in CI: a commit woke the idle forwarder in the same turn of the loop as the
+    ingest stopped it. asyncio.wait_for (3.11) then returned the wake-up and dropped the
+    cancellation, the forwarder went on for good, and `stop` (Ctrl+C on serve) waited forever."""
+    async with live(db, "http://127.0.0.1:9/") as (ingest, _):
+        await asyncio.sleep(0.3)  # the forwarder has looked at the empty outbox and idles, waiting to be woken
+        assert ingest.forwarder is not None
+        ingest.forwarder._wake.set()
+        async with asyncio.timeout(10):
+            await ingest.stop()  # the same turn of the loop as the wake-up

@@ -178,8 +178,9 @@ class Forwarder:
                 await asyncio.sleep(ROUND_GAP_S)
             elif not busy:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), IDLE_S)
+                try:  # asyncio.timeout, not wait_for: in 3.11 wait_for drops a cancellation that comes
+                    async with asyncio.timeout(IDLE_S):  # with the wake-up, and stop() then waited for good
+                        await self._wake.wait()
                 except TimeoutError:
                     pass  # nothing new: look at the outbox again anyway (rows whose backoff ended)
 
