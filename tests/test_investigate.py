@@ -25,7 +25,7 @@ from smsmon.lifecycle import fold
 from smsmon.store.backend import open_reader, open_writer
 from smsmon.timeutil import UTC_ZONE, DisplayZone, fmt, now_utc
 from smsmon.providers import eazita, zeckta
-from tests.helpers import DATA, KARACHI, NOW, arg, callback, eevent, report_row, zevent
+from tests.helpers import DATA, KARACHI, NOW, arg, callback, eevent, report_row, rows, zevent
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Any:
@@ -258,6 +258,33 @@ def test_an_event_id_finds_its_message_among_many(db) -> None:
         r = run("show", event_id, "--json", "--db", arg(db))
         assert r.exit_code == 0 and json.loads(r.stdout)["message"]["id"] == message
     assert run("show", "ev-9-9", "--db", arg(db)).exit_code == 1
+
+
+def test_the_event_id_filters_keep_their_format_on_disk(db) -> None:
+    """A file's filters are read by every later smsmon: each block's bits are exactly those of
+    the documented hash (the two little-endian 64-bit halves of a key's 16-byte BLAKE2b, h2 made
+    odd, positions (h1 + i * h2) % BITS for i < 7), however a commit spans the blocks."""
+    from hashlib import blake2b
+
+    from smsmon.store import keyindex
+
+    keys: dict[int, list[str]] = {}
+    with open_writer(db) as w:
+        for chunk in range(3):  # the third commit spans blocks 0 and 1
+            w.apply([zevent("MESSAGE_SENT", uuid=f"f{chunk}-{i}", event_id=f"fmt-{chunk}-{i}") for i in range(2000)])
+    for event_id, key in rows(db, "SELECT id, event_key FROM events"):
+        keys.setdefault(event_id // keyindex.BLOCK, []).append(key)
+    stored = {block: bytes(bloom) for block, bloom in rows(db, "SELECT block, bloom FROM event_key_blocks")}
+    assert sorted(stored) == [0, 1]
+    for block, block_keys in keys.items():
+        expected = bytearray(keyindex.BITS // 8)
+        for key in block_keys:
+            digest = blake2b(key.encode(), digest_size=16).digest()
+            h1, h2 = int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little") | 1
+            for i in range(7):
+                p = (h1 + i * h2) % keyindex.BITS
+                expected[p // 8] |= 1 << (p % 8)
+        assert stored[block] == bytes(expected)
 
 
 def test_an_event_id_in_the_filter_finds_its_message_and_one_that_arrives_later(db) -> None:
