@@ -14,11 +14,12 @@ within 5 % of the exact one (the bucket's middle is reported).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Iterable
 
-from smsmon.lifecycle import MessageState
+from smsmon.lifecycle import MessageState, Outcome, Status, outcome_of
 
 BUCKET_BASE = 1.1
 BUCKET_FLOOR = 0.01  # seconds; anything faster is bucket 0
@@ -41,61 +42,104 @@ def bucket_value(b: int) -> float:
 
 
 def dims(state: MessageState) -> tuple[str, str, str, str, str]:
-    a = state.attrs
-    return (state.provider, state.raw_status or "", state.error_code or "", a.get("network") or "", a.get("country_code") or "")
+    a = state.attrs.get
+    return (state.provider, state.raw_status or "", state.error_code or "", a("network") or "", a("country_code") or "")
+
+
+# The message counts per value kept in `facet_counts` (the unfiltered figures). A value of None
+# is not counted: the fail_* dimensions count only messages not delivered.
+FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network",
+          "fail_status", "latency")  # latency: delivered ones by time-to-deliver bucket (unfiltered percentiles)
+PlaceKey = tuple[str, Status, "str | None", tuple[str, str, str, str, str], "int | None"]
 
 
 class Place:
-    """Where one message is counted: its hour, its day, its dimensions, its events, its latency bucket."""
+    """Where one message is counted: its hour, its dimensions, its events, its latency bucket.
+    Every maintained count of a message follows from its `key` (hour, status, raw status,
+    dimensions, bucket) and its events: the writer makes two places per message per batch and
+    moves between keys, and only the few distinct keys of a batch are turned into rows."""
 
-    __slots__ = ("hour", "day", "dims", "events", "bucket")
+    __slots__ = ("hour", "dims", "events", "bucket", "key")
 
     def __init__(self, state: MessageState) -> None:
-        t = state.last_event_at or ""
-        self.hour, self.day = t[:13], t[:10]
-        self.dims = dims(state)
+        self.hour = hour = (state.last_event_at or "")[:13]
+        self.dims = d = dims(state)
         self.events = state.events_count
         seconds = state.deliver_seconds
-        self.bucket = bucket(seconds) if seconds is not None else None
+        self.bucket = b = bucket(seconds) if seconds is not None else None
+        self.key: PlaceKey = (hour, state.status, state.raw_status, d, b)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Place) and (self.hour, self.dims, self.events, self.bucket) == (
-            other.hour, other.dims, other.events, other.bucket)
+        return isinstance(other, Place) and self.key == other.key and self.events == other.events
+
+
+@functools.lru_cache(maxsize=4096)  # a batch's messages share a few dozen of these
+def facet_values(status: Status, raw_status: str | None, d: tuple[str, str, str, str, str],
+                 b: int | None) -> tuple[str | None, ...]:
+    """A message's value of each of FACETS, from its Place's key (without the hour)."""
+    provider, _, error, network, country = d
+    outcome = outcome_of(provider, status)
+    latency = str(b) if b is not None else None
+    if outcome is Outcome.NOT_DELIVERED:
+        return (status.value, outcome.value, provider, error, network, country, f"{provider}:{error}", network,
+                f"{provider}:{raw_status}", latency)
+    return (status.value, outcome.value, provider, error, network, country, None, None, None, latency)
 
 
 class Deltas:
-    """The changes of one batch to the four tables, added up before they are written."""
+    """The changes of one batch (or one prune) to the maintained counts, added up per Place key
+    before they are turned into rows: the aggregate tables' (`rows`) and facet_counts' (`facets`)."""
 
     def __init__(self) -> None:
-        self.hour: Counter = Counter()
-        self.day: Counter = Counter()
-        self.hour_events: Counter = Counter()
-        self.day_events: Counter = Counter()
-        self.latency_hour: Counter = Counter()
-        self.latency_day: Counter = Counter()
+        # defaultdict, not Counter: a Counter's missing key is a Python call, made for most keys here.
+        self.n: defaultdict[PlaceKey, int] = defaultdict(int)
+        self.events: defaultdict[PlaceKey, int] = defaultdict(int)
 
-    def move(self, before: Place | None, after: Place) -> None:
-        if before == after:
-            return
-        for place, sign in ((before, -1), (after, 1)):
-            if place is None:
-                continue
-            hk, dk = (place.hour, *place.dims), (place.day, *place.dims)
-            self.hour[hk] += sign
-            self.day[dk] += sign
-            self.hour_events[hk] += sign * place.events
-            self.day_events[dk] += sign * place.events
-            if place.bucket is not None:
-                p, _, code, net, country = place.dims
-                self.latency_hour[(place.hour, p, code, net, country, place.bucket)] += sign
-                self.latency_day[(place.day, p, code, net, country, place.bucket)] += sign
+    def move(self, before: Place | None, after: Place | None) -> None:
+        """One message out of the counts of `before` (None: it is new) into those of `after` (None: it goes)."""
+        if before is not None:
+            if after is not None and before.key == after.key and before.events == after.events:
+                return
+            self.n[before.key] -= 1
+            self.events[before.key] -= before.events
+        if after is not None:
+            self.n[after.key] += 1
+            self.events[after.key] += after.events
 
     def rows(self) -> Iterable[tuple[str, list[tuple]]]:
         """(table, [key..., n, events]) rows to upsert, changes that cancel out left out."""
-        for table, counts, events in (("agg_hour", self.hour, self.hour_events), ("agg_day", self.day, self.day_events)):
-            yield table, [(*k, n, events[k]) for k, n in counts.items() if n or events[k]]
-        for table, counts in (("agg_latency_hour", self.latency_hour), ("agg_latency_day", self.latency_day)):
-            yield table, [(*k, n) for k, n in counts.items() if n]
+        tables: dict[str, defaultdict] = {t: defaultdict(int) for t in UPSERT}
+        hour_events: defaultdict = defaultdict(int)
+        day_events: defaultdict = defaultdict(int)
+        for key, n in self.n.items():
+            events = self.events[key]
+            if not n and not events:
+                continue
+            hour, _, _, d, b = key
+            day = hour[:10]
+            hk, dk = (hour, *d), (day, *d)
+            tables["agg_hour"][hk] += n
+            tables["agg_day"][dk] += n
+            hour_events[hk] += events
+            day_events[dk] += events
+            if b is not None and n:
+                p, _, code, net, country = d
+                tables["agg_latency_hour"][(hour, p, code, net, country, b)] += n
+                tables["agg_latency_day"][(day, p, code, net, country, b)] += n
+        for table, events_of in (("agg_hour", hour_events), ("agg_day", day_events)):
+            yield table, [(*k, n, events_of[k]) for k, n in tables[table].items() if n or events_of[k]]
+        for table in ("agg_latency_hour", "agg_latency_day"):
+            yield table, [(*k, n) for k, n in tables[table].items() if n]
+
+    def facets(self) -> defaultdict[tuple[str, str], int]:
+        """(dimension, value) -> the change of its count in facet_counts."""
+        out: defaultdict[tuple[str, str], int] = defaultdict(int)
+        for (_, status, raw_status, d, b), n in self.n.items():
+            if n:
+                for dim, value in zip(FACETS, facet_values(status, raw_status, d, b)):
+                    if value is not None:
+                        out[(dim, value)] += n
+        return out
 
 
 UPSERT = {

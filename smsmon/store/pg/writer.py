@@ -40,8 +40,8 @@ from smsmon.store.pg.connection import Connection, clean, connect, pg_error, poo
 from smsmon.store.pg.schema import migrate
 from smsmon.store.schema import MESSAGE_COLUMNS
 from smsmon.store.writer import (
-    _INSERT_EVENT, _INSERT_MESSAGE, _LOAD_MESSAGE, _UPDATE_MESSAGE, EVENTS_MINUTE_KEEP, FACETS, POLL_RUN_COLUMNS,
-    POLL_RUN_LIMIT, RECEIVED_AT, Applied, _facet_values, changes, _flags_text, _message_row, _Slot, _state_from_row,
+    _INSERT_EVENT, _INSERT_MESSAGE, _LOAD_MESSAGE, _UPDATE_MESSAGE, _update_params, EVENTS_MINUTE_KEEP, POLL_RUN_COLUMNS,
+    POLL_RUN_LIMIT, RECEIVED_AT, Applied, changes, _flags_text, _message_row, _Slot, _state_from_row,
 )
 from smsmon.timeutil import fmt, parse_iso
 
@@ -158,7 +158,7 @@ class PgWriter:
         StoreUnavailable (server down, locked) with nothing committed."""
         if not events and not dead_letters and not poll_runs and not work:
             return []
-        packed = [self.codec.pack(ev.raw) for ev in events]  # compressed once, outside the transaction
+        packed = list(map(self.codec.packer(), (ev.raw for ev in events)))  # compressed once, outside the transaction
         demo = self.demo
 
         def batch(conn: Connection) -> list[Applied]:
@@ -191,7 +191,7 @@ class PgWriter:
         """Within a transaction (`run`'s work): apply events, and write the outbox rows of the
         new ones that `forward` names (smsmon.store.outbox)."""
         assert self.conn is not None, "stage() runs inside run()'s transaction"
-        return self._stage(self.conn, events, [self.codec.pack(ev.raw) for ev in events], forward)
+        return self._stage(self.conn, events, list(map(self.codec.packer(), (ev.raw for ev in events))), forward)
 
     def _stage(self, conn: Connection, events: Sequence[Event], packed: list[bytes],
                forward: Sequence[str | None] | None) -> list[Applied]:
@@ -224,7 +224,7 @@ class PgWriter:
             for row in conn.execute(f"SELECT {_LOAD_MESSAGE} FROM messages WHERE id = ANY(?) ORDER BY id FOR UPDATE", (mids,)):
                 r = dict(zip(MESSAGE_COLUMNS, row))
                 state = _state_from_row(r)
-                slots[r["id"]] = _Slot(state, r["seq"], False, r["last_event_id"], _facet_values(state), Place(state))
+                slots[r["id"]] = _Slot(state, r["seq"], False, r["last_event_id"], Place(state))
             seen: dict[int, tuple[set[str], set[int]]] = {s.seq: (set(), set()) for s in slots.values()}
             if seen:
                 for seq, key, fp in conn.execute("SELECT message_seq, event_key, fingerprint FROM events"
@@ -238,8 +238,7 @@ class PgWriter:
             mid = clean(ev.message_id)
             slot = slots.get(mid)
             if slot is None:
-                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), 0, True, None,
-                                          (None,) * len(FACETS), None)
+                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), 0, True, None, None)
                 plan.new.append(mid)
             key, fp = (mid, clean(ev.event_key)), (mid, ev.fingerprint)
             duplicate = key in plan.keys or fp in plan.fps
@@ -281,7 +280,7 @@ class PgWriter:
         new_rows = [_message_row(slots[mid]) for mid in plan.new]
         old_rows = [_message_row(s) for mid, s in sorted(slots.items()) if not s.is_new]
         conn.executemany(_INSERT_MESSAGE, new_rows)
-        conn.executemany(_UPDATE_MESSAGE, [row[1:] + row[:1] for row in old_rows])
+        conn.executemany(_UPDATE_MESSAGE, [_update_params(row) for row in old_rows])
         conn.executemany(_INSERT_EVENT, event_rows)
         self._bloom(conn, [(row[0], row[1]) for row in event_rows])
         self._count_minutes(conn, [row[RECEIVED_AT] for row in event_rows])
