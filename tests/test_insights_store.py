@@ -5,7 +5,6 @@ messages it counts. Real SQLite files and PostgreSQL schemas."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sqlite3
 import time
 from contextlib import asynccontextmanager
 from datetime import timedelta

@@ -13,7 +13,7 @@ import click
 
 from smsmon.cli import cli
 from smsmon.present import plural
-from smsmon.cli.options import CONTEXT, ZONE, json_option, settings_options
+from smsmon.cli.options import CONTEXT, ZONE, settings_options
 from smsmon.cli.output import json_out, progress
 from smsmon.config import Address
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable
 
 from smsmon.errors import Ambiguous, LookupFailed
 from smsmon.filters import NONE, Filter

@@ -18,14 +18,14 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from smsmon.filters import NONE, Filter
 from smsmon.lifecycle import WATCH_WINDOW, Outcome, is_final, normalize, outcome_of
 from smsmon.store import aggregates
 from smsmon.store.queries import TOP, _plan
 from smsmon.store.totals import stored_events
-from smsmon.timeutil import UTC, fmt, now_utc
+from smsmon.timeutil import fmt, now_utc
 
 FACET_DIMS = ("status", "outcome", "provider", "error_code", "network", "country_code")
 # Below these, percentiles come from the times themselves (read in a few ms), not the histogram.

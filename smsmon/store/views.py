@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from smsmon.errors import LookupFailed
-from smsmon.filters import NONE, Filter
+from smsmon.filters import Filter
 from smsmon.lifecycle import Outcome
 from smsmon.store import queries
 from smsmon.store import stats as figures
-from smsmon.timeutil import UTC, fmt, now_utc, parse_iso, seconds_between
+from smsmon.timeutil import fmt, now_utc, seconds_between
 
 STREAM_EVENTS = 200  # new events a snapshot carries at most: the newest of a burst
 STALE_SHOWN = 50

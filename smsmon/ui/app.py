@@ -34,7 +34,7 @@ from smsmon.store.reader import Reader
 from smsmon.store import stats as figures
 from smsmon.store.views import Snapshot
 from smsmon.timeutil import UTC_ZONE, DisplayZone, now_utc
-from smsmon.ui.first_look import PAGE, FirstLook, Screenful, app_reader, read_screen
+from smsmon.ui.first_look import PAGE, FirstLook, Screenful, read_screen
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.messages import DataChanged
 from smsmon.ui.screens.main import MainScreen

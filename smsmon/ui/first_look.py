@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Callable
 
 from smsmon.errors import SmsmonError

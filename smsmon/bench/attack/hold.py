@@ -61,13 +61,12 @@ async def _attacker(t: Target, kind: str, i: int, stop: asyncio.Event, held: Hel
                 if kind == "slow body":
                     writer.write(b"{")  # a byte a second
                 try:
-                    got = await asyncio.wait_for(reader.read(4096), 1.0)
+                    await asyncio.wait_for(reader.read(4096), 1.0)
                 except TimeoutError:
                     continue
                 held.closed_by_server[kind] += 1
                 if kind == "slow body":
                     held.slow_cut_after.append(time.perf_counter() - started)
-                del got
                 break
         except OSError:
             held.closed_by_server[kind] += 1
