@@ -1,10 +1,11 @@
 """The one writer (SPEC §2): applies batches of events in single transactions with the merge rule.
 
-Per batch: one query loads the touched messages, and a point query per event of an existing
-message asks whether its event id or fingerprint is stored for it; then the merge runs in
-Python (smsmon.lifecycle.apply), and events, messages and the maintained facet counts are
-written with executemany. Each message is written once per batch, however many of its
-events the batch holds.
+Per batch: one query per chunk of messages loads the touched messages, and one more reads the
+event ids and fingerprints they have stored (rule 1); then the merge runs in Python
+(smsmon.lifecycle.apply), and events and messages are written with executemany. Each message
+is written once per batch, however many of its events the batch holds. The maintained counts
+(facet_counts and the aggregates) move each changed message from its Place before the batch to
+its Place after it, added up per Place key: a batch writes a row per distinct key, not per message.
 """
 
 from __future__ import annotations
