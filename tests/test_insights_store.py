@@ -11,7 +11,7 @@ import pytest
 from smsmon import filters
 from smsmon.errors import FilterError
 from smsmon.sim.generate import fill
-from smsmon.store import queries
+from smsmon.store import insights, queries
 from smsmon.store.backend import open_reader
 from smsmon.store.reader import Reader
 from smsmon.timeutil import UTC
@@ -108,3 +108,31 @@ def test_stale_messages_of_a_filter_the_counts_cannot_answer_are_counted_apart_u
         by_provider = short.insights_period(filters.parse("provider:zeckta", NOW), period=period, now=NOW)
         assert by_provider["stale_count"] > 3 and not by_provider["stale_more"] and by_provider["stale"]
         assert short.insights_stale(filters.parse("provider:zeckta", NOW), now=NOW)["stale_count"] == by_provider["stale_count"]
+
+
+def _costs(d: dict) -> tuple[dict, dict]:
+    by_day = {(r["day"], r["provider"]): (r["priced"], r["cost"]) for r in d["cost_by_day"]}
+    by_network = {(r["provider"], r["network"]): (r["priced"], r["messages"], r["cost"]) for r in d["cost_by_network"]}
+    return by_day, by_network
+
+
+@pytest.mark.parametrize("text", [
+    "", "provider:eazita", "status:failed network:Zong,none", "country:GH", "status:open", "status:stale",
+    "error:none", "since:2026-11-22T07:25:00Z", "provider:zeckta since:2026-11-22T13:40:30Z until:2026-11-23T09:10:00Z",
+])
+@pytest.mark.parametrize("period", [timedelta(hours=1), timedelta(hours=24), timedelta(days=7)])
+def test_costs_from_the_counts_equal_the_costs_of_the_messages(reader, monkeypatch, text, period) -> None:
+    """Issue 11: a filter the aggregates answer reads its costs from agg_cost_hour (and the
+    minutes at the edges of its period from the messages): the same figures as reading every
+    message of the period, to the millionth."""
+    f = filters.parse(text, NOW)
+    counted = _costs(reader.insights_costs(f, period=period, now=NOW))
+    monkeypatch.setattr(insights, "_counted_costs", insights._read_costs)  # the reference: every message read
+    read = _costs(reader.insights_costs(f, period=period, now=NOW))
+    for got, want in zip(counted, read):
+        assert got.keys() == want.keys()
+        for key, values in want.items():
+            assert got[key][:-1] == values[:-1], key  # the counts
+            assert got[key][-1] == pytest.approx(values[-1], abs=1e-6 * values[0]), key  # the cost
+    if text == "" and period == timedelta(days=7):
+        assert counted[0] and counted[1]  # something was compared

@@ -271,17 +271,36 @@ def test_a_version_1_database_is_upgraded_with_its_data(pg_server) -> None:
     conn = connect(db)
     for statement in ("DROP TABLE forward_outbox", "DROP TABLE meta", "ALTER TABLE dead_letters DROP COLUMN headers",
                       "ALTER TABLE dead_letters DROP COLUMN body_bytes", "ALTER TABLE dead_letters DROP COLUMN replayed_at",
-                      "DELETE FROM schema_versions WHERE version = 2"):
+                      "DROP TABLE agg_cost_hour", "DELETE FROM schema_versions WHERE version >= 2"):
         conn.execute(statement)
     conn.close()
     with open_reader(db) as r:  # a reader brings it up to date, as on SQLite
         assert r.stats(None).messages == 1
-    assert [v for (v,) in rows(db, "SELECT version FROM schema_versions ORDER BY 1")] == [1, 2]
+    assert [v for (v,) in rows(db, "SELECT version FROM schema_versions ORDER BY 1")] == [1, 2, 3]
     assert state(db) == before
     assert rows(db, "SELECT reason, body, headers, body_bytes FROM dead_letters") == [("invalid_json", "{nope", None, None)]
     with open_writer(db) as w:
         w.apply([zevent(uuid="m2", event_id="e3")], forward=["application/json"])
     assert rows(db, "SELECT message_id, content_type FROM forward_outbox") == [("zeckta:m2", "application/json")]
+
+
+def test_a_version_2_database_gets_the_costs_its_writer_would_have_kept(pg_server) -> None:
+    """Schema step 3 (the SQLite store's v6: agg_cost_hour) on a database that holds data: filled
+    from the messages, the same rows the writer keeps (a cost rounded to millionths the same way)."""
+    from smsmon.sim.generate import fill
+
+    db = schema_url(pg_server)
+    fill(db, messages=300, seed=12, days=2)
+    kept = sorted(rows(db, "SELECT * FROM agg_cost_hour WHERE priced != 0"))
+    assert sum(r[7] for r in kept) > 100
+    conn = connect(db)
+    for statement in ("DROP TABLE agg_cost_hour", "DELETE FROM schema_versions WHERE version = 3"):
+        conn.execute(statement)
+    conn.close()
+    with open_reader(db) as r:  # a reader brings it up to date
+        assert r.stats(None).messages == 300
+    assert [v for (v,) in rows(db, "SELECT version FROM schema_versions ORDER BY 1")] == [1, 2, 3]
+    assert sorted(rows(db, "SELECT * FROM agg_cost_hour")) == kept
 
 
 def test_processes_starting_at_once_on_an_empty_database_build_the_schema_once(pg_server) -> None:

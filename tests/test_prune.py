@@ -40,6 +40,7 @@ def _maintained(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
         "facet_counts": sorted(r for r in rows(conn, "SELECT dim, value, n FROM facet_counts WHERE n != 0") if r[0] != "pruned"),
         **{t: sorted(rows(conn, f"SELECT * FROM {t} WHERE n != 0 OR events != 0")) for t in ("agg_hour", "agg_day")},
         **{t: sorted(rows(conn, f"SELECT * FROM {t} WHERE n != 0")) for t in ("agg_latency_hour", "agg_latency_day")},
+        "agg_cost_hour": sorted(rows(conn, "SELECT * FROM agg_cost_hour WHERE priced != 0 OR cost_micros != 0")),
     }
 
 
@@ -49,6 +50,7 @@ def _recounted(path: Path, tmp: Path) -> dict[str, list[tuple]]:
     shutil.copy(path, copy)
     conn = sqlite3.connect(copy)
     aggregates.rebuild(conn)
+    aggregates.rebuild_costs(conn)
     conn.execute("DELETE FROM facet_counts")
     facets: Counter = Counter()
     for row in conn.execute(f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"):
@@ -278,6 +280,7 @@ def maintained(db) -> dict[str, list[tuple]]:
         "facet_counts": sorted(r for r in rows(db, "SELECT dim, value, n FROM facet_counts WHERE n != 0") if r[0] != "pruned"),
         **{t: sorted(rows(db, f"SELECT * FROM {t} WHERE n != 0 OR events != 0")) for t in ("agg_hour", "agg_day")},
         **{t: sorted(rows(db, f"SELECT * FROM {t} WHERE n != 0")) for t in ("agg_latency_hour", "agg_latency_day")},
+        "agg_cost_hour": sorted(rows(db, "SELECT * FROM agg_cost_hour WHERE priced != 0 OR cost_micros != 0")),
     }
 
 

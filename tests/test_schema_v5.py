@@ -60,7 +60,7 @@ def test_a_v4_database_is_upgraded_with_its_data(v4_db: Path, tmp_path: Path) ->
     events = rows(db, "SELECT id, event_key, source FROM events ORDER BY id")
     with Writer(db) as w:
         assert not w.demo  # schema 4 knew no demo mark
-    assert rows(db, "PRAGMA user_version") == [(5,)] == [(schema.SCHEMA_VERSION,)]
+    assert rows(db, "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]  # 5, and what came after
     assert rows(db, "SELECT id, status, events_count, flags FROM messages ORDER BY id") == before
     assert rows(db, "SELECT id, event_key, source FROM events ORDER BY id") == events
     assert rows(db, "SELECT reason, headers, body_bytes, replayed_at FROM dead_letters") == [

@@ -48,11 +48,18 @@ BATCH = 500
 VACUUM_STEP = 1024
 
 _LOAD = ", ".join(MESSAGE_COLUMNS)
-_AGG_KEYS = {
-    "agg_hour": "span = ? AND provider = ? AND raw_status = ? AND error_code = ? AND network = ? AND country_code = ?",
-    "agg_latency_hour": "span = ? AND provider = ? AND error_code = ? AND network = ? AND country_code = ? AND bucket = ?",
+_BY_DIMS = "span = ? AND provider = ? AND raw_status = ? AND error_code = ? AND network = ? AND country_code = ?"
+_BY_BUCKET = "span = ? AND provider = ? AND error_code = ? AND network = ? AND country_code = ? AND bucket = ?"
+# Per aggregate table: one row by its key (the first `width` values of an upsert), and when it is
+# empty (then deleted, so that pruned spans leave no rows behind). Both stores' prunes use these.
+AGG_ROWS: dict[str, tuple[str, int, str]] = {
+    "agg_hour": (_BY_DIMS, 6, "n = 0 AND events = 0"),
+    "agg_day": (_BY_DIMS, 6, "n = 0 AND events = 0"),
+    "agg_latency_hour": (_BY_BUCKET, 6, "n = 0"),
+    "agg_latency_day": (_BY_BUCKET, 6, "n = 0"),
+    "agg_cost_hour": ("span = ? AND sent_day = ? AND provider = ? AND raw_status = ? AND error_code = ? AND network = ?"
+                      " AND country_code = ?", 7, "priced = 0 AND cost_micros = 0"),
 }
-_AGG_KEYS["agg_day"], _AGG_KEYS["agg_latency_day"] = _AGG_KEYS["agg_hour"], _AGG_KEYS["agg_latency_hour"]
 
 
 @dataclass
@@ -168,9 +175,8 @@ def prune_batch(conn: sqlite3.Connection, cutoff: str, limit: int = BATCH) -> Ba
     conn.execute("DELETE FROM facet_counts WHERE n = 0")
     for table, upserts in moves.rows():
         conn.executemany(aggregates.UPSERT[table], upserts)
-        empty = "n = 0 AND events = 0" if table in ("agg_hour", "agg_day") else "n = 0"
-        keys = [u[:6] for u in upserts]
-        conn.executemany(f"DELETE FROM {table} WHERE {_AGG_KEYS[table]} AND {empty}", keys)
+        where, width, empty = AGG_ROWS[table]
+        conn.executemany(f"DELETE FROM {table} WHERE {where} AND {empty}", [u[:width] for u in upserts])
     conn.executemany("UPDATE events_minute SET n = n + ? WHERE minute = ?", [(n, m) for m, n in minutes.items()])
     conn.execute("DELETE FROM events_minute WHERE n <= 0")
     for block in blocks:

@@ -300,7 +300,7 @@ class Reader:
         return self._run(insights.stale, self.localize(f), now=now, window=self.window)
 
     def insights_costs(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
-        """The insights screen's costs (read from the messages, apart from the rest)."""
+        """The insights screen's costs (read apart from the rest: smsmon.store.insights.costs)."""
         from smsmon.store import insights
 
         return self._run(insights.costs, self.localize(f), period=period, now=now, window=self.window)

@@ -174,7 +174,16 @@ def _v5(db: "sqlite_utils.Database") -> None:
     upgrade(db.conn)
 
 
-MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: "sqlite_utils.Database") -> None:
+    """What the priced messages cost, per hour of latest activity and day sent (`agg_cost_hour`),
+    kept by the writer: the insights screen's costs from the counts (issue 11)."""
+    from smsmon.store import aggregates
+
+    db.execute(aggregates.COST_SCHEMA)
+    aggregates.rebuild_costs(db.conn)
+
+
+MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

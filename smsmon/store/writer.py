@@ -111,7 +111,7 @@ def _flags_text(flags: Iterable[str]) -> str | None:
 
 def _facet_values(state: MessageState, place: Place | None = None) -> tuple[str | None, ...]:
     """The message's value of each of FACETS (`place`: its Place, where made already)."""
-    _, status, raw_status, d, b = (place or Place(state)).key
+    _, status, raw_status, d, b, _ = (place or Place(state)).key
     return aggregates.facet_values(status, raw_status, d, b)
 
 

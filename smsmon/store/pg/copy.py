@@ -35,7 +35,7 @@ from smsmon.store.schema import EVENT_COLUMNS, STORED_MESSAGE_COLUMNS, open_read
 from smsmon.timeutil import fmt, now_utc
 
 BATCH = 20_000  # rows per transaction: a Ctrl+C loses at most this many rows' work (about a second of it)
-DERIVED = ("facet_counts", "agg_hour", "agg_day", "agg_latency_hour", "agg_latency_day", "events_minute",
+DERIVED = ("facet_counts", "agg_hour", "agg_day", "agg_latency_hour", "agg_latency_day", "agg_cost_hour", "events_minute",
            "event_key_blocks")
 Progress = Callable[[str, int, int], None]  # (what, done, of)
 

@@ -22,16 +22,11 @@ from smsmon.database import PostgresUrl
 from smsmon.store import keyindex
 from smsmon.store.pg.connection import Connection
 from smsmon.store.pg.writer import BUMP_FACET, UPSERT, PgWriter
-from smsmon.store.prune import BATCH, Batch, PruneResult, _newest, leaving, plan, prune_others
+from smsmon.store.prune import AGG_ROWS, BATCH, Batch, PruneResult, _newest, leaving, plan, prune_others
 from smsmon.store.schema import MESSAGE_COLUMNS
 from smsmon.store.totals import PRUNED_EVENTS
 
 _LOAD = ", ".join(MESSAGE_COLUMNS)
-_AGG_KEYS = {
-    "agg_hour": "span = ? AND provider = ? AND raw_status = ? AND error_code = ? AND network = ? AND country_code = ?",
-    "agg_latency_hour": "span = ? AND provider = ? AND error_code = ? AND network = ? AND country_code = ? AND bucket = ?",
-}
-_AGG_KEYS["agg_day"], _AGG_KEYS["agg_latency_day"] = _AGG_KEYS["agg_hour"], _AGG_KEYS["agg_latency_hour"]
 
 
 def prune_batch(conn: Connection, cutoff: str, limit: int = BATCH) -> Batch:
@@ -65,8 +60,8 @@ def prune_batch(conn: Connection, cutoff: str, limit: int = BATCH) -> Batch:
     for table, upserts in moves.rows():
         upserts = sorted(upserts)
         conn.executemany(UPSERT[table], upserts)
-        empty = "n = 0 AND events = 0" if table in ("agg_hour", "agg_day") else "n = 0"
-        conn.executemany(f"DELETE FROM {table} WHERE {_AGG_KEYS[table]} AND {empty}", [u[:6] for u in upserts])
+        where, width, empty = AGG_ROWS[table]
+        conn.executemany(f"DELETE FROM {table} WHERE {where} AND {empty}", [u[:width] for u in upserts])
     conn.executemany("UPDATE events_minute SET n = n + ? WHERE minute = ?", sorted((n, m) for m, n in minutes.items()))
     conn.execute("DELETE FROM events_minute WHERE n <= 0")
     for block in sorted(blocks):

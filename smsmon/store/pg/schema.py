@@ -142,9 +142,22 @@ def _v2(conn: psycopg.Connection) -> None:
         conn.execute(statement)  # type: ignore[arg-type]
 
 
+def _v3(conn: psycopg.Connection) -> None:
+    """The SQLite store's schema 6 (smsmon.store.aggregates.COST_SCHEMA): the priced messages'
+    cost per hour of latest activity and day sent, filled from the messages."""
+    from smsmon.store import aggregates
+
+    conn.execute(f"CREATE TABLE agg_cost_hour (span {TEXT} NOT NULL, sent_day {TEXT} NOT NULL, provider {TEXT} NOT NULL,"  # type: ignore[arg-type]
+                 f" raw_status {TEXT} NOT NULL, error_code {TEXT} NOT NULL, network {TEXT} NOT NULL,"
+                 f" country_code {TEXT} NOT NULL, priced bigint NOT NULL, cost_micros bigint NOT NULL,"
+                 " PRIMARY KEY (span, sent_day, provider, raw_status, error_code, network, country_code))")
+    conn.execute(aggregates.PG_REBUILD_COSTS)  # type: ignore[arg-type]
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection], None]]] = [
     ("the tables of the SQLite store's schema 4, and the commit clock", _v1),
     ("the SQLite store's schema 5: meta (the demo mark), forward_outbox, dead letters' headers", _v2),
+    ("the SQLite store's schema 6: agg_cost_hour, the cost of priced messages per hour and day sent", _v3),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

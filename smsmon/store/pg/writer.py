@@ -63,6 +63,11 @@ UPSERT = {
     "agg_latency_day": "INSERT INTO agg_latency_day (span, provider, error_code, network, country_code, bucket, n)"
                        " VALUES (?,?,?,?,?,?,?) ON CONFLICT (span, provider, error_code, network, country_code, bucket)"
                        " DO UPDATE SET n = agg_latency_day.n + excluded.n",
+    "agg_cost_hour": "INSERT INTO agg_cost_hour (span, sent_day, provider, raw_status, error_code, network, country_code,"
+                     " priced, cost_micros) VALUES (?,?,?,?,?,?,?,?,?)"
+                     " ON CONFLICT (span, sent_day, provider, raw_status, error_code, network, country_code)"
+                     " DO UPDATE SET priced = agg_cost_hour.priced + excluded.priced,"
+                     " cost_micros = agg_cost_hour.cost_micros + excluded.cost_micros",
 }
 assert set(UPSERT) == set(aggregates.UPSERT)
 BUMP_FACET = ("INSERT INTO facet_counts (dim, value, n) VALUES (?, ?, ?)"
