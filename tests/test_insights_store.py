@@ -136,3 +136,26 @@ def test_costs_from_the_counts_equal_the_costs_of_the_messages(reader, monkeypat
             assert got[key][-1] == pytest.approx(values[-1], abs=1e-6 * values[0]), key  # the cost
     if text == "" and period == timedelta(days=7):
         assert counted[0] and counted[1]  # something was compared
+
+
+def test_a_cost_that_is_no_price_is_stored_and_left_out_of_the_costs(db, monkeypatch) -> None:
+    """What a stranger (or a broken provider) sends as a cost, however large, is stored with its
+    message and never fails a commit; the costs add up only prices below COST_LIMIT, read from
+    the counts or from the messages alike."""
+    from smsmon.store import aggregates
+    from smsmon.store.backend import open_writer
+    from tests.helpers import NOW as AT, zevent
+
+    odd = [1e308, 2.0 ** 64, 1e13, -1e13, float(aggregates.COST_LIMIT)]
+    with open_writer(db) as w:
+        w.apply([zevent("MESSAGE_DELIVERED", uuid=f"odd-{i}", event_id=f"o{i}", cost=c) for i, c in enumerate(odd)])
+        w.apply([zevent("MESSAGE_DELIVERED", uuid="fair", event_id="f1", cost=0.0125)])
+        w.apply([zevent("MESSAGE_FAILED", uuid=f"odd-{i}", event_id=f"p{i}", cost=c) for i, c in enumerate(odd)])
+    with open_reader(db) as r:
+        assert r.stats(None).messages == len(odd) + 1
+        counted = r.insights_costs(filters.Filter(), period=timedelta(hours=24), now=AT)
+        monkeypatch.setattr(insights, "_counted_costs", insights._read_costs)
+        read = r.insights_costs(filters.Filter(), period=timedelta(hours=24), now=AT)
+    for d in (counted, read):
+        assert [(row["priced"], row["cost"]) for row in d["cost_by_day"]] == [(1, pytest.approx(0.0125))]
+        assert [(row["priced"], row["messages"]) for row in d["cost_by_network"]] == [(1, len(odd) + 1)]

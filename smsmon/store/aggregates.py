@@ -53,12 +53,17 @@ FACETS = ("status", "outcome", "provider", "error_code", "network", "country_cod
           "fail_status", "latency")  # latency: delivered ones by time-to-deliver bucket (unfiltered percentiles)
 PlaceKey = tuple[str, Status, "str | None", tuple[str, str, str, str, str], "int | None", str]
 MICROS = 1_000_000  # costs are kept in millionths, as integers: sums of +/- floats would drift
+# A price or cost of a message is added up only below this (in the provider's currency): what a
+# provider (or a stranger at the listener) sends beyond is taken for an error, not a price. It
+# keeps the sums in 64-bit integers: 10^10 millionths a message, 9 x 10^8 messages an hour and key.
+COST_LIMIT = 10_000
+PRICED_SQL = f"abs(cost) < {COST_LIMIT}"  # the same test in SQL (NaN and NULL fail it)
 
 
 def micros(cost: object) -> int | None:
-    """A cost in millionths, rounded half away from zero as SQLite's round() and the migration
-    do; None for no cost (or one that is not a number)."""
-    if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+    """A cost in millionths, rounded half away from zero as the migrations' SQL does; None for no
+    cost, one that is not a number, and one of COST_LIMIT or more (not a price)."""
+    if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not -COST_LIMIT < cost < COST_LIMIT:
         return None
     x = cost * MICROS
     return int(x + 0.5) if x >= 0 else int(x - 0.5)
@@ -219,8 +224,9 @@ REBUILD_COSTS = (
 _HALF_AWAY = "cost * 1000000 + (CASE WHEN cost < 0 THEN -0.5 ELSE 0.5 END)"  # then truncated toward zero
 _SQLITE_REBUILD_COSTS = REBUILD_COSTS.format(
     micros=f"CAST({_HALF_AWAY} AS INTEGER)",
-    where=" INDEXED BY ix_messages_time WHERE last_event_at >= ? AND last_event_at < ? AND typeof(cost) IN ('integer', 'real')")
-PG_REBUILD_COSTS = REBUILD_COSTS.format(micros=f"trunc({_HALF_AWAY})::bigint", where=" WHERE cost IS NOT NULL")
+    where=" INDEXED BY ix_messages_time WHERE last_event_at >= ? AND last_event_at < ?"
+          f" AND typeof(cost) IN ('integer', 'real') AND {PRICED_SQL}")
+PG_REBUILD_COSTS = REBUILD_COSTS.format(micros=f"trunc({_HALF_AWAY})::bigint", where=f" WHERE {PRICED_SQL}")
 
 
 def rebuild_costs(conn) -> None:  # type: ignore[no-untyped-def]

@@ -116,13 +116,15 @@ def costs(conn: sqlite3.Connection, f: Filter, *, period: timedelta, now: dateti
 
 
 CostRow = tuple[str, str, "str | None", int, float, int]  # (day sent, provider, network, priced, cost, messages)
+# How many messages are priced, and their cost: a price of COST_LIMIT or more is not one (as agg_cost_hour counts).
+_PRICED = (f"count(CASE WHEN {aggregates.PRICED_SQL} THEN 1 END), total(CASE WHEN {aggregates.PRICED_SQL} THEN cost END)")
 
 
 def _read_costs(conn: sqlite3.Connection, fp: Filter, now: datetime, window: timedelta) -> list[CostRow]:
     """From the period's messages, in one pass (two took twice as long: 2.4 s for a week at 10M events)."""
     hint, conds, params = _plan(conn, fp, now, window)
     return conn.execute(
-        f"SELECT substr(coalesce(sent_at, first_event_at), 1, 10), provider, network, count(cost), total(cost), count(*)"
+        f"SELECT substr(coalesce(sent_at, first_event_at), 1, 10), provider, network, {_PRICED}, count(*)"
         f" FROM messages{hint} WHERE {' AND '.join(conds) or '1'} GROUP BY 1, 2, 3", params).fetchall()
 
 
@@ -145,7 +147,7 @@ def _counted_costs(conn: sqlite3.Connection, fp: Filter, now: datetime, window: 
     for raw_lo, raw_hi in raw:
         for day, p, raw_status, code, net, country, priced, cost in conn.execute(
                 "SELECT substr(coalesce(sent_at, first_event_at), 1, 10), provider, coalesce(raw_status, ''),"
-                " coalesce(error_code, ''), coalesce(network, ''), coalesce(country_code, ''), count(cost), total(cost)"
+                f" coalesce(error_code, ''), coalesce(network, ''), coalesce(country_code, ''), {_PRICED}"
                 " FROM messages INDEXED BY ix_messages_time"
                 f" WHERE last_event_at >= ? AND last_event_at < ? AND {pre} GROUP BY 1, 2, 3, 4, 5, 6",
                 [raw_lo, raw_hi, *pre_params]):

@@ -115,7 +115,7 @@ class InsightsScreen(SubScreen):
 
         def then(d: dict[str, Any]) -> None:
             self._show(d)
-            # Costs come from the messages themselves (the aggregates hold no prices): apart, after.
+            # Costs are read apart, after (under a filter no count answers, from the messages themselves).
             self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now), self._show_costs,
                               group="insight-costs")
             if d["stale_count"] is None:  # a filter the aggregates cannot answer: counted apart, after
