@@ -87,7 +87,9 @@ class _Slot:
     is_new: bool
     last_event_id: int | None
     place: Place | None  # where it was counted in the aggregates before this batch (None: new)
-    seen: tuple[set[str], set[int]] | None = None  # stored event keys and fingerprints (None: a new message)
+    # The event keys and fingerprints stored for it, and (in the SQLite writer, which adds them as it
+    # goes) those of this batch so far: rule 1. None for a new message in the PostgreSQL writer.
+    seen: tuple[set[str], set[int]] | None = None
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -358,8 +360,8 @@ class Writer:
             self.demo = origin.still_demo(conn, events)
         slots: dict[str, _Slot] = {}
         seen: dict[int, tuple[set[str], set[int]]] = {}  # by message seq
-        mids = list({e.message_id for e in events})
-        for chunk in _chunks(mids):
+        mids = [e.message_id for e in events]  # made once: an f-string per call
+        for chunk in _chunks(list(dict.fromkeys(mids))):
             q = f"SELECT {_LOAD_MESSAGE} FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
             for row in conn.execute(q, chunk):
                 r = dict(zip(MESSAGE_COLUMNS, row))
@@ -377,26 +379,21 @@ class Writer:
         next_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
         next_seq = (conn.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0) + 1
         pack = self.codec.packer()
-        batch_keys: set[tuple[str, str]] = set()
-        batch_fps: set[tuple[str, int]] = set()
         event_rows: list[tuple] = []
         results: list[Applied] = []
-        for ev in events:
-            mid = ev.message_id
+        for ev, mid in zip(events, mids):
             slot = slots.get(mid)
             if slot is None:
-                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None, None)
+                slot = slots[mid] = _Slot(MessageState(ev.provider, ev.provider_message_id), next_seq, True, None, None,
+                                          (set(), set()))
                 next_seq += 1
-            key, fp = (mid, ev.event_key), (mid, ev.fingerprint)
-            duplicate = key in batch_keys or fp in batch_fps
-            if not duplicate and slot.seen is not None:
-                duplicate = ev.event_key in slot.seen[0] or ev.fingerprint in slot.seen[1]
-            if duplicate:
+            keys, fingerprints = slot.seen  # type: ignore[misc]  # always set here
+            if ev.event_key in keys or ev.fingerprint in fingerprints:  # stored, or earlier in this batch
                 slot.state.duplicates_count += 1
                 results.append(_applied((ev.event_key, mid, True, None, _NO_FLAGS)))
                 continue
-            batch_keys.add(key)
-            batch_fps.add(fp)
+            keys.add(ev.event_key)
+            fingerprints.add(ev.fingerprint)
             flags = apply(slot.state, ev)
             event_rows.append((
                 next_id, ev.event_key, slot.seq, ev.source, ev.event_type, ev.raw_status, ev.status._value_, ev.error_code,
