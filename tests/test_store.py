@@ -285,3 +285,37 @@ def test_an_id_with_a_nul_byte_is_one_message(writer, db) -> None:
     writer.apply([zevent("MESSAGE_SENT", uuid="a\x00b", event_id="1")])
     writer.apply([zevent("MESSAGE_DELIVERED", uuid="a\x00b", event_id="2")])
     assert rows(db, "SELECT provider_message_id, status, events_count FROM messages") == [(f"a{nul(db)}b", "DELIVERED", 2)]
+
+
+def test_the_writer_holds_the_collector_off_for_a_batch_and_leaves_it_as_it_found_it(tmp_path, monkeypatch) -> None:
+    """Serve runs for months: a batch that left Python's cyclic collector off would leak every
+    reference cycle from then on. It is off while a batch is merged, and as it was after, also
+    when the batch fails, and stays off for an app that has not turned it on yet."""
+    import gc
+
+    from smsmon.store import writer as writer_module
+
+    seen: list[bool] = []
+    merge = writer_module.apply
+
+    def spying_apply(state, event):  # the merge rule, noting the collector's state as it runs
+        seen.append(gc.isenabled())
+        if event.event_key == "boom":
+            raise ZeroDivisionError
+        return merge(state, event)
+
+    monkeypatch.setattr(writer_module, "apply", spying_apply)
+    was = gc.isenabled()
+    try:
+        with Writer(tmp_path / "gc.db") as w:
+            gc.enable()
+            w.apply([zevent(uuid="g1", event_id="g1")])
+            assert gc.isenabled() and seen == [False]
+            with pytest.raises(ZeroDivisionError):
+                w.apply([zevent(uuid="g2", event_id="boom")])
+            assert gc.isenabled() and seen == [False, False]
+            gc.disable()  # as the command line leaves it until the app's first frame
+            w.apply([zevent(uuid="g3", event_id="g3")])
+            assert not gc.isenabled() and seen == [False, False, False]
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -40,8 +40,8 @@ from smsmon.store.pg.connection import Connection, clean, connect, pg_error, poo
 from smsmon.store.pg.schema import migrate
 from smsmon.store.schema import MESSAGE_COLUMNS
 from smsmon.store.writer import (
-    _INSERT_EVENT, _INSERT_MESSAGE, _LOAD_MESSAGE, _UPDATE_MESSAGE, _update_params, EVENTS_MINUTE_KEEP, POLL_RUN_COLUMNS,
-    POLL_RUN_LIMIT, RECEIVED_AT, Applied, changes, _flags_text, _message_row, _Slot, _state_from_row,
+    _INSERT_EVENT, _INSERT_MESSAGE, _LOAD_MESSAGE, _UPDATE_MESSAGE, _collector_waits, _update_params, EVENTS_MINUTE_KEEP,
+    POLL_RUN_COLUMNS, POLL_RUN_LIMIT, RECEIVED_AT, Applied, changes, _flags_text, _message_row, _Slot, _state_from_row,
 )
 from smsmon.timeutil import fmt, parse_iso
 
@@ -168,7 +168,7 @@ class PgWriter:
 
         def batch(conn: Connection) -> list[Applied]:
             self.demo = demo  # as before this try: a raced try is rolled back, the mark with it
-            applied = self._stage(conn, events, packed, forward)
+            applied = _collector_waits(self._stage, conn, events, packed, forward)
             if dead_letters:
                 deadletters.keep(conn, dead_letters, limit=self.dead_letter_limit,  # type: ignore[arg-type]
                                  max_bytes=self.dead_letter_bytes)
@@ -196,7 +196,8 @@ class PgWriter:
         """Within a transaction (`run`'s work): apply events, and write the outbox rows of the
         new ones that `forward` names (smsmon.store.outbox)."""
         assert self.conn is not None, "stage() runs inside run()'s transaction"
-        return self._stage(self.conn, events, list(map(self.codec.packer(), (ev.raw for ev in events))), forward)
+        return _collector_waits(self._stage, self.conn, events, list(map(self.codec.packer(), (ev.raw for ev in events))),
+                                forward)
 
     def _stage(self, conn: Connection, events: Sequence[Event], packed: list[bytes],
                forward: Sequence[str | None] | None) -> list[Applied]:
