@@ -25,6 +25,8 @@ from smsmon.lifecycle import MessageState, Outcome, Status, outcome_of
 BUCKET_BASE = 1.1
 BUCKET_FLOOR = 0.01  # seconds; anything faster is bucket 0
 DIMS = ("provider", "raw_status", "error_code", "network", "country_code")
+DIMS_SQL = ("provider, coalesce(raw_status, ''), coalesce(error_code, ''), coalesce(network, ''),"
+            " coalesce(country_code, '')")  # the same of a messages row ('' for none, as the tables hold it)
 # (span, provider, raw_status, error_code, network, country_code) for agg_*: the raw status, of
 # which the normalized one follows (and which tells Eazita's NOT_ALLOWED from its REJECTED);
 # for agg_latency_* the same without it (only delivered messages have a time to deliver) and
@@ -218,8 +220,7 @@ COST_SCHEMA = (
 # The same from the messages (the migrations, and tests' reference): `micros` in SQL.
 REBUILD_COSTS = (
     "INSERT INTO agg_cost_hour SELECT substr(last_event_at, 1, 13), substr(coalesce(sent_at, first_event_at, ''), 1, 10),"
-    " provider, coalesce(raw_status, ''), coalesce(error_code, ''), coalesce(network, ''), coalesce(country_code, ''),"
-    " count(*), sum({micros}) FROM messages{where} GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    f" {DIMS_SQL}, count(*), sum({{micros}}) FROM messages{{where}} GROUP BY 1, 2, 3, 4, 5, 6, 7"
 )
 _HALF_AWAY = "cost * 1000000 + (CASE WHEN cost < 0 THEN -0.5 ELSE 0.5 END)"  # then truncated toward zero
 _SQLITE_REBUILD_COSTS = REBUILD_COSTS.format(
@@ -245,10 +246,8 @@ def rebuild(conn) -> None:  # type: ignore[no-untyped-def]
     for t in ("agg_hour", "agg_day", "agg_latency_hour", "agg_latency_day"):
         conn.execute(f"DELETE FROM {t}")
     for table, span in (("agg_hour", 13), ("agg_day", 10)):
-        conn.execute(f"INSERT INTO {table} SELECT substr(last_event_at, 1, {span}), provider, coalesce(raw_status, ''),"
-                     " coalesce(error_code, ''),"
-                     " coalesce(network, ''), coalesce(country_code, ''), count(*), sum(events_count) FROM messages"
-                     " GROUP BY 1, 2, 3, 4, 5, 6")
+        conn.execute(f"INSERT INTO {table} SELECT substr(last_event_at, 1, {span}), {DIMS_SQL}, count(*),"
+                     " sum(events_count) FROM messages GROUP BY 1, 2, 3, 4, 5, 6")
     latency: Counter = Counter()
     for last, p, code, net, country, seconds in conn.execute(
             "SELECT last_event_at, provider, coalesce(error_code, ''), coalesce(network, ''), coalesce(country_code, ''),"

@@ -144,15 +144,10 @@ def _counted_costs(conn: sqlite3.Connection, fp: Filter, now: datetime, window: 
                 f" FROM agg_cost_hour WHERE {where} AND {pre} GROUP BY 1, 2, 3, 4, 5, 6", [*params, *pre_params]):
             if priced and figures._keeps(fp, p, raw_status, code, net, country):
                 out.append((day, p, net or None, priced, cost / aggregates.MICROS, 0))
-    for raw_lo, raw_hi in raw:
-        for day, p, raw_status, code, net, country, priced, cost in conn.execute(
-                "SELECT substr(coalesce(sent_at, first_event_at), 1, 10), provider, coalesce(raw_status, ''),"
-                f" coalesce(error_code, ''), coalesce(network, ''), coalesce(country_code, ''), {_PRICED}"
-                " FROM messages INDEXED BY ix_messages_time"
-                f" WHERE last_event_at >= ? AND last_event_at < ? AND {pre} GROUP BY 1, 2, 3, 4, 5, 6",
-                [raw_lo, raw_hi, *pre_params]):
-            if priced and figures._keeps(fp, p, raw_status, code, net, country):
-                out.append((day, p, net or None, priced, cost, 0))
+    for day, p, raw_status, code, net, country, priced, cost in figures.edge_groups(
+            conn, raw, pre, pre_params, f"substr(coalesce(sent_at, first_event_at), 1, 10), {aggregates.DIMS_SQL}, {_PRICED}"):
+        if priced and figures._keeps(fp, p, raw_status, code, net, country):
+            out.append((day, p, net or None, priced, cost, 0))
     messages: Counter = Counter()
     for (p, _, _, net, _), n in figures.collect(conn, fp, lo, hi).n.items():
         messages[(p, net or None)] += n

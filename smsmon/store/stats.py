@@ -197,18 +197,24 @@ def collect(conn: sqlite3.Connection, f: Filter, lo: datetime | None, hi: dateti
                         f" WHERE {where} AND {pre} GROUP BY 1, 2, 3, 4, 5", [*params, *pre_params]):
                     if _keeps(f, p, "DELIVERED", code, net, country):
                         tally.latency[b] += n
-    for raw_lo, raw_hi in raw:  # the minutes at the edges, counted by SQLite in groups
-        for p, raw_status, code, net, country, b, n, events in conn.execute(
-                "SELECT provider, coalesce(raw_status, ''), coalesce(error_code, ''), coalesce(network, ''),"
-                f" coalesce(country_code, ''), {BUCKET_SQL}, count(*), sum(events_count)"
-                " FROM messages INDEXED BY ix_messages_time"
-                f" WHERE last_event_at >= ? AND last_event_at < ? AND {pre} GROUP BY 1, 2, 3, 4, 5, 6",
-                [raw_lo, raw_hi, *pre_params]):
-            if _keeps(f, p, raw_status, code, net, country, open_only=open_only):
-                tally.add((p, raw_status, code, net, country), n, events)
-                if wants_latency and b is not None:
-                    tally.latency[b] += n
+    for p, raw_status, code, net, country, b, n, events in edge_groups(
+            conn, raw, pre, pre_params, f"{aggregates.DIMS_SQL}, {BUCKET_SQL}, count(*), sum(events_count)"):
+        if _keeps(f, p, raw_status, code, net, country, open_only=open_only):
+            tally.add((p, raw_status, code, net, country), n, events)
+            if wants_latency and b is not None:
+                tally.latency[b] += n
     return tally
+
+
+def edge_groups(conn: sqlite3.Connection, raw: list[tuple[str, str]], pre: str, pre_params: list[Any],
+                select: str) -> Iterator[tuple]:
+    """The messages of the raw ranges of `pieces` (the minutes at the edges of a period, which no
+    aggregate row holds alone), counted by SQLite in groups: `select` is six grouped columns,
+    then the sums."""
+    for lo, hi in raw:
+        yield from conn.execute(
+            f"SELECT {select} FROM messages INDEXED BY ix_messages_time"
+            f" WHERE last_event_at >= ? AND last_event_at < ? AND {pre} GROUP BY 1, 2, 3, 4, 5, 6", [lo, hi, *pre_params])
 
 
 def quick_stats(flt: Filter) -> bool:
