@@ -166,7 +166,7 @@ def views(r: Reader, db: Path) -> list[View]:
         View("insights dest:+23324*, 24 h", lambda: r.insights_period(filters.parse("dest:+23324*", now), period=DAY,
                                                                       now=now),
              summary(filters.parse("dest:+23324* since:24h", now))),
-        # the prices, which no aggregate holds, fill in after the rest of the insights screen
+        # the costs, read apart and filled in after the rest of the insights screen (agg_cost_hour since schema 6)
         View("insights costs, last 24 h", lambda: r.insights_costs(Filter(), period=DAY, now=now),
              summary(filters.parse("since:24h", now))),
         View("insights costs, last 7 days", lambda: r.insights_costs(Filter(), period=7 * DAY, now=now),

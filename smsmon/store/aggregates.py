@@ -72,22 +72,22 @@ def micros(cost: object) -> int | None:
 
 
 class Place:
-    """Where one message is counted: its hour, its dimensions, its events, its latency bucket.
-    Every maintained count of a message follows from its `key` (hour, status, raw status,
-    dimensions, bucket) and its events: the writer makes two places per message per batch and
-    moves between keys, and only the few distinct keys of a batch are turned into rows."""
+    """Where one message is counted. Every maintained count of a message follows from its `key`
+    (the hour of its latest activity, status, raw status, dimensions, latency bucket, day sent),
+    its events and its cost: the writer makes two places per message per batch and moves between
+    keys, and only the few distinct keys of a batch are turned into rows."""
 
-    __slots__ = ("hour", "dims", "events", "bucket", "cost", "key")
+    __slots__ = ("events", "cost", "key")
 
     def __init__(self, state: MessageState) -> None:
-        self.hour = hour = (state.last_event_at or "")[:13]
-        self.dims = d = dims(state)
         self.events = state.events_count
-        seconds = state.deliver_seconds
-        self.bucket = b = bucket(seconds) if seconds is not None else None
         self.cost = micros(state.attrs.get("cost"))
-        sent_day = (state.sent_at or state.first_event_at or "")[:10]  # the day insights' costs are shown by
-        self.key: PlaceKey = (hour, state.status, state.raw_status, d, b, sent_day)
+        seconds = state.deliver_seconds
+        self.key: PlaceKey = (
+            (state.last_event_at or "")[:13], state.status, state.raw_status, dims(state),
+            bucket(seconds) if seconds is not None else None,
+            (state.sent_at or state.first_event_at or "")[:10],  # the day insights' costs are shown by
+        )
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Place) and self.key == other.key and self.events == other.events

@@ -112,9 +112,9 @@ def _flags_text(flags: Iterable[str]) -> str | None:
     return ",".join(sorted(flags)) or None
 
 
-def _facet_values(state: MessageState, place: Place | None = None) -> tuple[str | None, ...]:
-    """The message's value of each of FACETS (`place`: its Place, where made already)."""
-    _, status, raw_status, d, b, _ = (place or Place(state)).key
+def _facet_values(state: MessageState) -> tuple[str | None, ...]:
+    """The message's value of each of FACETS."""
+    _, status, raw_status, d, b, _ = Place(state).key
     return aggregates.facet_values(status, raw_status, d, b)
 
 

@@ -163,7 +163,7 @@ class PgWriter:
         StoreUnavailable (server down, locked) with nothing committed."""
         if not events and not dead_letters and not poll_runs and not work:
             return []
-        packed = list(map(self.codec.packer(), (ev.raw for ev in events)))  # compressed once, outside the transaction
+        packed = self._packed(events)  # compressed once, outside the transaction
         demo = self.demo
 
         def batch(conn: Connection) -> list[Applied]:
@@ -196,8 +196,11 @@ class PgWriter:
         """Within a transaction (`run`'s work): apply events, and write the outbox rows of the
         new ones that `forward` names (smsmon.store.outbox)."""
         assert self.conn is not None, "stage() runs inside run()'s transaction"
-        return _collector_waits(self._stage, self.conn, events, list(map(self.codec.packer(), (ev.raw for ev in events))),
-                                forward)
+        return _collector_waits(self._stage, self.conn, events, self._packed(events), forward)
+
+    def _packed(self, events: Sequence[Event]) -> list[bytes]:
+        """The events' payloads as stored (smsmon.store.payloads)."""
+        return list(map(self.codec.packer(), (ev.raw for ev in events)))
 
     def _stage(self, conn: Connection, events: Sequence[Event], packed: list[bytes],
                forward: Sequence[str | None] | None) -> list[Applied]:
