@@ -319,3 +319,17 @@ def test_the_writer_holds_the_collector_off_for_a_batch_and_leaves_it_as_it_foun
             assert not gc.isenabled() and seen == [False, False, False]
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_missing_values_are_stored_as_null_and_payloads_as_blobs(db_path) -> None:
+    """schema.py binds None and bytes through adapters of its own (for speed): what they bind
+    must still be SQL NULL and a BLOB, which every query (`error_code IS NULL`, the payload's
+    decoder) relies on, through an sqlite3 connection of anyone's as well as the writer's."""
+    with Writer(db_path) as w:
+        w.apply([zevent("MESSAGE_SENT", uuid="n1", event_id="n1")])
+    with open_readonly(db_path) as conn:
+        assert rows(conn, "SELECT typeof(error_code), typeof(flags), typeof(raw) FROM events") == [("null", "null", "blob")]
+        assert rows(conn, "SELECT typeof(deliver_seconds), typeof(error_code) FROM messages") == [("null", "null")]
+    other = sqlite3.connect(":memory:")
+    assert other.execute("SELECT typeof(?), typeof(?), ?", (None, b"\x00\xff", b"\x00\xff")).fetchone() == (
+        "null", "blob", b"\x00\xff")
