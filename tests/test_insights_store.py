@@ -110,6 +110,13 @@ def test_stale_messages_of_a_filter_the_counts_cannot_answer_are_counted_apart_u
         assert short.insights_stale(filters.parse("provider:zeckta", NOW), now=NOW)["stale_count"] == by_provider["stale_count"]
 
 
+def _every_message(conn, fp, now, window):  # type: ignore[no-untyped-def]
+    """The costs of a period read from every one of its messages (the reference)."""
+    rows, partial = insights._read_costs(conn, fp, now, window, 10**9)
+    assert not partial
+    return rows
+
+
 def _costs(d: dict) -> tuple[dict, dict]:
     by_day = {(r["day"], r["provider"]): (r["priced"], r["cost"]) for r in d["cost_by_day"]}
     by_network = {(r["provider"], r["network"]): (r["priced"], r["messages"], r["cost"]) for r in d["cost_by_network"]}
@@ -127,7 +134,7 @@ def test_costs_from_the_counts_equal_the_costs_of_the_messages(reader, monkeypat
     message of the period, to the millionth."""
     f = filters.parse(text, NOW)
     counted = _costs(reader.insights_costs(f, period=period, now=NOW))
-    monkeypatch.setattr(insights, "_counted_costs", insights._read_costs)  # the reference: every message read
+    monkeypatch.setattr(insights, "_counted_costs", _every_message)  # the reference: every message read
     read = _costs(reader.insights_costs(f, period=period, now=NOW))
     for got, want in zip(counted, read):
         assert got.keys() == want.keys()
@@ -154,8 +161,34 @@ def test_a_cost_that_is_no_price_is_stored_and_left_out_of_the_costs(db, monkeyp
     with open_reader(db) as r:
         assert r.stats(None).messages == len(odd) + 1
         counted = r.insights_costs(filters.Filter(), period=timedelta(hours=24), now=AT)
-        monkeypatch.setattr(insights, "_counted_costs", insights._read_costs)
+        monkeypatch.setattr(insights, "_counted_costs", _every_message)
         read = r.insights_costs(filters.Filter(), period=timedelta(hours=24), now=AT)
     for d in (counted, read):
         assert [(row["priced"], row["cost"]) for row in d["cost_by_day"]] == [(1, pytest.approx(0.0125))]
         assert [(row["priced"], row["messages"]) for row in d["cost_by_network"]] == [(1, len(odd) + 1)]
+
+
+def test_insights_under_a_number_prefix_read_at_most_a_limit_of_its_messages_and_say_so(reader) -> None:
+    """Issue 11: under a filter no count answers, the insights screen reads the period's
+    messages themselves; a week under a prefix that matches a third of 10M events read 365k of
+    them (1.4 s, and its costs 1.1 s). Now at most `limit`, and the figures say when there were
+    more; under the limit they are every message's."""
+    from smsmon.store import stats
+
+    period, r = timedelta(hours=24), reader
+    f = filters.parse("dest:+233*", NOW)
+    whole = r.insights_period(f, period=period, now=NOW)
+    matching = r._run(queries.count, r.localize(whole["filter"]), now=NOW)
+    assert matching > 60 and not whole["partial"]
+    assert whole["totals"]["messages"] == matching
+    assert whole["limit"] == stats.RAW_LIMIT
+    capped = r.insights_period(f, period=period, now=NOW, limit=50)
+    assert capped["partial"] and capped["limit"] == 50
+    assert capped["totals"]["messages"] == 51  # one more than the limit: how it knows there are more
+    assert sum(b["delivered"] + b["failed"] for b in capped["series"]) <= 51
+    costs, capped_costs = (r.insights_costs(f, period=period, now=NOW, limit=n) for n in (None, 50))
+    assert not costs["costs_partial"] and capped_costs["costs_partial"]
+    assert sum(c["messages"] for c in capped_costs["cost_by_network"]) <= 51
+    assert sum(c["messages"] for c in costs["cost_by_network"]) <= matching
+    counted = r.insights_period(filters.parse("provider:zeckta", NOW), period=period, now=NOW, limit=5)
+    assert not counted["partial"] and counted["totals"]["messages"] > 5  # the counts answer it: no limit

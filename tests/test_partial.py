@@ -105,3 +105,51 @@ async def test_a_large_prefix_shows_the_figures_of_its_first_messages_at_once_th
         await until(pilot, lambda: "figures of the first 50 messages of more" in text(summary))
         assert "narrow the filter for exact ones" in text(summary)
         assert limits == [20, 50]
+
+
+def hold_insights(app, hold: Callable[[int | None], bool]) -> tuple[threading.Event, list[int | None]]:
+    """As hold_counts, for the insights screen's reads of its period."""
+    release = threading.Event()
+    limits: list[int | None] = []
+    reading = app.gateway.reader.insights_period
+
+    def held(*args, limit=None, **kwargs):
+        limits.append(limit)
+        if hold(limit):
+            assert release.wait(10)
+        return reading(*args, limit=limit, **kwargs)
+
+    app.gateway.reader.insights_period = held
+    return release, limits
+
+
+async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_then_count_on(db, monkeypatch) -> None:
+    """Issue 11: as the summary line, the insights screen shows the figures of the first
+    RAW_FIRST messages at once, says it counts on, then shows RAW_LIMIT's; the costs say which
+    messages they are of, and the stale messages are counted once, not again for each look."""
+    from smsmon.ui.app import SmsmonApp
+    from smsmon.ui.screens.insights import InsightsScreen
+    from tests.test_app import text, until
+
+    monkeypatch.setattr(stats, "RAW_FIRST", 20)
+    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
+    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+        release, limits = hold_insights(app, lambda limit: limit == 50)
+        stale_reads = []
+        reading_stale = app.gateway.reader.insights_stale
+        app.gateway.reader.insights_stale = lambda *a, **k: stale_reads.append(1) or reading_stale(*a, **k)
+        app.set_filter("dest:+233*")
+        await pilot.press("i")
+        head = lambda: text(app.screen.query_one("#insights-head"))  # noqa: E731
+        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "figures of the first 20 messages of more" in head())
+        assert "counting on to 50" in head()
+        await until(pilot, lambda: "(of the first 20 messages of more)" in text(app.screen.query_one("#cost-network-title")))
+        await until(pilot, lambda: "counting …" not in text(app.screen.query_one("#stale-title")))
+        release.set()
+        await until(pilot, lambda: "figures of the first 50 messages of more" in head())
+        assert "narrow the filter for exact ones" in head()
+        await until(pilot, lambda: "(of the first 50 messages of more)" in text(app.screen.query_one("#cost-network-title")))
+        assert "counting …" not in text(app.screen.query_one("#stale-title"))  # kept from the first look
+        assert limits == [20, 50] and stale_reads == [1]

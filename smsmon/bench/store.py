@@ -166,6 +166,17 @@ def views(r: Reader, db: Path) -> list[View]:
         View("insights dest:+23324*, 24 h", lambda: r.insights_period(filters.parse("dest:+23324*", now), period=DAY,
                                                                       now=now),
              summary(filters.parse("dest:+23324* since:24h", now))),
+        # a week of it: what the screen shows at once (the first RAW_FIRST messages), then (up to
+        # RAW_LIMIT of them) the figures and the costs it fills in after
+        View("insights dest:+23324*, 7 days, first figures",
+             lambda: r.insights_period(filters.parse("dest:+23324*", now), period=7 * DAY, now=now, limit=RAW_FIRST),
+             summary(filters.parse("dest:+23324* since:7d", now))),
+        View("insights dest:+23324*, 7 days", lambda: r.insights_period(filters.parse("dest:+23324*", now),
+                                                                        period=7 * DAY, now=now),
+             summary(filters.parse("dest:+23324* since:7d", now))),
+        View("insights costs dest:+23324*, 7 days", lambda: r.insights_costs(filters.parse("dest:+23324*", now),
+                                                                             period=7 * DAY, now=now),
+             summary(filters.parse("dest:+23324* since:7d", now))),
         # the costs, read apart and filled in after the rest of the insights screen (agg_cost_hour since schema 6)
         View("insights costs, last 24 h", lambda: r.insights_costs(Filter(), period=DAY, now=now),
              summary(filters.parse("since:24h", now))),

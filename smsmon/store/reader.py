@@ -286,11 +286,13 @@ class Reader:
         """Events received per second, past `watermark` up to `top` (the last half hour at first)."""
         return self._run(views.activity, watermark, top, now=now)
 
-    def insights_period(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
-        """The insights screen over a period (the filter's since:/until:, else the last `period`)."""
+    def insights_period(self, f: Filter, *, period: timedelta, now: datetime, limit: int | None = None) -> dict[str, Any]:
+        """The insights screen over a period (the filter's since:/until:, else the last `period`);
+        under a filter the aggregates cannot answer, of at most `limit` of its messages."""
         from smsmon.store import insights
 
-        return self._run(insights.insights_period, self.localize(f), period=period, now=now, window=self.window)
+        return self._run(insights.insights_period, self.localize(f), period=period, now=now, window=self.window,
+                         limit=limit)
 
     def insights_stale(self, f: Filter, *, now: datetime) -> dict[str, Any]:
         """The insights screen's stale messages, for a filter they are read apart for: the newest,
@@ -299,11 +301,11 @@ class Reader:
 
         return self._run(insights.stale, self.localize(f), now=now, window=self.window)
 
-    def insights_costs(self, f: Filter, *, period: timedelta, now: datetime) -> dict[str, Any]:
+    def insights_costs(self, f: Filter, *, period: timedelta, now: datetime, limit: int | None = None) -> dict[str, Any]:
         """The insights screen's costs (read apart from the rest: smsmon.store.insights.costs)."""
         from smsmon.store import insights
 
-        return self._run(insights.costs, self.localize(f), period=period, now=now, window=self.window)
+        return self._run(insights.costs, self.localize(f), period=period, now=now, window=self.window, limit=limit)
 
 
 def check_writer_can_open(path: str | Path) -> None:

@@ -26,6 +26,7 @@ from smsmon.filters import Filter
 from smsmon.lifecycle import MAPPING
 from smsmon.normalize import country_name
 from smsmon.present import CURRENCY_NOTE, plural
+from smsmon.store import stats as figures
 from smsmon.timeutil import UTC_ZONE, DisplayZone, human_duration
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
@@ -107,22 +108,38 @@ class InsightsScreen(SubScreen):
         return True
 
     def load(self) -> None:
+        """Read the period. Under a filter the aggregates cannot answer (a number, free text, a
+        flag), the figures come from the messages themselves: of the first RAW_FIRST at once (a
+        few tens of ms at 10M events), then of the first RAW_LIMIT (0.7 s), as the summary line
+        counts them."""
         name, period, words = PERIODS[self.period]
         now = self.clock()
         self.sub_title = "insights, " + (f"filter: {self.filter.source}" if self.filter.source else words)
         self.query_one("#insights-head", Static).update(f"loading {words} …")
         flt = self.filter
+        self._loading = load = object()  # this load: what a slower read of an earlier one must not overwrite
+        self._stale_found: dict[str, Any] | None = None
 
         def then(d: dict[str, Any]) -> None:
+            if self._loading is not load:
+                return
+            if self._stale_found is not None:  # the second look: the stale messages were read already
+                d.update(self._stale_found)
+            first_look = self.data is None or self.data.get("load") is not load
+            d["load"] = load
             self._show(d)
-            # Costs are read apart, after (under a filter no count answers, from the messages themselves).
-            self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now), self._show_costs,
-                              group="insight-costs")
-            if d["stale_count"] is None:  # a filter the aggregates cannot answer: counted apart, after
-                self.gateway.read(lambda r: r.insights_stale(flt, now=now), lambda s: self._show_stale(d, s),
+            # Costs are read apart, after (under a filter no count answers, from the same messages).
+            self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now, limit=d["limit"] or None),
+                              lambda c: self._show_costs(d, c), group="insight-costs")
+            if d["stale_count"] is None and first_look:  # a filter the aggregates cannot answer: counted apart, after
+                self.gateway.read(lambda r: r.insights_stale(flt, now=now), lambda s: self._show_stale(load, s),
                                   group="insight-stale")
+            if d["partial"] and d["limit"] < figures.RAW_LIMIT:  # a first look: count on
+                self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_LIMIT),
+                                  then, group="insights")
 
-        self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now), then, group="insights")
+        self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_FIRST), then,
+                          group="insights")
 
     def action_period(self) -> None:
         self.period = (self.period + 1) % len(PERIODS)
@@ -136,13 +153,23 @@ class InsightsScreen(SubScreen):
         until = self.zone.show(d["until"].isoformat(), seconds=False) if d["until"] else "now"
         self.query_one("#insights-head", Static).update(
             f"[b]{since} to {until}[/] ({self.zone.label}; messages by their latest event)   "
-            f"{plural(t['messages'], 'message')} · delivery rate [b]{_pct(t['delivery_rate'])}[/] · time to deliver:"
+            f"{self._scope(d)} · delivery rate [b]{_pct(t['delivery_rate'])}[/] · time to deliver:"
             f" median {human_duration(t['median'])}, p90 {human_duration(t['p90'])}"
             + ("" if d["until"] or self.filter.since else "   [dim](w: another period)[/]"))
         hourly = d["bucket"] == "hour"
         self.query_one("#rate-caption", Static).update(draw_rate(self.query_one("#rate-chart"), d["series"], hourly))
         self.query_one("#latency-caption", Static).update(draw_latency(self.query_one("#latency-chart"), d["series"], hourly))
         self._tables(d)
+
+    @staticmethod
+    def _scope(d: dict[str, Any]) -> str:
+        """How many messages the figures are of: all of the period's, or (a filter only the
+        messages themselves answer) the first `limit` while it counts on, then the first RAW_LIMIT."""
+        if not d["partial"]:
+            return plural(d["totals"]["messages"], "message")
+        if d["limit"] < figures.RAW_LIMIT:
+            return f"[$warning]figures of the first {d['limit']:,} messages of more[/] (counting on to {figures.RAW_LIMIT:,} …)"
+        return f"[$warning]figures of the first {d['limit']:,} messages of more[/] (narrow the filter for exact ones)"
 
     def _fill(self, name: str, title: str, columns: list[str], rows: list[tuple[list[Any], tuple[str, str, str] | None]],
               empty: str) -> None:
@@ -182,12 +209,14 @@ class InsightsScreen(SubScreen):
             self._fill(name, title, [], [], "reading the prices and costs …")
         self._fill_stale(d)
 
-    def _show_stale(self, d: dict[str, Any], found: dict[str, Any]) -> None:
+    def _show_stale(self, load: object, found: dict[str, Any]) -> None:
         """The stale messages, read apart (a filter the aggregates cannot answer)."""
-        if d is not self.data:  # the screen has moved on to another period or filter
+        if load is not self._loading:  # the screen has moved on to another period or filter
             return
-        d.update(found)
-        self._fill_stale(d)
+        self._stale_found = found  # kept for the second look at the period
+        if self.data is not None and self.data.get("load") is load:
+            self.data.update(found)
+            self._fill_stale(self.data)
 
     def _fill_stale(self, d: dict[str, Any]) -> None:
         n = d["stale_count"]  # None: still being read apart
@@ -198,11 +227,14 @@ class InsightsScreen(SubScreen):
                      (m["id"], "", m["id"])) for m in d["stale"] or []],
                    "No stale messages." if d["stale"] is not None else "")
 
-    def _show_costs(self, d: dict[str, Any]) -> None:
-        if self.data is not None:
-            self.data.update(d)
+    def _show_costs(self, shown: dict[str, Any], d: dict[str, Any]) -> None:
+        """The costs of the figures on screen (`shown`): dropped when those have been replaced."""
+        if shown is not self.data:
+            return
+        self.data.update(d)
         expr = filters.expression
-        self._fill("cost-network", "Cost by network", ["cost", "priced", "of messages", "provider", "network"],
+        of = f" (of the first {shown['limit']:,} messages of more)" if d["costs_partial"] else ""
+        self._fill("cost-network", "Cost by network" + of, ["cost", "priced", "of messages", "provider", "network"],
                    [([f"{r['cost']:,.3f}", f"{r['priced']:,}", f"{r['messages']:,}", r["provider"],
                       r["network"] or "not given by the provider"],
                      (f"{r['provider']} messages on {r['network'] or 'no network'}", expr(r["filter"]), ""))
@@ -210,7 +242,7 @@ class InsightsScreen(SubScreen):
         days: dict[str, dict[str, tuple[int, float]]] = {}
         for r in d["cost_by_day"]:
             days.setdefault(r["day"], {})[r["provider"]] = (r["priced"], r["cost"])
-        self._fill("cost-day", "Cost per day sent (UTC days)", ["day", "eazita price", "messages", "zeckta cost", "messages "],
+        self._fill("cost-day", "Cost per day sent (UTC days)" + of, ["day", "eazita price", "messages", "zeckta cost", "messages "],
                    [([day, *(x for p in ("eazita", "zeckta") for x in ((f"{v[p][1]:,.3f}", f"{v[p][0]:,}") if p in v else ("—", "")))],
                      None) for day, v in sorted(days.items(), reverse=True)], "No prices or costs given in this period.")
 
