@@ -124,7 +124,7 @@ def hold_insights(app, hold: Callable[[int | None], bool]) -> tuple[threading.Ev
 
 
 async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_then_count_on(db, monkeypatch) -> None:
-    """Issue 11: as the summary line, the insights screen shows the figures of the first
+    """Issue 11: as the summary line, the insights screen shows the figures of the newest
     RAW_FIRST messages at once, says it counts on, then shows RAW_LIMIT's; the costs say which
     messages they are of, and the stale messages are counted once, not again for each look."""
     from smsmon.ui.app import SmsmonApp
@@ -143,13 +143,13 @@ async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_the
         app.set_filter("dest:+233*")
         await pilot.press("i")
         head = lambda: text(app.screen.query_one("#insights-head"))  # noqa: E731
-        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "figures of the first 20 messages of more" in head())
+        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "figures of the newest 20 messages of more" in head())
         assert "counting on to 50" in head()
-        await until(pilot, lambda: "(of the first 20 messages of more)" in text(app.screen.query_one("#cost-network-title")))
+        await until(pilot, lambda: "(of the newest 20 messages of more)" in text(app.screen.query_one("#cost-network-title")))
         await until(pilot, lambda: "counting …" not in text(app.screen.query_one("#stale-title")))
         release.set()
-        await until(pilot, lambda: "figures of the first 50 messages of more" in head())
+        await until(pilot, lambda: "figures of the newest 50 messages of more" in head())
         assert "narrow the filter for exact ones" in head()
-        await until(pilot, lambda: "(of the first 50 messages of more)" in text(app.screen.query_one("#cost-network-title")))
+        await until(pilot, lambda: "(of the newest 50 messages of more)" in text(app.screen.query_one("#cost-network-title")))
         assert "counting …" not in text(app.screen.query_one("#stale-title"))  # kept from the first look
         assert limits == [20, 50] and stale_reads == [1]

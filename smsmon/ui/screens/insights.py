@@ -109,8 +109,8 @@ class InsightsScreen(SubScreen):
 
     def load(self) -> None:
         """Read the period. Under a filter the aggregates cannot answer (a number, free text, a
-        flag), the figures come from the messages themselves: of the first RAW_FIRST at once (a
-        few tens of ms at 10M events), then of the first RAW_LIMIT (0.7 s), as the summary line
+        flag), the figures come from the messages themselves: of the newest RAW_FIRST at once (a
+        few tens of ms at 10M events), then of the newest RAW_LIMIT (0.7 s), as the summary line
         counts them."""
         name, period, words = PERIODS[self.period]
         now = self.clock()
@@ -164,12 +164,12 @@ class InsightsScreen(SubScreen):
     @staticmethod
     def _scope(d: dict[str, Any]) -> str:
         """How many messages the figures are of: all of the period's, or (a filter only the
-        messages themselves answer) the first `limit` while it counts on, then the first RAW_LIMIT."""
+        messages themselves answer) the newest `limit` while it counts on, then the newest RAW_LIMIT."""
         if not d["partial"]:
             return plural(d["totals"]["messages"], "message")
         if d["limit"] < figures.RAW_LIMIT:
-            return f"[$warning]figures of the first {d['limit']:,} messages of more[/] (counting on to {figures.RAW_LIMIT:,} …)"
-        return f"[$warning]figures of the first {d['limit']:,} messages of more[/] (narrow the filter for exact ones)"
+            return f"[$warning]figures of the newest {d['limit']:,} messages of more[/] (counting on to {figures.RAW_LIMIT:,} …)"
+        return f"[$warning]figures of the newest {d['limit']:,} messages of more[/] (narrow the filter for exact ones)"
 
     def _fill(self, name: str, title: str, columns: list[str], rows: list[tuple[list[Any], tuple[str, str, str] | None]],
               empty: str) -> None:
@@ -233,7 +233,7 @@ class InsightsScreen(SubScreen):
             return
         self.data.update(d)
         expr = filters.expression
-        of = f" (of the first {shown['limit']:,} messages of more)" if d["costs_partial"] else ""
+        of = f" (of the newest {shown['limit']:,} messages of more)" if d["costs_partial"] else ""
         self._fill("cost-network", "Cost by network" + of, ["cost", "priced", "of messages", "provider", "network"],
                    [([f"{r['cost']:,.3f}", f"{r['priced']:,}", f"{r['messages']:,}", r["provider"],
                       r["network"] or "not given by the provider"],
