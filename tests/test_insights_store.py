@@ -186,6 +186,13 @@ def test_insights_under_a_number_prefix_read_at_most_a_limit_of_its_messages_and
     assert capped["partial"] and capped["limit"] == 50
     assert capped["totals"]["messages"] == 51  # one more than the limit: how it knows there are more
     assert sum(b["delivered"] + b["failed"] for b in capped["series"]) <= 51
+    # the newest: every hour after the first one read is whole, and the hours before it are left
+    # out of the chart (not read, not empty)
+    hours = {b["bucket"]: (b["delivered"], b["failed"]) for b in whole["series"]}
+    first, *after = capped["series"]
+    assert first["partial"] and after and len(capped["series"]) < len(whole["series"])
+    assert [(b["delivered"], b["failed"]) for b in after] == [hours[b["bucket"]] for b in after]
+    assert sum(d + f for d, f in hours.values()) > sum(b["delivered"] + b["failed"] for b in after)
     costs, capped_costs = (r.insights_costs(f, period=period, now=NOW, limit=n) for n in (None, 50))
     assert not costs["costs_partial"] and capped_costs["costs_partial"]
     assert sum(c["messages"] for c in capped_costs["cost_by_network"]) <= 51

@@ -153,3 +153,30 @@ async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_the
         await until(pilot, lambda: "(of the newest 50 messages of more)" in text(app.screen.query_one("#cost-network-title")))
         assert "counting …" not in text(app.screen.query_one("#stale-title"))  # kept from the first look
         assert limits == [20, 50] and stale_reads == [1]
+
+
+async def test_an_insights_screen_left_before_its_figures_come_starts_no_second_look(db, monkeypatch) -> None:
+    """A look delivered after its screen has gone must not start the next (its read would cancel
+    the reads of the screen now showing, which then stays on "loading …")."""
+    from smsmon.ui.app import SmsmonApp
+    from smsmon.ui.screens.insights import InsightsScreen
+    from smsmon.ui.screens.main import MainScreen
+    from tests.test_app import text, until
+
+    monkeypatch.setattr(stats, "RAW_FIRST", 20)
+    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
+    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+        held = [True]
+        release, limits = hold_insights(app, lambda limit: held.pop() if held else False)  # the first read only
+        app.set_filter("dest:+233*")
+        await pilot.press("i")
+        await until(pilot, lambda: limits == [20])
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        release.set()
+        await pilot.press("i")  # a new screen: its own first look, then its second
+        head = lambda: text(app.screen.query_one("#insights-head"))  # noqa: E731
+        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "figures of the newest 50 messages" in head())
+        assert limits == [20, 20, 50]

@@ -72,6 +72,8 @@ class InsightsScreen(SubScreen):
         self.clock = clock
         self.period = 0
         self.data: dict[str, Any] | None = None
+        self._loading: object | None = None  # the load in progress (load()), None once the screen has gone
+        self._stale_found: dict[str, Any] | None = None
         self.targets: dict[str, list[tuple[str, str, str]]] = {}  # table id -> per row (title, expression, message id)
 
     def compose(self) -> ComposeResult:
@@ -110,15 +112,15 @@ class InsightsScreen(SubScreen):
     def load(self) -> None:
         """Read the period. Under a filter the aggregates cannot answer (a number, free text, a
         flag), the figures come from the messages themselves: of the newest RAW_FIRST at once (a
-        few tens of ms at 10M events), then of the newest RAW_LIMIT (0.7 s), as the summary line
-        counts them."""
+        few tens of ms at 10M events), then of the newest RAW_LIMIT (0.5 s under a number prefix,
+        1 s under free text), as the summary line counts them."""
         name, period, words = PERIODS[self.period]
         now = self.clock()
         self.sub_title = "insights, " + (f"filter: {self.filter.source}" if self.filter.source else words)
         self.query_one("#insights-head", Static).update(f"loading {words} …")
         flt = self.filter
         self._loading = load = object()  # this load: what a slower read of an earlier one must not overwrite
-        self._stale_found: dict[str, Any] | None = None
+        self._stale_found = None
 
         def then(d: dict[str, Any]) -> None:
             if self._loading is not load:
@@ -129,7 +131,8 @@ class InsightsScreen(SubScreen):
             d["load"] = load
             self._show(d)
             # Costs are read apart, after (under a filter no count answers, from the same messages).
-            self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now, limit=d["limit"] or None),
+            limit = d["limit"] if d["partial"] else None  # all of them: at most RAW_LIMIT
+            self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now, limit=limit),
                               lambda c: self._show_costs(d, c), group="insight-costs")
             if d["stale_count"] is None and first_look:  # a filter the aggregates cannot answer: counted apart, after
                 self.gateway.read(lambda r: r.insights_stale(flt, now=now), lambda s: self._show_stale(load, s),
@@ -140,6 +143,9 @@ class InsightsScreen(SubScreen):
 
         self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_FIRST), then,
                           group="insights")
+
+    def on_unmount(self) -> None:
+        self._loading = None  # a look delivered after the screen has gone starts nothing more
 
     def action_period(self) -> None:
         self.period = (self.period + 1) % len(PERIODS)
