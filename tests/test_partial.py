@@ -48,20 +48,21 @@ def test_stats_command_says_the_figures_are_of_the_first_messages_only(db, monke
     assert json.loads(as_json.stdout)["partial"] is True and json.loads(as_json.stdout)["limit"] == 50
 
 
-def hold_counts(app, hold: Callable[[int | None], bool]) -> tuple[threading.Event, list[int | None]]:
-    """The app's counts of figures whose limit `hold` picks wait until the event returned is set
-    (a large count, held until the test has looked); the list gets the limit of every count."""
+def hold_reads(app, read: str, hold: Callable[[int | None], bool]) -> tuple[threading.Event, list[int | None]]:
+    """The app's reads through the reader's method `read` whose limit `hold` picks wait until the
+    event returned is set (a large count, held until the test has looked); the list gets the
+    limit of every such read."""
     release = threading.Event()
     limits: list[int | None] = []
-    counting = app.gateway.reader.stats
+    reading = getattr(app.gateway.reader, read)
 
     def held(*args, limit=None, **kwargs):
         limits.append(limit)
         if hold(limit):
             assert release.wait(10)
-        return counting(*args, limit=limit, **kwargs)
+        return reading(*args, limit=limit, **kwargs)
 
-    app.gateway.reader.stats = held
+    setattr(app.gateway.reader, read, held)
     return release, limits
 
 
@@ -72,7 +73,7 @@ async def test_the_rows_of_a_number_prefix_show_before_its_figures_are_counted(d
     app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
     async with app.run_test(size=(160, 40)) as pilot:
         await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
-        release, _ = hold_counts(app, lambda limit: True)
+        release, _ = hold_reads(app, "stats", lambda limit: True)
         app.set_filter("dest:+233*")
         with Reader(db) as r:
             f = r.localize(filters.parse("dest:+233*", NOW))
@@ -96,7 +97,7 @@ async def test_a_large_prefix_shows_the_figures_of_its_first_messages_at_once_th
     app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
     async with app.run_test(size=(160, 40)) as pilot:
         await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
-        release, limits = hold_counts(app, lambda limit: limit == 50)
+        release, limits = hold_reads(app, "stats", lambda limit: limit == 50)
         summary = app.screen.query_one("#summary")
         app.set_filter("dest:+233*")
         await until(pilot, lambda: "figures of the first 20 messages of more" in text(summary))
@@ -105,22 +106,6 @@ async def test_a_large_prefix_shows_the_figures_of_its_first_messages_at_once_th
         await until(pilot, lambda: "figures of the first 50 messages of more" in text(summary))
         assert "narrow the filter for exact ones" in text(summary)
         assert limits == [20, 50]
-
-
-def hold_insights(app, hold: Callable[[int | None], bool]) -> tuple[threading.Event, list[int | None]]:
-    """As hold_counts, for the insights screen's reads of its period."""
-    release = threading.Event()
-    limits: list[int | None] = []
-    reading = app.gateway.reader.insights_period
-
-    def held(*args, limit=None, **kwargs):
-        limits.append(limit)
-        if hold(limit):
-            assert release.wait(10)
-        return reading(*args, limit=limit, **kwargs)
-
-    app.gateway.reader.insights_period = held
-    return release, limits
 
 
 async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_then_count_on(db, monkeypatch) -> None:
@@ -136,7 +121,7 @@ async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_the
     app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
     async with app.run_test(size=(160, 40)) as pilot:
         await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
-        release, limits = hold_insights(app, lambda limit: limit == 50)
+        release, limits = hold_reads(app, "insights_period", lambda limit: limit == 50)
         stale_reads = []
         reading_stale = app.gateway.reader.insights_stale
         app.gateway.reader.insights_stale = lambda *a, **k: stale_reads.append(1) or reading_stale(*a, **k)
@@ -169,7 +154,7 @@ async def test_an_insights_screen_left_before_its_figures_come_starts_no_second_
     async with app.run_test(size=(160, 40)) as pilot:
         await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
         held = [True]
-        release, limits = hold_insights(app, lambda limit: held.pop() if held else False)  # the first read only
+        release, limits = hold_reads(app, "insights_period", lambda limit: held.pop() if held else False)  # the first read only
         app.set_filter("dest:+233*")
         await pilot.press("i")
         await until(pilot, lambda: limits == [20])
@@ -180,3 +165,24 @@ async def test_an_insights_screen_left_before_its_figures_come_starts_no_second_
         head = lambda: text(app.screen.query_one("#insights-head"))  # noqa: E731
         await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "figures of the newest 50 messages" in head())
         assert limits == [20, 20, 50]
+
+
+def test_a_read_no_longer_wanted_is_stopped_by_sqlite_and_the_next_one_runs(db, monkeypatch) -> None:
+    """Issue 11 asks for raw scans that are bounded and cancellable: the app's reads share one
+    connection, so a count whose filter has just been changed would keep the new filter's rows
+    waiting for as long as it takes (0.7 s at 10M events). A read whose asker says it is no longer
+    wanted stops within STOP_CHECK_STEPS of SQLite's steps; one still wanted is not disturbed."""
+    from smsmon.store import reader as reader_module
+    from smsmon.store.reader import ReadStopped
+
+    monkeypatch.setattr(reader_module, "STOP_CHECK_STEPS", 100)  # this file is small: look often
+    with Reader(db) as r:
+        f = r.localize(filters.parse("dest:+233*", NOW))
+        plain = r.stats(f, now=NOW)
+        asked: list[bool] = []
+        with r.stoppable(lambda: asked.append(True) or False):  # wanted throughout
+            assert r.stats(f, now=NOW) == plain
+        assert asked  # it was asked
+        with r.stoppable(lambda: True), pytest.raises(ReadStopped):
+            r.stats(f, now=NOW)
+        assert r.stats(f, now=NOW) == plain  # the connection goes on, without the question

@@ -11,7 +11,7 @@ from textual.app import App
 from textual.worker import Worker, get_current_worker
 
 from smsmon.lifecycle import WATCH_WINDOW
-from smsmon.store.reader import Reader
+from smsmon.store.reader import Reader, ReadStopped
 from smsmon.ui.first_look import app_reader
 
 T = TypeVar("T")
@@ -26,15 +26,21 @@ class Gateway:
     def read(self, fetch: Callable[[Reader], T], then: Callable[[T], None], *, group: str,
              exclusive: bool = True) -> Worker:
         """Run `fetch(reader)` in a thread; hand its result to `then` on the UI thread. With
-        `exclusive`, a read of the same group still running is cancelled and its result dropped."""
+        `exclusive`, a read of the same group still running is cancelled: SQLite stops it (within
+        STOP_CHECK_STEPS steps of its query) and its result, if it had one, is dropped."""
 
         def deliver(result: T) -> None:
             if self.app.is_running:  # not when the app is closing: its widgets are being removed
                 then(result)
 
         def work() -> None:
-            result = fetch(self.reader)
-            if not get_current_worker().is_cancelled:
+            worker = get_current_worker()
+            try:
+                with self.reader.stoppable(lambda: worker.is_cancelled):  # a newer read replaced it: SQLite stops
+                    result = fetch(self.reader)
+            except ReadStopped:
+                return
+            if not worker.is_cancelled:
                 self.app.call_from_thread(deliver, result)
 
         return self.app.run_worker(work, thread=True, group=group, exclusive=exclusive, exit_on_error=False)
