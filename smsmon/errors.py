@@ -162,3 +162,8 @@ class BatchRaced(StoreError):
 class LocalNumber(ValueError):
     """A number in a country's local format (a leading 0) with no region to read it in
     (smsmon.normalize.e164_strict); the store turns it into a FilterError or a lookup failure."""
+
+
+class ReadStopped(Exception):
+    """A read given up because whoever asked for it no longer wants it (Reader.stoppable): not a
+    failure, nothing to show."""

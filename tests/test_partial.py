@@ -173,7 +173,7 @@ def test_a_read_no_longer_wanted_is_stopped_by_sqlite_and_the_next_one_runs(db, 
     waiting for as long as it takes (0.7 s at 10M events). A read whose asker says it is no longer
     wanted stops within STOP_CHECK_STEPS of SQLite's steps; one still wanted is not disturbed."""
     from smsmon.store import reader as reader_module
-    from smsmon.store.reader import ReadStopped
+    from smsmon.errors import ReadStopped
 
     monkeypatch.setattr(reader_module, "STOP_CHECK_STEPS", 100)  # this file is small: look often
     with Reader(db) as r:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from smsmon.errors import FilterError, NotSmsmonDatabase, SchemaTooNew, SchemaTooOld, StoreError
+from smsmon.errors import FilterError, NotSmsmonDatabase, ReadStopped, SchemaTooNew, SchemaTooOld, StoreError
 from smsmon.filters import Filter
 from smsmon.errors import LocalNumber
 from smsmon.normalize import e164_strict, international_prefix
@@ -43,10 +43,6 @@ EVENT_KEY_MIN = 16
 
 def _may_be_event_key(text: str) -> bool:
     return len(text) >= EVENT_KEY_MIN and not any(c.isspace() for c in text) and not text.lstrip("+").isdigit()
-
-
-class ReadStopped(Exception):
-    """A read given up because whoever asked for it no longer wants it (Reader.stoppable)."""
 
 
 class Reader:

@@ -11,7 +11,8 @@ from textual.app import App
 from textual.worker import Worker, get_current_worker
 
 from smsmon.lifecycle import WATCH_WINDOW
-from smsmon.store.reader import Reader, ReadStopped
+from smsmon.errors import ReadStopped
+from smsmon.store.reader import Reader
 from smsmon.ui.first_look import app_reader
 
 T = TypeVar("T")
