@@ -146,6 +146,14 @@ class SchemaTooNew(StoreError):
     """The database was written by a newer smsmon."""
 
 
+def upgraded_under(where: object, version: int, known: int) -> SchemaTooNew:
+    """What a writer says when a newer smsmon upgraded its database while it was writing: what
+    it wrote from then on would miss what the new schema keeps (the costs of schema 6, for one)."""
+    return SchemaTooNew(f"{where} was upgraded to schema version {version} by a newer smsmon while this one"
+                        f" (schema version {known}) was writing it: this one writes nothing more (callbacks get 503"
+                        " and the provider retries them); stop it and start the newer smsmon")
+
+
 class SchemaTooOld(StoreError):
     """The database was written by an older smsmon and must be upgraded before it is read."""
 

@@ -333,3 +333,27 @@ def test_missing_values_are_stored_as_null_and_payloads_as_blobs(db_path) -> Non
     other = sqlite3.connect(":memory:")
     assert other.execute("SELECT typeof(?), typeof(?), ?", (None, b"\x00\xff", b"\x00\xff")).fetchone() == (
         "null", "blob", b"\x00\xff")
+
+
+def test_a_writer_whose_database_a_newer_smsmon_upgraded_writes_nothing_more(writer, db) -> None:
+    """A newer smsmon upgrades a database in place (`browse` does, on SQLite): a writer of the
+    version before that goes on writing would leave out what the new schema keeps (stop 20 saw
+    the costs come out short). From the upgrade on, its batches fail whole, saying why, and
+    nothing of them is stored: serve answers 503 and the provider retries, for the newer
+    smsmon to store."""
+    from smsmon.database import PostgresUrl
+
+    writer.apply([zevent("MESSAGE_SENT", uuid="before", event_id="b1")])
+    newer = schema.SCHEMA_VERSION + 1
+    look = connect_to(db)
+    try:
+        if isinstance(db, PostgresUrl):
+            look.execute("INSERT INTO schema_versions VALUES (?, ?, ?)", (newer, "2026-11-27T00:00:00Z", "a newer smsmon"))
+        else:
+            look.execute(f"PRAGMA user_version = {newer}")
+    finally:
+        look.close()
+    with pytest.raises(SchemaTooNew, match=f"upgraded to schema version {newer} by a newer smsmon while this one"):
+        writer.apply([zevent("MESSAGE_DELIVERED", uuid="before", event_id="b2"), zevent("MESSAGE_SENT", uuid="after")])
+    assert rows(db, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db, "SELECT status FROM messages") == [("SENT",)]

@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 
 from smsmon.lifecycle import ATTRIBUTES, Event, MessageState, Status, apply, is_final, outcome_of
-from smsmon.errors import DatabaseGone
+from smsmon.errors import DatabaseGone, upgraded_under
 from smsmon.store import aggregates, deadletters, keyindex, origin, outbox
 from smsmon.store.aggregates import Deltas, Place
 from smsmon.store.deadletters import DEAD_LETTER_BYTES, DEAD_LETTER_LIMIT, DeadLetter
 from smsmon.store.payloads import Codec
 from smsmon.store.stamps import decode_attr_at, encode_attr_at
 from smsmon.timeutil import fmt, parse_iso
-from smsmon.store.schema import MESSAGE_COLUMNS, STORED_MESSAGE_COLUMNS, check_writable, connect, migrate, store_error
+from smsmon.store.schema import (MESSAGE_COLUMNS, SCHEMA_VERSION, STORED_MESSAGE_COLUMNS, check_writable, connect, migrate,
+                                 store_error)
 
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # bytes of WAL file kept after it restarts (the committer's WAL_LIMIT)
 POLL_RUN_LIMIT = 100_000
@@ -357,6 +358,11 @@ class Writer:
         except sqlite3.Error as exc:
             raise store_error(exc, self.path) from None
         try:
+            # A newer smsmon may have upgraded the file since this writer opened it (`browse` of a
+            # newer version upgrades in place): under the write lock the version is the one this
+            # transaction writes to.
+            if (v := conn.execute("PRAGMA user_version").fetchone()[0]) > SCHEMA_VERSION:
+                raise upgraded_under(self.path, v, SCHEMA_VERSION)
             result = work()
             conn.execute("COMMIT")
         except BaseException as exc:
