@@ -135,6 +135,7 @@ async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_the
         release.set()
         await until(pilot, lambda: "figures of the newest 50 messages of more" in head())
         assert "narrow the filter for exact ones" in head()
+        assert "first bar: read in part" in text(app.screen.query_one("#rate-caption"))
         await until(pilot, lambda: "(of the newest 50 messages of more)" in text(app.screen.query_one("#cost-network-title")))
         assert "counting …" not in text(app.screen.query_one("#stale-title"))  # kept from the first look
         assert limits == [20, 50] and stale_reads == [1]

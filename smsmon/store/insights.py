@@ -248,7 +248,8 @@ def _series(buckets: dict[str, figures.Tally], since: datetime, end: datetime, s
         for (p, raw, *_), n in t.n.items():
             by[_outcome(p, raw)] += n
         out.append({"bucket": key, "delivered": by[DELIVERED], "failed": by[FAILED],
-                    "median": figures.percentile(t.latency, 0.5), "partial": at + step > now or key == read_from})
+                    "median": figures.percentile(t.latency, 0.5), "partial": at + step > now or key == read_from,
+                    "cut": key == read_from})
         at += step
     return out
 

@@ -14,6 +14,13 @@ from smsmon.timeutil import human_duration
 MAX_TICKS = 8  # x labels a chart shows at most: more run into each other
 COMPLETE, PARTIAL, NONE_MARK = "green", "gray", "red"
 KEY = " · grey bar: so far (the bucket is not over) · x: none in that bucket"  # plotext's legend would cover the bars
+# Figures of only the newest messages (a filter no count answers): the chart starts at the oldest
+# bucket they reach, which they hold only in part.
+CUT_KEY = " · first bar: read in part"
+
+
+def _key(series: list[dict[str, Any]]) -> str:
+    return KEY + (CUT_KEY if series and series[0].get("cut") else "")
 
 
 def make_plot(id: str) -> Any:
@@ -58,7 +65,7 @@ def draw_rate(plot: Any, series: list[dict[str, Any]], hourly: bool) -> str:
     plt.title(f"delivery rate per {'hour' if hourly else 'day'} (UTC)")
     plot.refresh()
     latest = next((r for r in reversed(rates) if r is not None), None)
-    return ("no finals in this period" if latest is None else f"latest: {latest:.0f}%") + KEY
+    return ("no finals in this period" if latest is None else f"latest: {latest:.0f}%") + _key(series)
 
 
 def draw_latency(plot: Any, series: list[dict[str, Any]], hourly: bool) -> str:
@@ -74,4 +81,4 @@ def draw_latency(plot: Any, series: list[dict[str, Any]], hourly: bool) -> str:
     plt.title(f"median time to deliver per {'hour' if hourly else 'day'} ({'minutes' if scale == 60 else 'seconds'})")
     plot.refresh()
     latest = next((m for m in reversed(medians) if m is not None), None)
-    return ("no deliveries in this period" if latest is None else f"latest: {human_duration(latest)}") + KEY
+    return ("no deliveries in this period" if latest is None else f"latest: {human_duration(latest)}") + _key(series)
