@@ -187,3 +187,31 @@ def test_a_read_no_longer_wanted_is_stopped_by_sqlite_and_the_next_one_runs(db, 
         with r.stoppable(lambda: True), pytest.raises(ReadStopped):
             r.stats(f, now=NOW)
         assert r.stats(f, now=NOW) == plain  # the connection goes on, without the question
+
+
+async def test_an_insights_count_that_fails_stops_saying_it_counts_on(db, monkeypatch) -> None:
+    """The second look failing (the database gone or locked; the app's notification says why):
+    the screen no longer says it is counting on."""
+    from smsmon.errors import StoreUnavailable
+    from smsmon.ui.app import SmsmonApp
+    from smsmon.ui.screens.insights import InsightsScreen
+    from tests.test_app import text, until
+
+    monkeypatch.setattr(stats, "RAW_FIRST", 20)
+    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
+    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+        reading = app.gateway.reader.insights_period
+
+        def failing(*args, limit=None, **kwargs):
+            if limit == 50:
+                raise StoreUnavailable("database /tmp/x.db unavailable: disk I/O error")
+            return reading(*args, limit=limit, **kwargs)
+
+        app.gateway.reader.insights_period = failing
+        app.set_filter("dest:+233*")
+        await pilot.press("i")
+        head = lambda: text(app.screen.query_one("#insights-head"))  # noqa: E731
+        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "counting on failed" in head())
+        assert "figures of the newest 20 messages of more" in head() and "counting on to" not in head()

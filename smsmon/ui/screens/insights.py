@@ -154,6 +154,13 @@ class InsightsScreen(SubScreen):
     # ── drawing ──────────────────────────────────────────────────────────────
     def _show(self, d: dict[str, Any]) -> None:
         self.data = d
+        self._head(d)
+        hourly = d["bucket"] == "hour"
+        self.query_one("#rate-caption", Static).update(draw_rate(self.query_one("#rate-chart"), d["series"], hourly))
+        self.query_one("#latency-caption", Static).update(draw_latency(self.query_one("#latency-chart"), d["series"], hourly))
+        self._tables(d)
+
+    def _head(self, d: dict[str, Any]) -> None:
         t = d["totals"]
         since = self.zone.show(d["since"].isoformat(), seconds=False)
         until = self.zone.show(d["until"].isoformat(), seconds=False) if d["until"] else "now"
@@ -162,10 +169,13 @@ class InsightsScreen(SubScreen):
             f"{self._scope(d)} · delivery rate [b]{_pct(t['delivery_rate'])}[/] · time to deliver:"
             f" median {human_duration(t['median'])}, p90 {human_duration(t['p90'])}"
             + ("" if d["until"] or self.filter.since else "   [dim](w: another period)[/]"))
-        hourly = d["bucket"] == "hour"
-        self.query_one("#rate-caption", Static).update(draw_rate(self.query_one("#rate-chart"), d["series"], hourly))
-        self.query_one("#latency-caption", Static).update(draw_latency(self.query_one("#latency-chart"), d["series"], hourly))
-        self._tables(d)
+
+    def read_failed(self, group: str) -> None:
+        """A read of this screen's failed (the app has said why): a count that was going on
+        stops saying so."""
+        if group == "insights" and self.data is not None and self.data["partial"]:
+            self.data["stopped"] = True
+            self._head(self.data)
 
     @staticmethod
     def _scope(d: dict[str, Any]) -> str:
@@ -173,6 +183,8 @@ class InsightsScreen(SubScreen):
         messages themselves answer) the newest `limit` while it counts on, then the newest RAW_LIMIT."""
         if not d["partial"]:
             return plural(d["totals"]["messages"], "message")
+        if d.get("stopped"):
+            return f"[$warning]figures of the newest {d['limit']:,} messages of more[/] (counting on failed: see the message)"
         if d["limit"] < figures.RAW_LIMIT:
             return f"[$warning]figures of the newest {d['limit']:,} messages of more[/] (counting on to {figures.RAW_LIMIT:,} …)"
         return f"[$warning]figures of the newest {d['limit']:,} messages of more[/] (narrow the filter for exact ones)"
