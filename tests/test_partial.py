@@ -4,6 +4,7 @@ exact, in `smsmon stats` and on the main screen."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from datetime import datetime
@@ -66,6 +67,21 @@ def hold_reads(app, read: str, hold: Callable[[int | None], bool]) -> tuple[thre
     return release, limits
 
 
+@contextlib.asynccontextmanager
+async def counting_app(db, monkeypatch):  # type: ignore[no-untyped-def]
+    """The app on the test file, counting at most 20 then 50 messages of a filter no count
+    answers (RAW_FIRST, RAW_LIMIT), once its first screen is read: (app, pilot)."""
+    from smsmon.ui.app import SmsmonApp
+    from tests.test_app import until
+
+    monkeypatch.setattr(stats, "RAW_FIRST", 20)
+    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
+    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+        yield app, pilot
+
+
 async def test_the_rows_of_a_number_prefix_show_before_its_figures_are_counted(db) -> None:
     from smsmon.ui.app import SmsmonApp
     from tests.test_app import table, text, until
@@ -89,14 +105,9 @@ async def test_a_large_prefix_shows_the_figures_of_its_first_messages_at_once_th
     """Issue 11: at 10M events the figures of a number prefix take 0.7 s over RAW_LIMIT messages;
     the screen shows those of the first RAW_FIRST at once (tens of ms), says it counts on, and
     then shows RAW_LIMIT's."""
-    from smsmon.ui.app import SmsmonApp
     from tests.test_app import text, until
 
-    monkeypatch.setattr(stats, "RAW_FIRST", 20)
-    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
-    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+    async with counting_app(db, monkeypatch) as (app, pilot):
         release, limits = hold_reads(app, "stats", lambda limit: limit == 50)
         summary = app.screen.query_one("#summary")
         app.set_filter("dest:+233*")
@@ -112,15 +123,10 @@ async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_the
     """Issue 11: as the summary line, the insights screen shows the figures of the newest
     RAW_FIRST messages at once, says it counts on, then shows RAW_LIMIT's; the costs say which
     messages they are of, and the stale messages are counted once, not again for each look."""
-    from smsmon.ui.app import SmsmonApp
     from smsmon.ui.screens.insights import InsightsScreen
     from tests.test_app import text, until
 
-    monkeypatch.setattr(stats, "RAW_FIRST", 20)
-    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
-    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+    async with counting_app(db, monkeypatch) as (app, pilot):
         release, limits = hold_reads(app, "insights_period", lambda limit: limit == 50)
         stale_reads = []
         reading_stale = app.gateway.reader.insights_stale
@@ -144,16 +150,11 @@ async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_the
 async def test_an_insights_screen_left_before_its_figures_come_starts_no_second_look(db, monkeypatch) -> None:
     """A look delivered after its screen has gone must not start the next (its read would cancel
     the reads of the screen now showing, which then stays on "loading …")."""
-    from smsmon.ui.app import SmsmonApp
     from smsmon.ui.screens.insights import InsightsScreen
     from smsmon.ui.screens.main import MainScreen
     from tests.test_app import text, until
 
-    monkeypatch.setattr(stats, "RAW_FIRST", 20)
-    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
-    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+    async with counting_app(db, monkeypatch) as (app, pilot):
         held = [True]
         release, limits = hold_reads(app, "insights_period", lambda limit: held.pop() if held else False)  # the first read only
         app.set_filter("dest:+233*")
@@ -193,15 +194,10 @@ async def test_an_insights_count_that_fails_stops_saying_it_counts_on(db, monkey
     """The second look failing (the database gone or locked; the app's notification says why):
     the screen no longer says it is counting on."""
     from smsmon.errors import StoreUnavailable
-    from smsmon.ui.app import SmsmonApp
     from smsmon.ui.screens.insights import InsightsScreen
     from tests.test_app import text, until
 
-    monkeypatch.setattr(stats, "RAW_FIRST", 20)
-    monkeypatch.setattr(stats, "RAW_LIMIT", 50)
-    app = SmsmonApp(db, now=lambda: NOW, show_clock=False)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await until(pilot, lambda: app.refreshes >= 1 and not app.busy)
+    async with counting_app(db, monkeypatch) as (app, pilot):
         reading = app.gateway.reader.insights_period
 
         def failing(*args, limit=None, **kwargs):
