@@ -150,8 +150,8 @@ def upgraded_under(where: object, version: int, known: int) -> SchemaTooNew:
     """What a writer says when a newer smsmon upgraded its database while it was writing: what
     it wrote from then on would miss what the new schema keeps (the costs of schema 6, for one)."""
     return SchemaTooNew(f"{where} was upgraded to schema version {version} by a newer smsmon while this one"
-                        f" (schema version {known}) was writing it: this one writes nothing more (callbacks get 503"
-                        " and the provider retries them); stop it and start the newer smsmon")
+                        f" (schema version {known}) was writing it: this one writes nothing more; stop it and use"
+                        " the newer smsmon")
 
 
 class SchemaTooOld(StoreError):

@@ -161,6 +161,21 @@ def arg(db: Any) -> str:
     return db.reveal() if isinstance(db, PostgresUrl) else str(db)
 
 
+def upgrade_under(db: Any, version: int) -> None:
+    """What a newer smsmon's upgrade leaves for a writer already running to find: a schema
+    version this one does not know (in place, as `browse` of a newer version upgrades)."""
+    from smsmon.database import PostgresUrl
+
+    look = connect(db)
+    try:
+        if isinstance(db, PostgresUrl):
+            look.execute("INSERT INTO schema_versions VALUES (?, ?, ?)", (version, "2026-11-27T00:00:00Z", "a newer smsmon"))
+        else:
+            look.execute(f"PRAGMA user_version = {int(version)}")
+    finally:
+        look.close()
+
+
 def nul(db: Any) -> str:
     """How a NUL character in a provider's value reads back from this store: itself from SQLite,
     U+2400 from PostgreSQL (whose text cannot hold a NUL)."""

@@ -19,7 +19,7 @@ from smsmon.ingest.committer import Committer
 from smsmon.config import Address, Secret
 from smsmon.errors import ListenerError
 from smsmon.ingest.listener import CallbackLog, Listener, ListenerConfig, parse_networks
-from tests.helpers import callback, lock_out_writers, rows, stored_bytes
+from tests.helpers import callback, lock_out_writers, rows, stored_bytes, upgrade_under
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -271,6 +271,27 @@ async def test_a_locked_database_answers_503_stores_nothing_and_recovers(db) -> 
             assert (await r.json())["status"] == "ok"
 
     assert rows(db, "SELECT event_key FROM events") == [("while-locked",)]
+
+
+async def test_once_a_newer_smsmon_has_upgraded_the_database_every_callback_is_503_and_none_is_stored(db, caplog) -> None:
+    """A newer smsmon upgraded the database under a running serve (in place): serve stores
+    nothing more (what it wrote would miss what the new schema keeps), answers 503 so that the
+    provider retries for the newer smsmon to store, says why once, and shows it in /healthz."""
+    from smsmon.store.schema import SCHEMA_VERSION
+
+    async with serving(db) as (_, url), aiohttp.ClientSession() as s:
+        status, _ = await post(s, url + "/callbacks/zeckta", callback("MESSAGE_SENT", uuid="u1", event_id="e1"))
+        assert status == 200
+        upgrade_under(db, SCHEMA_VERSION + 1)
+        for i in range(3):
+            async with s.post(url + "/callbacks/zeckta", data=json.dumps(callback(uuid="u1", event_id=f"later{i}"))) as r:
+                assert r.status == 503
+        async with s.get(url + "/healthz") as r:
+            health = await r.json()
+            assert health["status"] == "degraded" and "by a newer smsmon" in health["store"]
+    assert rows(db, "SELECT event_key FROM events") == [("e1",)]
+    said = [r for r in caplog.records if r.levelname == "ERROR" and "by a newer smsmon" in r.getMessage()]
+    assert len(said) == 1 and "every one from now on" in said[0].getMessage()
 
 
 async def test_callbacks_waiting_for_the_database_are_bounded(db) -> None:

@@ -190,24 +190,49 @@ def test_a_read_no_longer_wanted_is_stopped_by_sqlite_and_the_next_one_runs(db, 
         assert r.stats(f, now=NOW) == plain  # the connection goes on, without the question
 
 
-async def test_an_insights_count_that_fails_stops_saying_it_counts_on(db, monkeypatch) -> None:
-    """The second look failing (the database gone or locked; the app's notification says why):
-    the screen no longer says it is counting on."""
+async def test_an_insights_read_that_fails_stops_saying_it_is_loading_or_counting_on(db, monkeypatch) -> None:
+    """A read of the insights screen failing (the database gone or locked; the app's
+    notification says why): the screen no longer says it is loading, or counting on; also when
+    the second look fails while another screen is on top of it; and never about figures of
+    another period than the one that failed."""
+    import threading
+
     from smsmon.errors import StoreUnavailable
     from smsmon.ui.screens.insights import InsightsScreen
     from tests.test_app import text, until
 
     async with counting_app(db, monkeypatch) as (app, pilot):
         reading = app.gateway.reader.insights_period
+        fail = {"limits": {50}}
+        go_on = threading.Event()
+        go_on.set()
 
         def failing(*args, limit=None, **kwargs):
-            if limit == 50:
+            if limit in fail["limits"]:
+                assert go_on.wait(10)
                 raise StoreUnavailable("database /tmp/x.db unavailable: disk I/O error")
             return reading(*args, limit=limit, **kwargs)
 
         app.gateway.reader.insights_period = failing
         app.set_filter("dest:+233*")
         await pilot.press("i")
-        head = lambda: text(app.screen.query_one("#insights-head"))  # noqa: E731
-        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "counting on failed" in head())
+        insights = app.screen
+        head = lambda: text(insights.query_one("#insights-head"))  # noqa: E731
+        await until(pilot, lambda: isinstance(insights, InsightsScreen) and "counting on failed" in head())
         assert "figures of the newest 20 messages of more" in head() and "counting on to" not in head()
+
+        go_on.clear()  # the second look of the next period fails while help is on top
+        await pilot.press("w")
+        await until(pilot, lambda: "the last 7 days" in insights.sub_title or "counting on to 50" in head())
+        await until(pilot, lambda: "2026-11-16" in head() and "counting on to 50" in head())
+        await pilot.press("question_mark")
+        await until(pilot, lambda: app.screen is not insights)
+        go_on.set()
+        await until(pilot, lambda: "counting on failed" in head())
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is insights)
+
+        fail["limits"] = {20}  # now the first look of the next period fails: it says so, not "counting on failed"
+        await pilot.press("w")
+        await until(pilot, lambda: "could not read the last hour" in head())
+        assert "figures of" not in head()

@@ -324,6 +324,42 @@ def test_processes_starting_at_once_on_an_empty_database_build_the_schema_once(p
     assert rows(db, "SELECT count(*) FROM schema_versions") == [(SCHEMA_VERSION,)]
 
 
+def test_a_schema_being_upgraded_holds_up_only_its_own_writers_and_starting_holds_up_none(pg_server) -> None:
+    """Every writer's transaction shares its schema's lock, which a migration takes alone (so
+    that no batch lands between an upgrade and a writer's look at the version). The lock is the
+    schema's: an upgrade of one schema of a database stalls no writer of another; and a process
+    that opens an up-to-date schema (every serve, prune, import) takes it shared, so it neither
+    waits for writers in the middle of a batch nor makes them wait."""
+    from smsmon.errors import StoreUnavailable
+    from smsmon.store.pg.connection import connect as pg_connect
+    from smsmon.store.pg.schema import LOCK_SCHEMA, SCHEMA_LOCK, SHARE_SCHEMA
+    from tests.helpers import zevent
+
+    mine, other = schema_url(pg_server), schema_url(pg_server)
+    with open_writer(mine, busy_timeout=1.0) as w_mine, open_writer(other, busy_timeout=0.3) as w_other:
+        upgrading = pg_connect(other)  # a newer smsmon in the middle of upgrading the other schema
+        try:
+            upgrading.execute(LOCK_SCHEMA, (SCHEMA_LOCK,))
+            w_mine.apply([zevent("MESSAGE_SENT", uuid="m1", event_id="e1")])
+            with pytest.raises(StoreUnavailable, match="locked"):
+                w_other.apply([zevent("MESSAGE_SENT", uuid="o1", event_id="o1")])
+        finally:
+            upgrading.rollback()
+            upgrading.close()
+    assert rows(mine, "SELECT event_key FROM events") == [("e1",)]
+    assert rows(other, "SELECT count(*) FROM events") == [(0,)]
+
+    batch = pg_connect(mine)  # a writer in the middle of a batch
+    try:
+        batch.execute(SHARE_SCHEMA, (SCHEMA_LOCK,))
+        with open_writer(mine, busy_timeout=1.0) as w:  # starting: looks at the version, shares the lock
+            w.apply([zevent("MESSAGE_DELIVERED", uuid="m1", event_id="e2")])
+    finally:
+        batch.rollback()
+        batch.close()
+    assert rows(mine, "SELECT count(*) FROM events") == [(2,)]
+
+
 # ── commits announced ─────────────────────────────────────────────────────────────
 def test_readers_hear_of_every_commit_from_the_server(pg_server) -> None:
     from tests.helpers import zevent

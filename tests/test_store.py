@@ -19,7 +19,7 @@ from smsmon.store.schema import STORED_FLAGS, connect, migrate, open_readonly
 from smsmon.database import PostgresUrl
 from smsmon.store.backend import open_writer
 from smsmon.store.writer import FACETS, Writer
-from tests.helpers import NOW, connect as connect_to, eevent, lock_out_writers, message_events, nul, rows, zevent
+from tests.helpers import NOW, connect as connect_to, eevent, lock_out_writers, message_events, nul, rows, upgrade_under, zevent
 
 
 def test_schema_tables_indexes_and_pragmas(db_path) -> None:
@@ -341,18 +341,9 @@ def test_a_writer_whose_database_a_newer_smsmon_upgraded_writes_nothing_more(wri
     the costs come out short). From the upgrade on, its batches fail whole, saying why, and
     nothing of them is stored: serve answers 503 and the provider retries, for the newer
     smsmon to store."""
-    from smsmon.database import PostgresUrl
-
     writer.apply([zevent("MESSAGE_SENT", uuid="before", event_id="b1")])
     newer = schema.SCHEMA_VERSION + 1
-    look = connect_to(db)
-    try:
-        if isinstance(db, PostgresUrl):
-            look.execute("INSERT INTO schema_versions VALUES (?, ?, ?)", (newer, "2026-11-27T00:00:00Z", "a newer smsmon"))
-        else:
-            look.execute(f"PRAGMA user_version = {newer}")
-    finally:
-        look.close()
+    upgrade_under(db, newer)
     with pytest.raises(SchemaTooNew, match=f"upgraded to schema version {newer} by a newer smsmon while this one"):
         writer.apply([zevent("MESSAGE_DELIVERED", uuid="before", event_id="b2"), zevent("MESSAGE_SENT", uuid="after")])
     assert rows(db, "SELECT count(*) FROM events") == [(1,)]

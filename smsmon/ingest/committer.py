@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from smsmon.errors import DatabaseGone, Failure, NotSmsmonDatabase, StoreError, StoreUnavailable
+from smsmon.errors import DatabaseGone, Failure, NotSmsmonDatabase, SchemaTooNew, StoreError, StoreUnavailable
 from smsmon.lifecycle import Event
 from smsmon import database
 from smsmon.store import backend
@@ -86,6 +86,8 @@ class Committer:
         self.commit_seconds = 0.0  # time spent applying and committing
         self.last_error: str | None = None
         self.gone: DatabaseGone | None = None  # set once the file at the path stopped being this database: no commit after
+        # Set once a newer smsmon has upgraded the database under this writer: nothing is written after
+        self.refused: StoreUnavailable | None = None
         # Told of each commit that stored something, on the writer thread: (events, what became of
         # them, items in the batch, seconds it took). Metrics count with it (ingest/metrics.py).
         self.observer: Callable[[list[Event], list[Applied], int, float], None] | None = None
@@ -204,8 +206,8 @@ class Committer:
                   f" Changes not yet in the old file are kept in {moved}." if moved else "")
 
     def _commit(self, batch: list[_Item]) -> None:
-        if self.gone is not None:
-            self._resolve([(i, None, self.gone) for i in batch])
+        if self.gone is not None or self.refused is not None:
+            self._resolve([(i, None, self.gone or self.refused) for i in batch])
             return
         events = [i for i in batch if i.kind == "event"]
         letters = [i for i in batch if i.kind == "dead_letter"]
@@ -221,6 +223,13 @@ class Committer:
         except DatabaseGone as exc:
             self._lost_the_file(exc)
             self._resolve([(i, None, exc) for i in batch])
+            return
+        except SchemaTooNew as exc:  # for good: the version never goes back (errors.upgraded_under)
+            self.last_error = str(exc)
+            self.refused = StoreUnavailable(str(exc))
+            log.error("%s: %s; %d callbacks answered 503, and every one from now on", Failure.STORE_UNAVAILABLE, exc,
+                      len(batch))
+            self._resolve([(i, None, self.refused) for i in batch])
             return
         except StoreError as exc:
             self.last_error = str(exc)
@@ -245,7 +254,10 @@ class Committer:
                 self.events_stored += 1
                 self.last_event_id = max(self.last_event_id, a.event_id or 0)
         if works:  # work may have stored events too (a replay): followers and the forwarder hear of them
-            self.last_event_id = max(self.last_event_id, self._writer.latest_event_id())  # type: ignore[union-attr]
+            try:
+                self.last_event_id = max(self.last_event_id, self._writer.latest_event_id())  # type: ignore[union-attr]
+            except StoreError as exc:  # committed all the same: followers hear of it with the next batch
+                log.warning("%s: after a commit, the newest event id could not be read: %s", Failure.STORE_UNAVAILABLE, exc)
             forwarded = forwarded or self.forwarding
         self._resolve([(i, a, None) for i, a in zip(events, applied)] + [(i, None, None) for i in letters + runs + works])
         if forwarded and self.on_forward:
@@ -266,8 +278,8 @@ class Committer:
         self._writer.checkpoint_if_wal_over(WAL_LIMIT)  # type: ignore[union-attr]
 
     def _call(self, item: _Item) -> None:
-        if self.gone is not None:
-            self._resolve([(item, None, self.gone)])
+        if self.gone is not None or self.refused is not None:
+            self._resolve([(item, None, self.gone or self.refused)])
             return
         try:
             result = item.payload(self._writer)

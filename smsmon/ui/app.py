@@ -220,8 +220,9 @@ class SmsmonApp(App):
             self.notify(str(error), severity="error", timeout=10, markup=False)
             if event.worker.group == "more":
                 self.main.page_failed()
-            if hasattr(self.screen, "read_failed"):  # a screen that says what it is waiting for
-                self.screen.read_failed(event.worker.group)
+            for screen in self.screen_stack:  # whichever screen started it, on top or not, says it stopped waiting
+                if hasattr(screen, "read_failed"):
+                    screen.read_failed(event.worker)
         else:
             self.exit(return_code=1, message=f"internal error: {type(error).__name__}: {error}")
 

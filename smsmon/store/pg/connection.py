@@ -155,6 +155,8 @@ def configure(conn: psycopg.Connection, *, read_only: bool = False) -> None:
     if read_only:
         conn.read_only = True
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    else:  # a writer's statements see what committed before each began (a database may default to another level):
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED  # its look at the schema version after the lock
 
 
 class Connection:

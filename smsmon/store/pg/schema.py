@@ -34,7 +34,13 @@ log = logging.getLogger("smsmon.store")
 
 TEXT = 'text COLLATE "C"'
 TYPES = {str: TEXT, int: "bigint", float: "double precision"}
-MIGRATION_LOCK = 0x736D736D6F6E  # "smsmon": pg_advisory_xact_lock key of schema changes
+MIGRATION_LOCK = 0x736D736D6F6E  # "smsmon": pg_advisory_xact_lock key of schema changes, database-wide
+# A schema's own lock: (this, hashtext(its name)). A migration takes it alone, every writer's
+# transaction shares it (pg/writer.py), so that no batch is written between a migration and a
+# writer's look at the version. Per schema: a migration of one stalls no writer of another.
+SCHEMA_LOCK = 0x736D736D  # "smsm"
+LOCK_SCHEMA = "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))"
+SHARE_SCHEMA = "SELECT pg_advisory_xact_lock_shared($1, hashtext(current_schema()))"
 GENERATED = {
     "provider_message_id": f"{TEXT} GENERATED ALWAYS AS (substr(id, length(provider) + 2)) STORED",
     "final_at": f"{TEXT} GENERATED ALWAYS AS (CASE WHEN is_final <> 0 THEN status_at END) STORED",
@@ -198,11 +204,21 @@ def check(conn: psycopg.Connection, where: str) -> int:
 
 
 def migrate(conn: psycopg.Connection, where: str) -> int:
-    """Bring the schema up to date, one transaction per step; return the version."""
+    """Bring the schema up to date, one transaction per step; return the version. Only a step
+    to run takes the schema's lock alone (and stalls its writers): a look at an up-to-date
+    schema, which every writer's start makes, shares it."""
+    with conn.transaction():
+        conn.execute(SHARE_SCHEMA, (SCHEMA_LOCK,))
+        try:
+            if version(conn) == SCHEMA_VERSION:
+                return SCHEMA_VERSION
+        except NotSmsmonDatabase:
+            pass  # said below, under the lock
     fresh = False  # a schema built now, step by step: no upgrade to announce
     for _ in range(SCHEMA_VERSION + 1):
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock($1)", (MIGRATION_LOCK,))
+            conn.execute("SELECT pg_advisory_xact_lock($1)", (MIGRATION_LOCK,))  # as every smsmon before takes it
+            conn.execute(LOCK_SCHEMA, (SCHEMA_LOCK,))
             try:
                 current = version(conn)
             except NotSmsmonDatabase as exc:

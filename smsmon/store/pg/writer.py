@@ -37,7 +37,7 @@ from smsmon.store.aggregates import Place
 from smsmon.store.deadletters import DEAD_LETTER_BYTES, DEAD_LETTER_LIMIT, DeadLetter
 from smsmon.store.payloads import Codec
 from smsmon.store.pg.connection import Connection, clean, connect, pg_error, pool
-from smsmon.store.pg.schema import MIGRATION_LOCK, SCHEMA_VERSION, migrate
+from smsmon.store.pg.schema import SCHEMA_LOCK, SCHEMA_VERSION, SHARE_SCHEMA, migrate
 from smsmon.store.schema import MESSAGE_COLUMNS
 from smsmon.store.writer import (
     _INSERT_EVENT, _INSERT_MESSAGE, _LOAD_MESSAGE, _UPDATE_MESSAGE, _collector_waits, _update_params, EVENTS_MINUTE_KEEP,
@@ -132,7 +132,7 @@ class PgWriter:
 
     def _run(self, work: Any) -> Any:
         """`work(connection)` in one transaction, done again when another writer raced it. The
-        transaction holds the schema lock shared (a migration takes it alone, schema.migrate), and
+        transaction holds its schema's lock shared (a migration takes it alone, schema.migrate), and
         first checks that no newer smsmon has upgraded the schema since this writer opened it:
         what it wrote from then on would miss what the new schema keeps."""
         for attempt in range(RETRIES):
@@ -140,9 +140,9 @@ class PgWriter:
                 with self.pool.connection() as raw, raw.transaction():
                     self.conn = Connection(raw)
                     try:
-                        self.conn.execute("SELECT pg_advisory_xact_lock_shared(?)", (MIGRATION_LOCK,))
+                        raw.execute(SHARE_SCHEMA, (SCHEMA_LOCK,))
                         (v,) = self.conn.execute("SELECT max(version) FROM schema_versions").fetchone()  # read after the lock
-                        if v > SCHEMA_VERSION:
+                        if v is not None and v > SCHEMA_VERSION:
                             raise upgraded_under(self.url, v, SCHEMA_VERSION)
                         return work(self.conn)
                     finally:

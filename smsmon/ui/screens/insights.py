@@ -74,6 +74,7 @@ class InsightsScreen(SubScreen):
         self.data: dict[str, Any] | None = None
         self._loading: object | None = None  # the load in progress (load()), None once the screen has gone
         self._stale_found: dict[str, Any] | None = None
+        self._reading: object | None = None  # the worker reading the period now (read_failed)
         self.targets: dict[str, list[tuple[str, str, str]]] = {}  # table id -> per row (title, expression, message id)
 
     def compose(self) -> ComposeResult:
@@ -138,11 +139,11 @@ class InsightsScreen(SubScreen):
                 self.gateway.read(lambda r: r.insights_stale(flt, now=now), lambda s: self._show_stale(load, s),
                                   group="insight-stale")
             if d["partial"] and d["limit"] < figures.RAW_LIMIT:  # a first look: count on
-                self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_LIMIT),
-                                  then, group="insights")
+                self._reading = self.gateway.read(
+                    lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_LIMIT), then, group="insights")
 
-        self.gateway.read(lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_FIRST), then,
-                          group="insights")
+        self._reading = self.gateway.read(
+            lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_FIRST), then, group="insights")
 
     def on_unmount(self) -> None:
         self._loading = None  # a look delivered after the screen has gone starts nothing more
@@ -170,12 +171,16 @@ class InsightsScreen(SubScreen):
             f" median {human_duration(t['median'])}, p90 {human_duration(t['p90'])}"
             + ("" if d["until"] or self.filter.since else "   [dim](w: another period)[/]"))
 
-    def read_failed(self, group: str) -> None:
-        """A read of this screen's failed (the app has said why): a count that was going on
-        stops saying so."""
-        if group == "insights" and self.data is not None and self.data["partial"]:
+    def read_failed(self, worker: object) -> None:
+        """A read failed (the app has said why). If it was this screen's read of its period, the
+        screen stops saying it is loading, or counting on."""
+        if worker is not self._reading or self._loading is None:
+            return
+        if self.data is not None and self.data.get("load") is self._loading:  # the second look
             self.data["stopped"] = True
             self._head(self.data)
+        else:
+            self.query_one("#insights-head", Static).update(f"[$error]could not read {PERIODS[self.period][2]}[/]: see the message")
 
     @staticmethod
     def _scope(d: dict[str, Any]) -> str:
