@@ -236,3 +236,33 @@ async def test_an_insights_read_that_fails_stops_saying_it_is_loading_or_countin
         await pilot.press("w")
         await until(pilot, lambda: "could not read the last hour" in head())
         assert "figures of" not in head()
+
+
+async def test_leaving_insights_while_its_reads_are_out_ends_nothing_and_the_next_screen_reads(db, monkeypatch) -> None:
+    """Found by a new user pressing `i` then `esc` quickly: a result arriving after the screen
+    had left the stack, before its widgets went, found none to draw in, and the app ended
+    ("internal error: NoMatches"). Now what arrives for a screen that has gone is dropped, its
+    reads are cancelled, and a new insights screen reads on its own."""
+    from smsmon.ui.screens.insights import InsightsScreen
+    from smsmon.ui.screens.main import MainScreen
+    from tests.test_app import text, until
+
+    async with counting_app(db, monkeypatch) as (app, pilot):
+        release, _ = hold_reads(app, "insights_costs", lambda limit: True)  # the costs wait
+        answered: list[int] = []
+        reading = app.gateway.reader.insights_costs
+        app.gateway.reader.insights_costs = lambda *a, **k: (reading(*a, **k), answered.append(1))[0]
+        await pilot.press("i")
+        first = app.screen
+        await until(pilot, lambda: isinstance(first, InsightsScreen) and first.data is not None)  # its figures shown, costs out
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        release.set()  # the costs come back for a screen that has gone
+        await until(pilot, lambda: answered == [1])
+        # what a result arriving between the pop and the unmount does (too quick to time here):
+        first._show_costs(first.data, {"cost_by_day": [], "cost_by_network": [], "costs_partial": False})
+        first.read_failed(first._reading)
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and app.screen is not first
+                    and "messages by their latest event" in text(app.screen.query_one("#insights-head")))
+        assert app.is_running

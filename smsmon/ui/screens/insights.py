@@ -75,6 +75,7 @@ class InsightsScreen(SubScreen):
         self._loading: object | None = None  # the load in progress (load()), None once the screen has gone
         self._stale_found: dict[str, Any] | None = None
         self._reading: object | None = None  # the worker reading the period now (read_failed)
+        self._workers: list[Any] = []  # the reads it started that may still run (cancelled when it goes)
         self.targets: dict[str, list[tuple[str, str, str]]] = {}  # table id -> per row (title, expression, message id)
 
     def compose(self) -> ComposeResult:
@@ -124,7 +125,7 @@ class InsightsScreen(SubScreen):
         self._stale_found = None
 
         def then(d: dict[str, Any]) -> None:
-            if self._loading is not load:
+            if self._gone() or self._loading is not load:
                 return
             if self._stale_found is not None:  # the second look: the stale messages were read already
                 d.update(self._stale_found)
@@ -133,20 +134,32 @@ class InsightsScreen(SubScreen):
             self._show(d)
             # Costs are read apart, after (under a filter no count answers, from the same messages).
             limit = d["limit"] if d["partial"] else None  # all of them: at most RAW_LIMIT
-            self.gateway.read(lambda r: r.insights_costs(flt, period=period, now=now, limit=limit),
-                              lambda c: self._show_costs(d, c), group="insight-costs")
+            self._read(lambda r: r.insights_costs(flt, period=period, now=now, limit=limit),
+                       lambda c: self._show_costs(d, c), "insight-costs")
             if d["stale_count"] is None and first_look:  # a filter the aggregates cannot answer: counted apart, after
-                self.gateway.read(lambda r: r.insights_stale(flt, now=now), lambda s: self._show_stale(load, s),
-                                  group="insight-stale")
+                self._read(lambda r: r.insights_stale(flt, now=now), lambda s: self._show_stale(load, s), "insight-stale")
             if d["partial"] and d["limit"] < figures.RAW_LIMIT:  # a first look: count on
-                self._reading = self.gateway.read(
-                    lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_LIMIT), then, group="insights")
+                self._reading = self._read(
+                    lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_LIMIT), then, "insights")
 
-        self._reading = self.gateway.read(
-            lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_FIRST), then, group="insights")
+        self._reading = self._read(
+            lambda r: r.insights_period(flt, period=period, now=now, limit=figures.RAW_FIRST), then, "insights")
+
+    def _read(self, fetch: Callable[[Any], Any], then: Callable[[Any], None], group: str) -> Any:
+        """A read of this screen's, the newest of its group winning; cancelled if the screen goes."""
+        worker = self.gateway.read(fetch, then, group=group)
+        self._workers = [w for w in self._workers if w.is_running] + [worker]
+        return worker
+
+    def _gone(self) -> bool:
+        """Popped (it leaves the stack at once, its widgets a little later: a result arriving
+        between the two found none to draw in, and ended the app), or unmounted."""
+        return self._loading is None or self not in self.app.screen_stack
 
     def on_unmount(self) -> None:
         self._loading = None  # a look delivered after the screen has gone starts nothing more
+        for worker in self._workers:  # and SQLite stops what it was reading for it (Reader.stoppable)
+            worker.cancel()
 
     def action_period(self) -> None:
         self.period = (self.period + 1) % len(PERIODS)
@@ -174,7 +187,7 @@ class InsightsScreen(SubScreen):
     def read_failed(self, worker: object) -> None:
         """A read failed (the app has said why). If it was this screen's read of its period, the
         screen stops saying it is loading, or counting on."""
-        if worker is not self._reading or self._loading is None:
+        if self._gone() or worker is not self._reading:
             return
         if self.data is not None and self.data.get("load") is self._loading:  # the second look
             self.data["stopped"] = True
@@ -234,7 +247,7 @@ class InsightsScreen(SubScreen):
 
     def _show_stale(self, load: object, found: dict[str, Any]) -> None:
         """The stale messages, read apart (a filter the aggregates cannot answer)."""
-        if load is not self._loading:  # the screen has moved on to another period or filter
+        if self._gone() or load is not self._loading:  # the screen has gone, or moved on to another period
             return
         self._stale_found = found  # kept for the second look at the period
         if self.data is not None and self.data.get("load") is load:
@@ -252,7 +265,7 @@ class InsightsScreen(SubScreen):
 
     def _show_costs(self, shown: dict[str, Any], d: dict[str, Any]) -> None:
         """The costs of the figures on screen (`shown`): dropped when those have been replaced."""
-        if shown is not self.data:
+        if self._gone() or shown is not self.data:
             return
         self.data.update(d)
         expr = filters.expression
