@@ -37,14 +37,14 @@ def test_a_small_scope_is_exact_and_a_large_one_says_it_is_partial(db, monkeypat
         assert not exact.partial and exact.messages > 60
         monkeypatch.setattr(stats, "RAW_LIMIT", 50)
         capped = r.stats(f, now=NOW)
-    assert capped.partial and capped.messages <= 51
+    assert capped.partial and capped.messages == 50  # the first 50: their figures add up to what is said
 
 
 def test_stats_command_says_the_figures_are_of_the_first_messages_only(db, monkeypatch) -> None:
     monkeypatch.setattr(stats, "RAW_LIMIT", 50)
     r = CliRunner().invoke(cli, ["stats", "--db", str(db), "--filter", "dest:+233*"])
     assert r.exit_code == 0, r.output
-    assert "more than 50 messages; the figures below are of the first 50 read" in r.stdout
+    assert "50 messages or more; the figures below are of the first 50 read" in r.stdout
     as_json = CliRunner().invoke(cli, ["stats", "--db", str(db), "--filter", "dest:+233*", "--json"])
     assert json.loads(as_json.stdout)["partial"] is True and json.loads(as_json.stdout)["limit"] == 50
 
@@ -111,10 +111,10 @@ async def test_a_large_prefix_shows_the_figures_of_its_first_messages_at_once_th
         release, limits = hold_reads(app, "stats", lambda limit: limit == 50)
         summary = app.screen.query_one("#summary")
         app.set_filter("dest:+233*")
-        await until(pilot, lambda: "figures of the first 20 messages of more" in text(summary))
+        await until(pilot, lambda: "figures of the first 20 messages only" in text(summary))
         assert "counting on to 50" in text(summary)
         release.set()
-        await until(pilot, lambda: "figures of the first 50 messages of more" in text(summary))
+        await until(pilot, lambda: "figures of the first 50 messages only" in text(summary))
         assert "narrow the filter for exact ones" in text(summary)
         assert limits == [20, 50]
 
@@ -134,15 +134,15 @@ async def test_insights_under_a_large_prefix_show_its_first_messages_at_once_the
         app.set_filter("dest:+233*")
         await pilot.press("i")
         head = lambda: text(app.screen.query_one("#insights-head"))  # noqa: E731
-        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "figures of the newest 20 messages of more" in head())
+        await until(pilot, lambda: isinstance(app.screen, InsightsScreen) and "figures of the newest 20 messages only" in head())
         assert "counting on to 50" in head()
-        await until(pilot, lambda: "(of the newest 20 messages of more)" in text(app.screen.query_one("#cost-network-title")))
+        await until(pilot, lambda: "(of the newest 20 messages only)" in text(app.screen.query_one("#cost-network-title")))
         await until(pilot, lambda: "counting …" not in text(app.screen.query_one("#stale-title")))
         release.set()
-        await until(pilot, lambda: "figures of the newest 50 messages of more" in head())
+        await until(pilot, lambda: "figures of the newest 50 messages only" in head())
         assert "narrow the filter for exact ones" in head()
         assert "first bar: read in part" in text(app.screen.query_one("#rate-caption"))
-        await until(pilot, lambda: "(of the newest 50 messages of more)" in text(app.screen.query_one("#cost-network-title")))
+        await until(pilot, lambda: "(of the newest 50 messages only)" in text(app.screen.query_one("#cost-network-title")))
         assert "counting …" not in text(app.screen.query_one("#stale-title"))  # kept from the first look
         assert limits == [20, 50] and stale_reads == [1]
 
@@ -219,7 +219,7 @@ async def test_an_insights_read_that_fails_stops_saying_it_is_loading_or_countin
         insights = app.screen
         head = lambda: text(insights.query_one("#insights-head"))  # noqa: E731
         await until(pilot, lambda: isinstance(insights, InsightsScreen) and "counting on failed" in head())
-        assert "figures of the newest 20 messages of more" in head() and "counting on to" not in head()
+        assert "figures of the newest 20 messages only" in head() and "counting on to" not in head()
 
         go_on.clear()  # the second look of the next period fails while help is on top
         await pilot.press("w")

@@ -104,7 +104,7 @@ def plural(n: int, word: str) -> str:
 
 def render_stats(s: Stats, source: str, window: timedelta) -> str:
     rate = f"{s.delivery_rate:.1%}" if s.delivery_rate is not None else "—"
-    head = (f"more than {s.limit:,} messages; the figures below are of the first {s.limit:,} read"
+    head = (f"{s.limit:,} messages or more; the figures below are of the first {s.limit:,} read"
             " (this filter is one the maintained counts cannot answer: narrow it, e.g. with since:, for exact figures)"
             if s.partial else f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}")
     lines = [head + (f"  (filter: {source})" if source else ""),

@@ -252,9 +252,10 @@ def _keeps_delivered(f: Filter) -> bool:
 
 
 def _raw(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta, limit: int) -> tuple[Tally, int]:
-    """The matching messages themselves, at most `limit` (+1, to know there are more), counted
-    by SQLite into a few hundred groups (per message in Python it took as long as the reading):
-    (tally, stale among them)."""
+    """The matching messages themselves, the first `limit` of them, counted by SQLite into a few
+    hundred groups (per message in Python it took as long as the reading): (tally, stale among
+    them). Partial when it read `limit`: there may be more (reading one more to know would count
+    it too; leaving it out took 70 % longer, measured)."""
     hint, conds, params = _plan(conn, f, now, window)
     rows = conn.execute(
         "SELECT p, raw, code, net, country, bucket, count(*), sum(events), sum(stale) FROM ("
@@ -262,8 +263,8 @@ def _raw(conn: sqlite3.Connection, f: Filter, now: datetime, window: timedelta, 
         " coalesce(network, '') AS net, coalesce(country_code, '') AS country, events_count AS events,"
         f" {BUCKET_SQL} AS bucket, is_final = 0 AND last_event_at < ? AS stale FROM messages{hint}"
         f" WHERE {' AND '.join(conds) or '1'} LIMIT ?) GROUP BY 1, 2, 3, 4, 5, 6",
-        [fmt(now - window), *params, limit + 1]).fetchall()
-    tally = Tally(partial=sum(r[6] for r in rows) > limit)  # then one message too many is counted: "more than"
+        [fmt(now - window), *params, limit]).fetchall()
+    tally = Tally(partial=sum(r[6] for r in rows) >= limit)
     stale = 0
     for p, raw, code, net, country, b, n, events, stale_n in rows:
         tally.add((p, raw, code, net, country), n, events)

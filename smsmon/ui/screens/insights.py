@@ -202,10 +202,11 @@ class InsightsScreen(SubScreen):
         if not d["partial"]:
             return plural(d["totals"]["messages"], "message")
         if d.get("stopped"):
-            return f"[$warning]figures of the newest {d['limit']:,} messages of more[/] (counting on failed: see the message)"
+            return f"[$warning]figures of the newest {d['limit']:,} messages only[/] (counting on failed: see the message)"
         if d["limit"] < figures.RAW_LIMIT:
-            return f"[$warning]figures of the newest {d['limit']:,} messages of more[/] (counting on to {figures.RAW_LIMIT:,} …)"
-        return f"[$warning]figures of the newest {d['limit']:,} messages of more[/] (narrow the filter for exact ones)"
+            return f"[$warning]figures of the newest {d['limit']:,} messages only[/] (counting on to {figures.RAW_LIMIT:,} …)"
+        return (f"[$warning]figures of the newest {d['limit']:,} messages only[/] (there may be more: narrow the filter"
+                " for exact ones)")
 
     def _fill(self, name: str, title: str, columns: list[str], rows: list[tuple[list[Any], tuple[str, str, str] | None]],
               empty: str) -> None:
@@ -269,7 +270,7 @@ class InsightsScreen(SubScreen):
             return
         self.data.update(d)
         expr = filters.expression
-        of = f" (of the newest {shown['limit']:,} messages of more)" if d["costs_partial"] else ""
+        of = f" (of the newest {shown['limit']:,} messages only)" if d["costs_partial"] else ""
         self._fill("cost-network", "Cost by network" + of, ["cost", "priced", "of messages", "provider", "network"],
                    [([f"{r['cost']:,.3f}", f"{r['priced']:,}", f"{r['messages']:,}", r["provider"],
                       r["network"] or "not given by the provider"],

@@ -60,7 +60,7 @@ class Summary(Horizontal):
         if not s.partial:
             return f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}", plural(s.events, "event")
         if s.limit < figures.RAW_LIMIT:
-            return (f"[$warning]figures of the first {s.limit:,} messages of more[/] (counting on to {figures.RAW_LIMIT:,} …)",
-                    f"[$warning]first {s.limit:,} of more[/] …")
-        return (f"[$warning]figures of the first {s.limit:,} messages of more[/] (narrow the filter for exact ones)",
-                f"[$warning]first {s.limit:,} of more[/]")
+            return (f"[$warning]figures of the first {s.limit:,} messages only[/] (counting on to {figures.RAW_LIMIT:,} …)",
+                    f"[$warning]first {s.limit:,} only[/] …")
+        return (f"[$warning]figures of the first {s.limit:,} messages only[/] (there may be more: narrow the filter"
+                " for exact ones)", f"[$warning]first {s.limit:,} only[/]")
