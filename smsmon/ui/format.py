@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from smsmon.store import stats as figures
 from smsmon.timeutil import parse_iso
 
 FUTURE_S = 1.0  # a negative gap shorter than this is two clocks a little apart, not a time in the future
@@ -11,6 +12,18 @@ FUTURE_S = 1.0  # a negative gap shorter than this is two clocks a little apart,
 # Outcome -> the suffix of the component classes that colour it (`messages-table--delivered`);
 # the colours themselves are theme variables, in smsmon.tcss.
 OUTCOME_CLASSES = {"DELIVERED": "delivered", "NOT_DELIVERED": "not-delivered", "IN_FLIGHT": "in-flight", "UNKNOWN": "unknown"}
+
+
+def partial_figures(which: str, limit: int, *, stopped: bool = False) -> str:
+    """What figures counted from the `which` ("first", "newest") `limit` matching messages only
+    are of (a filter no count answers), in the words of the main screen and of insights alike:
+    counting on to RAW_LIMIT, or its counting on failed, or there at RAW_LIMIT."""
+    head = f"[$warning]figures of the {which} {limit:,} messages only[/]"
+    if stopped:
+        return f"{head} (counting on failed: see the message)"
+    if limit < figures.RAW_LIMIT:
+        return f"{head} (counting on to {figures.RAW_LIMIT:,} …)"
+    return f"{head} (there may be more: narrow the filter for exact ones)"
 
 
 def ago(iso: str | None, now: datetime) -> str:

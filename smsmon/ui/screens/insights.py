@@ -28,6 +28,7 @@ from smsmon.normalize import country_name
 from smsmon.present import CURRENCY_NOTE, plural
 from smsmon.store import stats as figures
 from smsmon.timeutil import UTC_ZONE, DisplayZone, human_duration
+from smsmon.ui.format import partial_figures
 from smsmon.ui.gateway import Gateway
 from smsmon.ui.screens.base import SubScreen
 from smsmon.ui.widgets.charts import draw_latency, draw_rate, make_plot
@@ -201,12 +202,7 @@ class InsightsScreen(SubScreen):
         messages themselves answer) the newest `limit` while it counts on, then the newest RAW_LIMIT."""
         if not d["partial"]:
             return plural(d["totals"]["messages"], "message")
-        if d.get("stopped"):
-            return f"[$warning]figures of the newest {d['limit']:,} messages only[/] (counting on failed: see the message)"
-        if d["limit"] < figures.RAW_LIMIT:
-            return f"[$warning]figures of the newest {d['limit']:,} messages only[/] (counting on to {figures.RAW_LIMIT:,} …)"
-        return (f"[$warning]figures of the newest {d['limit']:,} messages only[/] (there may be more: narrow the filter"
-                " for exact ones)")
+        return partial_figures("newest", d["limit"], stopped=d.get("stopped", False))
 
     def _fill(self, name: str, title: str, columns: list[str], rows: list[tuple[list[Any], tuple[str, str, str] | None]],
               empty: str) -> None:

@@ -15,6 +15,7 @@ from smsmon.present import plural
 from smsmon.store import stats as figures
 from smsmon.store.stats import Stats
 from smsmon.timeutil import human_duration
+from smsmon.ui.format import partial_figures
 from smsmon.ui.widgets.activity import Activity, second
 from smsmon.ui.widgets.flow import Fact, Flow
 
@@ -59,8 +60,5 @@ class Summary(Horizontal):
         themselves answer) the first RAW_FIRST while the count goes on, then the first RAW_LIMIT."""
         if not s.partial:
             return f"{plural(s.messages, 'message')}, {plural(s.events, 'event')}", plural(s.events, "event")
-        if s.limit < figures.RAW_LIMIT:
-            return (f"[$warning]figures of the first {s.limit:,} messages only[/] (counting on to {figures.RAW_LIMIT:,} …)",
-                    f"[$warning]first {s.limit:,} only[/] …")
-        return (f"[$warning]figures of the first {s.limit:,} messages only[/] (there may be more: narrow the filter"
-                " for exact ones)", f"[$warning]first {s.limit:,} only[/]")
+        return partial_figures("first", s.limit), f"[$warning]first {s.limit:,} only[/]" + (
+            " …" if s.limit < figures.RAW_LIMIT else "")
