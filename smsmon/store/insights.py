@@ -213,11 +213,10 @@ def _from_messages(conn: sqlite3.Connection, fp: Filter, step: timedelta, now: d
     buckets: dict[str, figures.Tally] = {}
     total = figures.Tally()
     for key, p, raw, code, net, country, b, n, events in conn.execute(
-            f"SELECT substr(last_event_at, 1, {chars}), p, raw, code, net, country, b, count(*), sum(events_count) FROM ("
-            "SELECT last_event_at, provider AS p, coalesce(raw_status, '') AS raw, coalesce(error_code, '') AS code,"
-            f" coalesce(network, '') AS net, coalesce(country_code, '') AS country, {figures.BUCKET_SQL} AS b, events_count"
-            f" FROM messages{hint} WHERE {' AND '.join(conds) or '1'} ORDER BY last_event_at DESC LIMIT ?)"
-            " GROUP BY 1, 2, 3, 4, 5, 6, 7",
+            f"SELECT substr(last_event_at, 1, {chars}), {aggregates.DIMS_SQL}, {figures.BUCKET_SQL}, count(*),"
+            " sum(events_count) FROM (SELECT last_event_at, provider, raw_status, error_code, network, country_code,"
+            f" deliver_seconds, events_count FROM messages{hint} WHERE {' AND '.join(conds) or '1'}"
+            " ORDER BY last_event_at DESC LIMIT ?) GROUP BY 1, 2, 3, 4, 5, 6, 7",
             [*params, limit]):
         for t in (buckets.setdefault(key, figures.Tally()), total):
             t.add((p, raw, code, net, country), n, events)
